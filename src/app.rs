@@ -1,0 +1,272 @@
+//! The subcommands, wired from the pieces: what `main` runs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::avepoint::ApiClient;
+use crate::cli::{CheckArgs, DemoArgs, ServeArgs, SimulateArgs};
+use crate::collect::{Collector, Snapshot};
+use crate::config::{CLIENT_SECRET_ENV, ConfigError, Settings};
+use crate::metrics::{ApiMetrics, BuildInfo};
+use crate::simulator::{RunningSimulator, SimulatorConfig};
+use crate::web::{self, AppState};
+
+/// Why a subcommand could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The HTTP client could not be built (TLS setup).
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    /// The listen address is unusable.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address asked for.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Look up environment variables for [`Settings::load`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Everything `serve` and `demo` run: the shared state behind the web routes.
+pub fn build_state(settings: &Settings, telemetry_path: &str) -> Result<Arc<AppState>, AppError> {
+    let api_metrics = ApiMetrics::default();
+    let client = Arc::new(ApiClient::new(&settings.avepoint, api_metrics.clone())?);
+    let collector = Arc::new(Collector::new(
+        client,
+        settings.targets.clone(),
+        settings.avepoint.concurrency,
+    ));
+    Ok(Arc::new(AppState {
+        collector,
+        api_metrics,
+        build: BuildInfo::default(),
+        telemetry_path: telemetry_path.to_owned(),
+    }))
+}
+
+async fn bind(address: &str) -> Result<tokio::net::TcpListener, AppError> {
+    let listen_error = |source| AppError::Listen {
+        address: address.to_owned(),
+        source,
+    };
+    let socket = web::resolve_listen_address(address)
+        .await
+        .map_err(listen_error)?;
+    tokio::net::TcpListener::bind(socket)
+        .await
+        .map_err(listen_error)
+}
+
+async fn serve_state(address: &str, state: Arc<AppState>) -> Result<(), AppError> {
+    let listener = bind(address).await?;
+    let local = listener.local_addr().map_err(AppError::Serve)?;
+    tracing::info!(
+        address = %local,
+        telemetry_path = %state.telemetry_path,
+        targets = state.collector.targets().len(),
+        "listening"
+    );
+    web::serve(listener, web::router(state), web::shutdown_signal())
+        .await
+        .map_err(AppError::Serve)
+}
+
+/// `serve`: run the exporter until SIGINT/SIGTERM.
+pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
+    let settings = Settings::load(&args.config_file, process_env)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %settings.source.display(),
+        environment = ?settings.avepoint.environment,
+        endpoint = settings.avepoint.endpoint.name(),
+        "starting avepoint-exporter"
+    );
+    let state = build_state(&settings, &args.telemetry_path)?;
+    serve_state(&args.listen_address, state).await
+}
+
+/// `check`: fetch every target once, print a table; `Ok(false)` when any failed.
+pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
+    let settings = Settings::load(&args.config_file, process_env)?;
+    let state = build_state(&settings, "/metrics")?;
+    // No Prometheus deadline here: give every request its full timeout and one retry.
+    let budget = settings.avepoint.request_timeout * 3;
+    let snapshot = state.collector.collect(budget).await;
+    print!("{}", check_table(&snapshot));
+    Ok(snapshot.failures() == 0)
+}
+
+/// The `check` report: one row per target, then a summary line.
+pub fn check_table(snapshot: &Snapshot) -> String {
+    let mut rows = vec![[
+        "CUSTOMER".to_owned(),
+        "PROFILE".to_owned(),
+        "NAME".to_owned(),
+        "LAST SCAN".to_owned(),
+        "NEW".to_owned(),
+        "MOVED".to_owned(),
+        "REMOVED".to_owned(),
+        "REPORT TIME".to_owned(),
+        "RESULT".to_owned(),
+    ]];
+    for result in &snapshot.profiles {
+        let target = &result.target;
+        rows.push(match &result.outcome {
+            Ok(report) => [
+                target.customer_id.clone(),
+                target.profile_id.clone(),
+                printable(&report.profile_name),
+                crate::avepoint::ScanStatus::from_code(report.last_scan_status).map_or_else(
+                    || format!("unknown ({})", report.last_scan_status),
+                    |s| s.description().to_owned(),
+                ),
+                report.new_registered_content_count.to_string(),
+                report.moved_to_another_container.to_string(),
+                report.removed_from_m365_or_out_of_policy.to_string(),
+                report
+                    .last_update_time
+                    .map_or_else(|| "-".to_owned(), crate::avepoint::model::api_time::format),
+                "ok".to_owned(),
+            ],
+            Err(error) => [
+                target.customer_id.clone(),
+                target.profile_id.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("FAILED: {}", error.message),
+            ],
+        });
+    }
+    let mut widths = [0usize; 9];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut table = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (index, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if index == row.len() - 1 {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(width - cell.chars().count() + 2));
+            }
+        }
+        table.push_str(line.trim_end());
+        table.push('\n');
+    }
+    let failed = snapshot.failures();
+    table.push_str(&format!(
+        "\n{} profiles: {} ok, {} failed\n",
+        snapshot.profiles.len(),
+        snapshot.profiles.len() - failed,
+        failed
+    ));
+    table
+}
+
+/// Names can hold newlines and other control characters; keep the table intact.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(char::escape_default)
+        .collect::<String>()
+}
+
+/// `demo`: the simulator on a free loopback port and the exporter against it.
+pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
+    let simulator_config = SimulatorConfig {
+        customers: args.customers,
+        profiles_per_customer: args.profiles_per_customer,
+        latency: Duration::from_millis(20),
+        // A little weather, so the dashboard's error and 429 panels have
+        // something to show; the exporter's one retry hides it from the data.
+        error_rate: 0.02,
+        throttle_rate: 0.02,
+        day_length: args.day_length,
+        seed: args.seed,
+        ..SimulatorConfig::default()
+    };
+    let secret = simulator_config.client_secret.clone();
+    let simulator = RunningSimulator::start(simulator_config, ([127, 0, 0, 1], 0).into())
+        .await
+        .map_err(|source| AppError::Listen {
+            address: "127.0.0.1:0".into(),
+            source,
+        })?;
+    let config_text = simulator.exporter_config(None);
+    let settings = Settings::from_yaml(&config_text, Path::new("<demo>"), |name| {
+        (name == CLIENT_SECRET_ENV).then(|| secret.clone())
+    })?;
+    let state = build_state(&settings, "/metrics")?;
+    let listener = bind(&args.listen_address).await?;
+    let local = listener.local_addr().map_err(AppError::Serve)?;
+    println!(
+        "avepoint-exporter demo: {} customers x {} scan profiles, a simulated day every {}\n\
+         \n  metrics:    http://{local}/metrics\n  landing:    http://{local}/\n  simulator:  {}\n\
+         \nThe config it runs with (a real one looks the same, with AvePoint's URLs\nleft to `environment` and the secret in AVEPOINT_CLIENT_SECRET or a file):\n\n{config_text}\nPress Ctrl-C to stop.",
+        args.customers,
+        args.profiles_per_customer,
+        humantime::format_duration(args.day_length),
+        simulator.base_url(),
+    );
+    tracing::info!(address = %local, simulator = %simulator.base_url(), "demo listening");
+    let result = web::serve(listener, web::router(state), web::shutdown_signal())
+        .await
+        .map_err(AppError::Serve);
+    simulator.stop();
+    result
+}
+
+/// `simulate`: only the simulated AvePoint API, until SIGINT/SIGTERM.
+pub async fn simulate(args: SimulateArgs) -> Result<(), AppError> {
+    let listen_error = |source| AppError::Listen {
+        address: args.listen.clone(),
+        source,
+    };
+    let address = web::resolve_listen_address(&args.listen)
+        .await
+        .map_err(listen_error)?;
+    let config = SimulatorConfig {
+        customers: args.customers,
+        profiles_per_customer: args.profiles_per_customer,
+        latency: args.latency,
+        error_rate: args.error_rate,
+        throttle_rate: args.throttle_rate,
+        day_length: args.day_length,
+        token_lifetime: args.token_lifetime,
+        seed: args.seed,
+        ..SimulatorConfig::default()
+    };
+    let (client_id, client_secret) = (config.client_id.clone(), config.client_secret.clone());
+    let simulator = RunningSimulator::start(config, address)
+        .await
+        .map_err(listen_error)?;
+    println!(
+        "AvePoint API simulator on {}\n  token URL:     {}\n  client id:     {client_id}\n  client secret: {client_secret}\n\
+         \nAn exporter config for it (export AVEPOINT_CLIENT_SECRET={client_secret}):\n\n{}",
+        simulator.base_url(),
+        simulator.token_url(),
+        simulator.exporter_config(None)
+    );
+    web::shutdown_signal().await;
+    simulator.stop();
+    Ok(())
+}

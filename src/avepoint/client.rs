@@ -1,0 +1,379 @@
+//! The HTTP client for AvePoint's Graph API: one typed call per endpoint,
+//! typed errors, the `request-id` of every failure, and one token refresh
+//! when the API answers 401.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Response, StatusCode};
+use url::Url;
+
+use super::auth::{AccessToken, AuthError, TokenSource};
+use super::model::{ApiErrorBody, ScanProfileReport};
+use crate::config::{AvePointSettings, ProfileEndpoint, ProfileTarget};
+use crate::metrics::{ApiEndpoint, ApiMetrics};
+
+/// Largest profile response accepted. The `changes` endpoint carries object
+/// lists, so this is generous; anything larger is refused, not buffered.
+pub const MAX_PROFILE_BODY: usize = 4 * 1024 * 1024;
+/// Upstream error text is cut to this many characters in errors and logs.
+const MAX_ERROR_TEXT: usize = 200;
+
+/// Why a call to the API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No token could be had.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The API answered with a non-success status.
+    #[error("HTTP {status}: {hint}{}{}", detail(.message), request_id_note(.request_id))]
+    Status {
+        /// HTTP status.
+        status: StatusCode,
+        /// What the status means for this exporter and what to do.
+        hint: String,
+        /// The body's `message`, when there is one.
+        message: Option<String>,
+        /// AvePoint's `request-id` header, for support tickets.
+        request_id: Option<String>,
+        /// `Retry-After` of a 429 or 503, when sent.
+        retry_after: Option<Duration>,
+    },
+    /// No HTTP answer: connection refused or reset, TLS, or the request timeout.
+    #[error("request failed: {message}")]
+    Transport {
+        /// The error chain.
+        message: String,
+        /// Whether the request timed out.
+        timeout: bool,
+    },
+    /// A 200 whose body is not the expected JSON.
+    #[error("invalid response body: {message}{}", request_id_note(.request_id))]
+    Decode {
+        /// What is wrong with it.
+        message: String,
+        /// AvePoint's `request-id` header.
+        request_id: Option<String>,
+    },
+}
+
+fn detail(message: &Option<String>) -> String {
+    message
+        .as_deref()
+        .map(|message| format!(" (AvePoint says: {message})"))
+        .unwrap_or_default()
+}
+
+fn request_id_note(request_id: &Option<String>) -> String {
+    request_id
+        .as_deref()
+        .map(|id| format!(" [request-id {id}]"))
+        .unwrap_or_default()
+}
+
+impl ApiError {
+    /// AvePoint's `request-id` of the failed response, if any.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            ApiError::Status { request_id, .. } | ApiError::Decode { request_id, .. } => {
+                request_id.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// A short, stable word for logs and the `check` table: the HTTP status
+    /// code, or what happened instead of an HTTP answer.
+    pub fn status_label(&self) -> String {
+        match self {
+            ApiError::Auth(_) => "auth".into(),
+            ApiError::Status { status, .. } => status.as_u16().to_string(),
+            ApiError::Transport { timeout: true, .. } => "timeout".into(),
+            ApiError::Transport { .. } => "error".into(),
+            ApiError::Decode { .. } => "invalid_body".into(),
+        }
+    }
+}
+
+/// Client for the scan profile endpoints.
+#[derive(Debug)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base_url: Url,
+    endpoint: ProfileEndpoint,
+    tokens: TokenSource,
+    metrics: ApiMetrics,
+}
+
+impl ApiClient {
+    /// Build the HTTP client (rustls, keep-alive, HTTP/2 where offered).
+    pub fn new(settings: &AvePointSettings, metrics: ApiMetrics) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("avepoint-exporter/", env!("CARGO_PKG_VERSION")))
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?;
+        let tokens = TokenSource::new(
+            http.clone(),
+            settings.token_url.clone(),
+            settings.client_id.clone(),
+            settings.client_secret.clone(),
+            settings.scope.clone(),
+            metrics.clone(),
+        );
+        Ok(Self {
+            http,
+            base_url: settings.base_url.clone(),
+            endpoint: settings.endpoint,
+            tokens,
+            metrics,
+        })
+    }
+
+    /// The latest daily report of one scan profile, with at most one retry
+    /// (after a 429/503 `Retry-After`, a 5xx or a dropped connection) and
+    /// only when the retry can still finish before `deadline`.
+    pub async fn scan_profile(
+        &self,
+        target: &ProfileTarget,
+        deadline: tokio::time::Instant,
+    ) -> Result<ScanProfileReport, ApiError> {
+        match self.scan_profile_once(target).await {
+            Err(error) => match retry_delay(&error) {
+                Some(delay) if tokio::time::Instant::now() + delay < deadline => {
+                    self.metrics
+                        .observe_retry(ApiEndpoint::ScanProfile, &error.status_label());
+                    tracing::debug!(%target, error = %error, ?delay, "retrying once");
+                    tokio::time::sleep(delay).await;
+                    self.scan_profile_once(target).await
+                }
+                _ => Err(error),
+            },
+            ok => ok,
+        }
+    }
+
+    async fn scan_profile_once(
+        &self,
+        target: &ProfileTarget,
+    ) -> Result<ScanProfileReport, ApiError> {
+        let url = self.url(&self.endpoint.path(&target.customer_id, &target.profile_id));
+        let token = self.tokens.token().await?;
+        let response = match self.get(&url, &token).await? {
+            // The token may have been revoked or expired early: one fresh
+            // token and one retry, never a loop.
+            response if response.status() == StatusCode::UNAUTHORIZED => {
+                self.tokens.invalidate(&token).await;
+                let token = self.tokens.token().await?;
+                self.get(&url, &token).await?
+            }
+            response => response,
+        };
+        let started = Instant::now();
+        let status = response.status();
+        let request_id = request_id(&response);
+        if !status.is_success() {
+            return Err(self.status_error(response, request_id).await);
+        }
+        let body = read_body_limited(response, MAX_PROFILE_BODY)
+            .await
+            .map_err(|error| ApiError::Decode {
+                message: error.to_string(),
+                request_id: request_id.clone(),
+            })?;
+        tracing::trace!(elapsed = ?started.elapsed(), bytes = body.len(), "read profile body");
+        serde_json::from_slice(&body).map_err(|error| ApiError::Decode {
+            message: format!("not a scan profile report: {error}"),
+            request_id,
+        })
+    }
+
+    async fn get(&self, url: &Url, token: &AccessToken) -> Result<Response, ApiError> {
+        let started = Instant::now();
+        let result = self
+            .http
+            .get(url.clone())
+            .bearer_auth(token.expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await;
+        let status = result.as_ref().ok().map(Response::status);
+        self.metrics
+            .observe_request(ApiEndpoint::ScanProfile, status, started.elapsed());
+        result.map_err(|error| ApiError::Transport {
+            message: error_chain(&error),
+            timeout: error.is_timeout(),
+        })
+    }
+
+    async fn status_error(&self, response: Response, request_id: Option<String>) -> ApiError {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let message = read_body_limited(response, 64 * 1024)
+            .await
+            .ok()
+            .and_then(|body| serde_json::from_slice::<ApiErrorBody>(&body).ok())
+            .and_then(|body| body.message)
+            .map(|message| sanitize(&message, ""));
+        let hint = match status {
+            StatusCode::UNAUTHORIZED => {
+                "the API rejected a freshly issued token; check the app registration".to_owned()
+            }
+            StatusCode::FORBIDDEN => {
+                "the app registration lacks the permission elements.scanprofiles.read.all; grant it in Elements > API app registration".to_owned()
+            }
+            StatusCode::NOT_FOUND => format!(
+                "customer or scan profile not found on the {} endpoint; check the ids, or try `avepoint.endpoint: {}`",
+                self.endpoint.name(),
+                self.endpoint.other().name()
+            ),
+            StatusCode::TOO_MANY_REQUESTS => match retry_after {
+                Some(wait) => format!("rate limited by AvePoint, retry after {}s", wait.as_secs()),
+                None => "rate limited by AvePoint".to_owned(),
+            },
+            status if status.is_server_error() => "AvePoint server error".to_owned(),
+            _ => "unexpected status".to_owned(),
+        };
+        ApiError::Status {
+            status,
+            hint,
+            message,
+            request_id,
+            retry_after,
+        }
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut url = self.base_url.clone();
+        let base_path = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base_path}{path}"));
+        url
+    }
+}
+
+/// How long to wait before the one retry an error deserves, if any.
+fn retry_delay(error: &ApiError) -> Option<Duration> {
+    match error {
+        ApiError::Status {
+            status,
+            retry_after,
+            ..
+        } if *status == StatusCode::TOO_MANY_REQUESTS
+            || *status == StatusCode::SERVICE_UNAVAILABLE =>
+        {
+            Some(retry_after.unwrap_or(Duration::from_secs(1)))
+        }
+        ApiError::Status { status, .. } if status.is_server_error() => Some(jitter(100, 300)),
+        ApiError::Transport { timeout: false, .. } => Some(jitter(100, 300)),
+        _ => None,
+    }
+}
+
+/// A random delay between `min_ms` and `max_ms`, so retries of many
+/// profiles do not arrive at AvePoint in lockstep.
+fn jitter(min_ms: u64, max_ms: u64) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new().hash_one(Instant::now());
+    Duration::from_millis(min_ms + random % (max_ms - min_ms + 1))
+}
+
+fn request_id(response: &Response) -> Option<String> {
+    response
+        .headers()
+        .get("request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(|value| sanitize(value, ""))
+}
+
+/// An error with all its sources, so "error sending request" says why.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Make upstream text safe to log: no control characters, bounded length,
+/// and never the given secret.
+pub(crate) fn sanitize(text: &str, secret: &str) -> String {
+    let text = if secret.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(secret, "<secret>")
+    };
+    let mut clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_ERROR_TEXT)
+        .collect();
+    if text.chars().count() > MAX_ERROR_TEXT {
+        clean.push('…');
+    }
+    clean
+}
+
+/// The body was larger than allowed, or broke off.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Larger than the limit; reading stopped there.
+    #[error("response body larger than {limit} bytes, refused")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The connection broke while reading.
+    #[error("reading the response body failed: {0}")]
+    Read(String),
+}
+
+/// Read a body, but never buffer more than `limit` bytes.
+pub(crate) async fn read_body_limited(
+    mut response: Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| BodyError::Read(error_chain(&error)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_removes_the_secret_control_characters_and_length() {
+        assert_eq!(sanitize("bad s3cr3t here", "s3cr3t"), "bad <secret> here");
+        assert_eq!(sanitize("two\nlines\u{7}", ""), "two lines ");
+        let long = "x".repeat(500);
+        let clean = sanitize(&long, "");
+        assert_eq!(clean.chars().count(), MAX_ERROR_TEXT + 1);
+        assert!(clean.ends_with('…'));
+    }
+}

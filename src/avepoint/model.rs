@@ -1,0 +1,412 @@
+//! Serde types for AvePoint's Graph API and the enums behind its codes.
+//!
+//! Decoding is deliberately lenient where AvePoint's documentation is vague
+//! (unknown enum codes, extra fields, time formats) and strict where a value
+//! is needed to produce a metric (the counts and the status code).
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// One scan profile's latest daily report, as both profile endpoints return it.
+///
+/// The `changes` endpoint adds three object lists; the exporter only needs
+/// their counts, which are present on both endpoints, so the lists are not
+/// decoded (that keeps a large `changes` body cheap to parse).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanProfileReport {
+    /// Display name of the profile; may contain any Unicode.
+    #[serde(default)]
+    pub profile_name: String,
+    /// The profile id as AvePoint spells it.
+    #[serde(default)]
+    pub profile_id: String,
+    /// Short tenant name, e.g. `contoso` of `contoso.onmicrosoft.com`.
+    #[serde(default)]
+    pub tenant_domain: String,
+    /// Microsoft 365 tenant id.
+    #[serde(default)]
+    pub tenant_id: String,
+    /// Raw scan mode code: 0 Express, 1 Advanced.
+    #[serde(default)]
+    pub scan_mode: Option<i64>,
+    /// When the profile was last changed.
+    #[serde(with = "api_time::option", default)]
+    pub modified_time: Option<OffsetDateTime>,
+    /// When the daily report was generated (equals `modified_time` before the first report).
+    #[serde(with = "api_time::option", default)]
+    pub last_update_time: Option<OffsetDateTime>,
+    /// Raw `lastScanStatus` code; see [`ScanStatus`].
+    pub last_scan_status: i64,
+    /// Objects newly registered in the latest daily report.
+    pub new_registered_content_count: i64,
+    /// Objects moved to another container in the latest daily report.
+    pub moved_to_another_container: i64,
+    /// Objects removed from Microsoft 365 or out of policy (note AvePoint's `Outof` spelling).
+    #[serde(rename = "removedFromMicrosoft365OrOutofPolicy")]
+    pub removed_from_m365_or_out_of_policy: i64,
+}
+
+/// `lastScanStatus` codes as documented by AvePoint.
+///
+/// Codes outside this list are exported raw and never fail a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanStatus {
+    None = 0,
+    Running = 1,
+    Finished = 2,
+    Failed = 3,
+    FinishedWithException = 4,
+    Skipped = 5,
+    Pending = 6,
+    FailedToStart = 7,
+    Canceled = 8,
+    Rejected = 9,
+    Stopped = 10,
+    NotScanned = 11,
+    Disabled = 12,
+    NotStarted = 13,
+    WaitForConfiguration = 14,
+}
+
+impl ScanStatus {
+    /// Every documented status, in code order.
+    pub const ALL: [ScanStatus; 15] = [
+        ScanStatus::None,
+        ScanStatus::Running,
+        ScanStatus::Finished,
+        ScanStatus::Failed,
+        ScanStatus::FinishedWithException,
+        ScanStatus::Skipped,
+        ScanStatus::Pending,
+        ScanStatus::FailedToStart,
+        ScanStatus::Canceled,
+        ScanStatus::Rejected,
+        ScanStatus::Stopped,
+        ScanStatus::NotScanned,
+        ScanStatus::Disabled,
+        ScanStatus::NotStarted,
+        ScanStatus::WaitForConfiguration,
+    ];
+
+    /// The documented status for a raw code, if any.
+    pub fn from_code(code: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.code() == code)
+    }
+
+    /// The raw API code.
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    /// The snake_case name used as the `state` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ScanStatus::None => "none",
+            ScanStatus::Running => "running",
+            ScanStatus::Finished => "finished",
+            ScanStatus::Failed => "failed",
+            ScanStatus::FinishedWithException => "finished_with_exception",
+            ScanStatus::Skipped => "skipped",
+            ScanStatus::Pending => "pending",
+            ScanStatus::FailedToStart => "failed_to_start",
+            ScanStatus::Canceled => "canceled",
+            ScanStatus::Rejected => "rejected",
+            ScanStatus::Stopped => "stopped",
+            ScanStatus::NotScanned => "not_scanned",
+            ScanStatus::Disabled => "disabled",
+            ScanStatus::NotStarted => "not_started",
+            ScanStatus::WaitForConfiguration => "wait_for_configuration",
+        }
+    }
+
+    /// Human wording, as the Elements portal shows it.
+    pub fn description(self) -> &'static str {
+        match self {
+            ScanStatus::None => "None",
+            ScanStatus::Running => "Running",
+            ScanStatus::Finished => "Finished",
+            ScanStatus::Failed => "Failed",
+            ScanStatus::FinishedWithException => "Finished with exception",
+            ScanStatus::Skipped => "Skipped",
+            ScanStatus::Pending => "Pending",
+            ScanStatus::FailedToStart => "Failed to start",
+            ScanStatus::Canceled => "Canceled",
+            ScanStatus::Rejected => "Rejected",
+            ScanStatus::Stopped => "Stopped",
+            ScanStatus::NotScanned => "Not scanned",
+            ScanStatus::Disabled => "Disabled",
+            ScanStatus::NotStarted => "Not started",
+            ScanStatus::WaitForConfiguration => "Wait for configuration",
+        }
+    }
+}
+
+/// The `scan_mode` label value for a raw `scanMode` code.
+pub fn scan_mode_label(code: Option<i64>) -> &'static str {
+    match code {
+        Some(0) => "express",
+        Some(1) => "advanced",
+        _ => "unknown",
+    }
+}
+
+/// OAuth2 token endpoint success body.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The bearer token. Never logged: this type has a redacting `Debug`.
+    pub access_token: String,
+    /// Lifetime in seconds (documented as 3600).
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    /// Usually `Bearer`.
+    #[serde(default)]
+    pub token_type: Option<String>,
+    /// The permissions actually granted.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"<secret>")
+            .field("expires_in", &self.expires_in)
+            .field("token_type", &self.token_type)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// OAuth2 error body (`{"error": "invalid_client", "error_description": ...}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OAuthError {
+    /// Machine-readable error code such as `invalid_client`.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Optional human text.
+    #[serde(default)]
+    pub error_description: Option<String>,
+}
+
+/// API error body. Its shape is not documented; public clients read `message`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    /// Human-readable message, when present.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// A page of a discovery endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// Items of this page.
+    #[serde(default = "Vec::new")]
+    pub data: Vec<T>,
+    /// Paging information.
+    pub metadata: PageMetadata,
+}
+
+/// Paging information of a discovery page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageMetadata {
+    /// 1-based page index.
+    pub page_index: u32,
+    /// Items per page.
+    pub page_size: u32,
+    /// Items over all pages.
+    pub total_count: u64,
+}
+
+/// A customer from `POST .../customers/batch`.
+///
+/// `ownerEmail` is personal data: it is not even decoded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Customer {
+    /// Customer id.
+    pub id: String,
+    /// Organization name.
+    #[serde(default)]
+    pub organization: String,
+    /// Raw job status code.
+    #[serde(default)]
+    pub job_status: Option<i64>,
+    /// Country or region.
+    #[serde(default)]
+    pub country_or_region: Option<String>,
+    /// Raw management mode code.
+    #[serde(default)]
+    pub management_mode: Option<i64>,
+    /// Microsoft 365 tenants of this customer.
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+}
+
+/// A tenant of a customer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Tenant id.
+    pub id: String,
+    /// Tenant name.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A scan profile from `POST .../customers/{id}/scan-profiles/batch`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanProfileSummary {
+    /// Profile name.
+    #[serde(default)]
+    pub profile_name: String,
+    /// Profile id.
+    pub profile_id: String,
+    /// Raw scan mode code.
+    #[serde(default)]
+    pub scan_mode: Option<i64>,
+    /// When the profile was last changed.
+    #[serde(with = "api_time::option", default)]
+    pub modified_time: Option<OffsetDateTime>,
+}
+
+/// AvePoint's timestamps: RFC 3339 with `Z`, an offset or fractional seconds;
+/// a timestamp without any offset is taken as UTC rather than rejected.
+pub mod api_time {
+    use time::format_description::well_known::Rfc3339;
+    use time::{OffsetDateTime, PrimitiveDateTime};
+
+    /// Parse one API timestamp.
+    pub fn parse(text: &str) -> Result<OffsetDateTime, time::error::Parse> {
+        OffsetDateTime::parse(text, &Rfc3339).or_else(|rfc_error| {
+            let naive = time::macros::format_description!(
+                version = 2,
+                "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+            );
+            PrimitiveDateTime::parse(text, naive)
+                .map(PrimitiveDateTime::assume_utc)
+                .map_err(|_| rfc_error)
+        })
+    }
+
+    /// Format one timestamp the way AvePoint's samples do.
+    pub fn format(at: OffsetDateTime) -> String {
+        at.format(&Rfc3339).unwrap_or_default()
+    }
+
+    /// Serde adapter for `Option<OffsetDateTime>`; `null` and absent map to `None`.
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+        use time::OffsetDateTime;
+
+        pub fn serialize<S: Serializer>(
+            value: &Option<OffsetDateTime>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(at) => serializer.serialize_str(&super::format(*at)),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<OffsetDateTime>, D::Error> {
+            let text: Option<String> = Option::deserialize(deserializer)?;
+            text.map(|text| super::parse(&text).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_BODY: &str = r#"{
+      "profileName": "Default Microsoft 365 Scan Profile",
+      "profileId": "47dba9a1-1004-4c2d-b2ce-8f5e66f5842d",
+      "tenantDomain": "v0s40",
+      "tenantId": "c2350b99-c7a2-4605-b7d4-79e8646f66c3",
+      "description": "This is a partner-configured scan profile.",
+      "scanMode": 0,
+      "modifiedTime": "2025-09-11T03:19:14Z",
+      "lastUpdateTime": "2025-09-11T03:19:14Z",
+      "lastScanStatus": 2,
+      "newRegisteredContentCount": 0,
+      "movedToAnotherContainer": 0,
+      "removedFromMicrosoft365OrOutofPolicy": 0
+    }"#;
+
+    #[test]
+    fn decodes_the_documented_sample() {
+        let report: ScanProfileReport = serde_json::from_str(SEED_BODY).unwrap();
+        assert_eq!(report.profile_name, "Default Microsoft 365 Scan Profile");
+        assert_eq!(report.last_scan_status, 2);
+        assert_eq!(scan_mode_label(report.scan_mode), "express");
+        assert_eq!(
+            report.last_update_time.unwrap().unix_timestamp(),
+            1_757_560_754
+        );
+    }
+
+    #[test]
+    fn missing_count_is_an_error_naming_the_field() {
+        let body = SEED_BODY.replace("\"movedToAnotherContainer\": 0,", "");
+        let error = serde_json::from_str::<ScanProfileReport>(&body).unwrap_err();
+        assert!(
+            error.to_string().contains("movedToAnotherContainer"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn timestamps_accept_offsets_fractions_and_no_zone() {
+        let utc = 1_757_560_754;
+        assert_eq!(
+            api_time::parse("2025-09-11T03:19:14Z")
+                .unwrap()
+                .unix_timestamp(),
+            utc
+        );
+        assert_eq!(
+            api_time::parse("2025-09-11T05:19:14+02:00")
+                .unwrap()
+                .unix_timestamp(),
+            utc
+        );
+        let fractional = api_time::parse("2025-09-11T03:19:14.250Z").unwrap();
+        assert_eq!(fractional.unix_timestamp(), utc);
+        assert_eq!(fractional.millisecond(), 250);
+        assert_eq!(
+            api_time::parse("2025-09-11T03:19:14.5")
+                .unwrap()
+                .unix_timestamp(),
+            utc
+        );
+        assert!(api_time::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn statuses_round_trip_and_unknown_codes_are_none() {
+        for (index, status) in ScanStatus::ALL.iter().enumerate() {
+            assert_eq!(status.code(), index as i64);
+            assert_eq!(ScanStatus::from_code(index as i64), Some(*status));
+        }
+        assert_eq!(ScanStatus::from_code(15), None);
+        assert_eq!(ScanStatus::from_code(-1), None);
+        assert_eq!(scan_mode_label(Some(7)), "unknown");
+    }
+
+    #[test]
+    fn token_debug_hides_the_token() {
+        let token = TokenResponse {
+            access_token: "very-secret-token".into(),
+            expires_in: Some(3600),
+            token_type: None,
+            scope: None,
+        };
+        assert!(!format!("{token:?}").contains("very-secret-token"));
+    }
+}

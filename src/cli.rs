@@ -1,0 +1,188 @@
+//! Command-line definitions, following the Prometheus exporters' flag names.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Prometheus exporter for AvePoint Elements scan profiles.
+#[derive(Debug, Parser)]
+#[command(
+    name = "avepoint-exporter",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of `serve`, when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Logging flags.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the exporter (the default).
+    Serve(ServeArgs),
+    /// Validate the config, fetch every target once and print a table; exit 1 if anything failed.
+    Check(CheckArgs),
+    /// Run the exporter against the embedded simulator: live-looking data, no AvePoint account.
+    Demo(DemoArgs),
+    /// Run only the simulated AvePoint API (for other tools, benchmarks, a demo stack).
+    Simulate(SimulateArgs),
+}
+
+/// Logging.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Only log messages with the given severity or above (error, warn, info, debug, trace).
+    #[arg(
+        long = "log.level",
+        global = true,
+        default_value = "info",
+        env = "AVEPOINT_LOG_LEVEL"
+    )]
+    pub level: String,
+    /// Output format of log messages.
+    #[arg(long = "log.format", global = true, value_enum, default_value_t = LogFormat::Logfmt)]
+    pub format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// key=value pairs, one event per line.
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Path to the YAML config file.
+    #[arg(
+        long = "config.file",
+        default_value = "avepoint.yml",
+        env = "AVEPOINT_CONFIG_FILE"
+    )]
+    pub config_file: PathBuf,
+    /// Address to listen on for web interface and telemetry (`:port` = every interface).
+    #[arg(long = "web.listen-address", default_value = ":10290")]
+    pub listen_address: String,
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = telemetry_path)]
+    pub telemetry_path: String,
+}
+
+/// Flags of `check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Path to the YAML config file.
+    #[arg(
+        long = "config.file",
+        default_value = "avepoint.yml",
+        env = "AVEPOINT_CONFIG_FILE"
+    )]
+    pub config_file: PathBuf,
+}
+
+/// Flags of `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Address the exporter listens on (the simulator takes a free loopback port).
+    #[arg(long = "web.listen-address", default_value = "127.0.0.1:10290")]
+    pub listen_address: String,
+    /// Simulated customers.
+    #[arg(long, default_value_t = 3)]
+    pub customers: usize,
+    /// Scan profiles per simulated customer.
+    #[arg(long, default_value_t = 3)]
+    pub profiles_per_customer: usize,
+    /// Length of a simulated day: daily reports roll over this often.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub day_length: Duration,
+    /// Seed of the simulated data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Flags of `simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:10291")]
+    pub listen: String,
+    /// Simulated customers.
+    #[arg(long, default_value_t = 3)]
+    pub customers: usize,
+    /// Scan profiles per simulated customer.
+    #[arg(long, default_value_t = 3)]
+    pub profiles_per_customer: usize,
+    /// Latency added to every API response.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub latency: Duration,
+    /// Share of API requests answered with HTTP 500 (0 to 1).
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    pub error_rate: f64,
+    /// Share of API requests answered with HTTP 429 (0 to 1).
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    pub throttle_rate: f64,
+    /// Length of a simulated day.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub day_length: Duration,
+    /// Lifetime of issued access tokens.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub token_lifetime: Duration,
+    /// Seed of the simulated data and of the random faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+fn rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a rate between 0 and 1")),
+    }
+}
+
+fn telemetry_path(text: &str) -> Result<String, String> {
+    if text.starts_with('/') && text.len() > 1 && !text.starts_with("/-/") {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} must start with / and not be / or under /-/"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_is_the_default() {
+        let cli = Cli::try_parse_from(["avepoint-exporter", "--config.file", "x.yml"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.config_file, PathBuf::from("x.yml"));
+        assert_eq!(cli.serve.listen_address, ":10290");
+    }
+
+    #[test]
+    fn rejects_bad_rates_and_paths() {
+        assert!(Cli::try_parse_from(["x", "simulate", "--error-rate", "1.5"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--web.telemetry-path", "metrics"]).is_err());
+    }
+}

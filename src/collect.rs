@@ -1,0 +1,262 @@
+//! Scrape orchestration: fetch every target concurrently, bounded, under a
+//! deadline, and hand the result on as a plain [`Snapshot`].
+//!
+//! Concurrent scrapes (Prometheus HA pairs, a human with curl) join the
+//! round already in flight instead of starting another, so AvePoint sees
+//! one call per profile however many scrapers there are.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::stream::{self, StreamExt};
+use tokio::time::Instant as TokioInstant;
+
+use crate::avepoint::{ApiClient, ApiError, ScanProfileReport};
+use crate::config::ProfileTarget;
+
+/// Deadline used when the scraper does not send `X-Prometheus-Scrape-Timeout-Seconds`.
+pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Kept back from Prometheus' timeout so the answer arrives before it gives up.
+pub const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+/// The least time a scrape is given, whatever the header says.
+const MIN_SCRAPE_BUDGET: Duration = Duration::from_millis(100);
+
+/// The time budget of one scrape, from Prometheus' scrape timeout header
+/// (seconds, may be fractional) minus [`SCRAPE_TIMEOUT_OFFSET`].
+pub fn scrape_budget(timeout_header: Option<&str>) -> Duration {
+    let timeout = timeout_header
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_SCRAPE_TIMEOUT);
+    timeout
+        .saturating_sub(SCRAPE_TIMEOUT_OFFSET)
+        .max(MIN_SCRAPE_BUDGET)
+}
+
+/// Result of one collection round: one entry per target, in target order.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// One result per target.
+    pub profiles: Vec<ProfileResult>,
+    /// Wall time of the whole round.
+    pub collect_duration: Duration,
+}
+
+/// One target's outcome in a round.
+#[derive(Debug, Clone)]
+pub struct ProfileResult {
+    /// Which profile.
+    pub target: ProfileTarget,
+    /// How long its fetch took (up to the deadline).
+    pub fetch_duration: Duration,
+    /// The report, or why there is none.
+    pub outcome: Result<ScanProfileReport, FetchError>,
+}
+
+/// Why a profile has no report in this round (plain data, cheap to clone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    /// HTTP status code, `timeout`, `error`, `auth`, `invalid_body` or `deadline`.
+    pub status: String,
+    /// AvePoint's request id, when a response carried one.
+    pub request_id: Option<String>,
+    /// The full error text, safe to show.
+    pub message: String,
+}
+
+impl From<&ApiError> for FetchError {
+    fn from(error: &ApiError) -> Self {
+        FetchError {
+            status: error.status_label(),
+            request_id: error.request_id().map(str::to_owned),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// How many profiles failed.
+    pub fn failures(&self) -> usize {
+        self.profiles.iter().filter(|p| p.outcome.is_err()).count()
+    }
+}
+
+type SharedRound = Shared<BoxFuture<'static, Arc<Snapshot>>>;
+
+/// Fetches all targets for a scrape; owns the single-flight slot.
+pub struct Collector {
+    client: Arc<ApiClient>,
+    targets: Arc<[ProfileTarget]>,
+    concurrency: usize,
+    in_flight: Mutex<Option<SharedRound>>,
+}
+
+impl Collector {
+    /// A collector for a fixed list of targets.
+    pub fn new(client: Arc<ApiClient>, targets: Vec<ProfileTarget>, concurrency: usize) -> Self {
+        Self {
+            client,
+            targets: targets.into(),
+            concurrency: concurrency.max(1),
+            in_flight: Mutex::new(None),
+        }
+    }
+
+    /// The configured targets.
+    pub fn targets(&self) -> &[ProfileTarget] {
+        &self.targets
+    }
+
+    /// Collect all targets within `budget`, joining a round already in flight.
+    ///
+    /// The round runs as its own task: a scraper that disconnects does not
+    /// cancel the fetches other scrapers are waiting on.
+    pub async fn collect(&self, budget: Duration) -> Arc<Snapshot> {
+        let deadline = TokioInstant::now() + budget;
+        let round = {
+            let mut slot = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match slot.as_ref() {
+                Some(round) if round.peek().is_none() => round.clone(),
+                _ => {
+                    let round = self.start_round(deadline);
+                    *slot = Some(round.clone());
+                    round
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, round).await {
+            Ok(snapshot) => snapshot,
+            // Only a joiner with a shorter budget than the round's starter ends here.
+            Err(_) => Arc::new(self.all_failed(
+                budget,
+                "scrape deadline passed while waiting for the round in flight",
+            )),
+        }
+    }
+
+    fn start_round(&self, deadline: TokioInstant) -> SharedRound {
+        let client = Arc::clone(&self.client);
+        let targets = Arc::clone(&self.targets);
+        let concurrency = self.concurrency;
+        let task = tokio::spawn(collect_round(client, targets, concurrency, deadline));
+        async move {
+            match task.await {
+                Ok(snapshot) => Arc::new(snapshot),
+                // The round task never panics on network input; if it ever
+                // does, the scrape still answers, with every profile down.
+                Err(error) => {
+                    tracing::error!(%error, "collection round failed");
+                    Arc::new(Snapshot::default())
+                }
+            }
+        }
+        .boxed()
+        .shared()
+    }
+
+    fn all_failed(&self, budget: Duration, message: &str) -> Snapshot {
+        Snapshot {
+            profiles: self
+                .targets
+                .iter()
+                .map(|target| ProfileResult {
+                    target: target.clone(),
+                    fetch_duration: budget,
+                    outcome: Err(FetchError {
+                        status: "deadline".into(),
+                        request_id: None,
+                        message: message.into(),
+                    }),
+                })
+                .collect(),
+            collect_duration: budget,
+        }
+    }
+}
+
+async fn collect_round(
+    client: Arc<ApiClient>,
+    targets: Arc<[ProfileTarget]>,
+    concurrency: usize,
+    deadline: TokioInstant,
+) -> Snapshot {
+    let started = Instant::now();
+    let mut profiles: Vec<(usize, ProfileResult)> =
+        stream::iter(targets.iter().cloned().enumerate())
+            .map(|(index, target)| {
+                let client = Arc::clone(&client);
+                async move { (index, fetch_one(&client, target, deadline).await) }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    profiles.sort_unstable_by_key(|(index, _)| *index);
+    let snapshot = Snapshot {
+        profiles: profiles.into_iter().map(|(_, result)| result).collect(),
+        collect_duration: started.elapsed(),
+    };
+    tracing::debug!(
+        targets = snapshot.profiles.len(),
+        failures = snapshot.failures(),
+        duration = ?snapshot.collect_duration,
+        "collection round done"
+    );
+    snapshot
+}
+
+async fn fetch_one(
+    client: &ApiClient,
+    target: ProfileTarget,
+    deadline: TokioInstant,
+) -> ProfileResult {
+    let started = Instant::now();
+    let outcome =
+        match tokio::time::timeout_at(deadline, client.scan_profile(&target, deadline)).await {
+            Ok(Ok(report)) => Ok(report),
+            Ok(Err(error)) => Err(FetchError::from(&error)),
+            Err(_) => Err(FetchError {
+                status: "deadline".into(),
+                request_id: None,
+                message: "no answer before the scrape deadline".into(),
+            }),
+        };
+    if let Err(error) = &outcome {
+        tracing::warn!(
+            customer_id = %target.customer_id,
+            profile_id = %target.profile_id,
+            status = %error.status,
+            request_id = error.request_id.as_deref().unwrap_or("-"),
+            error = %error.message,
+            "scan profile fetch failed"
+        );
+    }
+    ProfileResult {
+        target,
+        fetch_duration: started.elapsed(),
+        outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_from_the_prometheus_header() {
+        assert_eq!(scrape_budget(None), Duration::from_millis(9500));
+        assert_eq!(scrape_budget(Some("15")), Duration::from_millis(14500));
+        assert_eq!(scrape_budget(Some("2.5")), Duration::from_secs(2));
+        assert_eq!(scrape_budget(Some(" 4 ")), Duration::from_millis(3500));
+        // Nonsense falls back to the default rather than to zero.
+        assert_eq!(scrape_budget(Some("-3")), Duration::from_millis(9500));
+        assert_eq!(scrape_budget(Some("soon")), Duration::from_millis(9500));
+        assert_eq!(scrape_budget(Some("NaN")), Duration::from_millis(9500));
+        // A timeout below the offset still leaves a minimal budget.
+        assert_eq!(scrape_budget(Some("0.2")), MIN_SCRAPE_BUDGET);
+    }
+}

@@ -1,0 +1,399 @@
+//! The YAML config file, environment overrides and validation into [`Settings`].
+//!
+//! Parsing is strict (unknown keys are typos, and typos are errors) and every
+//! error names the file and the key, so a broken deployment says what to fix.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+use url::Url;
+use uuid::Uuid;
+
+/// Environment variable that overrides `avepoint.client_id`.
+pub const CLIENT_ID_ENV: &str = "AVEPOINT_CLIENT_ID";
+/// Environment variable that overrides `avepoint.client_secret_file`.
+pub const CLIENT_SECRET_ENV: &str = "AVEPOINT_CLIENT_SECRET";
+/// The permission the exporter needs for the profile endpoints.
+pub const DEFAULT_SCOPE: &str = "elements.scanprofiles.read.all";
+/// Upper bound for `avepoint.concurrency`; more would only hurt AvePoint.
+pub const MAX_CONCURRENCY: usize = 1024;
+
+/// A config error: always names the file and, where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {path}: cannot read it: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key has a value that is not allowed, or a required key is missing.
+    #[error("config file {path}: {key}: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Dotted path of the offending key, e.g. `avepoint.concurrency`.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// AvePoint Elements environment: picks the token and API URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// The commercial cloud (default).
+    #[default]
+    Commercial,
+    /// U.S. Government.
+    Gov,
+    /// AOS2.
+    Aos2,
+    /// FedRAMP (Project Hosts).
+    Fedramp,
+}
+
+impl Environment {
+    /// The OAuth2 token URL of this environment.
+    pub fn token_url(self) -> &'static str {
+        match self {
+            Environment::Commercial => "https://identity.avepointonlineservices.com/connect/token",
+            Environment::Gov => "https://identity-gov.avepointonlineservices.com/connect/token",
+            Environment::Aos2 => "https://identity-aos2.avepointonlineservices.com/connect/token",
+            Environment::Fedramp => "https://identity.online15.net/connect/token",
+        }
+    }
+
+    /// The Graph API base URL of this environment.
+    pub fn base_url(self) -> &'static str {
+        match self {
+            Environment::Commercial => "https://graph.avepointonlineservices.com",
+            Environment::Gov => "https://graph-gov.avepointonlineservices.com",
+            Environment::Aos2 => "https://graph-aos2.avepointonlineservices.com",
+            Environment::Fedramp => "https://graphusgovapi.online15.net",
+        }
+    }
+}
+
+/// Which path serves a profile's daily report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum ProfileEndpoint {
+    /// `.../scan-profiles-v2/{id}`: the seed's path (default).
+    #[default]
+    #[serde(rename = "scan-profiles-v2")]
+    ScanProfilesV2,
+    /// `.../scan-profiles/{id}/changes`: the current public path.
+    #[serde(rename = "changes")]
+    Changes,
+}
+
+impl ProfileEndpoint {
+    /// The config spelling, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProfileEndpoint::ScanProfilesV2 => "scan-profiles-v2",
+            ProfileEndpoint::Changes => "changes",
+        }
+    }
+
+    /// The other endpoint, suggested when this one answers 404.
+    pub fn other(self) -> Self {
+        match self {
+            ProfileEndpoint::ScanProfilesV2 => ProfileEndpoint::Changes,
+            ProfileEndpoint::Changes => ProfileEndpoint::ScanProfilesV2,
+        }
+    }
+
+    /// Path of one profile's report below the API base URL.
+    pub fn path(self, customer_id: &str, profile_id: &str) -> String {
+        match self {
+            ProfileEndpoint::ScanProfilesV2 => format!(
+                "/partner/external/v3/general/customers/{customer_id}/scan-profiles-v2/{profile_id}"
+            ),
+            ProfileEndpoint::Changes => format!(
+                "/partner/external/v3/general/customers/{customer_id}/scan-profiles/{profile_id}/changes"
+            ),
+        }
+    }
+}
+
+/// Validated settings: everything the exporter needs, checked once at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the settings came from, for messages.
+    pub source: PathBuf,
+    /// Connection to AvePoint.
+    pub avepoint: AvePointSettings,
+    /// The scan profiles to export.
+    pub targets: Vec<ProfileTarget>,
+}
+
+/// How to reach and authenticate to AvePoint.
+#[derive(Debug, Clone)]
+pub struct AvePointSettings {
+    /// The environment the URLs default from.
+    pub environment: Environment,
+    /// API base URL (environment default unless overridden).
+    pub base_url: Url,
+    /// OAuth2 token URL (environment default unless overridden).
+    pub token_url: Url,
+    /// App registration client id.
+    pub client_id: String,
+    /// App registration client secret; `Debug` shows `[REDACTED]`.
+    pub client_secret: SecretString,
+    /// Space-separated permissions requested with the token.
+    pub scope: String,
+    /// Which profile endpoint to call.
+    pub endpoint: ProfileEndpoint,
+    /// Upper bound for one HTTP request to AvePoint.
+    pub request_timeout: Duration,
+    /// How many profiles are fetched at once.
+    pub concurrency: usize,
+}
+
+/// One scan profile to export.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProfileTarget {
+    /// Customer id (lower-case UUID).
+    pub customer_id: String,
+    /// Scan profile id (lower-case UUID).
+    pub profile_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    avepoint: RawAvePoint,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAvePoint {
+    #[serde(default)]
+    environment: Environment,
+    base_url: Option<String>,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    scope: Option<String>,
+    #[serde(default)]
+    endpoint: ProfileEndpoint,
+    #[serde(default, deserialize_with = "duration")]
+    request_timeout: Option<Duration>,
+    concurrency: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    customer_id: Uuid,
+    profile_ids: Vec<Uuid>,
+}
+
+/// Durations as Prometheus users write them: `10s`, `1m30s`, `500ms`.
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text)
+        .map(Some)
+        .map_err(|error| serde::de::Error::custom(format!("invalid duration {text:?}: {error}")))
+}
+
+impl Settings {
+    /// Read, parse and validate a config file. `env` looks up environment
+    /// variables (pass `|name| std::env::var(name).ok()`); tests pass a map.
+    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text, path, env)
+    }
+
+    /// Parse and validate config text; `path` is only used in messages and
+    /// to resolve a relative `client_secret_file`.
+    pub fn from_yaml(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let raw: RawConfig = serde_path_to_error::deserialize(
+            serde_yaml_ng::Deserializer::from_str(text),
+        )
+        .map_err(|error| {
+            let key = match error.path().to_string() {
+                key if key == "." => "(top level)".to_owned(),
+                key => key,
+            };
+            invalid(&key, error.into_inner().to_string())
+        })?;
+        let avepoint = raw.avepoint;
+
+        let base_url = parse_url(
+            avepoint
+                .base_url
+                .as_deref()
+                .unwrap_or(avepoint.environment.base_url()),
+        )
+        .map_err(|message| invalid("avepoint.base_url", message))?;
+        let token_url = parse_url(
+            avepoint
+                .token_url
+                .as_deref()
+                .unwrap_or(avepoint.environment.token_url()),
+        )
+        .map_err(|message| invalid("avepoint.token_url", message))?;
+
+        let client_id = env(CLIENT_ID_ENV)
+            .or(avepoint.client_id)
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    "avepoint.client_id",
+                    format!("missing: set it in the file or in {CLIENT_ID_ENV}"),
+                )
+            })?;
+        let client_secret = match (env(CLIENT_SECRET_ENV), &avepoint.client_secret_file) {
+            (Some(secret), _) if !secret.trim().is_empty() => secret.trim().to_owned(),
+            (_, Some(file)) => {
+                let file = path.parent().unwrap_or(Path::new("")).join(file);
+                let secret = std::fs::read_to_string(&file).map_err(|error| {
+                    invalid(
+                        "avepoint.client_secret_file",
+                        format!("cannot read {}: {error}", file.display()),
+                    )
+                })?;
+                let secret = secret.trim().to_owned();
+                if secret.is_empty() {
+                    return Err(invalid(
+                        "avepoint.client_secret_file",
+                        format!("{} is empty", file.display()),
+                    ));
+                }
+                secret
+            }
+            _ => {
+                return Err(invalid(
+                    "avepoint.client_secret_file",
+                    format!(
+                        "no client secret: set avepoint.client_secret_file or {CLIENT_SECRET_ENV}"
+                    ),
+                ));
+            }
+        };
+
+        let request_timeout = avepoint.request_timeout.unwrap_or(Duration::from_secs(10));
+        if request_timeout.is_zero() {
+            return Err(invalid(
+                "avepoint.request_timeout",
+                "must be greater than 0".into(),
+            ));
+        }
+        let concurrency = avepoint.concurrency.unwrap_or(8);
+        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+            return Err(invalid(
+                "avepoint.concurrency",
+                format!("must be between 1 and {MAX_CONCURRENCY}, got {concurrency}"),
+            ));
+        }
+        let scope = avepoint.scope.unwrap_or_else(|| DEFAULT_SCOPE.to_owned());
+        if scope.trim().is_empty() {
+            return Err(invalid("avepoint.scope", "must not be empty".into()));
+        }
+
+        if raw.targets.is_empty() {
+            return Err(invalid(
+                "targets",
+                "is empty: list at least one customer_id with its profile_ids".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut targets = Vec::new();
+        for (index, target) in raw.targets.iter().enumerate() {
+            if target.profile_ids.is_empty() {
+                return Err(invalid(
+                    &format!("targets[{index}].profile_ids"),
+                    "is empty: list at least one scan profile id".into(),
+                ));
+            }
+            for (profile_index, profile_id) in target.profile_ids.iter().enumerate() {
+                let target = ProfileTarget {
+                    customer_id: target.customer_id.to_string(),
+                    profile_id: profile_id.to_string(),
+                };
+                if !seen.insert(target.clone()) {
+                    return Err(invalid(
+                        &format!("targets[{index}].profile_ids[{profile_index}]"),
+                        format!(
+                            "profile {} of customer {} is listed twice",
+                            target.profile_id, target.customer_id
+                        ),
+                    ));
+                }
+                targets.push(target);
+            }
+        }
+
+        Ok(Settings {
+            source: path.to_owned(),
+            avepoint: AvePointSettings {
+                environment: avepoint.environment,
+                base_url,
+                token_url,
+                client_id,
+                client_secret: SecretString::from(client_secret),
+                scope,
+                endpoint: avepoint.endpoint,
+                request_timeout,
+                concurrency,
+            },
+            targets,
+        })
+    }
+}
+
+/// Parse a URL and allow plain `http` only for loopback hosts (the simulator).
+fn parse_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|error| format!("invalid URL {text:?}: {error}"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(format!(
+            "{text:?} uses plain http, which is only allowed for loopback hosts; use https"
+        )),
+        other => Err(format!("{text:?} has scheme {other:?}; use https")),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+impl fmt::Display for ProfileTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "customer {} profile {}",
+            self.customer_id, self.profile_id
+        )
+    }
+}

@@ -1,0 +1,611 @@
+//! Every metric family the exporter exposes, and the encoding of a scrape.
+//!
+//! Two kinds of metrics live here: the per-profile gauges, encoded straight
+//! from a [`Snapshot`] (plain data, nothing stateful survives the scrape), and
+//! the exporter's own instrumentation ([`ApiMetrics`]), which accumulates for
+//! the life of the process. Each scrape builds a fresh registry from both.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use reqwest::StatusCode;
+
+use crate::avepoint::ScanStatus;
+use crate::avepoint::model::scan_mode_label;
+use crate::collect::{ProfileResult, Snapshot};
+
+/// Exposition format chosen by content negotiation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0, when the scraper asks for it (Prometheus does).
+    OpenMetrics,
+    /// Prometheus text format 0.0.4: the default for everyone else.
+    PrometheusText,
+}
+
+impl Format {
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::PrometheusText => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+
+    /// Pick the format from an `Accept` header: OpenMetrics only when it is
+    /// asked for explicitly with a quality at least that of plain text.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let Some(accept) = accept else {
+            return Format::PrometheusText;
+        };
+        let mut openmetrics_quality: f32 = 0.0;
+        let mut text_quality: f32 = 0.0;
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let mut quality = 1.0_f32;
+            let mut version = None;
+            for parameter in parts {
+                if let Some((key, value)) = parameter.split_once('=') {
+                    match key.trim().to_ascii_lowercase().as_str() {
+                        "q" => quality = value.trim().parse().unwrap_or(0.0),
+                        "version" => version = Some(value.trim().to_owned()),
+                        _ => {}
+                    }
+                }
+            }
+            match media_type.as_str() {
+                "application/openmetrics-text"
+                    if version.as_deref().is_none_or(|v| v == "1.0.0") =>
+                {
+                    openmetrics_quality = openmetrics_quality.max(quality);
+                }
+                "text/plain" | "text/*" | "*/*" => text_quality = text_quality.max(quality),
+                _ => {}
+            }
+        }
+        if openmetrics_quality > 0.0 && openmetrics_quality >= text_quality {
+            Format::OpenMetrics
+        } else {
+            Format::PrometheusText
+        }
+    }
+}
+
+/// Which AvePoint endpoint a request went to (the `endpoint` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiEndpoint {
+    /// The OAuth2 token endpoint.
+    Token,
+    /// A profile's daily report (either path).
+    ScanProfile,
+    /// Customer discovery.
+    CustomersBatch,
+    /// Profile discovery.
+    ScanProfilesBatch,
+}
+
+impl ApiEndpoint {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ApiEndpoint::Token => "token",
+            ApiEndpoint::ScanProfile => "scan_profile",
+            ApiEndpoint::CustomersBatch => "customers_batch",
+            ApiEndpoint::ScanProfilesBatch => "scan_profiles_batch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+fn request_duration_histogram() -> Histogram {
+    Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+}
+
+/// The exporter's own instrumentation of its calls to AvePoint.
+/// Cheap to clone: every clone shares the same counters.
+#[derive(Debug, Clone)]
+pub struct ApiMetrics {
+    requests: Family<RequestLabels, Counter>,
+    retries: Family<RequestLabels, Counter>,
+    request_duration: Family<EndpointLabels, Histogram, fn() -> Histogram>,
+    /// Successful token fetches.
+    pub token_refreshes: Counter,
+    /// Expiry of the current token, Unix seconds.
+    pub token_expiry: Gauge<f64, AtomicU64>,
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            retries: Family::default(),
+            request_duration: Family::new_with_constructor(request_duration_histogram),
+            token_refreshes: Counter::default(),
+            token_expiry: Gauge::default(),
+        }
+    }
+}
+
+impl ApiMetrics {
+    /// Count one request; `status` is `None` when no HTTP answer came.
+    pub fn observe_request(
+        &self,
+        endpoint: ApiEndpoint,
+        status: Option<StatusCode>,
+        elapsed: Duration,
+    ) {
+        let code = status.map_or_else(|| "error".to_owned(), |status| status.as_u16().to_string());
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.label(),
+                code,
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.label(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Count one retry after a failure with `code` (HTTP status or `error`).
+    pub fn observe_retry(&self, endpoint: ApiEndpoint, code: &str) {
+        self.retries
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.label(),
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// How many requests went to `endpoint` with `code` (for tests and `check`).
+    pub fn request_count(&self, endpoint: ApiEndpoint, code: &str) -> u64 {
+        self.requests
+            .get(&RequestLabels {
+                endpoint: endpoint.label(),
+                code: code.to_owned(),
+            })
+            .map_or(0, |counter| counter.get())
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "avepoint_api_requests",
+            "Requests sent to the AvePoint API, by endpoint and HTTP status code (code=\"error\" when no HTTP answer came)",
+            self.requests.clone(),
+        );
+        registry.register(
+            "avepoint_api_retries",
+            "Requests to the AvePoint API retried, by endpoint and the status code of the failed attempt",
+            self.retries.clone(),
+        );
+        registry.register_with_unit(
+            "avepoint_api_request_duration",
+            "Duration of requests to the AvePoint API, by endpoint",
+            Unit::Seconds,
+            self.request_duration.clone(),
+        );
+        registry.register(
+            "avepoint_api_token_refreshes",
+            "Access tokens fetched from the OAuth2 token endpoint",
+            self.token_refreshes.clone(),
+        );
+        registry.register_with_unit(
+            "avepoint_api_token_expiry_timestamp",
+            "When the current access token expires, as a Unix timestamp",
+            Unit::Seconds,
+            self.token_expiry.clone(),
+        );
+    }
+}
+
+/// Version and source revision, for `avepoint_exporter_build_info`.
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    /// Crate version.
+    pub version: &'static str,
+    /// Git revision the binary was built from, or `unknown`.
+    pub revision: &'static str,
+}
+
+impl Default for BuildInfo {
+    fn default() -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            revision: option_env!("AVEPOINT_EXPORTER_REVISION").unwrap_or("unknown"),
+        }
+    }
+}
+
+/// Encode a scrape: the snapshot's profiles, the exporter's own metrics and
+/// the process metrics, in the negotiated format.
+pub fn encode_scrape(
+    snapshot: Arc<Snapshot>,
+    api: &ApiMetrics,
+    build: &BuildInfo,
+    format: Format,
+) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ExporterCollector {
+        snapshot: Arc::clone(&snapshot),
+        build: build.clone(),
+    }));
+    registry.register_collector(Box::new(ProfileCollector(snapshot)));
+    api.register(&mut registry);
+    registry.register_collector(Box::new(ProcessCollector));
+    encode_registry(&registry, format)
+}
+
+/// Encode only the per-profile metrics of a snapshot (no exporter or process
+/// metrics), for a fresh registry per probe.
+pub fn encode_profiles(snapshot: Arc<Snapshot>, format: Format) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ProfileCollector(snapshot)));
+    encode_registry(&registry, format)
+}
+
+fn encode_registry(registry: &Registry, format: Format) -> Result<String, std::fmt::Error> {
+    let mut text = String::with_capacity(64 * 1024);
+    match format {
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, registry)?,
+        Format::PrometheusText => {
+            prometheus_client::encoding::prometheus_text::encode(&mut text, registry)?
+        }
+    }
+    Ok(text)
+}
+
+/// Help text of `avepoint_scan_last_status`: the documented codes.
+fn last_status_help() -> String {
+    let mut help = String::from("Raw lastScanStatus code of the profile's last scan:");
+    for status in ScanStatus::ALL {
+        let _ = write!(help, " {}={}", status.code(), status.description());
+        help.push(if status == ScanStatus::WaitForConfiguration {
+            '.'
+        } else {
+            ','
+        });
+    }
+    help.push_str(" Other values are undocumented and exported as they come.");
+    help
+}
+
+/// Encode one gauge family from rows of (labels, value); families without
+/// rows are left out.
+fn encode_gauges<L, V, I>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    rows: I,
+) -> Result<(), std::fmt::Error>
+where
+    L: EncodeLabelSet,
+    V: prometheus_client::encoding::EncodeGaugeValue,
+    I: IntoIterator<Item = (L, V)>,
+{
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        family.encode_family(&labels)?.encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+/// The per-profile families, straight from a snapshot.
+#[derive(Debug)]
+struct ProfileCollector(Arc<Snapshot>);
+
+impl Collector for ProfileCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let reports = || {
+            self.0
+                .profiles
+                .iter()
+                .filter_map(|result| result.outcome.as_ref().ok().map(|report| (result, report)))
+        };
+
+        encode_gauges(
+            &mut encoder,
+            "avepoint_scan_profile_up",
+            "1 when this scan profile's report was fetched in this scrape, 0 when the fetch failed (its other series are then absent).",
+            None,
+            self.0
+                .profiles
+                .iter()
+                .map(|result| (ids(result), i64::from(result.outcome.is_ok()))),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_scan_profile_fetch_duration",
+            "Time taken to fetch this scan profile's report in this scrape.",
+            Some(&Unit::Seconds),
+            self.0
+                .profiles
+                .iter()
+                .map(|result| (ids(result), result.fetch_duration.as_secs_f64())),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_scan_profile_info",
+            "Scan profile metadata; constant 1. scan_mode is express, advanced or unknown.",
+            None,
+            reports().map(|(result, report)| {
+                (
+                    [
+                        ("customer_id", result.target.customer_id.as_str()),
+                        ("profile_id", result.target.profile_id.as_str()),
+                        ("profile_name", report.profile_name.as_str()),
+                        ("tenant_id", report.tenant_id.as_str()),
+                        ("tenant_domain", report.tenant_domain.as_str()),
+                        ("scan_mode", scan_mode_label(report.scan_mode)),
+                    ],
+                    1_i64,
+                )
+            }),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_scan_new_registered_content",
+            "Objects newly registered in the profile's latest daily report (newRegisteredContentCount).",
+            None,
+            reports().map(|(result, report)| (ids(result), report.new_registered_content_count)),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_scan_moved_to_another_container",
+            "Objects moved to another container in the profile's latest daily report (movedToAnotherContainer).",
+            None,
+            reports().map(|(result, report)| (ids(result), report.moved_to_another_container)),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_scan_removed_from_m365_or_out_of_policy",
+            "Objects removed from Microsoft 365 or out of policy in the profile's latest daily report (removedFromMicrosoft365OrOutofPolicy).",
+            None,
+            reports()
+                .map(|(result, report)| (ids(result), report.removed_from_m365_or_out_of_policy)),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_scan_last_status",
+            &last_status_help(),
+            None,
+            reports().map(|(result, report)| (ids(result), report.last_scan_status)),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_scan_last_status_state",
+            "1 for the documented state of the profile's last scan, 0 for the others; all 0 for an undocumented status code.",
+            None,
+            reports().flat_map(|(result, report)| {
+                let current = ScanStatus::from_code(report.last_scan_status);
+                ScanStatus::ALL.into_iter().map(move |status| {
+                    (
+                        [
+                            ("customer_id", result.target.customer_id.as_str()),
+                            ("profile_id", result.target.profile_id.as_str()),
+                            ("state", status.label()),
+                        ],
+                        i64::from(current == Some(status)),
+                    )
+                })
+            }),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_scan_last_update_timestamp",
+            "When the profile's latest daily report was generated (lastUpdateTime), as a Unix timestamp.",
+            Some(&Unit::Seconds),
+            reports().filter_map(|(result, report)| {
+                report
+                    .last_update_time
+                    .map(|at| (ids(result), unix_seconds(at)))
+            }),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_scan_profile_modified_timestamp",
+            "When the scan profile was last modified (modifiedTime), as a Unix timestamp.",
+            Some(&Unit::Seconds),
+            reports().filter_map(|(result, report)| {
+                report
+                    .modified_time
+                    .map(|at| (ids(result), unix_seconds(at)))
+            }),
+        )?;
+        Ok(())
+    }
+}
+
+fn unix_seconds(at: time::OffsetDateTime) -> f64 {
+    at.unix_timestamp_nanos() as f64 / 1e9
+}
+
+/// Exporter-level gauges that describe the round itself.
+#[derive(Debug)]
+struct ExporterCollector {
+    snapshot: Arc<Snapshot>,
+    build: BuildInfo,
+}
+
+impl Collector for ExporterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_gauges(
+            &mut encoder,
+            "avepoint_exporter_build_info",
+            "A metric with a constant '1' value labeled by the version and revision of avepoint-exporter.",
+            None,
+            [(
+                [
+                    ("version", self.build.version),
+                    ("revision", self.build.revision),
+                ],
+                1_i64,
+            )],
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_exporter_collect_duration",
+            "Wall time of the collection round that produced this scrape.",
+            Some(&Unit::Seconds),
+            [(NO_LABELS, self.snapshot.collect_duration.as_secs_f64())],
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_exporter_targets",
+            "Scan profiles the exporter collects.",
+            None,
+            [(NO_LABELS, self.snapshot.profiles.len() as i64)],
+        )?;
+        Ok(())
+    }
+}
+
+const NO_LABELS: [(&str, &str); 0] = [];
+
+/// The `customer_id` and `profile_id` labels every per-profile series carries.
+fn ids(result: &ProfileResult) -> [(&'static str, &str); 2] {
+    [
+        ("customer_id", result.target.customer_id.as_str()),
+        ("profile_id", result.target.profile_id.as_str()),
+    ]
+}
+
+/// Standard `process_*` metrics of this process, read from /proc on Linux.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    #[cfg(target_os = "linux")]
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::counter::ConstCounter;
+        // /proc can be unreadable (hardened containers); then these are
+        // simply absent rather than failing the scrape.
+        let Ok(process) = procfs::process::Process::myself() else {
+            return Ok(());
+        };
+        if let Ok(stat) = process.stat() {
+            let ticks = procfs::ticks_per_second() as f64;
+            let cpu = ConstCounter::new((stat.utime + stat.stime) as f64 / ticks);
+            let metric = encoder.encode_descriptor(
+                "process_cpu",
+                "Total user and system CPU time spent in seconds.",
+                Some(&Unit::Seconds),
+                MetricType::Counter,
+            )?;
+            cpu.encode(metric)?;
+            let page_size = procfs::page_size();
+            encode_gauges(
+                &mut encoder,
+                "process_resident_memory",
+                "Resident memory size in bytes.",
+                Some(&Unit::Bytes),
+                [(NO_LABELS, stat.rss.saturating_mul(page_size) as f64)],
+            )?;
+            encode_gauges(
+                &mut encoder,
+                "process_virtual_memory",
+                "Virtual memory size in bytes.",
+                Some(&Unit::Bytes),
+                [(NO_LABELS, stat.vsize as f64)],
+            )?;
+            if let Ok(boot) = procfs::boot_time_secs() {
+                encode_gauges(
+                    &mut encoder,
+                    "process_start_time",
+                    "Start time of the process since unix epoch in seconds.",
+                    Some(&Unit::Seconds),
+                    [(NO_LABELS, boot as f64 + stat.starttime as f64 / ticks)],
+                )?;
+            }
+        }
+        if let Ok(open) = process.fd_count() {
+            encode_gauges(
+                &mut encoder,
+                "process_open_fds",
+                "Number of open file descriptors.",
+                None,
+                [(NO_LABELS, open as i64)],
+            )?;
+        }
+        if let Ok(limits) = process.limits()
+            && let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit
+        {
+            encode_gauges(
+                &mut encoder,
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                None,
+                [(NO_LABELS, max as f64)],
+            )?;
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn encode(&self, _encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_follows_prometheus_accept_headers() {
+        // Prometheus 2.x default scrape Accept header.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        // Prometheus 3.x with the default scrape_protocols.
+        let prometheus3 = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus3)), Format::OpenMetrics);
+        // Configured to prefer the classic text format.
+        let text_first =
+            "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5";
+        assert_eq!(Format::negotiate(Some(text_first)), Format::PrometheusText);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::PrometheusText);
+        assert_eq!(Format::negotiate(None), Format::PrometheusText);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; version=2.0.0")),
+            Format::PrometheusText
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            Format::PrometheusText
+        );
+    }
+
+    #[test]
+    fn last_status_help_lists_every_code() {
+        let help = last_status_help();
+        assert!(help.contains("0=None,"), "{help}");
+        assert!(help.contains("4=Finished with exception,"), "{help}");
+        assert!(help.contains("14=Wait for configuration."), "{help}");
+    }
+}
