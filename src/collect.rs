@@ -90,7 +90,7 @@ pub struct Collector {
     client: Arc<ApiClient>,
     targets: Arc<[ProfileTarget]>,
     concurrency: usize,
-    in_flight: Mutex<Option<SharedRound>>,
+    in_flight: Mutex<Option<(TokioInstant, SharedRound)>>,
 }
 
 impl Collector {
@@ -115,23 +115,29 @@ impl Collector {
     /// cancel the fetches other scrapers are waiting on.
     pub async fn collect(&self, budget: Duration) -> Arc<Snapshot> {
         let deadline = TokioInstant::now() + budget;
-        let round = {
+        let (round_deadline, round) = {
             let mut slot = self
                 .in_flight
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             match slot.as_ref() {
-                Some(round) if round.peek().is_none() => round.clone(),
+                Some((round_deadline, round)) if round.peek().is_none() => {
+                    (*round_deadline, round.clone())
+                }
                 _ => {
                     let round = self.start_round(deadline);
-                    *slot = Some(round.clone());
-                    round
+                    *slot = Some((deadline, round.clone()));
+                    (deadline, round)
                 }
             }
         };
+        // The round ends by its own deadline; only a joiner whose budget is
+        // shorter than the round's needs a timeout of its own.
+        if deadline >= round_deadline {
+            return round.await;
+        }
         match tokio::time::timeout_at(deadline, round).await {
             Ok(snapshot) => snapshot,
-            // Only a joiner with a shorter budget than the round's starter ends here.
             Err(_) => Arc::new(self.all_failed(
                 budget,
                 "scrape deadline passed while waiting for the round in flight",

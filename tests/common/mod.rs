@@ -1,0 +1,261 @@
+//! Shared test harness: a simulator and an exporter on 127.0.0.1:0, a
+//! scrape helper and a small exposition parser for exact assertions.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use avepoint_exporter::app::build_state;
+use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
+use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
+use avepoint_exporter::web::{self, AppState};
+use tokio::sync::oneshot;
+
+/// A simulator plus an exporter scraping it, both on loopback.
+pub struct Harness {
+    pub sim: RunningSimulator,
+    pub state: Arc<AppState>,
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// Options for [`Harness::start`].
+pub struct Setup {
+    pub sim: SimulatorConfig,
+    /// Extra (customer, profile) targets besides the simulator's own.
+    pub extra_targets: Vec<(String, String)>,
+    /// Lines appended under `avepoint:` in the generated config.
+    pub avepoint_extra: String,
+    /// The secret the exporter uses.
+    pub secret: String,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            sim: SimulatorConfig::default(),
+            extra_targets: Vec::new(),
+            avepoint_extra: String::new(),
+            secret: DEMO_CLIENT_SECRET.to_owned(),
+        }
+    }
+}
+
+impl Harness {
+    pub async fn start(setup: Setup) -> Harness {
+        let sim = RunningSimulator::start(setup.sim, ([127, 0, 0, 1], 0).into())
+            .await
+            .expect("simulator binds");
+        let mut targets = sim.profile_ids();
+        targets.extend(setup.extra_targets);
+        let yaml = sim.exporter_config(Some(&targets)).replacen(
+            "targets:\n",
+            &format!("{}targets:\n", setup.avepoint_extra),
+            1,
+        );
+        let secret = setup.secret;
+        let settings = Settings::from_yaml(&yaml, Path::new("test.yml"), |name| {
+            (name == CLIENT_SECRET_ENV).then(|| secret.clone())
+        })
+        .expect("generated config is valid");
+        let state = build_state(&settings, "/metrics").expect("state builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let router = web::router(Arc::clone(&state));
+        tokio::spawn(web::serve(listener, router, async {
+            let _ = shutdown_rx.await;
+        }));
+        Harness {
+            sim,
+            state,
+            addr,
+            shutdown: Some(shutdown),
+        }
+    }
+
+    /// GET a path of the exporter with optional extra headers.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let mut request = client.get(format!("http://{}{path}", self.addr));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("exporter answers");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = response.text().await.unwrap();
+        Response {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    /// Scrape `/metrics` in the Prometheus text format.
+    pub async fn scrape(&self) -> Exposition {
+        let response = self.get("/metrics", &[]).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        Exposition::parse(&response.body)
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// One sample line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed exposition (text 0.0.4 or OpenMetrics; comments skipped).
+#[derive(Debug)]
+pub struct Exposition {
+    pub text: String,
+    pub samples: Vec<Sample>,
+}
+
+impl Exposition {
+    pub fn parse(text: &str) -> Exposition {
+        let samples = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .map(parse_sample)
+            .collect();
+        Exposition {
+            text: text.to_owned(),
+            samples,
+        }
+    }
+
+    /// Every sample of `name` whose labels include `labels`.
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    /// The value of the one sample of `name` with `labels`; panics if not exactly one.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let found = self.find(name, labels);
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one {name}{labels:?}, found {found:?}"
+        );
+        found[0].value
+    }
+
+    /// Value of a per-profile metric.
+    pub fn profile_value(&self, name: &str, customer: &str, profile: &str) -> f64 {
+        self.value(name, &[("customer_id", customer), ("profile_id", profile)])
+    }
+
+    /// Whether any per-profile series of this profile other than up/fetch
+    /// duration exists (there must be none for a failed profile).
+    pub fn has_data_for(&self, profile: &str) -> bool {
+        self.samples.iter().any(|s| {
+            s.labels.get("profile_id").map(String::as_str) == Some(profile)
+                && s.name != "avepoint_scan_profile_up"
+                && s.name != "avepoint_scan_profile_fetch_duration_seconds"
+        })
+    }
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let (name_end, has_labels) = match line.find(['{', ' ']) {
+        Some(i) => (i, line.as_bytes()[i] == b'{'),
+        None => panic!("bad sample line {line:?}"),
+    };
+    let name = line[..name_end].to_owned();
+    let mut labels = BTreeMap::new();
+    let mut rest = &line[name_end..];
+    if has_labels {
+        let mut chars = rest[1..].char_indices();
+        let mut key = String::new();
+        let end = loop {
+            let (i, c) = chars.next().expect("unterminated label set");
+            match c {
+                '}' => break i + 2,
+                ',' => {}
+                '=' => {
+                    assert_eq!(chars.next().map(|(_, c)| c), Some('"'));
+                    let mut value = String::new();
+                    loop {
+                        let (_, c) = chars.next().expect("unterminated value");
+                        match c {
+                            '\\' => match chars.next().map(|(_, c)| c) {
+                                Some('n') => value.push('\n'),
+                                Some('\\') => value.push('\\'),
+                                Some('"') => value.push('"'),
+                                other => panic!("bad escape {other:?} in {line:?}"),
+                            },
+                            '"' => break,
+                            '\n' => panic!("raw newline in {line:?}"),
+                            c => value.push(c),
+                        }
+                    }
+                    labels.insert(std::mem::take(&mut key), value);
+                }
+                c => key.push(c),
+            }
+        };
+        rest = &rest[end..];
+    }
+    let value_text = rest.split_whitespace().next().expect("sample value");
+    let value = match value_text {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        text => text
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+    };
+    Sample {
+        name,
+        labels,
+        value,
+    }
+}
+
+/// Whether an external tool is installed; in CI (CI=true) a missing tool
+/// fails the test instead of skipping it, so CI can never pass by skipping.
+pub fn tool_available(check: &mut std::process::Command, what: &str) -> bool {
+    let ok = check.output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{what} is required in CI but is not installed (see .ci/run)");
+        }
+        eprintln!("SKIPPED: {what} is not installed (bash .ci/run installs it)");
+    }
+    ok
+}

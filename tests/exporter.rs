@@ -1,0 +1,691 @@
+//! The exporter end to end against the simulator on 127.0.0.1: exact metric
+//! values, every failure mode of issue #2, formats and single-flight rounds.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use avepoint_exporter::avepoint::ScanProfileReport;
+use avepoint_exporter::avepoint::model::ScanStatus;
+use avepoint_exporter::simulator::{Fault, SimulatorConfig};
+use common::{Exposition, Harness, Setup};
+use time::macros::datetime;
+
+const STATES: [&str; 15] = [
+    "none",
+    "running",
+    "finished",
+    "failed",
+    "finished_with_exception",
+    "skipped",
+    "pending",
+    "failed_to_start",
+    "canceled",
+    "rejected",
+    "stopped",
+    "not_scanned",
+    "disabled",
+    "not_started",
+    "wait_for_configuration",
+];
+
+/// Assert every per-profile metric of one profile against the report the
+/// simulator served.
+fn assert_profile(
+    metrics: &Exposition,
+    customer: &str,
+    report: &ScanProfileReport,
+    scan_mode: &str,
+) {
+    let profile = report.profile_id.as_str();
+    let ids = [("customer_id", customer), ("profile_id", profile)];
+    assert_eq!(metrics.value("avepoint_scan_profile_up", &ids), 1.0);
+    assert_eq!(
+        metrics.value("avepoint_scan_new_registered_content", &ids),
+        report.new_registered_content_count as f64
+    );
+    assert_eq!(
+        metrics.value("avepoint_scan_moved_to_another_container", &ids),
+        report.moved_to_another_container as f64
+    );
+    assert_eq!(
+        metrics.value("avepoint_scan_removed_from_m365_or_out_of_policy", &ids),
+        report.removed_from_m365_or_out_of_policy as f64
+    );
+    assert_eq!(
+        metrics.value("avepoint_scan_last_status", &ids),
+        report.last_scan_status as f64
+    );
+    let expected_state = ScanStatus::from_code(report.last_scan_status).map(ScanStatus::label);
+    for state in STATES {
+        let value = metrics.value(
+            "avepoint_scan_last_status_state",
+            &[
+                ("customer_id", customer),
+                ("profile_id", profile),
+                ("state", state),
+            ],
+        );
+        assert_eq!(
+            value,
+            f64::from(u8::from(expected_state == Some(state))),
+            "state {state}"
+        );
+    }
+    assert_eq!(
+        metrics.find("avepoint_scan_last_status_state", &ids).len(),
+        STATES.len()
+    );
+    let to_seconds = |at: time::OffsetDateTime| at.unix_timestamp_nanos() as f64 / 1e9;
+    assert_eq!(
+        metrics.value("avepoint_scan_last_update_timestamp_seconds", &ids),
+        to_seconds(report.last_update_time.unwrap())
+    );
+    assert_eq!(
+        metrics.value("avepoint_scan_profile_modified_timestamp_seconds", &ids),
+        to_seconds(report.modified_time.unwrap())
+    );
+    let info = metrics.find("avepoint_scan_profile_info", &ids);
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].value, 1.0);
+    let labels: Vec<(&str, &str)> = info[0]
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            ("customer_id", customer),
+            ("profile_id", profile),
+            ("profile_name", report.profile_name.as_str()),
+            ("scan_mode", scan_mode),
+            ("tenant_domain", report.tenant_domain.as_str()),
+            ("tenant_id", report.tenant_id.as_str()),
+        ]
+    );
+    let fetch = metrics.value("avepoint_scan_profile_fetch_duration_seconds", &ids);
+    assert!(fetch > 0.0 && fetch < 5.0, "fetch duration {fetch}");
+}
+
+fn pinned_report(profile_id: &str) -> ScanProfileReport {
+    ScanProfileReport {
+        profile_name: "Finance \"Q4\" \\ backup\nsecond line – Ünïcødé 档案 🚀".into(),
+        profile_id: profile_id.into(),
+        tenant_domain: "contoso".into(),
+        tenant_id: "c2350b99-c7a2-4605-b7d4-79e8646f66c3".into(),
+        scan_mode: Some(1),
+        modified_time: Some(datetime!(2025-09-11 03:19:14 UTC)),
+        last_update_time: Some(datetime!(2025-09-12 05:00:00.5 +02:00)),
+        last_scan_status: 4,
+        new_registered_content_count: 17,
+        moved_to_another_container: 3,
+        removed_from_m365_or_out_of_policy: 2,
+    }
+}
+
+async fn exact_values_on(endpoint: &str) {
+    let harness = Harness::start(Setup {
+        avepoint_extra: format!("  endpoint: {endpoint}\n"),
+        ..Setup::default()
+    })
+    .await;
+    let targets = harness.sim.profile_ids();
+    let (pinned_customer, pinned_profile) = targets[4].clone();
+    harness.sim.set_fault(
+        &pinned_profile,
+        Fault::Report(pinned_report(&pinned_profile)),
+    );
+
+    let metrics = harness.scrape().await;
+
+    // The pinned profile: values written by hand above, checked literally.
+    let ids = [
+        ("customer_id", pinned_customer.as_str()),
+        ("profile_id", pinned_profile.as_str()),
+    ];
+    assert_eq!(
+        metrics.value("avepoint_scan_new_registered_content", &ids),
+        17.0
+    );
+    assert_eq!(
+        metrics.value("avepoint_scan_moved_to_another_container", &ids),
+        3.0
+    );
+    assert_eq!(
+        metrics.value("avepoint_scan_removed_from_m365_or_out_of_policy", &ids),
+        2.0
+    );
+    assert_eq!(metrics.value("avepoint_scan_last_status", &ids), 4.0);
+    assert_eq!(
+        metrics.value("avepoint_scan_last_update_timestamp_seconds", &ids),
+        1_757_646_000.5
+    );
+    assert_eq!(
+        metrics.value("avepoint_scan_profile_modified_timestamp_seconds", &ids),
+        1_757_560_754.0
+    );
+    assert_profile(
+        &metrics,
+        &pinned_customer,
+        &pinned_report(&pinned_profile),
+        "advanced",
+    );
+
+    // Every other profile: exactly what the simulator served.
+    for (customer, profile) in &targets {
+        if *profile == pinned_profile {
+            continue;
+        }
+        let report = harness.sim.current_report(customer, profile).unwrap();
+        let mode = if report.scan_mode == Some(0) {
+            "express"
+        } else {
+            "advanced"
+        };
+        assert_profile(&metrics, customer, &report, mode);
+    }
+
+    assert_eq!(
+        metrics.value("avepoint_exporter_targets", &[]),
+        targets.len() as f64
+    );
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_requests_total",
+            &[("endpoint", "scan_profile"), ("code", "200")]
+        ),
+        targets.len() as f64
+    );
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_requests_total",
+            &[("endpoint", "token"), ("code", "200")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metrics.value("avepoint_api_token_refreshes_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        metrics.value(
+            "avepoint_exporter_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    let expiry = metrics.value("avepoint_api_token_expiry_timestamp_seconds", &[]);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    assert!(
+        (expiry - (now + 3600.0)).abs() < 60.0,
+        "expiry {expiry} vs now {now}"
+    );
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_request_duration_seconds_count",
+            &[("endpoint", "scan_profile")]
+        ),
+        targets.len() as f64
+    );
+    assert!(metrics.value("avepoint_exporter_collect_duration_seconds", &[]) > 0.0);
+    assert!(metrics.value("process_resident_memory_bytes", &[]) > 0.0);
+    assert!(metrics.value("process_start_time_seconds", &[]) > 1.7e9);
+}
+
+#[tokio::test]
+async fn exact_values_for_every_metric_on_the_seed_endpoint() {
+    exact_values_on("scan-profiles-v2").await;
+}
+
+#[tokio::test]
+async fn exact_values_for_every_metric_on_the_changes_endpoint() {
+    exact_values_on("changes").await;
+}
+
+#[tokio::test]
+async fn wrong_secret_sets_every_profile_down_and_says_why() {
+    let harness = Harness::start(Setup {
+        secret: "not-the-right-secret".into(),
+        ..Setup::default()
+    })
+    .await;
+    let snapshot = harness
+        .state
+        .collector
+        .collect(Duration::from_secs(5))
+        .await;
+    assert_eq!(snapshot.failures(), snapshot.profiles.len());
+    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
+    assert_eq!(error.status, "auth");
+    assert_eq!(
+        error.message,
+        "token endpoint rejected the client credentials (HTTP 401 Unauthorized, invalid_client: unknown client or wrong secret): check avepoint.client_id and the client secret"
+    );
+
+    let metrics = harness.scrape().await;
+    for (customer, profile) in harness.sim.profile_ids() {
+        assert_eq!(
+            metrics.profile_value("avepoint_scan_profile_up", &customer, &profile),
+            0.0
+        );
+        assert!(!metrics.has_data_for(&profile));
+    }
+    assert!(
+        metrics.value(
+            "avepoint_api_requests_total",
+            &[("endpoint", "token"), ("code", "401")]
+        ) >= 1.0
+    );
+    assert!(
+        metrics
+            .find(
+                "avepoint_api_requests_total",
+                &[("endpoint", "scan_profile")]
+            )
+            .is_empty()
+    );
+    assert!(!metrics.text.contains("not-the-right-secret"));
+}
+
+#[tokio::test]
+async fn revoked_token_mid_run_is_refreshed_once_and_retried() {
+    let harness = Harness::start(Setup::default()).await;
+    let targets = harness.sim.profile_ids();
+    let first = harness.scrape().await;
+    assert_eq!(
+        first
+            .find("avepoint_scan_profile_up", &[])
+            .iter()
+            .filter(|s| s.value == 1.0)
+            .count(),
+        targets.len()
+    );
+
+    harness.sim.revoke_tokens();
+    let second = harness.scrape().await;
+    for (customer, profile) in &targets {
+        assert_eq!(
+            second.profile_value("avepoint_scan_profile_up", customer, profile),
+            1.0
+        );
+    }
+    // The profiles in flight saw a 401 with the old token (how many depends on
+    // timing), yet only one new token was fetched for all of them.
+    let rejected = second.value(
+        "avepoint_api_requests_total",
+        &[("endpoint", "scan_profile"), ("code", "401")],
+    );
+    assert!(
+        (1.0..=targets.len() as f64).contains(&rejected),
+        "{rejected}"
+    );
+    assert_eq!(second.value("avepoint_api_token_refreshes_total", &[]), 2.0);
+    assert_eq!(
+        harness
+            .sim
+            .stats()
+            .token_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}
+
+#[tokio::test]
+async fn expiring_tokens_are_refreshed_before_expiry() {
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            token_lifetime: Duration::from_secs(1),
+            ..SimulatorConfig::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    harness.scrape().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let metrics = harness.scrape().await;
+    assert_eq!(
+        metrics.value("avepoint_api_token_refreshes_total", &[]),
+        2.0
+    );
+    // The token was replaced before the API could reject it.
+    assert!(
+        metrics
+            .find("avepoint_api_requests_total", &[("code", "401")])
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn missing_permission_is_a_403_naming_the_permission() {
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            permissions: "elements.customers.read.all".into(),
+            ..SimulatorConfig::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let snapshot = harness
+        .state
+        .collector
+        .collect(Duration::from_secs(5))
+        .await;
+    assert_eq!(snapshot.failures(), snapshot.profiles.len());
+    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
+    assert_eq!(error.status, "403");
+    assert!(
+        error.message.starts_with("HTTP 403 Forbidden: the app registration lacks the permission elements.scanprofiles.read.all; grant it in Elements > API app registration (AvePoint says: the app lacks the permission elements.scanprofiles.read.all) [request-id sim-"),
+        "{}",
+        error.message
+    );
+}
+
+#[tokio::test]
+async fn unknown_profile_is_a_404_that_names_the_other_endpoint_and_spares_the_others() {
+    let unknown = (
+        "caf90000-2cc6-4000-b04b-794c00005ea3".to_owned(),
+        "47dba9a1-1004-4c2d-b2ce-8f5e66f5842d".to_owned(),
+    );
+    let harness = Harness::start(Setup {
+        extra_targets: vec![unknown.clone()],
+        ..Setup::default()
+    })
+    .await;
+    let snapshot = harness
+        .state
+        .collector
+        .collect(Duration::from_secs(5))
+        .await;
+    let failed: Vec<_> = snapshot
+        .profiles
+        .iter()
+        .filter(|p| p.outcome.is_err())
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].target.profile_id, unknown.1);
+    let error = failed[0].outcome.as_ref().unwrap_err();
+    assert_eq!(error.status, "404");
+    assert!(error.request_id.as_deref().unwrap().starts_with("sim-"));
+    assert!(
+        error.message.starts_with("HTTP 404 Not Found: customer or scan profile not found on the scan-profiles-v2 endpoint; check the ids, or try `avepoint.endpoint: changes`"),
+        "{}",
+        error.message
+    );
+
+    let metrics = harness.scrape().await;
+    assert_eq!(
+        metrics.profile_value("avepoint_scan_profile_up", &unknown.0, &unknown.1),
+        0.0
+    );
+    assert!(!metrics.has_data_for(&unknown.1));
+    for (customer, profile) in harness.sim.profile_ids() {
+        let report = harness.sim.current_report(&customer, &profile).unwrap();
+        let mode = if report.scan_mode == Some(0) {
+            "express"
+        } else {
+            "advanced"
+        };
+        assert_profile(&metrics, &customer, &report, mode);
+    }
+}
+
+/// Inject `fault` into one profile, scrape, and check that exactly that
+/// profile is down with `status`, and every other profile keeps its values.
+async fn one_profile_fails(fault: Fault, status: &str, message_start: &str) -> Harness {
+    let harness = Harness::start(Setup::default()).await;
+    let targets = harness.sim.profile_ids();
+    let (bad_customer, bad_profile) = targets[1].clone();
+    harness.sim.set_fault(&bad_profile, fault);
+
+    let snapshot = harness
+        .state
+        .collector
+        .collect(Duration::from_secs(3))
+        .await;
+    let error = snapshot.profiles[1].outcome.as_ref().unwrap_err();
+    assert_eq!(error.status, status, "{}", error.message);
+    assert!(
+        error.message.starts_with(message_start),
+        "{}",
+        error.message
+    );
+    assert_eq!(snapshot.failures(), 1);
+
+    let metrics = harness.scrape().await;
+    assert_eq!(
+        metrics.profile_value("avepoint_scan_profile_up", &bad_customer, &bad_profile),
+        0.0
+    );
+    assert!(!metrics.has_data_for(&bad_profile));
+    for (customer, profile) in targets.iter().filter(|(_, p)| *p != bad_profile) {
+        let report = harness.sim.current_report(customer, profile).unwrap();
+        let mode = if report.scan_mode == Some(0) {
+            "express"
+        } else {
+            "advanced"
+        };
+        assert_profile(&metrics, customer, &report, mode);
+    }
+    harness
+}
+
+#[tokio::test]
+async fn throttled_profile_with_a_long_retry_after_fails_fast() {
+    let started = Instant::now();
+    let harness = one_profile_fails(
+        Fault::Throttle(Some("30".into())),
+        "429",
+        "HTTP 429 Too Many Requests: rate limited by AvePoint, retry after 30s (AvePoint says: rate limit exceeded)",
+    )
+    .await;
+    // Two collections (snapshot + scrape), neither waited the 30 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let metrics = harness.scrape().await;
+    assert!(metrics.find("avepoint_api_retries_total", &[]).is_empty());
+}
+
+#[tokio::test]
+async fn throttled_profile_with_a_short_retry_after_is_retried_once() {
+    let harness = one_profile_fails(
+        Fault::Throttle(Some("1".into())),
+        "429",
+        "HTTP 429 Too Many Requests: rate limited by AvePoint, retry after 1s",
+    )
+    .await;
+    let metrics = harness.scrape().await;
+    // Three collections so far, each retried the throttled profile once.
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_retries_total",
+            &[("endpoint", "scan_profile"), ("code", "429")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_requests_total",
+            &[("endpoint", "scan_profile"), ("code", "429")]
+        ),
+        6.0
+    );
+}
+
+#[tokio::test]
+async fn server_error_fails_only_that_profile_after_one_retry() {
+    let harness = one_profile_fails(
+        Fault::Status(500),
+        "500",
+        "HTTP 500 Internal Server Error: AvePoint server error",
+    )
+    .await;
+    let metrics = harness.scrape().await;
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_retries_total",
+            &[("endpoint", "scan_profile"), ("code", "500")]
+        ),
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn truncated_body_fails_only_that_profile() {
+    one_profile_fails(
+        Fault::Truncated,
+        "invalid_body",
+        "invalid response body: not a scan profile report: EOF while parsing",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn html_body_fails_only_that_profile() {
+    one_profile_fails(
+        Fault::NotJson,
+        "invalid_body",
+        "invalid response body: not a scan profile report: expected value at line 1 column 1",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn missing_field_fails_only_that_profile_and_names_the_field() {
+    one_profile_fails(
+        Fault::MissingField,
+        "invalid_body",
+        "invalid response body: not a scan profile report: missing field `lastScanStatus`",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_field_type_fails_only_that_profile() {
+    one_profile_fails(Fault::WrongTypes, "invalid_body", "invalid response body: not a scan profile report: invalid type: string \"many\", expected i64").await;
+}
+
+#[tokio::test]
+async fn hanging_upstream_does_not_hold_the_scrape_past_its_deadline() {
+    let harness = Harness::start(Setup::default()).await;
+    let targets = harness.sim.profile_ids();
+    let (hung_customer, hung_profile) = targets[0].clone();
+    harness.sim.set_fault(&hung_profile, Fault::Hang);
+
+    let started = Instant::now();
+    let response = harness
+        .get("/metrics", &[("X-Prometheus-Scrape-Timeout-Seconds", "2")])
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.status, 200);
+    assert!(
+        elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_millis(2000),
+        "{elapsed:?}"
+    );
+    let metrics = Exposition::parse(&response.body);
+    assert_eq!(
+        metrics.profile_value("avepoint_scan_profile_up", &hung_customer, &hung_profile),
+        0.0
+    );
+    let others_up = metrics
+        .find("avepoint_scan_profile_up", &[])
+        .iter()
+        .filter(|s| s.value == 1.0)
+        .count();
+    assert_eq!(others_up, targets.len() - 1);
+}
+
+#[tokio::test]
+async fn unknown_enum_values_are_exported_raw_and_do_not_fail_the_profile() {
+    let harness = Harness::start(Setup::default()).await;
+    let (customer, profile) = harness.sim.profile_ids()[2].clone();
+    let mut report = pinned_report(&profile);
+    report.last_scan_status = 99;
+    report.scan_mode = Some(7);
+    harness
+        .sim
+        .set_fault(&profile, Fault::Report(report.clone()));
+
+    let metrics = harness.scrape().await;
+    assert_profile(&metrics, &customer, &report, "unknown");
+    let ids = [
+        ("customer_id", customer.as_str()),
+        ("profile_id", profile.as_str()),
+    ];
+    assert_eq!(metrics.value("avepoint_scan_last_status", &ids), 99.0);
+    assert!(
+        metrics
+            .find("avepoint_scan_last_status_state", &ids)
+            .iter()
+            .all(|s| s.value == 0.0)
+    );
+}
+
+#[tokio::test]
+async fn two_concurrent_scrapes_cause_one_upstream_round() {
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            latency: Duration::from_millis(300),
+            ..SimulatorConfig::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let targets = harness.sim.profile_ids().len() as u64;
+    let (first, second) = tokio::join!(harness.scrape(), harness.scrape());
+    assert_eq!(
+        harness
+            .sim
+            .stats()
+            .profile_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        targets
+    );
+    assert_eq!(
+        first.find("avepoint_scan_profile_up", &[]).len() as u64,
+        targets
+    );
+    assert_eq!(
+        first.value("avepoint_exporter_collect_duration_seconds", &[]),
+        second.value("avepoint_exporter_collect_duration_seconds", &[])
+    );
+    // A later scrape starts a new round.
+    harness.scrape().await;
+    assert_eq!(
+        harness
+            .sim
+            .stats()
+            .profile_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2 * targets
+    );
+}
+
+#[tokio::test]
+async fn concurrency_bound_is_respected() {
+    // 9 profiles, concurrency 2, 200 ms latency: at least ceil(9/2) * 200 ms.
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            latency: Duration::from_millis(200),
+            ..SimulatorConfig::default()
+        },
+        avepoint_extra: "  concurrency: 2\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let started = Instant::now();
+    let metrics = harness.scrape().await;
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1000), "{elapsed:?}");
+    assert_eq!(
+        metrics
+            .find("avepoint_scan_profile_up", &[])
+            .iter()
+            .filter(|s| s.value == 1.0)
+            .count(),
+        9
+    );
+}
