@@ -7,12 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Prometheus exporter for AvePoint Elements scan profiles.
 #[derive(Debug, Parser)]
-#[command(
-    name = "avepoint-exporter",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "avepoint-exporter", version, about)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -23,6 +18,42 @@ pub struct Cli {
     /// Logging flags.
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+impl Cli {
+    /// Parse the process's arguments, exiting with clap's message on error.
+    pub fn parse_args() -> Self {
+        Self::try_parse_args_from(std::env::args_os()).unwrap_or_else(|error| error.exit())
+    }
+
+    /// Like `try_parse_from`, but `serve`'s flags given before a subcommand
+    /// are an error instead of being silently ignored. (clap's
+    /// `args_conflicts_with_subcommands` does this too, but also rejects the
+    /// global `--log.*` flags before a subcommand.)
+    pub fn try_parse_args_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches, error::ErrorKind, parser::ValueSource};
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        if let Some((name, _)) = matches.subcommand() {
+            for (id, flag) in [
+                ("config_file", "--config.file"),
+                ("listen_address", "--web.listen-address"),
+                ("telemetry_path", "--web.telemetry-path"),
+            ] {
+                if matches.value_source(id) == Some(ValueSource::CommandLine) {
+                    return Err(command.error(
+                        ErrorKind::ArgumentConflict,
+                        format!("{flag} must come after the subcommand: avepoint-exporter {name} {flag} ..."),
+                    ));
+                }
+            }
+        }
+        Self::from_arg_matches(&matches).map_err(|error| error.format(&mut command))
+    }
 }
 
 /// Subcommands.
@@ -46,7 +77,8 @@ pub struct LogArgs {
         long = "log.level",
         global = true,
         default_value = "info",
-        env = "AVEPOINT_LOG_LEVEL"
+        env = "AVEPOINT_LOG_LEVEL",
+        value_parser = log_level
     )]
     pub level: String,
     /// Output format of log messages.
@@ -143,6 +175,25 @@ pub struct SimulateArgs {
     /// Seed of the simulated data and of the random faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+/// A level name, or tracing directives such as `info,avepoint_exporter=debug`.
+/// Checked here because tracing would read a typo as a target name and
+/// silently log nothing.
+fn log_level(text: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let valid = !text.trim().is_empty()
+        && text.split(',').all(|directive| {
+            let level = directive
+                .rsplit_once('=')
+                .map_or(directive, |(_, level)| level);
+            LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+        });
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("expected error, warn, info, debug or trace, or directives such as info,avepoint_exporter=debug".into())
+    }
 }
 
 fn rate(text: &str) -> Result<f64, String> {

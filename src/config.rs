@@ -169,8 +169,9 @@ pub struct ProfileTarget {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping with the keys avepoint and targets")]
 struct RawConfig {
-    avepoint: RawAvePoint,
+    avepoint: Option<RawAvePoint>,
     #[serde(default)]
     targets: Vec<RawTarget>,
 }
@@ -194,17 +195,58 @@ struct RawAvePoint {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping with the keys customer_id and profile_ids")]
 struct RawTarget {
+    #[serde(deserialize_with = "uuid")]
     customer_id: Uuid,
+    #[serde(deserialize_with = "uuids")]
     profile_ids: Vec<Uuid>,
 }
 
+/// A UUID, with the offending text quoted when it is not one.
+fn uuid<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Uuid, D::Error> {
+    struct UuidVisitor;
+    impl serde::de::Visitor<'_> for UuidVisitor {
+        type Value = Uuid;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a UUID such as caf90000-2cc6-4000-b04b-794c00005ea3")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Uuid, E> {
+            Uuid::parse_str(text)
+                .map_err(|error| E::custom(format!("{text:?} is not a UUID: {error}")))
+        }
+    }
+    deserializer.deserialize_str(UuidVisitor)
+}
+
+/// A list of UUIDs, each checked by [`uuid`].
+fn uuids<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Uuid>, D::Error> {
+    #[derive(Deserialize)]
+    struct Item(#[serde(deserialize_with = "uuid")] Uuid);
+    Ok(Vec::<Item>::deserialize(deserializer)?
+        .into_iter()
+        .map(|Item(id)| id)
+        .collect())
+}
+
 /// Durations as Prometheus users write them: `10s`, `1m30s`, `500ms`.
+///
+/// Parsed inside a visitor so the YAML deserializer attaches the value's own
+/// line and column to the error, not those of the enclosing mapping.
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text)
-        .map(Some)
-        .map_err(|error| serde::de::Error::custom(format!("invalid duration {text:?}: {error}")))
+    struct DurationVisitor;
+    impl serde::de::Visitor<'_> for DurationVisitor {
+        type Value = Option<Duration>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as 10s, 1m30s or 500ms")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            humantime::parse_duration(text)
+                .map(Some)
+                .map_err(|error| E::custom(format!("invalid duration {text:?}: {error}")))
+        }
+    }
+    deserializer.deserialize_str(DurationVisitor)
 }
 
 impl Settings {
@@ -234,13 +276,18 @@ impl Settings {
             serde_yaml_ng::Deserializer::from_str(text),
         )
         .map_err(|error| {
-            let key = match error.path().to_string() {
-                key if key == "." => "(top level)".to_owned(),
-                key => key,
-            };
-            invalid(&key, error.into_inner().to_string())
+            let key = error.path().to_string();
+            let message = error.into_inner().to_string();
+            let message = without_yaml_path(&key, &message);
+            let key = if key == "." { "(top level)" } else { &key };
+            invalid(key, message.to_owned())
         })?;
-        let avepoint = raw.avepoint;
+        let avepoint = raw.avepoint.ok_or_else(|| {
+            invalid(
+                "avepoint",
+                "missing: add an avepoint: section with at least client_id".into(),
+            )
+        })?;
 
         let base_url = parse_url(
             avepoint
@@ -257,10 +304,11 @@ impl Settings {
         )
         .map_err(|message| invalid("avepoint.token_url", message))?;
 
+        // A blank variable (e.g. an empty Kubernetes env entry) does not hide the file's value.
+        let non_blank = |id: String| Some(id.trim().to_owned()).filter(|id| !id.is_empty());
         let client_id = env(CLIENT_ID_ENV)
-            .or(avepoint.client_id)
-            .map(|id| id.trim().to_owned())
-            .filter(|id| !id.is_empty())
+            .and_then(non_blank)
+            .or_else(|| avepoint.client_id.and_then(non_blank))
             .ok_or_else(|| {
                 invalid(
                     "avepoint.client_id",
@@ -363,6 +411,23 @@ impl Settings {
             },
             targets,
         })
+    }
+}
+
+/// serde_yaml_ng starts its messages with its own, coarser path (`avepoint: `
+/// for an error in `avepoint.client_idd`); the key already says where, so drop
+/// that prefix when it names `key` or one of its parents.
+fn without_yaml_path<'a>(key: &str, message: &'a str) -> &'a str {
+    match message.split_once(": ") {
+        Some((prefix, rest))
+            if key == prefix
+                || key
+                    .strip_prefix(prefix)
+                    .is_some_and(|tail| tail.starts_with(['.', '['])) =>
+        {
+            rest
+        }
+        _ => message,
     }
 }
 

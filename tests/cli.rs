@@ -1,0 +1,233 @@
+//! The real binary: flags, exit codes and the messages a user sees.
+//!
+//! Nothing here may leave a server running: every run that could serve
+//! listens on `127.0.0.1:0`, is expected to exit by itself, and is killed
+//! (and the test failed) if it has not exited within [`DEADLINE`].
+
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_avepoint-exporter");
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Run the binary from the crate root with no `AVEPOINT_*` variables.
+fn run(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("AVEPOINT_CLIENT_ID")
+        .env_remove("AVEPOINT_CLIENT_SECRET")
+        .env_remove("AVEPOINT_CONFIG_FILE")
+        .env_remove("AVEPOINT_LOG_LEVEL")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the binary") {
+            break status;
+        }
+        if started.elapsed() > DEADLINE {
+            child.kill().expect("killing the binary");
+            let _ = child.wait();
+            panic!(
+                "`avepoint-exporter {}` was still running after {DEADLINE:?}",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let output = run(&["--version"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        format!("avepoint-exporter {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn help_lists_the_subcommands_and_prometheus_style_flags() {
+    let output = run(&["--help"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let help = stdout(&output);
+    for word in [
+        "serve",
+        "check",
+        "demo",
+        "simulate",
+        "--config.file",
+        "--web.listen-address",
+        "--web.telemetry-path",
+        "--log.level",
+        "--log.format",
+    ] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn check_with_an_invalid_config_names_the_file_and_the_key() {
+    let file = "tests/testdata/config/invalid-unknown-avepoint-key.yml";
+    let output = run(&["check", "--config.file", file]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let stderr = stderr(&output);
+    assert!(stderr.contains(file), "{stderr}");
+    assert!(stderr.contains("avepoint.client_idd"), "{stderr}");
+    assert!(stderr.contains("unknown field `client_idd`"), "{stderr}");
+    assert_eq!(
+        stdout(&output),
+        "",
+        "no table for a config that does not load"
+    );
+}
+
+#[test]
+fn check_does_not_see_the_callers_credentials() {
+    // The secret is missing from the file, and the child has no AVEPOINT_* variables.
+    let file = "tests/testdata/config/invalid-missing-secret.yml";
+    let output = run(&["check", "--config.file", file]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let stderr = stderr(&output);
+    assert!(stderr.contains(file), "{stderr}");
+    assert!(stderr.contains("avepoint.client_secret_file"), "{stderr}");
+    assert!(stderr.contains("AVEPOINT_CLIENT_SECRET"), "{stderr}");
+}
+
+#[test]
+fn json_logs_carry_the_config_error_as_a_field() {
+    let file = "tests/testdata/config/invalid-concurrency-too-high.yml";
+    let output = run(&["check", "--config.file", file, "--log.format", "json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let stderr = stderr(&output);
+    let line = stderr.lines().last().expect("a log line");
+    let event: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(event["level"], "ERROR", "{line}");
+    assert_eq!(
+        event["error"],
+        format!("config file {file}: avepoint.concurrency: must be between 1 and 1024, got 5000"),
+        "{line}"
+    );
+}
+
+#[test]
+fn serve_with_a_missing_config_exits_at_once_naming_the_file() {
+    let output = run(&[
+        "--config.file",
+        "missing.yml",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let stderr = stderr(&output);
+    assert!(
+        stderr.contains("config file missing.yml: cannot read it"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
+
+#[test]
+fn serve_subcommand_with_an_invalid_config_exits_at_once() {
+    let file = "tests/testdata/config/invalid-empty-profile-ids.yml";
+    let output = run(&[
+        "serve",
+        "--config.file",
+        file,
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let stderr = stderr(&output);
+    assert!(stderr.contains(file), "{stderr}");
+    assert!(stderr.contains("targets[1].profile_ids"), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
+
+#[test]
+fn an_invalid_log_level_is_an_error() {
+    // The config is missing too, so a binary that accepts the level still
+    // exits, but with the config error instead of naming --log.level.
+    for level in ["nonsense", "warn,["] {
+        let output = run(&[
+            "--log.level",
+            level,
+            "--config.file",
+            "tests/testdata/config/does-not-exist.yml",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ]);
+        let stderr = stderr(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "--log.level {level}: {stderr}"
+        );
+        assert!(
+            stderr.contains("--log.level"),
+            "--log.level {level}: {stderr}"
+        );
+        assert!(stderr.contains(level), "--log.level {level}: {stderr}");
+    }
+}
+
+#[test]
+fn global_flags_work_before_the_subcommand() {
+    let file = "tests/testdata/config/invalid-unknown-key.yml";
+    for args in [
+        ["--log.level", "debug", "check", "--config.file", file],
+        ["--log.format", "json", "check", "--config.file", file],
+        ["check", "--log.level", "debug", "--config.file", file],
+    ] {
+        let output = run(&args);
+        let stderr = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("scrape_interval"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn simulate_rejects_an_error_rate_above_one() {
+    let output = run(&["simulate", "--listen", "127.0.0.1:0", "--error-rate", "2"]);
+    let stderr = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--error-rate"), "{stderr}");
+    assert!(
+        stderr.contains("\"2\" is not a rate between 0 and 1"),
+        "{stderr}"
+    );
+}
