@@ -52,20 +52,35 @@ pub struct ScanProfileReport {
 /// Codes outside this list are exported raw and never fail a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanStatus {
+    /// No scan recorded.
     None = 0,
+    /// A scan is running.
     Running = 1,
+    /// The last scan finished.
     Finished = 2,
+    /// The last scan failed.
     Failed = 3,
+    /// The last scan finished, with exceptions.
     FinishedWithException = 4,
+    /// The scan was skipped.
     Skipped = 5,
+    /// A scan is queued.
     Pending = 6,
+    /// The scan could not start.
     FailedToStart = 7,
+    /// The scan was canceled.
     Canceled = 8,
+    /// The scan was rejected.
     Rejected = 9,
+    /// The scan was stopped.
     Stopped = 10,
+    /// Not scanned yet.
     NotScanned = 11,
+    /// Scanning is disabled.
     Disabled = 12,
+    /// Scanning has not started.
     NotStarted = 13,
+    /// Waiting for configuration.
     WaitForConfiguration = 14,
 }
 
@@ -300,6 +315,7 @@ pub mod api_time {
         use serde::{Deserialize, Deserializer, Serializer};
         use time::OffsetDateTime;
 
+        /// Serialize as RFC 3339, `None` as `null`.
         pub fn serialize<S: Serializer>(
             value: &Option<OffsetDateTime>,
             serializer: S,
@@ -310,6 +326,7 @@ pub mod api_time {
             }
         }
 
+        /// Deserialize an optional API timestamp.
         pub fn deserialize<'de, D: Deserializer<'de>>(
             deserializer: D,
         ) -> Result<Option<OffsetDateTime>, D::Error> {
