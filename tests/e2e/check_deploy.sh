@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Static checks of the deployment files (no exporter needed):
+#   - promtool check rules / test rules   deploy/prometheus/avepoint-alerts*.yml
+#   - promtool check config               deploy/prometheus/prometheus.yml (+ its rule files)
+#   - amtool check-config                 deploy/alertmanager/alertmanager.yml
+#   - amtool config routes test           severity routing of the example
+#   - dashboard structure lint            dashboards/avepoint-scan-profiles.json
+#
+# Run from the repository root:  bash tests/e2e/check_deploy.sh
+# Needs: promtool (package prometheus), amtool (prometheus-alertmanager), python3.
+# PROMTOOL, AMTOOL and PYTHON override the commands. With AVEPOINT_EXPORTER set
+# to the exporter binary, the dashboard end-to-end check (tests/e2e/dashboard_e2e.py,
+# needs the prometheus binary too, ~30 s) runs as well. Exits non-zero on any failure.
+set -uo pipefail
+
+cd "$(dirname "$0")/../.." || exit 2
+PROMTOOL=${PROMTOOL:-promtool}
+AMTOOL=${AMTOOL:-amtool}
+PYTHON=${PYTHON:-python3}
+
+for tool in "$PROMTOOL" "$AMTOOL" "$PYTHON"; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "check_deploy: $tool not found (install the prometheus and prometheus-alertmanager packages, python3)" >&2
+    exit 2
+  fi
+done
+
+failed=()
+step() {
+  local name=$1; shift
+  echo "== $name"
+  if "$@"; then
+    echo "-- ok: $name"
+  else
+    echo "-- FAILED: $name"
+    failed+=("$name")
+  fi
+}
+
+AM_CONFIG=deploy/alertmanager/alertmanager.yml
+
+# Which receiver the example routes an alert to.
+route_is() {
+  local want=$1; shift
+  local got
+  # stdout is the receiver name; stderr may carry an --alertmanager.url warning.
+  got=$("$AMTOOL" config routes test --config.file="$AM_CONFIG" "$@" 2>/dev/null) || true
+  if [ "$got" != "$want" ]; then
+    echo "routing $*: want receiver '$want', got '$got'"
+    return 1
+  fi
+  echo "routing $* -> $got"
+}
+
+routes() {
+  route_is pager alertname=AvepointScanFailed severity=critical customer_id=c1 &&
+  route_is ticket alertname=AvepointDailyReportStale severity=warning customer_id=c1 &&
+  route_is ticket alertname=SomethingElse
+}
+
+step "promtool check rules" "$PROMTOOL" check rules deploy/prometheus/avepoint-alerts.yml
+step "promtool test rules" "$PROMTOOL" test rules deploy/prometheus/avepoint-alerts.test.yml
+# rule_files in prometheus.yml are relative to that file, so check it in place.
+step "promtool check config" "$PROMTOOL" check config deploy/prometheus/prometheus.yml
+step "amtool check-config" "$AMTOOL" check-config "$AM_CONFIG"
+step "amtool config routes test" routes
+step "dashboard lint" "$PYTHON" tests/e2e/dashboard_lint.py dashboards/avepoint-scan-profiles.json
+if [ -n "${AVEPOINT_EXPORTER:-}" ]; then
+  step "dashboard e2e" "$PYTHON" tests/e2e/dashboard_e2e.py --exporter "$AVEPOINT_EXPORTER"
+fi
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'check_deploy: FAILED: %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "check_deploy: all checks passed"
