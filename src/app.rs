@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::avepoint::ApiClient;
 use crate::cli::{CheckArgs, DemoArgs, ServeArgs, SimulateArgs};
-use crate::collect::{Collector, Snapshot};
+use crate::collect::{Collector, Snapshot, TargetSource};
 use crate::config::{CLIENT_SECRET_ENV, ConfigError, Settings};
 use crate::metrics::{ApiMetrics, BuildInfo};
 use crate::simulator::{RunningSimulator, SimulatorConfig};
@@ -40,16 +40,26 @@ pub fn process_env(name: &str) -> Option<String> {
 }
 
 /// Everything `serve` and `demo` run: the shared state behind the web routes.
+/// Starts discovery in the background when it is enabled (so it must run
+/// inside the Tokio runtime).
 pub fn build_state(settings: &Settings, telemetry_path: &str) -> Result<Arc<AppState>, AppError> {
     let api_metrics = ApiMetrics::default();
     let client = Arc::new(ApiClient::new(&settings.avepoint, api_metrics.clone())?);
+    let discovery = settings.discovery.clone().map(|discovery| {
+        crate::discovery::spawn(Arc::clone(&client), discovery, settings.targets.clone())
+    });
+    let targets = match &discovery {
+        Some(state) => TargetSource::Discovered(state.clone()),
+        None => TargetSource::Static(settings.targets.clone().into()),
+    };
     let collector = Arc::new(Collector::new(
         client,
-        settings.targets.clone(),
+        targets,
         settings.avepoint.concurrency,
     ));
     Ok(Arc::new(AppState {
         collector,
+        discovery,
         api_metrics,
         build: BuildInfo::default(),
         telemetry_path: telemetry_path.to_owned(),
@@ -211,7 +221,9 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
             address: "127.0.0.1:0".into(),
             source,
         })?;
-    let config_text = simulator.exporter_config(None);
+    // Discovery finds the simulated customers, as it would for an MSP.
+    let config_text = simulator.exporter_config(Some(&[]))
+        + "discovery:\n  enabled: true\n  refresh_interval: 1m\n";
     let settings = Settings::from_yaml(&config_text, Path::new("<demo>"), |name| {
         (name == CLIENT_SECRET_ENV).then(|| secret.clone())
     })?;
@@ -220,7 +232,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
     let local = listener.local_addr().map_err(AppError::Serve)?;
     println!(
         "avepoint-exporter demo: {} customers x {} scan profiles, a simulated day every {}\n\
-         \n  metrics:    http://{local}/metrics\n  landing:    http://{local}/\n  simulator:  {}\n\
+         \n  metrics:    http://{local}/metrics\n  landing:    http://{local}/\n  targets:    http://{local}/sd (Prometheus http_sd) and http://{local}/probe?customer_id=...\n  simulator:  {}\n\
          \nThe config it runs with (a real one looks the same, with AvePoint's URLs\nleft to `environment` and the secret in AVEPOINT_CLIENT_SECRET or a file):\n\n{config_text}\nPress Ctrl-C to stop.",
         args.customers,
         args.profiles_per_customer,

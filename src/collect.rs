@@ -12,8 +12,11 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::stream::{self, StreamExt};
 use tokio::time::Instant as TokioInstant;
 
+use tokio::sync::watch;
+
 use crate::avepoint::{ApiClient, ApiError, ScanProfileReport};
 use crate::config::ProfileTarget;
+use crate::discovery::DiscoveryState;
 
 /// Deadline used when the scraper does not send `X-Prometheus-Scrape-Timeout-Seconds`.
 pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,28 +88,63 @@ impl Snapshot {
 
 type SharedRound = Shared<BoxFuture<'static, Arc<Snapshot>>>;
 
+/// Where the list of targets comes from.
+#[derive(Debug, Clone)]
+pub enum TargetSource {
+    /// The config file's list, fixed.
+    Static(Arc<[ProfileTarget]>),
+    /// The config file's list merged with discovery's latest result.
+    Discovered(watch::Receiver<Arc<DiscoveryState>>),
+}
+
+impl TargetSource {
+    /// The targets right now (cheap: an `Arc` clone).
+    pub fn current(&self) -> Arc<[ProfileTarget]> {
+        match self {
+            TargetSource::Static(targets) => Arc::clone(targets),
+            TargetSource::Discovered(state) => Arc::clone(&state.borrow().targets),
+        }
+    }
+}
+
 /// Fetches all targets for a scrape; owns the single-flight slot.
 pub struct Collector {
     client: Arc<ApiClient>,
-    targets: Arc<[ProfileTarget]>,
+    targets: TargetSource,
     concurrency: usize,
     in_flight: Mutex<Option<(TokioInstant, SharedRound)>>,
 }
 
 impl Collector {
-    /// A collector for a fixed list of targets.
-    pub fn new(client: Arc<ApiClient>, targets: Vec<ProfileTarget>, concurrency: usize) -> Self {
+    /// A collector for the targets of `targets`.
+    pub fn new(client: Arc<ApiClient>, targets: TargetSource, concurrency: usize) -> Self {
         Self {
             client,
-            targets: targets.into(),
+            targets,
             concurrency: concurrency.max(1),
             in_flight: Mutex::new(None),
         }
     }
 
-    /// The configured targets.
-    pub fn targets(&self) -> &[ProfileTarget] {
-        &self.targets
+    /// The current targets.
+    pub fn targets(&self) -> Arc<[ProfileTarget]> {
+        self.targets.current()
+    }
+
+    /// Collect `targets` now, in a round of their own (for `/probe`).
+    pub async fn collect_targets(
+        &self,
+        targets: Arc<[ProfileTarget]>,
+        budget: Duration,
+    ) -> Snapshot {
+        let deadline = TokioInstant::now() + budget;
+        collect_round(
+            Arc::clone(&self.client),
+            targets,
+            self.concurrency,
+            deadline,
+        )
+        .await
     }
 
     /// Collect all targets within `budget`, joining a round already in flight.
@@ -147,7 +185,7 @@ impl Collector {
 
     fn start_round(&self, deadline: TokioInstant) -> SharedRound {
         let client = Arc::clone(&self.client);
-        let targets = Arc::clone(&self.targets);
+        let targets = self.targets.current();
         let concurrency = self.concurrency;
         let task = tokio::spawn(collect_round(client, targets, concurrency, deadline));
         async move {
@@ -169,6 +207,7 @@ impl Collector {
         Snapshot {
             profiles: self
                 .targets
+                .current()
                 .iter()
                 .map(|target| ProfileResult {
                     target: target.clone(),

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use regex::Regex;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 use url::Url;
@@ -131,8 +132,89 @@ pub struct Settings {
     pub source: PathBuf,
     /// Connection to AvePoint.
     pub avepoint: AvePointSettings,
-    /// The scan profiles to export.
+    /// The scan profiles listed in the file (discovery may add more).
     pub targets: Vec<ProfileTarget>,
+    /// Finding customers and profiles through the API, when enabled.
+    pub discovery: Option<DiscoverySettings>,
+}
+
+/// Permission needed to list customers.
+pub const CUSTOMERS_SCOPE: &str = "elements.customers.read.all";
+
+/// How customers and profiles are discovered.
+#[derive(Debug, Clone)]
+pub struct DiscoverySettings {
+    /// How often the lists are fetched again.
+    pub refresh_interval: Duration,
+    /// Items per page (AvePoint allows at most 100).
+    pub page_size: u32,
+    /// A customer/profile is kept if any of these match (or if there are none).
+    pub include: Vec<DiscoveryRule>,
+    /// ... and none of these match.
+    pub exclude: Vec<DiscoveryRule>,
+}
+
+/// One include or exclude rule: every field given must match (anchored regex).
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryRule {
+    /// Matches the customer id.
+    pub customer_id: Option<Regex>,
+    /// Matches the organization name.
+    pub organization: Option<Regex>,
+    /// Matches the profile name.
+    pub profile_name: Option<Regex>,
+}
+
+impl DiscoveryRule {
+    /// Whether the customer-level fields match (profile name not considered).
+    pub fn matches_customer(&self, customer_id: &str, organization: &str) -> bool {
+        self.customer_id
+            .as_ref()
+            .is_none_or(|re| re.is_match(customer_id))
+            && self
+                .organization
+                .as_ref()
+                .is_none_or(|re| re.is_match(organization))
+    }
+
+    /// Whether every field matches this profile of this customer.
+    pub fn matches(&self, customer_id: &str, organization: &str, profile_name: &str) -> bool {
+        self.matches_customer(customer_id, organization)
+            && self
+                .profile_name
+                .as_ref()
+                .is_none_or(|re| re.is_match(profile_name))
+    }
+}
+
+impl DiscoverySettings {
+    /// Whether some profile of this customer can still be kept (so its
+    /// profiles are worth listing).
+    pub fn wants_customer(&self, customer_id: &str, organization: &str) -> bool {
+        let included = self.include.is_empty()
+            || self
+                .include
+                .iter()
+                .any(|rule| rule.matches_customer(customer_id, organization));
+        let excluded = self.exclude.iter().any(|rule| {
+            rule.profile_name.is_none() && rule.matches_customer(customer_id, organization)
+        });
+        included && !excluded
+    }
+
+    /// Whether this profile is kept.
+    pub fn wants_profile(&self, customer_id: &str, organization: &str, profile_name: &str) -> bool {
+        let included = self.include.is_empty()
+            || self
+                .include
+                .iter()
+                .any(|rule| rule.matches(customer_id, organization, profile_name));
+        included
+            && !self
+                .exclude
+                .iter()
+                .any(|rule| rule.matches(customer_id, organization, profile_name))
+    }
 }
 
 /// How to reach and authenticate to AvePoint.
@@ -174,6 +256,52 @@ struct RawConfig {
     avepoint: Option<RawAvePoint>,
     #[serde(default)]
     targets: Vec<RawTarget>,
+    discovery: Option<RawDiscovery>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default, deserialize_with = "duration")]
+    refresh_interval: Option<Duration>,
+    page_size: Option<u32>,
+    #[serde(default)]
+    include: Vec<RawRule>,
+    #[serde(default)]
+    exclude: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(
+    expecting = "a mapping with any of customer_id, organization, profile_name (regular expressions)"
+)]
+struct RawRule {
+    #[serde(default, deserialize_with = "regex")]
+    customer_id: Option<Regex>,
+    #[serde(default, deserialize_with = "regex")]
+    organization: Option<Regex>,
+    #[serde(default, deserialize_with = "regex")]
+    profile_name: Option<Regex>,
+}
+
+/// A regular expression, anchored at both ends as in Prometheus relabelling.
+fn regex<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Regex>, D::Error> {
+    struct RegexVisitor;
+    impl serde::de::Visitor<'_> for RegexVisitor {
+        type Value = Option<Regex>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a regular expression")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Regex::new(&format!("^(?:{text})$"))
+                .map(Some)
+                .map_err(|error| E::custom(format!("invalid regular expression {text:?}: {error}")))
+        }
+    }
+    deserializer.deserialize_str(RegexVisitor)
 }
 
 #[derive(Deserialize)]
@@ -358,15 +486,59 @@ impl Settings {
                 format!("must be between 1 and {MAX_CONCURRENCY}, got {concurrency}"),
             ));
         }
-        let scope = avepoint.scope.unwrap_or_else(|| DEFAULT_SCOPE.to_owned());
+        let discovery = match raw.discovery {
+            Some(discovery) if discovery.enabled => {
+                let refresh_interval = discovery
+                    .refresh_interval
+                    .unwrap_or(Duration::from_secs(3600));
+                if refresh_interval < Duration::from_secs(1) {
+                    return Err(invalid(
+                        "discovery.refresh_interval",
+                        "must be at least 1s".into(),
+                    ));
+                }
+                let page_size = discovery.page_size.unwrap_or(100);
+                if !(1..=100).contains(&page_size) {
+                    return Err(invalid(
+                        "discovery.page_size",
+                        format!("must be between 1 and 100, got {page_size}"),
+                    ));
+                }
+                let rule = |raw: RawRule| DiscoveryRule {
+                    customer_id: raw.customer_id,
+                    organization: raw.organization,
+                    profile_name: raw.profile_name,
+                };
+                Some(DiscoverySettings {
+                    refresh_interval,
+                    page_size,
+                    include: discovery.include.into_iter().map(rule).collect(),
+                    exclude: discovery.exclude.into_iter().map(rule).collect(),
+                })
+            }
+            _ => None,
+        };
+
+        let scope = match avepoint.scope {
+            Some(scope) => scope,
+            None if discovery.is_some() => format!("{DEFAULT_SCOPE} {CUSTOMERS_SCOPE}"),
+            None => DEFAULT_SCOPE.to_owned(),
+        };
         if scope.trim().is_empty() {
             return Err(invalid("avepoint.scope", "must not be empty".into()));
         }
+        if discovery.is_some() && !scope.split_whitespace().any(|s| s == CUSTOMERS_SCOPE) {
+            return Err(invalid(
+                "avepoint.scope",
+                format!("discovery needs the permission {CUSTOMERS_SCOPE}; add it to the scope"),
+            ));
+        }
 
-        if raw.targets.is_empty() {
+        if raw.targets.is_empty() && discovery.is_none() {
             return Err(invalid(
                 "targets",
-                "is empty: list at least one customer_id with its profile_ids".into(),
+                "is empty: list at least one customer_id with its profile_ids, or enable discovery"
+                    .into(),
             ));
         }
         let mut seen = HashSet::new();
@@ -410,6 +582,7 @@ impl Settings {
                 concurrency,
             },
             targets,
+            discovery,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod avepoint;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod discovery;
 pub mod metrics;
 pub mod simulator;
 pub mod web;

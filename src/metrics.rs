@@ -21,8 +21,9 @@ use prometheus_client::registry::{Registry, Unit};
 use reqwest::StatusCode;
 
 use crate::avepoint::ScanStatus;
-use crate::avepoint::model::scan_mode_label;
+use crate::avepoint::model::{Customer, scan_mode_label};
 use crate::collect::{ProfileResult, Snapshot};
+use crate::discovery::DiscoveryState;
 
 /// Exposition format chosen by content negotiation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,10 +239,11 @@ impl Default for BuildInfo {
     }
 }
 
-/// Encode a scrape: the snapshot's profiles, the exporter's own metrics and
-/// the process metrics, in the negotiated format.
+/// Encode a scrape: the snapshot's profiles, discovery and customer
+/// metrics, the exporter's own metrics and the process metrics.
 pub fn encode_scrape(
     snapshot: Arc<Snapshot>,
+    discovery: Option<Arc<DiscoveryState>>,
     api: &ApiMetrics,
     build: &BuildInfo,
     format: Format,
@@ -252,16 +254,31 @@ pub fn encode_scrape(
         build: build.clone(),
     }));
     registry.register_collector(Box::new(ProfileCollector(snapshot)));
+    if let Some(discovery) = discovery {
+        registry.register_collector(Box::new(DiscoveryCollector(discovery)));
+    }
     api.register(&mut registry);
     registry.register_collector(Box::new(ProcessCollector));
     encode_registry(&registry, format)
 }
 
-/// Encode only the per-profile metrics of a snapshot (no exporter or process
-/// metrics), for a fresh registry per probe.
-pub fn encode_profiles(snapshot: Arc<Snapshot>, format: Format) -> Result<String, std::fmt::Error> {
+/// Encode one `/probe`: in a fresh registry, only the probed customer's
+/// profiles (and its customer metrics, when discovery knows it), plus
+/// `avepoint_probe_success` and `avepoint_probe_duration_seconds`.
+pub fn encode_probe(
+    snapshot: Arc<Snapshot>,
+    customer: Option<Customer>,
+    format: Format,
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
+    registry.register_collector(Box::new(ProbeCollector {
+        success: snapshot.failures() == 0,
+        duration: snapshot.collect_duration,
+    }));
     registry.register_collector(Box::new(ProfileCollector(snapshot)));
+    if let Some(customer) = customer {
+        registry.register_collector(Box::new(CustomerCollector(vec![customer].into())));
+    }
     encode_registry(&registry, format)
 }
 
@@ -439,6 +456,139 @@ impl Collector for ProfileCollector {
             }),
         )?;
         Ok(())
+    }
+}
+
+/// `avepoint_probe_*`: did the probe fetch every profile, and how long it took.
+#[derive(Debug)]
+struct ProbeCollector {
+    success: bool,
+    duration: Duration,
+}
+
+impl Collector for ProbeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_gauges(
+            &mut encoder,
+            "avepoint_probe_success",
+            "1 when every scan profile of the probed customer was fetched, else 0.",
+            None,
+            [(NO_LABELS, i64::from(self.success))],
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_probe_duration",
+            "How long the probe took.",
+            Some(&Unit::Seconds),
+            [(NO_LABELS, self.duration.as_secs_f64())],
+        )
+    }
+}
+
+/// Discovery's health and the customers it found.
+#[derive(Debug)]
+struct DiscoveryCollector(Arc<DiscoveryState>);
+
+impl Collector for DiscoveryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let state = &self.0;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_discovery_last_success_timestamp",
+            "End of the last discovery refresh that read every list without error, as a Unix timestamp.",
+            Some(&Unit::Seconds),
+            state.last_success.map(|at| {
+                let seconds = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                (NO_LABELS, seconds)
+            }),
+        )?;
+        let errors = prometheus_client::metrics::counter::ConstCounter::new(state.errors_total);
+        let metric = encoder.encode_descriptor(
+            "avepoint_discovery_errors",
+            "Discovery refreshes that failed in whole or in part (the last known targets were kept).",
+            None,
+            MetricType::Counter,
+        )?;
+        errors.encode(metric)?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_discovery_targets",
+            "Scan profiles found by discovery after the include/exclude rules.",
+            None,
+            [(NO_LABELS, state.discovered_profiles as i64)],
+        )?;
+        CustomerCollector(Arc::clone(&state.customers)).encode(encoder)
+    }
+}
+
+/// Customer-level metrics from discovery data. `ownerEmail` is personal
+/// data and is never decoded, let alone exported.
+#[derive(Debug)]
+struct CustomerCollector(Arc<[Customer]>);
+
+/// Help text of `avepoint_customer_job_status`: the documented codes.
+const JOB_STATUS_HELP: &str = "Raw jobStatus code of the customer: 0=N/A, 1=Working, 2=Failed, 3=Waiting for configuration, 4=Multiple issues found, 5=Finished with exception, 6=No backup updates.";
+
+fn management_mode_label(code: Option<i64>) -> &'static str {
+    match code {
+        Some(0) => "customer_managed",
+        Some(1) => "partner_managed",
+        Some(2) => "to_be_configured",
+        _ => "unknown",
+    }
+}
+
+impl Collector for CustomerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_gauges(
+            &mut encoder,
+            "avepoint_customer_info",
+            "Customer metadata from discovery; constant 1. management_mode is customer_managed, partner_managed, to_be_configured or unknown.",
+            None,
+            self.0.iter().map(|customer| {
+                (
+                    [
+                        ("customer_id", customer.id.as_str()),
+                        ("organization", customer.organization.as_str()),
+                        (
+                            "management_mode",
+                            management_mode_label(customer.management_mode),
+                        ),
+                        (
+                            "country_or_region",
+                            customer.country_or_region.as_deref().unwrap_or(""),
+                        ),
+                    ],
+                    1_i64,
+                )
+            }),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_customer_job_status",
+            JOB_STATUS_HELP,
+            None,
+            self.0.iter().filter_map(|customer| {
+                customer
+                    .job_status
+                    .map(|code| ([("customer_id", customer.id.as_str())], code))
+            }),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_customer_tenants",
+            "Microsoft 365 tenants of the customer.",
+            None,
+            self.0.iter().map(|customer| {
+                (
+                    [("customer_id", customer.id.as_str())],
+                    customer.tenants.len() as i64,
+                )
+            }),
+        )
     }
 }
 

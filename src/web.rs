@@ -8,14 +8,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::collect::{Collector, scrape_budget};
-use crate::metrics::{ApiMetrics, BuildInfo, Format, encode_scrape};
+use crate::config::ProfileTarget;
+use crate::discovery::DiscoveryState;
+use crate::metrics::{ApiMetrics, BuildInfo, Format, encode_probe, encode_scrape};
 
 /// The header Prometheus sends with its scrape timeout in seconds.
 pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
@@ -24,6 +31,8 @@ pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
 pub struct AppState {
     /// Runs the collection rounds.
     pub collector: Arc<Collector>,
+    /// Discovery's latest state, when discovery is enabled.
+    pub discovery: Option<watch::Receiver<Arc<DiscoveryState>>>,
     /// The exporter's own API instrumentation.
     pub api_metrics: ApiMetrics,
     /// Version information.
@@ -37,8 +46,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(landing_page))
         .route(&state.telemetry_path, get(metrics))
+        .route("/probe", get(probe))
+        .route("/sd", get(service_discovery))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
-        .route("/-/ready", get(|| async { "Ready\n" }))
+        .route("/-/ready", get(ready))
         .with_state(state)
 }
 
@@ -47,7 +58,21 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let budget = scrape_budget(header_text(SCRAPE_TIMEOUT_HEADER));
     let format = Format::negotiate(header_text(header::ACCEPT.as_str()));
     let snapshot = state.collector.collect(budget).await;
-    match encode_scrape(snapshot, &state.api_metrics, &state.build, format) {
+    let discovery = state.discovery.as_ref().map(|d| Arc::clone(&d.borrow()));
+    metrics_response(
+        encode_scrape(
+            snapshot,
+            discovery,
+            &state.api_metrics,
+            &state.build,
+            format,
+        ),
+        format,
+    )
+}
+
+fn metrics_response(encoded: Result<String, std::fmt::Error>, format: Format) -> Response {
+    match encoded {
         Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         Err(error) => {
             tracing::error!(%error, "encoding metrics failed");
@@ -57,6 +82,132 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             )
                 .into_response()
         }
+    }
+}
+
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message + "\n",
+    )
+        .into_response()
+}
+
+/// A UUID query parameter, normalised to lower case; `Err` is the 400 text.
+fn uuid_parameter(query: &HashMap<String, String>, name: &str) -> Result<Option<String>, String> {
+    match query.get(name) {
+        None => Ok(None),
+        Some(value) => uuid::Uuid::parse_str(value.trim())
+            .map(|id| Some(id.to_string()))
+            .map_err(|_| format!("{name} {value:?} is not a UUID")),
+    }
+}
+
+/// `/probe?customer_id=...[&profile_id=...]`: one customer's profiles in a
+/// fresh registry, blackbox_exporter style. Caller mistakes answer 400 in
+/// plain text; an upstream failure is a 200 with `avepoint_probe_success 0`.
+async fn probe(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let customer_id = match uuid_parameter(&query, "customer_id") {
+        Ok(Some(id)) => id,
+        Ok(None) => return bad_request("customer_id parameter is missing".into()),
+        Err(message) => return bad_request(message),
+    };
+    let profile_id = match uuid_parameter(&query, "profile_id") {
+        Ok(id) => id,
+        Err(message) => return bad_request(message),
+    };
+    let targets: Arc<[ProfileTarget]> = state
+        .collector
+        .targets()
+        .iter()
+        .filter(|t| t.customer_id == customer_id)
+        .filter(|t| profile_id.as_ref().is_none_or(|p| t.profile_id == *p))
+        .cloned()
+        .collect();
+    if targets.is_empty() {
+        return bad_request(match profile_id {
+            Some(profile_id) => format!(
+                "profile {profile_id} of customer {customer_id} is not a configured or discovered target"
+            ),
+            None => format!("customer {customer_id} has no configured or discovered scan profiles"),
+        });
+    }
+    let header_text = |name| headers.get(name).and_then(|value| value.to_str().ok());
+    let budget = scrape_budget(header_text(SCRAPE_TIMEOUT_HEADER));
+    let format = Format::negotiate(header_text(header::ACCEPT.as_str()));
+    let snapshot = Arc::new(state.collector.collect_targets(targets, budget).await);
+    let customer = state.discovery.as_ref().and_then(|discovery| {
+        discovery
+            .borrow()
+            .customers
+            .iter()
+            .find(|c| c.id.eq_ignore_ascii_case(&customer_id))
+            .cloned()
+    });
+    metrics_response(encode_probe(snapshot, customer, format), format)
+}
+
+/// One entry of Prometheus' HTTP service discovery format.
+#[derive(Serialize)]
+struct SdTarget {
+    targets: [String; 1],
+    labels: SdLabels,
+}
+
+#[derive(Serialize)]
+struct SdLabels {
+    customer_id: String,
+    organization: String,
+}
+
+/// `/sd`: Prometheus `http_sd_configs` JSON, one target per customer (the
+/// target is the customer id; relabel it into `/probe`'s `customer_id`).
+async fn service_discovery(State(state): State<Arc<AppState>>) -> Json<Vec<SdTarget>> {
+    let customers = state
+        .discovery
+        .as_ref()
+        .map(|d| Arc::clone(&d.borrow().customers))
+        .unwrap_or_default();
+    let mut entries: Vec<SdTarget> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for target in state.collector.targets().iter() {
+        if !seen.insert(target.customer_id.clone()) {
+            continue;
+        }
+        let organization = customers
+            .iter()
+            .find(|c| c.id.eq_ignore_ascii_case(&target.customer_id))
+            .map(|c| c.organization.clone())
+            .unwrap_or_default();
+        entries.push(SdTarget {
+            targets: [target.customer_id.clone()],
+            labels: SdLabels {
+                customer_id: target.customer_id.clone(),
+                organization,
+            },
+        });
+    }
+    Json(entries)
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let waiting = state
+        .discovery
+        .as_ref()
+        .is_some_and(|discovery| !discovery.borrow().attempted);
+    if waiting {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: the first discovery has not finished\n",
+        )
+            .into_response()
+    } else {
+        "Ready\n".into_response()
     }
 }
 

@@ -70,7 +70,7 @@ const INVALID: &[(&str, Vars, &str)] = &[
         "invalid-unknown-key.yml",
         &[],
         "config file tests/testdata/config/invalid-unknown-key.yml: scrape_interval: \
-         unknown field `scrape_interval`, expected `avepoint` or `targets` at line 7 column 1",
+         unknown field `scrape_interval`, expected one of `avepoint`, `targets`, `discovery` at line 7 column 1",
     ),
     (
         "invalid-unknown-avepoint-key.yml",
@@ -136,7 +136,7 @@ const INVALID: &[(&str, Vars, &str)] = &[
         "invalid-empty-targets.yml",
         &[],
         "config file tests/testdata/config/invalid-empty-targets.yml: targets: \
-         is empty: list at least one customer_id with its profile_ids",
+         is empty: list at least one customer_id with its profile_ids, or enable discovery",
     ),
     (
         "invalid-empty-profile-ids.yml",

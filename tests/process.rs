@@ -117,10 +117,12 @@ async fn secret_and_tokens_never_appear_in_logs_or_responses() {
         "caf90000-2cc6-4000-b04b-794c00005ea3".into(),
         "47dba9a1-1004-4c2d-b2ce-8f5e66f5842d".into(),
     ));
-    let exporter = start_exporter(&sim.exporter_config(Some(&targets)), SECRET);
+    // Discovery too: the simulator sends each customer's owner e-mail address.
+    let config = sim.exporter_config(Some(&targets)) + "discovery:\n  enabled: true\n";
+    let exporter = start_exporter(&config, SECRET);
 
     let mut responses = String::new();
-    for path in ["/metrics", "/metrics", "/", "/-/healthy", "/-/ready"] {
+    for path in ["/-/ready", "/metrics", "/metrics", "/", "/-/healthy", "/sd"] {
         responses.push_str(&exporter.get(path).await);
     }
     sim.revoke_tokens();
@@ -135,6 +137,10 @@ async fn secret_and_tokens_never_appear_in_logs_or_responses() {
     for (what, text) in [("log", &log), ("responses", &responses)] {
         assert!(!text.contains(SECRET), "client secret in {what}");
         assert!(!text.contains("sim-token-"), "access token in {what}");
+        assert!(
+            !text.contains(".example"),
+            "an owner e-mail address in {what}"
+        );
     }
     // The failing profile is logged with everything needed to chase it.
     let failure = log
@@ -174,4 +180,110 @@ async fn rejected_secret_is_logged_clearly_without_the_secret() {
         "{log}"
     );
     assert!(!log.contains(SECRET) && !metrics.contains(SECRET));
+}
+
+/// The README's first command: `demo` serves every metric of the design's
+/// table for every simulated profile within one scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_every_metric_for_every_simulated_profile() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"))
+        .args([
+            "demo",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.level",
+            "warn",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let banner = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&banner);
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some(url) = line.trim().strip_prefix("metrics:") {
+                let _ = url_tx.send(url.trim().to_owned());
+            }
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let metrics_url = url_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("demo prints its URL");
+    let base = metrics_url.trim_end_matches("/metrics").to_owned();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("{base}/-/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "demo never became ready");
+    let body = client
+        .get(&metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let banner = banner.lock().unwrap().clone();
+    assert!(banner.contains("discovery:\n  enabled: true"), "{banner}");
+    let up: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("avepoint_scan_profile_up{"))
+        .collect();
+    assert_eq!(up.len(), 9, "{body}");
+    for metric in [
+        "avepoint_scan_profile_up",
+        "avepoint_scan_profile_fetch_duration_seconds",
+        "avepoint_scan_profile_info",
+        "avepoint_scan_new_registered_content",
+        "avepoint_scan_moved_to_another_container",
+        "avepoint_scan_removed_from_m365_or_out_of_policy",
+        "avepoint_scan_last_status",
+        "avepoint_scan_last_update_timestamp_seconds",
+        "avepoint_scan_profile_modified_timestamp_seconds",
+    ] {
+        let count = body
+            .lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{")))
+            .count();
+        assert_eq!(count, 9, "{metric}: {count} series\n{body}");
+    }
+    let states = body
+        .lines()
+        .filter(|l| l.starts_with("avepoint_scan_last_status_state{"))
+        .count();
+    assert_eq!(states, 9 * 15);
+    for metric in [
+        "avepoint_exporter_build_info",
+        "avepoint_exporter_collect_duration_seconds",
+        "avepoint_exporter_targets 9",
+        "avepoint_api_requests_total",
+        "avepoint_api_request_duration_seconds_bucket",
+        "avepoint_api_token_refreshes_total",
+        "avepoint_api_token_expiry_timestamp_seconds",
+        "avepoint_discovery_targets 9",
+        "avepoint_customer_info",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(body.contains(metric), "{metric} missing");
+    }
 }

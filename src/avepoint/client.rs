@@ -2,13 +2,17 @@
 //! typed errors, the `request-id` of every failure, and one token refresh
 //! when the API answers 401.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use reqwest::{Response, StatusCode};
 use url::Url;
 
 use super::auth::{AccessToken, AuthError, TokenSource};
-use super::model::{ApiErrorBody, ScanProfileReport};
+use serde::de::DeserializeOwned;
+
+use super::model::{ApiErrorBody, Customer, Page, ScanProfileReport, ScanProfileSummary};
 use crate::config::{AvePointSettings, ProfileEndpoint, ProfileTarget};
 use crate::metrics::{ApiEndpoint, ApiMetrics};
 
@@ -102,6 +106,7 @@ pub struct ApiClient {
     endpoint: ProfileEndpoint,
     tokens: TokenSource,
     metrics: ApiMetrics,
+    request_timeout: Duration,
 }
 
 impl ApiClient {
@@ -127,25 +132,89 @@ impl ApiClient {
             endpoint: settings.endpoint,
             tokens,
             metrics,
+            request_timeout: settings.request_timeout,
         })
     }
 
-    /// The latest daily report of one scan profile, with at most one retry
-    /// (after a 429/503 `Retry-After`, a 5xx or a dropped connection) and
-    /// only when the retry can still finish before `deadline`.
+    /// The latest daily report of one scan profile. At most one retry
+    /// (after a 429/503 `Retry-After`, a 5xx or a dropped connection), and
+    /// only when it can still finish before `deadline`.
     pub async fn scan_profile(
         &self,
         target: &ProfileTarget,
-        deadline: tokio::time::Instant,
+        deadline: Instant,
     ) -> Result<ScanProfileReport, ApiError> {
-        match self.scan_profile_once(target).await {
+        let url = self.url(&self.endpoint.path(&target.customer_id, &target.profile_id));
+        self.call_with_retry(
+            ApiEndpoint::ScanProfile,
+            &url,
+            None,
+            "a scan profile report",
+            deadline,
+        )
+        .await
+    }
+
+    /// One page of `POST .../customers/batch` (all customers), retried once
+    /// like [`ApiClient::scan_profile`] within the request timeout.
+    pub async fn customers_page(
+        &self,
+        page_index: u32,
+        page_size: u32,
+    ) -> Result<Page<Customer>, ApiError> {
+        let mut url = self.url("/partner/external/v3/general/customers/batch");
+        set_page(&mut url, page_index, page_size);
+        let deadline = Instant::now() + self.request_timeout;
+        self.call_with_retry(
+            ApiEndpoint::CustomersBatch,
+            &url,
+            Some(&serde_json::json!({})),
+            "a page of customers",
+            deadline,
+        )
+        .await
+    }
+
+    /// One page of `POST .../customers/{id}/scan-profiles/batch` (all
+    /// profiles), retried like [`ApiClient::customers_page`].
+    pub async fn scan_profiles_page(
+        &self,
+        customer_id: &str,
+        page_index: u32,
+        page_size: u32,
+    ) -> Result<Page<ScanProfileSummary>, ApiError> {
+        let mut url = self.url(&format!(
+            "/partner/external/v3/general/customers/{customer_id}/scan-profiles/batch"
+        ));
+        set_page(&mut url, page_index, page_size);
+        let deadline = Instant::now() + self.request_timeout;
+        self.call_with_retry(
+            ApiEndpoint::ScanProfilesBatch,
+            &url,
+            Some(&serde_json::json!({})),
+            "a page of scan profiles",
+            deadline,
+        )
+        .await
+    }
+
+    /// [`ApiClient::call`], and once more after a retryable failure if the
+    /// wait fits before `deadline`.
+    async fn call_with_retry<T: DeserializeOwned>(
+        &self,
+        endpoint: ApiEndpoint,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        what: &str,
+        deadline: Instant,
+    ) -> Result<T, ApiError> {
+        match self.call(endpoint, url, body, what).await {
             Err(error) => match retry_delay(&error) {
-                Some(delay) if tokio::time::Instant::now() + delay < deadline => {
-                    self.metrics
-                        .observe_retry(ApiEndpoint::ScanProfile, &error.status_label());
-                    tracing::debug!(%target, error = %error, ?delay, "retrying once");
+                Some(delay) if Instant::now() + delay < deadline => {
+                    self.metrics.observe_retry(endpoint, &error.status_label());
+                    tracing::debug!(url = %url, error = %error, ?delay, "retrying once");
                     tokio::time::sleep(delay).await;
-                    self.scan_profile_once(target).await
+                    self.call(endpoint, url, body, what).await
                 }
                 _ => Err(error),
             },
@@ -153,27 +222,30 @@ impl ApiClient {
         }
     }
 
-    async fn scan_profile_once(
+    /// One authorized call: GET, or POST with a JSON body; one token refresh
+    /// and retry on 401; the body read within [`MAX_PROFILE_BODY`] and decoded.
+    async fn call<T: DeserializeOwned>(
         &self,
-        target: &ProfileTarget,
-    ) -> Result<ScanProfileReport, ApiError> {
-        let url = self.url(&self.endpoint.path(&target.customer_id, &target.profile_id));
+        endpoint: ApiEndpoint,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<T, ApiError> {
         let token = self.tokens.token().await?;
-        let response = match self.get(&url, &token).await? {
+        let response = match self.send(endpoint, url, body, &token).await? {
             // The token may have been revoked or expired early: one fresh
             // token and one retry, never a loop.
             response if response.status() == StatusCode::UNAUTHORIZED => {
                 self.tokens.invalidate(&token).await;
                 let token = self.tokens.token().await?;
-                self.get(&url, &token).await?
+                self.send(endpoint, url, body, &token).await?
             }
             response => response,
         };
-        let started = Instant::now();
         let status = response.status();
         let request_id = request_id(&response);
         if !status.is_success() {
-            return Err(self.status_error(response, request_id).await);
+            return Err(self.status_error(endpoint, response, request_id).await);
         }
         let body = read_body_limited(response, MAX_PROFILE_BODY)
             .await
@@ -181,32 +253,44 @@ impl ApiClient {
                 message: error.to_string(),
                 request_id: request_id.clone(),
             })?;
-        tracing::trace!(elapsed = ?started.elapsed(), bytes = body.len(), "read profile body");
         serde_json::from_slice(&body).map_err(|error| ApiError::Decode {
-            message: format!("not a scan profile report: {error}"),
+            message: format!("not {what}: {error}"),
             request_id,
         })
     }
 
-    async fn get(&self, url: &Url, token: &AccessToken) -> Result<Response, ApiError> {
+    async fn send(
+        &self,
+        endpoint: ApiEndpoint,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        token: &AccessToken,
+    ) -> Result<Response, ApiError> {
         let started = Instant::now();
-        let result = self
-            .http
-            .get(url.clone())
+        let request = match body {
+            Some(body) => self.http.post(url.clone()).json(body),
+            None => self.http.get(url.clone()),
+        };
+        let result = request
             .bearer_auth(token.expose())
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await;
         let status = result.as_ref().ok().map(Response::status);
         self.metrics
-            .observe_request(ApiEndpoint::ScanProfile, status, started.elapsed());
+            .observe_request(endpoint, status, started.elapsed());
         result.map_err(|error| ApiError::Transport {
             message: error_chain(&error),
             timeout: error.is_timeout(),
         })
     }
 
-    async fn status_error(&self, response: Response, request_id: Option<String>) -> ApiError {
+    async fn status_error(
+        &self,
+        endpoint: ApiEndpoint,
+        response: Response,
+        request_id: Option<String>,
+    ) -> ApiError {
         let status = response.status();
         let retry_after = response
             .headers()
@@ -224,8 +308,16 @@ impl ApiClient {
             StatusCode::UNAUTHORIZED => {
                 "the API rejected a freshly issued token; check the app registration".to_owned()
             }
-            StatusCode::FORBIDDEN => {
-                "the app registration lacks the permission elements.scanprofiles.read.all; grant it in Elements > API app registration".to_owned()
+            StatusCode::FORBIDDEN => format!(
+                "the app registration lacks the permission {}; grant it in Elements > API app registration",
+                if endpoint == ApiEndpoint::CustomersBatch {
+                    crate::config::CUSTOMERS_SCOPE
+                } else {
+                    crate::config::DEFAULT_SCOPE
+                }
+            ),
+            StatusCode::NOT_FOUND if endpoint != ApiEndpoint::ScanProfile => {
+                "customer not found".to_owned()
             }
             StatusCode::NOT_FOUND => format!(
                 "customer or scan profile not found on the {} endpoint; check the ids, or try `avepoint.endpoint: {}`",
@@ -280,6 +372,12 @@ fn jitter(min_ms: u64, max_ms: u64) -> Duration {
     use std::hash::{BuildHasher, RandomState};
     let random = RandomState::new().hash_one(Instant::now());
     Duration::from_millis(min_ms + random % (max_ms - min_ms + 1))
+}
+
+fn set_page(url: &mut Url, page_index: u32, page_size: u32) {
+    url.query_pairs_mut()
+        .append_pair("pageIndex", &page_index.to_string())
+        .append_pair("pageSize", &page_size.to_string());
 }
 
 fn request_id(response: &Response) -> Option<String> {

@@ -124,6 +124,9 @@ struct SimState {
     started: Instant,
     tokens: Mutex<HashMap<String, IssuedToken>>,
     faults: Mutex<HashMap<String, Fault>>,
+    hidden_customers: Mutex<std::collections::HashSet<String>>,
+    discovery_failing: std::sync::atomic::AtomicBool,
+    paging_lies: std::sync::atomic::AtomicBool,
     request_counter: AtomicU64,
     stats: SimStats,
 }
@@ -175,6 +178,9 @@ impl RunningSimulator {
             started: Instant::now(),
             tokens: Mutex::default(),
             faults: Mutex::default(),
+            hidden_customers: Mutex::default(),
+            discovery_failing: Default::default(),
+            paging_lies: Default::default(),
             request_counter: AtomicU64::new(1),
             stats: SimStats::default(),
         });
@@ -234,6 +240,27 @@ impl RunningSimulator {
         lock(&self.state.faults).insert(profile_id.to_owned(), fault);
     }
 
+    /// Hide customers from discovery (and answer 404 for their profile
+    /// lists), as when a customer leaves; `&[]` shows every customer again.
+    pub fn hide_customers(&self, customer_ids: &[&str]) {
+        let mut hidden = lock(&self.state.hidden_customers);
+        hidden.clear();
+        hidden.extend(customer_ids.iter().map(|id| (*id).to_owned()));
+    }
+
+    /// Make both discovery endpoints answer 500 (or recover).
+    pub fn set_discovery_failing(&self, failing: bool) {
+        self.state
+            .discovery_failing
+            .store(failing, Ordering::Relaxed);
+    }
+
+    /// Make the discovery endpoints claim 1000 more items than they have and
+    /// repeat their last page forever, like a buggy server.
+    pub fn set_paging_lies(&self, lying: bool) {
+        self.state.paging_lies.store(lying, Ordering::Relaxed);
+    }
+
     /// Remove all injected faults.
     pub fn clear_faults(&self) {
         lock(&self.state.faults).clear();
@@ -264,10 +291,11 @@ impl RunningSimulator {
             }
         }
         let mut yaml = format!(
-            "avepoint:\n  base_url: {}\n  token_url: {}\n  client_id: {}\n  # client secret: from AVEPOINT_CLIENT_SECRET\ntargets:\n",
+            "avepoint:\n  base_url: {}\n  token_url: {}\n  client_id: {}\n  # client secret: from AVEPOINT_CLIENT_SECRET\ntargets:{}\n",
             self.base_url(),
             self.token_url(),
-            self.state.config.client_id
+            self.state.config.client_id,
+            if by_customer.is_empty() { " []" } else { "" }
         );
         for (customer, profiles) in by_customer {
             yaml.push_str(&format!("  - customer_id: {customer}\n    profile_ids:\n"));
@@ -596,13 +624,24 @@ struct BatchBody {
     scan_profile_ids: Option<Vec<String>>,
 }
 
-fn page<T: serde::Serialize>(items: Vec<T>, query: &PageQuery, request_id: u64) -> Response {
+fn page<T: serde::Serialize>(
+    state: &SimState,
+    items: Vec<T>,
+    query: &PageQuery,
+    request_id: u64,
+) -> Response {
     let page_index = query.page_index.unwrap_or(1).max(1);
     let page_size = query.page_size.unwrap_or(50).clamp(1, 100);
-    let total_count = items.len() as u64;
+    let lying = state.paging_lies.load(Ordering::Relaxed);
+    let total_count = items.len() as u64 + if lying { 1000 } else { 0 };
+    let mut skip = ((page_index - 1) * page_size) as usize;
+    if lying && skip >= items.len() {
+        // Past the end: send the last page again instead of an empty one.
+        skip = items.len().saturating_sub(page_size as usize);
+    }
     let data: Vec<T> = items
         .into_iter()
-        .skip(((page_index - 1) * page_size) as usize)
+        .skip(skip)
         .take(page_size as usize)
         .collect();
     let body = Page {
@@ -630,14 +669,29 @@ async fn customers_batch(
         Ok(id) => id,
         Err(response) => return response,
     };
+    if state.discovery_failing.load(Ordering::Relaxed) {
+        return api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            request_id,
+            "injected discovery failure",
+        );
+    }
     let wanted = body.and_then(|Json(body)| body.customer_ids);
+    let hidden = lock(&state.hidden_customers).clone();
     let items = state
         .customers
         .iter()
         .filter(|c| wanted.as_ref().is_none_or(|ids| ids.contains(&c.id)))
-        .map(SimCustomer::to_api)
+        .filter(|c| !hidden.contains(&c.id))
+        .map(|customer| {
+            // The real API sends the owner's e-mail address: personal data
+            // the exporter must ignore, so the simulator sends one too.
+            let mut item = serde_json::to_value(customer.to_api()).unwrap_or_default();
+            item["ownerEmail"] = json!(format!("owner@{}.example", customer.tenant_domain));
+            item
+        })
         .collect();
-    page(items, &query, request_id)
+    page(&state, items, &query, request_id)
 }
 
 async fn profiles_batch(
@@ -655,7 +709,19 @@ async fn profiles_batch(
         Ok(id) => id,
         Err(response) => return response,
     };
-    let Some(customer) = state.customers.iter().find(|c| c.id == customer_id) else {
+    if state.discovery_failing.load(Ordering::Relaxed) {
+        return api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            request_id,
+            "injected discovery failure",
+        );
+    }
+    let hidden = lock(&state.hidden_customers).contains(&customer_id);
+    let Some(customer) = state
+        .customers
+        .iter()
+        .find(|c| c.id == customer_id && !hidden)
+    else {
         return api_error(StatusCode::NOT_FOUND, request_id, "customer not found");
     };
     let wanted = body.and_then(|Json(body)| body.scan_profile_ids);
@@ -665,5 +731,5 @@ async fn profiles_batch(
         .filter(|p| wanted.as_ref().is_none_or(|ids| ids.contains(&p.id)))
         .map(data::SimProfile::to_summary)
         .collect();
-    page(items, &query, request_id)
+    page(&state, items, &query, request_id)
 }

@@ -31,6 +31,10 @@ pub struct Setup {
     pub avepoint_extra: String,
     /// The secret the exporter uses.
     pub secret: String,
+    /// Whether the simulator's profiles are listed as static targets.
+    pub static_targets: bool,
+    /// Appended to the generated config (top-level sections such as `discovery:`).
+    pub config_tail: String,
 }
 
 impl Default for Setup {
@@ -40,6 +44,8 @@ impl Default for Setup {
             extra_targets: Vec::new(),
             avepoint_extra: String::new(),
             secret: DEMO_CLIENT_SECRET.to_owned(),
+            static_targets: true,
+            config_tail: String::new(),
         }
     }
 }
@@ -49,13 +55,17 @@ impl Harness {
         let sim = RunningSimulator::start(setup.sim, ([127, 0, 0, 1], 0).into())
             .await
             .expect("simulator binds");
-        let mut targets = sim.profile_ids();
+        let mut targets = if setup.static_targets {
+            sim.profile_ids()
+        } else {
+            Vec::new()
+        };
         targets.extend(setup.extra_targets);
         let yaml = sim.exporter_config(Some(&targets)).replacen(
-            "targets:\n",
-            &format!("{}targets:\n", setup.avepoint_extra),
+            "targets:",
+            &format!("{}targets:", setup.avepoint_extra),
             1,
-        );
+        ) + &setup.config_tail;
         let secret = setup.secret;
         let settings = Settings::from_yaml(&yaml, Path::new("test.yml"), |name| {
             (name == CLIENT_SECRET_ENV).then(|| secret.clone())

@@ -1,0 +1,253 @@
+//! Finding customers and their scan profiles through the API, in the
+//! background and never on the scrape path.
+//!
+//! Each refresh pages through the customer list and every wanted customer's
+//! profile list, applies the include/exclude rules and publishes the result
+//! as plain data on a `watch` channel. A failed refresh keeps the last known
+//! set (per customer, where only that customer's listing failed) and says so
+//! in the discovery metrics.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use crate::avepoint::model::{Customer, Page, ScanProfileSummary};
+use crate::avepoint::{ApiClient, ApiError};
+use crate::config::{DiscoverySettings, ProfileTarget};
+
+/// Upper bound of pages read from one list, whatever the server claims.
+const MAX_PAGES: u32 = 1000;
+/// Customers whose profiles are listed at the same time.
+const LIST_CONCURRENCY: usize = 4;
+
+/// What discovery knows right now; replaced whole on every refresh.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryState {
+    /// Every target to collect: the static ones first, then discovered ones
+    /// not listed statically.
+    pub targets: Arc<[ProfileTarget]>,
+    /// Profiles found by discovery (after the rules).
+    pub discovered_profiles: usize,
+    /// Customers kept by the rules, sorted by id.
+    pub customers: Arc<[Customer]>,
+    /// End of the last refresh without any error.
+    pub last_success: Option<SystemTime>,
+    /// Refreshes that failed, in whole or in part.
+    pub errors_total: u64,
+    /// Whether a refresh has finished at least once (for readiness).
+    pub attempted: bool,
+}
+
+/// Why a list could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// A page request failed.
+    #[error("{list}: {source}")]
+    Api {
+        /// Which list.
+        list: String,
+        /// The API error.
+        source: ApiError,
+    },
+}
+
+/// Start the background refresher. The first refresh starts at once; the
+/// returned receiver always holds the latest state (static targets only
+/// until the first refresh ends).
+pub fn spawn(
+    client: Arc<ApiClient>,
+    settings: DiscoverySettings,
+    static_targets: Vec<ProfileTarget>,
+) -> watch::Receiver<Arc<DiscoveryState>> {
+    let initial = DiscoveryState {
+        targets: static_targets.clone().into(),
+        ..DiscoveryState::default()
+    };
+    let (sender, receiver) = watch::channel(Arc::new(initial));
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(settings.refresh_interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let previous = Arc::clone(&sender.borrow());
+            let next = refresh(&client, &settings, &static_targets, &previous).await;
+            if sender.send(Arc::new(next)).is_err() {
+                // Nobody listens any more: the exporter is shutting down.
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// One refresh: a new state built from the API, falling back to `previous`
+/// for whatever could not be read.
+pub async fn refresh(
+    client: &ApiClient,
+    settings: &DiscoverySettings,
+    static_targets: &[ProfileTarget],
+    previous: &DiscoveryState,
+) -> DiscoveryState {
+    let started = std::time::Instant::now();
+    let customers = match list_all(
+        "customers",
+        settings.page_size,
+        |page, size| client.customers_page(page, size),
+        |customer: &Customer| customer.id.clone(),
+    )
+    .await
+    {
+        Ok(customers) => customers,
+        Err(error) => {
+            tracing::warn!(%error, "discovery failed; keeping the last known targets");
+            return DiscoveryState {
+                errors_total: previous.errors_total + 1,
+                attempted: true,
+                ..previous.clone()
+            };
+        }
+    };
+    let customers: Vec<Customer> = customers
+        .into_iter()
+        .filter(|customer| settings.wants_customer(&customer.id, &customer.organization))
+        .collect();
+
+    // Profiles we had per customer, for customers whose listing fails now.
+    let mut known: HashMap<&str, Vec<&ProfileTarget>> = HashMap::new();
+    for target in previous.targets.iter() {
+        known
+            .entry(target.customer_id.as_str())
+            .or_default()
+            .push(target);
+    }
+    let page_size = settings.page_size;
+    let listings: Vec<(Customer, Result<Vec<ScanProfileSummary>, DiscoveryError>)> =
+        stream::iter(customers.iter().cloned())
+            .map(|customer| list_profiles(client, customer, page_size))
+            .buffered(LIST_CONCURRENCY)
+            .collect()
+            .await;
+
+    let mut failed = false;
+    let mut discovered = Vec::new();
+    for (customer, result) in &listings {
+        match result {
+            Ok(profiles) => discovered.extend(
+                profiles
+                    .iter()
+                    .filter(|p| {
+                        settings.wants_profile(
+                            &customer.id,
+                            &customer.organization,
+                            &p.profile_name,
+                        )
+                    })
+                    .map(|p| ProfileTarget {
+                        customer_id: customer.id.to_lowercase(),
+                        profile_id: p.profile_id.to_lowercase(),
+                    }),
+            ),
+            Err(error) => {
+                failed = true;
+                tracing::warn!(%error, "listing a customer's profiles failed; keeping its last known profiles");
+                if let Some(targets) = known.get(customer.id.to_lowercase().as_str()) {
+                    discovered.extend(targets.iter().map(|t| (*t).clone()));
+                }
+            }
+        }
+    }
+
+    let discovered_profiles = discovered.len();
+    let mut seen: HashSet<ProfileTarget> = static_targets.iter().cloned().collect();
+    let mut targets = static_targets.to_vec();
+    targets.extend(
+        discovered
+            .into_iter()
+            .filter(|target| seen.insert(target.clone())),
+    );
+    let mut customers = customers;
+    customers.sort_by(|a, b| a.id.cmp(&b.id));
+    tracing::info!(
+        customers = customers.len(),
+        profiles = discovered_profiles,
+        targets = targets.len(),
+        duration = ?started.elapsed(),
+        complete = !failed,
+        "discovery refreshed"
+    );
+    DiscoveryState {
+        targets: targets.into(),
+        discovered_profiles,
+        customers: customers.into(),
+        last_success: if failed {
+            previous.last_success
+        } else {
+            Some(SystemTime::now())
+        },
+        errors_total: previous.errors_total + u64::from(failed),
+        attempted: true,
+    }
+}
+
+async fn list_profiles(
+    client: &ApiClient,
+    customer: Customer,
+    page_size: u32,
+) -> (Customer, Result<Vec<ScanProfileSummary>, DiscoveryError>) {
+    let list = format!("scan profiles of customer {}", customer.id);
+    let result = list_all(
+        &list,
+        page_size,
+        |page, size| client.scan_profiles_page(&customer.id, page, size),
+        |profile: &ScanProfileSummary| profile.profile_id.clone(),
+    )
+    .await;
+    (customer, result)
+}
+
+/// Read every page of a list. Stops at `totalCount`, at an empty page, at a
+/// page that brings nothing new (a server repeating itself), or after
+/// [`MAX_PAGES`]: a server that lies about its totals cannot keep us paging.
+async fn list_all<T, F, Fut, K>(
+    list: &str,
+    page_size: u32,
+    mut fetch: F,
+    key: K,
+) -> Result<Vec<T>, DiscoveryError>
+where
+    F: FnMut(u32, u32) -> Fut,
+    Fut: Future<Output = Result<Page<T>, ApiError>>,
+    K: Fn(&T) -> String,
+{
+    let mut items = Vec::new();
+    let mut seen = HashSet::new();
+    for page_index in 1..=MAX_PAGES {
+        let page = fetch(page_index, page_size)
+            .await
+            .map_err(|source| DiscoveryError::Api {
+                list: list.to_owned(),
+                source,
+            })?;
+        let before = items.len();
+        for item in page.data {
+            if seen.insert(key(&item)) {
+                items.push(item);
+            }
+        }
+        let new_items = items.len() - before;
+        if new_items == 0 || items.len() as u64 >= page.metadata.total_count {
+            return Ok(items);
+        }
+    }
+    tracing::warn!(
+        list,
+        pages = MAX_PAGES,
+        "stopped paging: the server keeps sending pages"
+    );
+    Ok(items)
+}
