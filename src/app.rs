@@ -59,6 +59,7 @@ pub fn build_state(settings: &Settings, telemetry_path: &str) -> Result<Arc<AppS
     ));
     Ok(Arc::new(AppState {
         collector,
+        metrics_include_profiles: settings.metrics_include_profiles,
         discovery,
         api_metrics,
         build: BuildInfo::default(),

@@ -136,6 +136,11 @@ pub struct Settings {
     pub targets: Vec<ProfileTarget>,
     /// Finding customers and profiles through the API, when enabled.
     pub discovery: Option<DiscoverySettings>,
+    /// Whether `/metrics` fetches and serves every target's profile
+    /// metrics (`metrics.include_profiles`, default true). Off when
+    /// Prometheus scrapes customers through `/sd` + `/probe`, so the API is
+    /// not called twice for the same profiles.
+    pub metrics_include_profiles: bool,
 }
 
 /// Permission needed to list customers.
@@ -251,12 +256,19 @@ pub struct ProfileTarget {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[serde(expecting = "a mapping with the keys avepoint and targets")]
+#[serde(expecting = "a mapping with the keys avepoint, targets, discovery and metrics")]
 struct RawConfig {
     avepoint: Option<RawAvePoint>,
     #[serde(default)]
     targets: Vec<RawTarget>,
     discovery: Option<RawDiscovery>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    include_profiles: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -583,6 +595,10 @@ impl Settings {
             },
             targets,
             discovery,
+            metrics_include_profiles: raw
+                .metrics
+                .and_then(|metrics| metrics.include_profiles)
+                .unwrap_or(true),
         })
     }
 }

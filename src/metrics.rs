@@ -243,6 +243,7 @@ impl Default for BuildInfo {
 /// metrics, the exporter's own metrics and the process metrics.
 pub fn encode_scrape(
     snapshot: Arc<Snapshot>,
+    targets: usize,
     discovery: Option<Arc<DiscoveryState>>,
     api: &ApiMetrics,
     build: &BuildInfo,
@@ -250,7 +251,8 @@ pub fn encode_scrape(
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ExporterCollector {
-        snapshot: Arc::clone(&snapshot),
+        collect_duration: snapshot.collect_duration,
+        targets,
         build: build.clone(),
     }));
     registry.register_collector(Box::new(ProfileCollector(snapshot)));
@@ -599,7 +601,8 @@ fn unix_seconds(at: time::OffsetDateTime) -> f64 {
 /// Exporter-level gauges that describe the round itself.
 #[derive(Debug)]
 struct ExporterCollector {
-    snapshot: Arc<Snapshot>,
+    collect_duration: Duration,
+    targets: usize,
     build: BuildInfo,
 }
 
@@ -623,14 +626,14 @@ impl Collector for ExporterCollector {
             "avepoint_exporter_collect_duration",
             "Wall time of the collection round that produced this scrape.",
             Some(&Unit::Seconds),
-            [(NO_LABELS, self.snapshot.collect_duration.as_secs_f64())],
+            [(NO_LABELS, self.collect_duration.as_secs_f64())],
         )?;
         encode_gauges(
             &mut encoder,
             "avepoint_exporter_targets",
-            "Scan profiles the exporter collects.",
+            "Scan profiles the exporter knows (configured and discovered).",
             None,
-            [(NO_LABELS, self.snapshot.profiles.len() as i64)],
+            [(NO_LABELS, self.targets as i64)],
         )?;
         Ok(())
     }

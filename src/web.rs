@@ -31,6 +31,8 @@ pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
 pub struct AppState {
     /// Runs the collection rounds.
     pub collector: Arc<Collector>,
+    /// Whether `/metrics` collects the profiles (else only `/probe` does).
+    pub metrics_include_profiles: bool,
     /// Discovery's latest state, when discovery is enabled.
     pub discovery: Option<watch::Receiver<Arc<DiscoveryState>>>,
     /// The exporter's own API instrumentation.
@@ -57,11 +59,16 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let header_text = |name| headers.get(name).and_then(|value| value.to_str().ok());
     let budget = scrape_budget(header_text(SCRAPE_TIMEOUT_HEADER));
     let format = Format::negotiate(header_text(header::ACCEPT.as_str()));
-    let snapshot = state.collector.collect(budget).await;
+    let snapshot = if state.metrics_include_profiles {
+        state.collector.collect(budget).await
+    } else {
+        Arc::new(crate::collect::Snapshot::default())
+    };
     let discovery = state.discovery.as_ref().map(|d| Arc::clone(&d.borrow()));
     metrics_response(
         encode_scrape(
             snapshot,
+            state.collector.targets().len(),
             discovery,
             &state.api_metrics,
             &state.build,

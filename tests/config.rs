@@ -70,7 +70,7 @@ const INVALID: &[(&str, Vars, &str)] = &[
         "invalid-unknown-key.yml",
         &[],
         "config file tests/testdata/config/invalid-unknown-key.yml: scrape_interval: \
-         unknown field `scrape_interval`, expected one of `avepoint`, `targets`, `discovery` at line 7 column 1",
+         unknown field `scrape_interval`, expected one of `avepoint`, `targets`, `discovery`, `metrics` at line 7 column 1",
     ),
     (
         "invalid-unknown-avepoint-key.yml",
@@ -587,4 +587,19 @@ fn debug_output_does_not_show_the_secret() {
         let debug = format!("{:?}", settings.avepoint);
         assert!(!debug.contains(&secret), "secret in {debug}");
     }
+}
+
+/// The configs shipped under deploy/ load as they are (secret from the env).
+#[test]
+fn shipped_example_configs_are_valid() {
+    let settings = Settings::load(Path::new("deploy/kubernetes/avepoint.yml"), |name| {
+        (name == "AVEPOINT_CLIENT_SECRET").then(|| "from-the-secret".to_owned())
+    })
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert!(settings.discovery.is_some());
+    assert!(!settings.metrics_include_profiles);
+    assert_eq!(
+        settings.avepoint.scope,
+        "elements.scanprofiles.read.all elements.customers.read.all"
+    );
 }

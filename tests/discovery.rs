@@ -407,3 +407,28 @@ async fn not_ready_until_the_first_discovery_finished() {
     );
     assert_eq!(harness.get("/-/healthy", &[]).await.status, 200);
 }
+
+#[tokio::test]
+async fn metrics_can_leave_the_profiles_to_probe() {
+    let harness = Harness::start(Setup {
+        static_targets: false,
+        config_tail: "discovery:\n  enabled: true\nmetrics:\n  include_profiles: false\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    for _ in 0..100 {
+        if harness.get("/-/ready", &[]).await.status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = harness.scrape().await;
+    assert!(metrics.find("avepoint_scan_profile_up", &[]).is_empty());
+    assert_eq!(metrics.value("avepoint_exporter_targets", &[]), 9.0);
+    assert_eq!(metrics.find("avepoint_customer_info", &[]).len(), 3);
+    assert_eq!(harness.sim.stats().profile_requests.load(Ordering::Relaxed), 0);
+    let customer = &harness.sim.customers()[0].id;
+    let probe = harness.get(&format!("/probe?customer_id={customer}"), &[]).await;
+    assert_eq!(Exposition::parse(&probe.body).find("avepoint_scan_profile_up", &[]).len(), 3);
+    assert_eq!(harness.sim.stats().profile_requests.load(Ordering::Relaxed), 3);
+}
