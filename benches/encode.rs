@@ -1,0 +1,104 @@
+//! Micro-benchmark (issue #6): encoding a snapshot of 10,000 scan profiles
+//! in both exposition formats, without any I/O.
+//!
+//! ```sh
+//! cargo bench --bench encode
+//! ```
+//!
+//! The snapshot is built directly from `ProfileResult`s carrying the
+//! simulator's generated `ScanProfileReport`s (realistic names, ids and
+//! timestamps), all profiles up.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use avepoint_exporter::collect::{ProfileResult, Snapshot};
+use avepoint_exporter::config::ProfileTarget;
+use avepoint_exporter::metrics::{ApiMetrics, BuildInfo, Format, encode_probe, encode_scrape};
+use avepoint_exporter::simulator::data;
+use time::OffsetDateTime;
+
+const PROFILES: usize = 10_000;
+
+fn snapshot(customers: usize, per_customer: usize) -> Arc<Snapshot> {
+    let now = OffsetDateTime::now_utc();
+    let generated = data::generate(1, customers, per_customer, now);
+    let profiles = generated
+        .iter()
+        .flat_map(|customer| {
+            customer
+                .profiles
+                .iter()
+                .enumerate()
+                .map(move |(index, profile)| ProfileResult {
+                    target: ProfileTarget {
+                        customer_id: customer.id.clone(),
+                        profile_id: profile.id.clone(),
+                    },
+                    fetch_duration: Duration::from_micros(51_234 + index as u64),
+                    outcome: Ok(data::report(
+                        1,
+                        customer,
+                        profile,
+                        index as u64,
+                        1,
+                        now,
+                        now - Duration::from_secs(50 * 3600),
+                    )),
+                })
+        })
+        .collect();
+    Arc::new(Snapshot {
+        profiles,
+        collect_duration: Duration::from_millis(812),
+    })
+}
+
+static SNAPSHOT: LazyLock<Arc<Snapshot>> = LazyLock::new(|| {
+    let snapshot = snapshot(PROFILES / 100, 100);
+    assert_eq!(snapshot.profiles.len(), PROFILES);
+    snapshot
+});
+
+fn main() {
+    // Built once, outside the timings.
+    LazyLock::force(&SNAPSHOT);
+    divan::main();
+}
+
+const FORMATS: [Format; 2] = [Format::OpenMetrics, Format::PrometheusText];
+
+/// `encode_probe` without a customer: the per-profile families plus the
+/// probe's two gauges (what `encode_profiles` was before issue #5).
+#[divan::bench(args = FORMATS, sample_count = 30)]
+fn profiles_10k(bencher: divan::Bencher, format: Format) {
+    bencher
+        .counter(divan::counter::ItemsCount::new(PROFILES))
+        .bench(|| {
+            encode_probe(Arc::clone(&SNAPSHOT), None, format)
+                .expect("encodes")
+                .len()
+        });
+}
+
+/// `encode_scrape`: what one `/metrics` request encodes (profiles, the
+/// exporter's own metrics and the process metrics from /proc).
+#[divan::bench(args = FORMATS, sample_count = 30)]
+fn scrape_10k(bencher: divan::Bencher, format: Format) {
+    let api = ApiMetrics::default();
+    let build = BuildInfo::default();
+    bencher
+        .counter(divan::counter::ItemsCount::new(PROFILES))
+        .bench(|| {
+            encode_scrape(
+                Arc::clone(&SNAPSHOT),
+                SNAPSHOT.profiles.len(),
+                None,
+                &api,
+                &build,
+                format,
+            )
+            .expect("encodes")
+            .len()
+        });
+}
