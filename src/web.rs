@@ -11,6 +11,7 @@ use axum::Router;
 use std::collections::HashMap;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -22,7 +23,7 @@ use tokio::sync::watch;
 use crate::collect::{Collector, scrape_budget};
 use crate::config::ProfileTarget;
 use crate::discovery::DiscoveryState;
-use crate::metrics::{ApiMetrics, BuildInfo, Format, encode_probe, encode_scrape};
+use crate::metrics::{ApiMetrics, BuildInfo, Exposition, Format, encode_probe, encode_scrape};
 
 /// The header Prometheus sends with its scrape timeout in seconds.
 pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
@@ -78,9 +79,19 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     )
 }
 
-fn metrics_response(encoded: Result<String, std::fmt::Error>, format: Format) -> Response {
+/// Stream an exposition chunk by chunk, so a large scrape never sits in
+/// memory whole.
+fn metrics_response(encoded: Result<Exposition, std::fmt::Error>, format: Format) -> Response {
     match encoded {
-        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
+        Ok(exposition) => {
+            let chunks =
+                futures_util::stream::iter(exposition.map(Ok::<_, std::convert::Infallible>));
+            (
+                [(header::CONTENT_TYPE, format.content_type())],
+                Body::from_stream(chunks),
+            )
+                .into_response()
+        }
         Err(error) => {
             tracing::error!(%error, "encoding metrics failed");
             (

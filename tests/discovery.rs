@@ -426,9 +426,53 @@ async fn metrics_can_leave_the_profiles_to_probe() {
     assert!(metrics.find("avepoint_scan_profile_up", &[]).is_empty());
     assert_eq!(metrics.value("avepoint_exporter_targets", &[]), 9.0);
     assert_eq!(metrics.find("avepoint_customer_info", &[]).len(), 3);
-    assert_eq!(harness.sim.stats().profile_requests.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        harness.sim.stats().profile_requests.load(Ordering::Relaxed),
+        0
+    );
     let customer = &harness.sim.customers()[0].id;
-    let probe = harness.get(&format!("/probe?customer_id={customer}"), &[]).await;
-    assert_eq!(Exposition::parse(&probe.body).find("avepoint_scan_profile_up", &[]).len(), 3);
-    assert_eq!(harness.sim.stats().profile_requests.load(Ordering::Relaxed), 3);
+    let probe = harness
+        .get(&format!("/probe?customer_id={customer}"), &[])
+        .await;
+    assert_eq!(
+        Exposition::parse(&probe.body)
+            .find("avepoint_scan_profile_up", &[])
+            .len(),
+        3
+    );
+    assert_eq!(
+        harness.sim.stats().profile_requests.load(Ordering::Relaxed),
+        3
+    );
+}
+
+#[tokio::test]
+async fn concurrency_bounds_requests_across_concurrent_probes() {
+    // 2 customers x 3 profiles probed at once, 200 ms each, concurrency 2:
+    // at least ceil(6 / 2) x 200 ms if the bound is global, 400 ms if not.
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            latency: Duration::from_millis(200),
+            ..SimulatorConfig::default()
+        },
+        avepoint_extra: "  concurrency: 2\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    harness.scrape().await; // token fetched, connections warm
+    let customers = harness.sim.customers();
+    let (path_a, path_b) = (
+        format!("/probe?customer_id={}", customers[0].id),
+        format!("/probe?customer_id={}", customers[1].id),
+    );
+    let started = std::time::Instant::now();
+    let (first, second) = tokio::join!(harness.get(&path_a, &[]), harness.get(&path_b, &[]));
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
+    for probe in [first, second] {
+        assert_eq!(
+            Exposition::parse(&probe.body).value("avepoint_probe_success", &[]),
+            1.0
+        );
+    }
 }

@@ -107,6 +107,7 @@ pub struct ApiClient {
     tokens: TokenSource,
     metrics: ApiMetrics,
     request_timeout: Duration,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl ApiClient {
@@ -133,6 +134,7 @@ impl ApiClient {
             tokens,
             metrics,
             request_timeout: settings.request_timeout,
+            in_flight: tokio::sync::Semaphore::new(settings.concurrency),
         })
     }
 
@@ -232,6 +234,9 @@ impl ApiClient {
         what: &str,
     ) -> Result<T, ApiError> {
         let token = self.tokens.token().await?;
+        // One permit per request in flight, across /metrics rounds, probes
+        // and discovery alike: `concurrency` bounds what AvePoint sees.
+        let permit = self.in_flight.acquire().await;
         let response = match self.send(endpoint, url, body, &token).await? {
             // The token may have been revoked or expired early: one fresh
             // token and one retry, never a loop.
@@ -253,6 +258,7 @@ impl ApiClient {
                 message: error.to_string(),
                 request_id: request_id.clone(),
             })?;
+        drop(permit);
         serde_json::from_slice(&body).map_err(|error| ApiError::Decode {
             message: format!("not {what}: {error}"),
             request_id,

@@ -17,8 +17,10 @@
 #   - promtool check config deploy/prometheus/prometheus-sd.yml, and the
 #     configs shown in docs/scaling-out.md
 #   - tests/e2e/relabel_e2e.py: a real Prometheus with prometheus-sd.yml's
-#     /sd + /probe + hashmod job against a fake exporter (skipped, saying so,
-#     without the prometheus binary)
+#     /sd + /probe + hashmod job against a fake exporter, honor_labels (no
+#     exported_customer_id) included (skipped, saying so, without the
+#     prometheus binary); tests/e2e/probe_e2e.py does the same against the
+#     real exporter's demo (it needs the binary: .ci/run runs it)
 #   - systemd-analyze verify and security (threshold 2.0) of
 #     deploy/systemd/avepoint-exporter.service
 #

@@ -25,7 +25,9 @@ What `check` asserts:
   - ServiceMonitor: selects the Service, scrapes http-metrics /metrics,
     interval 60s, scrapeTimeout 30s
   - ScrapeConfig: /sd on the Service's DNS name in its namespace, /probe,
-    the customer-id relabelling, __address__ back to the Service
+    honorLabels: true (else the probed customer_id becomes
+    exported_customer_id), the customer-id relabelling, __address__ back to
+    the Service
   - PrometheusRule: spec.groups == groups of deploy/prometheus/avepoint-alerts.yml
 Needs PyYAML. Exits 1 listing every failure.
 """
@@ -244,6 +246,9 @@ def check_scrapeconfig(sc, svc):
         expect(sds[0].get("url") == f"http://{address}/sd",
                f"ScrapeConfig: httpSDConfigs url {sds[0].get('url')!r}, want http://{address}/sd")
     expect(get(sc, "spec.metricsPath") == "/probe", "ScrapeConfig: metricsPath must be /probe")
+    expect(get(sc, "spec.honorLabels") is True,
+           "ScrapeConfig: honorLabels must be true (the probed series carry customer_id; "
+           "without it Prometheus renames it to exported_customer_id)")
     for key, want in (("scrapeInterval", "60s"), ("scrapeTimeout", "30s")):
         expect(get(sc, f"spec.{key}") == want, f"ScrapeConfig: {key} must be {want}")
     rl = get(sc, "spec.relabelings", []) or []
@@ -293,6 +298,7 @@ def prometheus_config(sm, sc):
         "scrape_interval": spec.get("scrapeInterval"),
         "scrape_timeout": spec.get("scrapeTimeout"),
         "metrics_path": spec.get("metricsPath"),
+        "honor_labels": bool(spec.get("honorLabels", False)),
         "http_sd_configs": [{"url": s.get("url"), "refresh_interval": s.get("refreshInterval", "60s")}
                             for s in spec.get("httpSDConfigs", [])],
         "relabel_configs": [to_prom_relabel(r) for r in spec.get("relabelings", [])],

@@ -16,6 +16,11 @@
      address, with labels customer_id, organization (from /sd) and
      instance = the exporter's address;
    - the probes arrive with X-Prometheus-Scrape-Timeout-Seconds;
+   - the probe job has honor_labels: true, so the probed series keep their
+     own customer_id / organization: avepoint_scan_profile_up and
+     avepoint_customer_info of each kept customer carry exactly its
+     customer_id and organization, and no series has exported_customer_id
+     or exported_organization;
    - the avepoint job scrapes /metrics and drops avepoint_scan_* series.
 
 Everything listens on 127.0.0.1 only; bounded by --timeout (60 s); the
@@ -44,6 +49,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 PROM_DIR = os.path.join(REPO, "deploy", "prometheus")
 CUSTOMERS = [str(uuid.UUID(int=0xCAF90000_0000_4000_8000_000000000000 + i)) for i in range(30)]
+ORGANIZATION = {c: "Org %d" % i for i, c in enumerate(CUSTOMERS)}
 MODULUS, SHARD = 3, 0
 
 
@@ -71,8 +77,8 @@ class FakeExporter(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         params = urllib.parse.parse_qs(url.query)
         if url.path == "/sd":
-            groups = [{"targets": [c], "labels": {"customer_id": c, "organization": "Org %d" % i}}
-                      for i, c in enumerate(CUSTOMERS)]
+            groups = [{"targets": [c], "labels": {"customer_id": c, "organization": ORGANIZATION[c]}}
+                      for c in CUSTOMERS]
             self.reply(200, json.dumps(groups), "application/json")
         elif url.path == "/probe":
             ids = params.get("customer_id", [])
@@ -81,8 +87,12 @@ class FakeExporter(BaseHTTPRequestHandler):
                 return
             with self.lock:
                 self.probes.append((ids[0], self.headers.get("X-Prometheus-Scrape-Timeout-Seconds")))
+            # Like the exporter: the per-customer series carry customer_id
+            # (and avepoint_customer_info organization) themselves.
             self.reply(200, "avepoint_probe_success 1\navepoint_probe_duration_seconds 0.01\n"
-                            'avepoint_scan_profile_up{customer_id="%s",profile_id="p1"} 1\n' % ids[0])
+                            'avepoint_scan_profile_up{customer_id="%s",profile_id="p1"} 1\n'
+                            'avepoint_customer_info{customer_id="%s",organization="%s"} 1\n'
+                            % (ids[0], ids[0], ORGANIZATION[ids[0]]))
         elif url.path == "/metrics":
             self.reply(200, 'avepoint_exporter_build_info{version="0.1.0",revision="test"} 1\n'
                             'avepoint_scan_profile_up{customer_id="x",profile_id="y"} 1\n')
@@ -99,6 +109,17 @@ def free_port():
 def get_json(url):
     with urllib.request.urlopen(url, timeout=5) as r:
         return json.load(r)
+
+
+def query(base, expr):
+    return get_json(base + "/api/v1/query?query=" + urllib.parse.quote(expr))["data"]["result"]
+
+
+def probe_job_honors_labels(config_text):
+    """honor_labels of the avepoint-probe job in a Prometheus config (YAML text)."""
+    # From this job's job_name up to the next job's (Prometheus' own dump).
+    m = re.search(r"job_name: avepoint-probe\n(.*?)(?:job_name:|\Z)", config_text, re.S)
+    return bool(m and re.search(r"^\s*honor_labels: true\s*$", m.group(1), re.M))
 
 
 def prepare(dst, exporter):
@@ -143,6 +164,7 @@ def main():
         want = sorted(c for c in CUSTOMERS if hashmod(c, MODULUS) == SHARD)
         deadline = time.monotonic() + a.timeout
         probe_targets, probed, drop_checked = [], set(), None
+        profile_up, customer_info, exported = [], [], []
         while time.monotonic() < deadline:
             time.sleep(1)
             if proc.poll() is not None:
@@ -157,9 +179,13 @@ def main():
                 leaked = get_json(base + "/api/v1/query?query=" + urllib.parse.quote(
                     'avepoint_scan_profile_up{job="avepoint"}'))["data"]["result"]
                 drop_checked = (len(build), len(leaked))
+                profile_up = query(base, 'avepoint_scan_profile_up{job="avepoint-probe"}')
+                customer_info = query(base, 'avepoint_customer_info{job="avepoint-probe"}')
+                exported = query(base, '{exported_customer_id!=""} or {exported_organization!=""}')
             except OSError:
                 continue
-            if len(probe_targets) == len(want) and probed >= set(want) and drop_checked[0] > 0:
+            if (len(probe_targets) == len(want) and probed >= set(want) and drop_checked[0] > 0
+                    and len(profile_up) >= len(want) and len(customer_info) >= len(want)):
                 break
 
         errors = []
@@ -187,12 +213,34 @@ def main():
             errors.append("avepoint job: no avepoint_exporter_build_info scraped from /metrics")
         elif drop_checked[1]:
             errors.append("avepoint job: avepoint_scan_* series from /metrics were not dropped")
+        try:
+            loaded = get_json(base + "/api/v1/status/config")["data"]["yaml"]
+        except OSError as e:
+            loaded = ""
+            errors.append("cannot read the loaded config: %s" % e)
+        if loaded and not probe_job_honors_labels(loaded):
+            errors.append("avepoint-probe job: honor_labels is not true (the probed customer_id "
+                          "would become exported_customer_id)")
+        for name, series in (("avepoint_scan_profile_up", profile_up), ("avepoint_customer_info", customer_info)):
+            got = sorted(s["metric"].get("customer_id", "") for s in series)
+            if got != want:
+                errors.append("%s{job=\"avepoint-probe\"}: customer_id values %s, want one per kept customer %s"
+                              % (name, got, want))
+            for s in series:
+                c = s["metric"].get("customer_id", "")
+                if s["metric"].get("organization") != ORGANIZATION.get(c):
+                    errors.append("%s{customer_id=%r}: organization %r, want %r"
+                                  % (name, c, s["metric"].get("organization"), ORGANIZATION.get(c)))
+        if exported:
+            errors.append("%d series with exported_customer_id/exported_organization, e.g. %s"
+                          % (len(exported), exported[0]["metric"]))
         for e in errors:
             print("  FAIL: " + e)
         if errors:
             return 1
         print("relabel_e2e: %d of %d customers on shard %d, each probed at /probe?customer_id=<id> "
-              "with customer_id/organization/instance labels; /metrics job drops avepoint_scan_*"
+              "with customer_id/organization/instance labels; honor_labels: no exported_* labels; "
+              "/metrics job drops avepoint_scan_*"
               % (len(want), len(CUSTOMERS), SHARD))
         return 0
     finally:

@@ -5,7 +5,6 @@
 //! the exporter's own instrumentation ([`ApiMetrics`]), which accumulates for
 //! the life of the process. Each scrape builds a fresh registry from both.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -20,10 +19,15 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use reqwest::StatusCode;
 
-use crate::avepoint::ScanStatus;
-use crate::avepoint::model::{Customer, scan_mode_label};
-use crate::collect::{ProfileResult, Snapshot};
+use crate::avepoint::model::Customer;
+use crate::collect::Snapshot;
 use crate::discovery::DiscoveryState;
+
+mod process;
+pub mod profiles;
+
+use process::ProcessCollector;
+use profiles::ProfileFamilies;
 
 /// Exposition format chosen by content negotiation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +243,57 @@ impl Default for BuildInfo {
     }
 }
 
+/// An encoded scrape, handed out in chunks: the small families encoded by
+/// prometheus-client, then the per-profile families written straight from
+/// the snapshot (see [`profiles`]), then OpenMetrics' `# EOF`.
+#[derive(Debug)]
+pub struct Exposition {
+    head: Option<String>,
+    profiles: ProfileFamilies,
+    eof: Option<&'static str>,
+}
+
+impl Exposition {
+    fn new(
+        registry: &Registry,
+        snapshot: Arc<Snapshot>,
+        format: Format,
+    ) -> Result<Self, std::fmt::Error> {
+        let mut head = String::with_capacity(16 * 1024);
+        match format {
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode_registry(&mut head, registry)?
+            }
+            Format::PrometheusText => {
+                prometheus_client::encoding::prometheus_text::encode(&mut head, registry)?
+            }
+        }
+        Ok(Self {
+            head: Some(head),
+            profiles: ProfileFamilies::new(snapshot, format),
+            eof: (format == Format::OpenMetrics).then_some("# EOF\n"),
+        })
+    }
+
+    /// The whole exposition as one string (tests, benchmarks, small outputs).
+    pub fn into_string(self) -> String {
+        self.collect()
+    }
+}
+
+impl Iterator for Exposition {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        if let Some(head) = self.head.take() {
+            return Some(head);
+        }
+        self.profiles
+            .next()
+            .or_else(|| self.eof.take().map(str::to_owned))
+    }
+}
+
 /// Encode a scrape: the snapshot's profiles, discovery and customer
 /// metrics, the exporter's own metrics and the process metrics.
 pub fn encode_scrape(
@@ -248,20 +303,19 @@ pub fn encode_scrape(
     api: &ApiMetrics,
     build: &BuildInfo,
     format: Format,
-) -> Result<String, std::fmt::Error> {
+) -> Result<Exposition, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ExporterCollector {
         collect_duration: snapshot.collect_duration,
         targets,
         build: build.clone(),
     }));
-    registry.register_collector(Box::new(ProfileCollector(snapshot)));
     if let Some(discovery) = discovery {
         registry.register_collector(Box::new(DiscoveryCollector(discovery)));
     }
     api.register(&mut registry);
     registry.register_collector(Box::new(ProcessCollector));
-    encode_registry(&registry, format)
+    Exposition::new(&registry, snapshot, format)
 }
 
 /// Encode one `/probe`: in a fresh registry, only the probed customer's
@@ -271,43 +325,16 @@ pub fn encode_probe(
     snapshot: Arc<Snapshot>,
     customer: Option<Customer>,
     format: Format,
-) -> Result<String, std::fmt::Error> {
+) -> Result<Exposition, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ProbeCollector {
         success: snapshot.failures() == 0,
         duration: snapshot.collect_duration,
     }));
-    registry.register_collector(Box::new(ProfileCollector(snapshot)));
     if let Some(customer) = customer {
         registry.register_collector(Box::new(CustomerCollector(vec![customer].into())));
     }
-    encode_registry(&registry, format)
-}
-
-fn encode_registry(registry: &Registry, format: Format) -> Result<String, std::fmt::Error> {
-    let mut text = String::with_capacity(64 * 1024);
-    match format {
-        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, registry)?,
-        Format::PrometheusText => {
-            prometheus_client::encoding::prometheus_text::encode(&mut text, registry)?
-        }
-    }
-    Ok(text)
-}
-
-/// Help text of `avepoint_scan_last_status`: the documented codes.
-fn last_status_help() -> String {
-    let mut help = String::from("Raw lastScanStatus code of the profile's last scan:");
-    for status in ScanStatus::ALL {
-        let _ = write!(help, " {}={}", status.code(), status.description());
-        help.push(if status == ScanStatus::WaitForConfiguration {
-            '.'
-        } else {
-            ','
-        });
-    }
-    help.push_str(" Other values are undocumented and exported as they come.");
-    help
+    Exposition::new(&registry, snapshot, format)
 }
 
 /// Encode one gauge family from rows of (labels, value); families without
@@ -333,132 +360,6 @@ where
         family.encode_family(&labels)?.encode_gauge(&value)?;
     }
     Ok(())
-}
-
-/// The per-profile families, straight from a snapshot.
-#[derive(Debug)]
-struct ProfileCollector(Arc<Snapshot>);
-
-impl Collector for ProfileCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let reports = || {
-            self.0
-                .profiles
-                .iter()
-                .filter_map(|result| result.outcome.as_ref().ok().map(|report| (result, report)))
-        };
-
-        encode_gauges(
-            &mut encoder,
-            "avepoint_scan_profile_up",
-            "1 when this scan profile's report was fetched in this scrape, 0 when the fetch failed (its other series are then absent).",
-            None,
-            self.0
-                .profiles
-                .iter()
-                .map(|result| (ids(result), i64::from(result.outcome.is_ok()))),
-        )?;
-        encode_gauges(
-            &mut encoder,
-            "avepoint_scan_profile_fetch_duration",
-            "Time taken to fetch this scan profile's report in this scrape.",
-            Some(&Unit::Seconds),
-            self.0
-                .profiles
-                .iter()
-                .map(|result| (ids(result), result.fetch_duration.as_secs_f64())),
-        )?;
-        encode_gauges(
-            &mut encoder,
-            "avepoint_scan_profile_info",
-            "Scan profile metadata; constant 1. scan_mode is express, advanced or unknown.",
-            None,
-            reports().map(|(result, report)| {
-                (
-                    [
-                        ("customer_id", result.target.customer_id.as_str()),
-                        ("profile_id", result.target.profile_id.as_str()),
-                        ("profile_name", report.profile_name.as_str()),
-                        ("tenant_id", report.tenant_id.as_str()),
-                        ("tenant_domain", report.tenant_domain.as_str()),
-                        ("scan_mode", scan_mode_label(report.scan_mode)),
-                    ],
-                    1_i64,
-                )
-            }),
-        )?;
-        encode_gauges(
-            &mut encoder,
-            "avepoint_scan_new_registered_content",
-            "Objects newly registered in the profile's latest daily report (newRegisteredContentCount).",
-            None,
-            reports().map(|(result, report)| (ids(result), report.new_registered_content_count)),
-        )?;
-        encode_gauges(
-            &mut encoder,
-            "avepoint_scan_moved_to_another_container",
-            "Objects moved to another container in the profile's latest daily report (movedToAnotherContainer).",
-            None,
-            reports().map(|(result, report)| (ids(result), report.moved_to_another_container)),
-        )?;
-        encode_gauges(
-            &mut encoder,
-            "avepoint_scan_removed_from_m365_or_out_of_policy",
-            "Objects removed from Microsoft 365 or out of policy in the profile's latest daily report (removedFromMicrosoft365OrOutofPolicy).",
-            None,
-            reports()
-                .map(|(result, report)| (ids(result), report.removed_from_m365_or_out_of_policy)),
-        )?;
-        encode_gauges(
-            &mut encoder,
-            "avepoint_scan_last_status",
-            &last_status_help(),
-            None,
-            reports().map(|(result, report)| (ids(result), report.last_scan_status)),
-        )?;
-        encode_gauges(
-            &mut encoder,
-            "avepoint_scan_last_status_state",
-            "1 for the documented state of the profile's last scan, 0 for the others; all 0 for an undocumented status code.",
-            None,
-            reports().flat_map(|(result, report)| {
-                let current = ScanStatus::from_code(report.last_scan_status);
-                ScanStatus::ALL.into_iter().map(move |status| {
-                    (
-                        [
-                            ("customer_id", result.target.customer_id.as_str()),
-                            ("profile_id", result.target.profile_id.as_str()),
-                            ("state", status.label()),
-                        ],
-                        i64::from(current == Some(status)),
-                    )
-                })
-            }),
-        )?;
-        encode_gauges(
-            &mut encoder,
-            "avepoint_scan_last_update_timestamp",
-            "When the profile's latest daily report was generated (lastUpdateTime), as a Unix timestamp.",
-            Some(&Unit::Seconds),
-            reports().filter_map(|(result, report)| {
-                report
-                    .last_update_time
-                    .map(|at| (ids(result), unix_seconds(at)))
-            }),
-        )?;
-        encode_gauges(
-            &mut encoder,
-            "avepoint_scan_profile_modified_timestamp",
-            "When the scan profile was last modified (modifiedTime), as a Unix timestamp.",
-            Some(&Unit::Seconds),
-            reports().filter_map(|(result, report)| {
-                report
-                    .modified_time
-                    .map(|at| (ids(result), unix_seconds(at)))
-            }),
-        )?;
-        Ok(())
-    }
 }
 
 /// `avepoint_probe_*`: did the probe fetch every profile, and how long it took.
@@ -594,10 +495,6 @@ impl Collector for CustomerCollector {
     }
 }
 
-fn unix_seconds(at: time::OffsetDateTime) -> f64 {
-    at.unix_timestamp_nanos() as f64 / 1e9
-}
-
 /// Exporter-level gauges that describe the round itself.
 #[derive(Debug)]
 struct ExporterCollector {
@@ -641,94 +538,10 @@ impl Collector for ExporterCollector {
 
 const NO_LABELS: [(&str, &str); 0] = [];
 
-/// The `customer_id` and `profile_id` labels every per-profile series carries.
-fn ids(result: &ProfileResult) -> [(&'static str, &str); 2] {
-    [
-        ("customer_id", result.target.customer_id.as_str()),
-        ("profile_id", result.target.profile_id.as_str()),
-    ]
-}
-
-/// Standard `process_*` metrics of this process, read from /proc on Linux.
-#[derive(Debug)]
-struct ProcessCollector;
-
-impl Collector for ProcessCollector {
-    #[cfg(target_os = "linux")]
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        use prometheus_client::metrics::counter::ConstCounter;
-        // /proc can be unreadable (hardened containers); then these are
-        // simply absent rather than failing the scrape.
-        let Ok(process) = procfs::process::Process::myself() else {
-            return Ok(());
-        };
-        if let Ok(stat) = process.stat() {
-            let ticks = procfs::ticks_per_second() as f64;
-            let cpu = ConstCounter::new((stat.utime + stat.stime) as f64 / ticks);
-            let metric = encoder.encode_descriptor(
-                "process_cpu",
-                "Total user and system CPU time spent in seconds.",
-                Some(&Unit::Seconds),
-                MetricType::Counter,
-            )?;
-            cpu.encode(metric)?;
-            let page_size = procfs::page_size();
-            encode_gauges(
-                &mut encoder,
-                "process_resident_memory",
-                "Resident memory size in bytes.",
-                Some(&Unit::Bytes),
-                [(NO_LABELS, stat.rss.saturating_mul(page_size) as f64)],
-            )?;
-            encode_gauges(
-                &mut encoder,
-                "process_virtual_memory",
-                "Virtual memory size in bytes.",
-                Some(&Unit::Bytes),
-                [(NO_LABELS, stat.vsize as f64)],
-            )?;
-            if let Ok(boot) = procfs::boot_time_secs() {
-                encode_gauges(
-                    &mut encoder,
-                    "process_start_time",
-                    "Start time of the process since unix epoch in seconds.",
-                    Some(&Unit::Seconds),
-                    [(NO_LABELS, boot as f64 + stat.starttime as f64 / ticks)],
-                )?;
-            }
-        }
-        if let Ok(open) = process.fd_count() {
-            encode_gauges(
-                &mut encoder,
-                "process_open_fds",
-                "Number of open file descriptors.",
-                None,
-                [(NO_LABELS, open as i64)],
-            )?;
-        }
-        if let Ok(limits) = process.limits()
-            && let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit
-        {
-            encode_gauges(
-                &mut encoder,
-                "process_max_fds",
-                "Maximum number of open file descriptors.",
-                None,
-                [(NO_LABELS, max as f64)],
-            )?;
-        }
-        Ok(())
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn encode(&self, _encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::avepoint::ScanStatus;
 
     #[test]
     fn negotiation_follows_prometheus_accept_headers() {
@@ -756,9 +569,9 @@ mod tests {
 
     #[test]
     fn last_status_help_lists_every_code() {
-        let help = last_status_help();
-        assert!(help.contains("0=None,"), "{help}");
-        assert!(help.contains("4=Finished with exception,"), "{help}");
-        assert!(help.contains("14=Wait for configuration."), "{help}");
+        for status in ScanStatus::ALL {
+            let entry = format!("{}={}", status.code(), status.description());
+            assert!(profiles::LAST_STATUS_HELP.contains(&entry), "{entry}");
+        }
     }
 }
