@@ -45,6 +45,7 @@ fn snapshot(customers: usize, per_customer: usize) -> Arc<Snapshot> {
                         now,
                         now - Duration::from_secs(50 * 3600),
                     )),
+                    cache_age: None,
                 })
         })
         .collect();

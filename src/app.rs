@@ -11,6 +11,7 @@ use crate::config::{CLIENT_SECRET_ENV, ConfigError, Settings};
 use crate::metrics::{ApiMetrics, BuildInfo};
 use crate::simulator::{RunningSimulator, SimulatorConfig};
 use crate::web::{self, AppState};
+use crate::web_config::{WebConfigError, WebConfigHandle};
 
 /// Why a subcommand could not run.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,9 @@ pub enum AppError {
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    /// The `--web.config.file` is invalid.
+    #[error(transparent)]
+    WebConfig(#[from] WebConfigError),
 }
 
 /// Look up environment variables for [`Settings::load`].
@@ -56,6 +60,7 @@ pub fn build_state(settings: &Settings, telemetry_path: &str) -> Result<Arc<AppS
         client,
         targets,
         settings.avepoint.concurrency,
+        settings.avepoint.cache_ttl,
     ));
     Ok(Arc::new(AppState {
         collector,
@@ -80,18 +85,33 @@ async fn bind(address: &str) -> Result<tokio::net::TcpListener, AppError> {
         .map_err(listen_error)
 }
 
-async fn serve_state(address: &str, state: Arc<AppState>) -> Result<(), AppError> {
+/// Load `--web.config.file`, if given; an invalid file stops the start.
+fn load_web_config(path: Option<&Path>) -> Result<Option<Arc<WebConfigHandle>>, AppError> {
+    Ok(path.map(WebConfigHandle::load).transpose()?)
+}
+
+async fn serve_state(
+    address: &str,
+    state: Arc<AppState>,
+    web_config: Option<Arc<WebConfigHandle>>,
+) -> Result<(), AppError> {
     let listener = bind(address).await?;
     let local = listener.local_addr().map_err(AppError::Serve)?;
     tracing::info!(
         address = %local,
         telemetry_path = %state.telemetry_path,
         targets = state.collector.targets().len(),
+        tls = web_config.as_ref().is_some_and(|w| w.tls_enabled()),
         "listening"
     );
-    web::serve(listener, web::router(state), web::shutdown_signal())
-        .await
-        .map_err(AppError::Serve)
+    web::serve_with_web_config(
+        listener,
+        web::router(state),
+        web::shutdown_signal(),
+        web_config,
+    )
+    .await
+    .map_err(AppError::Serve)
 }
 
 /// `serve`: run the exporter until SIGINT/SIGTERM.
@@ -104,8 +124,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         endpoint = settings.avepoint.endpoint.name(),
         "starting avepoint-exporter"
     );
+    let web_config = load_web_config(args.web_config_file.as_deref())?;
     let state = build_state(&settings, &args.telemetry_path)?;
-    serve_state(&args.listen_address, state).await
+    serve_state(&args.listen_address, state, web_config).await
 }
 
 /// `check`: fetch every target once, print a table; `Ok(false)` when any failed.
@@ -228,12 +249,18 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
     let settings = Settings::from_yaml(&config_text, Path::new("<demo>"), |name| {
         (name == CLIENT_SECRET_ENV).then(|| secret.clone())
     })?;
+    let web_config = load_web_config(args.web_config_file.as_deref())?;
     let state = build_state(&settings, "/metrics")?;
     let listener = bind(&args.listen_address).await?;
     let local = listener.local_addr().map_err(AppError::Serve)?;
+    let local = if web_config.as_ref().is_some_and(|w| w.tls_enabled()) {
+        format!("https://{local}")
+    } else {
+        format!("http://{local}")
+    };
     println!(
         "avepoint-exporter demo: {} customers x {} scan profiles, a simulated day every {}\n\
-         \n  metrics:    http://{local}/metrics\n  landing:    http://{local}/\n  targets:    http://{local}/sd (Prometheus http_sd) and http://{local}/probe?customer_id=...\n  simulator:  {}\n\
+         \n  metrics:    {local}/metrics\n  landing:    {local}/\n  targets:    {local}/sd (Prometheus http_sd) and {local}/probe?customer_id=...\n  simulator:  {}\n\
          \nThe config it runs with (a real one looks the same, with AvePoint's URLs\nleft to `environment` and the secret in AVEPOINT_CLIENT_SECRET or a file):\n\n{config_text}\nPress Ctrl-C to stop.",
         args.customers,
         args.profiles_per_customer,
@@ -241,9 +268,14 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         simulator.base_url(),
     );
     tracing::info!(address = %local, simulator = %simulator.base_url(), "demo listening");
-    let result = web::serve(listener, web::router(state), web::shutdown_signal())
-        .await
-        .map_err(AppError::Serve);
+    let result = web::serve_with_web_config(
+        listener,
+        web::router(state),
+        web::shutdown_signal(),
+        web_config,
+    )
+    .await
+    .map_err(AppError::Serve);
     simulator.stop();
     result
 }

@@ -43,6 +43,7 @@ impl Cli {
                 ("config_file", "--config.file"),
                 ("listen_address", "--web.listen-address"),
                 ("telemetry_path", "--web.telemetry-path"),
+                ("web_config_file", "--web.config.file"),
             ] {
                 if matches.value_source(id) == Some(ValueSource::CommandLine) {
                     return Err(command.error(
@@ -111,6 +112,9 @@ pub struct ServeArgs {
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = telemetry_path)]
     pub telemetry_path: String,
+    /// Path to a web config file (exporter-toolkit format) that enables TLS and/or basic authentication.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// Flags of `check`.
@@ -131,6 +135,9 @@ pub struct DemoArgs {
     /// Address the exporter listens on (the simulator takes a free loopback port).
     #[arg(long = "web.listen-address", default_value = "127.0.0.1:10290")]
     pub listen_address: String,
+    /// Path to a web config file (exporter-toolkit format) that enables TLS and/or basic authentication.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
     /// Simulated customers.
     #[arg(long, default_value_t = 3)]
     pub customers: usize,

@@ -5,6 +5,7 @@
 //! round already in flight instead of starting another, so AvePoint sees
 //! one call per profile however many scrapers there are.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,9 @@ pub struct ProfileResult {
     pub fetch_duration: Duration,
     /// The report, or why there is none.
     pub outcome: Result<ScanProfileReport, FetchError>,
+    /// With `cache_ttl` on: how old the served report is (zero when
+    /// fetched in this round); `None` when caching is off.
+    pub cache_age: Option<Duration>,
 }
 
 /// Why a profile has no report in this round (plain data, cheap to clone).
@@ -107,21 +111,98 @@ impl TargetSource {
     }
 }
 
+/// What a round needs, shared by `/metrics` rounds and probes.
+struct Fetcher {
+    client: Arc<ApiClient>,
+    concurrency: usize,
+    cache: Option<ReportCache>,
+}
+
+/// Reports fetched within `ttl`, served again instead of calling AvePoint
+/// (`avepoint.cache_ttl`). Only successful fetches are kept: a failing
+/// profile is asked again on the next scrape.
+struct ReportCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<ProfileTarget, CachedReport>>,
+}
+
+struct CachedReport {
+    report: ScanProfileReport,
+    fetched_at: Instant,
+    fetch_duration: Duration,
+}
+
+impl ReportCache {
+    fn get(&self, target: &ProfileTarget) -> Option<ProfileResult> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = entries.get(target)?;
+        let age = entry.fetched_at.elapsed();
+        (age < self.ttl).then(|| ProfileResult {
+            target: target.clone(),
+            fetch_duration: entry.fetch_duration,
+            outcome: Ok(entry.report.clone()),
+            cache_age: Some(age),
+        })
+    }
+
+    fn put(&self, result: &ProfileResult) {
+        if let Ok(report) = &result.outcome {
+            let mut entries = self
+                .entries
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            entries.insert(
+                result.target.clone(),
+                CachedReport {
+                    report: report.clone(),
+                    fetched_at: Instant::now(),
+                    fetch_duration: result.fetch_duration,
+                },
+            );
+        }
+    }
+
+    /// Drop what can no longer be served (also forgets removed targets).
+    fn prune(&self) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.retain(|_, entry| entry.fetched_at.elapsed() < self.ttl);
+    }
+}
+
 /// Fetches all targets for a scrape; owns the single-flight slot.
 pub struct Collector {
-    client: Arc<ApiClient>,
+    fetcher: Arc<Fetcher>,
     targets: TargetSource,
-    concurrency: usize,
     in_flight: Mutex<Option<(TokioInstant, SharedRound)>>,
 }
 
 impl Collector {
-    /// A collector for the targets of `targets`.
-    pub fn new(client: Arc<ApiClient>, targets: TargetSource, concurrency: usize) -> Self {
+    /// A collector for the targets of `targets`, at most `concurrency`
+    /// fetches at once per round, serving reports younger than `cache_ttl`
+    /// from a cache (none when zero).
+    pub fn new(
+        client: Arc<ApiClient>,
+        targets: TargetSource,
+        concurrency: usize,
+        cache_ttl: Duration,
+    ) -> Self {
+        let cache = (!cache_ttl.is_zero()).then(|| ReportCache {
+            ttl: cache_ttl,
+            entries: Mutex::default(),
+        });
         Self {
-            client,
+            fetcher: Arc::new(Fetcher {
+                client,
+                concurrency: concurrency.max(1),
+                cache,
+            }),
             targets,
-            concurrency: concurrency.max(1),
             in_flight: Mutex::new(None),
         }
     }
@@ -138,13 +219,7 @@ impl Collector {
         budget: Duration,
     ) -> Snapshot {
         let deadline = TokioInstant::now() + budget;
-        collect_round(
-            Arc::clone(&self.client),
-            targets,
-            self.concurrency,
-            deadline,
-        )
-        .await
+        collect_round(Arc::clone(&self.fetcher), targets, deadline).await
     }
 
     /// Collect all targets within `budget`, joining a round already in flight.
@@ -184,10 +259,8 @@ impl Collector {
     }
 
     fn start_round(&self, deadline: TokioInstant) -> SharedRound {
-        let client = Arc::clone(&self.client);
         let targets = self.targets.current();
-        let concurrency = self.concurrency;
-        let task = tokio::spawn(collect_round(client, targets, concurrency, deadline));
+        let task = tokio::spawn(collect_round(Arc::clone(&self.fetcher), targets, deadline));
         async move {
             match task.await {
                 Ok(snapshot) => Arc::new(snapshot),
@@ -217,6 +290,7 @@ impl Collector {
                         request_id: None,
                         message: message.into(),
                     }),
+                    cache_age: None,
                 })
                 .collect(),
             collect_duration: budget,
@@ -225,19 +299,37 @@ impl Collector {
 }
 
 async fn collect_round(
-    client: Arc<ApiClient>,
+    fetcher: Arc<Fetcher>,
     targets: Arc<[ProfileTarget]>,
-    concurrency: usize,
     deadline: TokioInstant,
 ) -> Snapshot {
     let started = Instant::now();
+    if let Some(cache) = &fetcher.cache {
+        cache.prune();
+    }
     let mut profiles: Vec<(usize, ProfileResult)> =
         stream::iter(targets.iter().cloned().enumerate())
             .map(|(index, target)| {
-                let client = Arc::clone(&client);
-                async move { (index, fetch_one(&client, target, deadline).await) }
+                let fetcher = Arc::clone(&fetcher);
+                async move {
+                    let cached = fetcher.cache.as_ref().and_then(|cache| cache.get(&target));
+                    let result = match cached {
+                        Some(result) => result,
+                        None => {
+                            let result = fetch_one(&fetcher.client, target, deadline).await;
+                            if let Some(cache) = &fetcher.cache {
+                                cache.put(&result);
+                            }
+                            ProfileResult {
+                                cache_age: fetcher.cache.as_ref().map(|_| Duration::ZERO),
+                                ..result
+                            }
+                        }
+                    };
+                    (index, result)
+                }
             })
-            .buffer_unordered(concurrency)
+            .buffer_unordered(fetcher.concurrency)
             .collect()
             .await;
     profiles.sort_unstable_by_key(|(index, _)| *index);
@@ -284,6 +376,7 @@ async fn fetch_one(
         target,
         fetch_duration: started.elapsed(),
         outcome,
+        cache_age: None,
     }
 }
 

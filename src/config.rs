@@ -20,6 +20,9 @@ pub const CLIENT_ID_ENV: &str = "AVEPOINT_CLIENT_ID";
 pub const CLIENT_SECRET_ENV: &str = "AVEPOINT_CLIENT_SECRET";
 /// The permission the exporter needs for the profile endpoints.
 pub const DEFAULT_SCOPE: &str = "elements.scanprofiles.read.all";
+/// Default for `avepoint.max_response_bytes`: 1 MiB, far above a profile
+/// report; raise it for the `changes` endpoint's object lists if needed.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Upper bound for `avepoint.concurrency`; more would only hurt AvePoint.
 pub const MAX_CONCURRENCY: usize = 1024;
 
@@ -243,6 +246,12 @@ pub struct AvePointSettings {
     pub request_timeout: Duration,
     /// How many profiles are fetched at once.
     pub concurrency: usize,
+    /// How long a fetched report may be served again (0 = never).
+    pub cache_ttl: Duration,
+    /// Upper bound on API requests per second over everything (None = none).
+    pub max_requests_per_second: Option<f64>,
+    /// Largest response body accepted from the API.
+    pub max_response_bytes: usize,
 }
 
 /// One scan profile to export.
@@ -331,6 +340,10 @@ struct RawAvePoint {
     #[serde(default, deserialize_with = "duration")]
     request_timeout: Option<Duration>,
     concurrency: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    cache_ttl: Option<Duration>,
+    max_requests_per_second: Option<f64>,
+    max_response_bytes: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -498,6 +511,26 @@ impl Settings {
                 format!("must be between 1 and {MAX_CONCURRENCY}, got {concurrency}"),
             ));
         }
+        let cache_ttl = avepoint.cache_ttl.unwrap_or(Duration::ZERO);
+        let max_requests_per_second = match avepoint.max_requests_per_second {
+            None => None,
+            Some(rate) if rate.is_finite() && rate > 0.0 => Some(rate),
+            Some(rate) => {
+                return Err(invalid(
+                    "avepoint.max_requests_per_second",
+                    format!("must be a number greater than 0, got {rate}"),
+                ));
+            }
+        };
+        let max_response_bytes = avepoint
+            .max_response_bytes
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+        if max_response_bytes < 1024 {
+            return Err(invalid(
+                "avepoint.max_response_bytes",
+                format!("must be at least 1024, got {max_response_bytes}"),
+            ));
+        }
         let discovery = match raw.discovery {
             Some(discovery) if discovery.enabled => {
                 let refresh_interval = discovery
@@ -592,6 +625,9 @@ impl Settings {
                 endpoint: avepoint.endpoint,
                 request_timeout,
                 concurrency,
+                cache_ttl,
+                max_requests_per_second,
+                max_response_bytes,
             },
             targets,
             discovery,

@@ -15,3 +15,4 @@ pub mod discovery;
 pub mod metrics;
 pub mod simulator;
 pub mod web;
+pub mod web_config;

@@ -471,51 +471,6 @@ async fn one_profile_fails(fault: Fault, status: &str, message_start: &str) -> H
 }
 
 #[tokio::test]
-async fn throttled_profile_with_a_long_retry_after_fails_fast() {
-    let started = Instant::now();
-    let harness = one_profile_fails(
-        Fault::Throttle(Some("30".into())),
-        "429",
-        "HTTP 429 Too Many Requests: rate limited by AvePoint, retry after 30s (AvePoint says: rate limit exceeded)",
-    )
-    .await;
-    // Two collections (snapshot + scrape), neither waited the 30 s.
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    let metrics = harness.scrape().await;
-    assert!(metrics.find("avepoint_api_retries_total", &[]).is_empty());
-}
-
-#[tokio::test]
-async fn throttled_profile_with_a_short_retry_after_is_retried_once() {
-    let harness = one_profile_fails(
-        Fault::Throttle(Some("1".into())),
-        "429",
-        "HTTP 429 Too Many Requests: rate limited by AvePoint, retry after 1s",
-    )
-    .await;
-    let metrics = harness.scrape().await;
-    // Three collections so far, each retried the throttled profile once.
-    assert_eq!(
-        metrics.value(
-            "avepoint_api_retries_total",
-            &[("endpoint", "scan_profile"), ("code", "429")]
-        ),
-        3.0
-    );
-    assert_eq!(
-        metrics.value(
-            "avepoint_api_requests_total",
-            &[("endpoint", "scan_profile"), ("code", "429")]
-        ),
-        6.0
-    );
-}
-
-#[tokio::test]
 async fn server_error_fails_only_that_profile_after_one_retry() {
     let harness = one_profile_fails(
         Fault::Status(500),

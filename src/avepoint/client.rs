@@ -16,9 +16,6 @@ use super::model::{ApiErrorBody, Customer, Page, ScanProfileReport, ScanProfileS
 use crate::config::{AvePointSettings, ProfileEndpoint, ProfileTarget};
 use crate::metrics::{ApiEndpoint, ApiMetrics};
 
-/// Largest profile response accepted. The `changes` endpoint carries object
-/// lists, so this is generous; anything larger is refused, not buffered.
-pub const MAX_PROFILE_BODY: usize = 4 * 1024 * 1024;
 /// Upstream error text is cut to this many characters in errors and logs.
 const MAX_ERROR_TEXT: usize = 200;
 
@@ -49,6 +46,15 @@ pub enum ApiError {
         message: String,
         /// Whether the request timed out.
         timeout: bool,
+    },
+    /// Not sent: AvePoint asked us to back off (429/503 `Retry-After`) and
+    /// that time has not passed yet.
+    #[error("not sent: backing off for another {}s after AvePoint answered {status}", remaining.as_secs_f64().ceil())]
+    BackingOff {
+        /// The status that started the back-off.
+        status: StatusCode,
+        /// How long the back-off still lasts.
+        remaining: Duration,
     },
     /// A 200 whose body is not the expected JSON.
     #[error("invalid response body: {message}{}", request_id_note(.request_id))]
@@ -93,6 +99,7 @@ impl ApiError {
             ApiError::Status { status, .. } => status.as_u16().to_string(),
             ApiError::Transport { timeout: true, .. } => "timeout".into(),
             ApiError::Transport { .. } => "error".into(),
+            ApiError::BackingOff { .. } => "backoff".into(),
             ApiError::Decode { .. } => "invalid_body".into(),
         }
     }
@@ -108,6 +115,46 @@ pub struct ApiClient {
     metrics: ApiMetrics,
     request_timeout: Duration,
     in_flight: tokio::sync::Semaphore,
+    max_response_bytes: usize,
+    rate_limit: Option<RateLimiter>,
+    /// Until when AvePoint asked for a pause, and the status that asked.
+    backoff: std::sync::Mutex<Option<(Instant, StatusCode)>>,
+}
+
+/// A token bucket over all API requests: `rate` per second, bursts of up
+/// to one second's worth.
+#[derive(Debug)]
+struct RateLimiter {
+    rate: f64,
+    bucket: tokio::sync::Mutex<(f64, Instant)>,
+}
+
+impl RateLimiter {
+    fn new(rate: f64) -> Self {
+        Self {
+            rate,
+            bucket: tokio::sync::Mutex::new((rate.max(1.0), Instant::now())),
+        }
+    }
+
+    /// Wait for a token. The lock is held while waiting, so waiters are
+    /// served in order and none is starved.
+    async fn acquire(&self) {
+        let mut bucket = self.bucket.lock().await;
+        let capacity = self.rate.max(1.0);
+        let now = Instant::now();
+        let (tokens, last) = *bucket;
+        let mut tokens =
+            (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(capacity);
+        let mut now = now;
+        if tokens < 1.0 {
+            let wait = Duration::from_secs_f64((1.0 - tokens) / self.rate);
+            tokio::time::sleep(wait).await;
+            now = Instant::now();
+            tokens = 1.0;
+        }
+        *bucket = (tokens - 1.0, now);
+    }
 }
 
 impl ApiClient {
@@ -135,6 +182,9 @@ impl ApiClient {
             metrics,
             request_timeout: settings.request_timeout,
             in_flight: tokio::sync::Semaphore::new(settings.concurrency),
+            max_response_bytes: settings.max_response_bytes,
+            rate_limit: settings.max_requests_per_second.map(RateLimiter::new),
+            backoff: std::sync::Mutex::new(None),
         })
     }
 
@@ -202,6 +252,10 @@ impl ApiClient {
 
     /// [`ApiClient::call`], and once more after a retryable failure if the
     /// wait fits before `deadline`.
+    ///
+    /// A 429 or 503 whose `Retry-After` does not fit starts a back-off
+    /// instead: until it ends, calls fail at once without reaching AvePoint,
+    /// so the next scrapes do not hammer an API that asked for a pause.
     async fn call_with_retry<T: DeserializeOwned>(
         &self,
         endpoint: ApiEndpoint,
@@ -210,22 +264,76 @@ impl ApiClient {
         what: &str,
         deadline: Instant,
     ) -> Result<T, ApiError> {
-        match self.call(endpoint, url, body, what).await {
-            Err(error) => match retry_delay(&error) {
-                Some(delay) if Instant::now() + delay < deadline => {
-                    self.metrics.observe_retry(endpoint, &error.status_label());
-                    tracing::debug!(url = %url, error = %error, ?delay, "retrying once");
-                    tokio::time::sleep(delay).await;
-                    self.call(endpoint, url, body, what).await
-                }
-                _ => Err(error),
-            },
-            ok => ok,
+        self.check_backoff(endpoint)?;
+        let error = match self.call(endpoint, url, body, what).await {
+            Err(error) => error,
+            ok => return ok,
+        };
+        let Some(delay) = retry_delay(&error) else {
+            return Err(error);
+        };
+        if Instant::now() + delay >= deadline {
+            self.start_backoff(&error, delay);
+            return Err(error);
+        }
+        self.metrics.observe_retry(endpoint, &error.status_label());
+        tracing::debug!(url = %url, error = %error, ?delay, "retrying once");
+        tokio::time::sleep(delay).await;
+        self.check_backoff(endpoint)?;
+        let result = self.call(endpoint, url, body, what).await;
+        if let Err(error) = &result
+            && let Some(delay) = retry_delay(error)
+        {
+            self.start_backoff(error, delay);
+        }
+        result
+    }
+
+    /// Fail fast while a back-off lasts.
+    fn check_backoff(&self, endpoint: ApiEndpoint) -> Result<(), ApiError> {
+        let backoff = *self
+            .backoff
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match backoff {
+            Some((until, status)) if until > Instant::now() => {
+                self.metrics.observe_backoff_skip(endpoint);
+                Err(ApiError::BackingOff {
+                    status,
+                    remaining: until - Instant::now(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Remember a 429/503's `Retry-After` (only those ask for a pause; a
+    /// plain 5xx or a dropped connection does not).
+    fn start_backoff(&self, error: &ApiError, delay: Duration) {
+        let ApiError::Status { status, .. } = error else {
+            return;
+        };
+        if *status != StatusCode::TOO_MANY_REQUESTS && *status != StatusCode::SERVICE_UNAVAILABLE {
+            return;
+        }
+        let until = Instant::now() + delay;
+        let mut backoff = self
+            .backoff
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if backoff.is_none_or(|(current, _)| current < until) {
+            *backoff = Some((until, *status));
+            self.metrics.backoffs.inc();
+            tracing::warn!(
+                status = status.as_u16(),
+                seconds = delay.as_secs_f64(),
+                "AvePoint asked to back off; requests pause until then"
+            );
         }
     }
 
     /// One authorized call: GET, or POST with a JSON body; one token refresh
-    /// and retry on 401; the body read within [`MAX_PROFILE_BODY`] and decoded.
+    /// and retry on 401; the body read within `max_response_bytes` and decoded.
     async fn call<T: DeserializeOwned>(
         &self,
         endpoint: ApiEndpoint,
@@ -252,11 +360,19 @@ impl ApiClient {
         if !status.is_success() {
             return Err(self.status_error(endpoint, response, request_id).await);
         }
-        let body = read_body_limited(response, MAX_PROFILE_BODY)
+        let body = read_body_limited(response, self.max_response_bytes)
             .await
-            .map_err(|error| ApiError::Decode {
-                message: error.to_string(),
-                request_id: request_id.clone(),
+            .map_err(|error| match error {
+                // A connection that breaks mid-body is a transport failure,
+                // retried like one.
+                BodyError::Read(message) => ApiError::Transport {
+                    message,
+                    timeout: false,
+                },
+                too_large => ApiError::Decode {
+                    message: too_large.to_string(),
+                    request_id: request_id.clone(),
+                },
             })?;
         drop(permit);
         serde_json::from_slice(&body).map_err(|error| ApiError::Decode {
@@ -272,6 +388,9 @@ impl ApiClient {
         body: Option<&serde_json::Value>,
         token: &AccessToken,
     ) -> Result<Response, ApiError> {
+        if let Some(limiter) = &self.rate_limit {
+            limiter.acquire().await;
+        }
         let started = Instant::now();
         let request = match body {
             Some(body) => self.http.post(url.clone()).json(body),
@@ -302,8 +421,7 @@ impl ApiClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(parse_retry_after);
         let message = read_body_limited(response, 64 * 1024)
             .await
             .ok()
@@ -352,6 +470,20 @@ impl ApiClient {
         url.set_path(&format!("{base_path}{path}"));
         url
     }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 10.2.3); a date in
+/// the past means "now".
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// How long to wait before the one retry an error deserves, if any.
@@ -470,6 +602,33 @@ pub(crate) async fn read_body_limited(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        assert_eq!(parse_retry_after(" 30 "), Some(Duration::from_secs(30)));
+        let in_a_minute = std::time::SystemTime::now() + Duration::from_secs(60);
+        let wait = parse_retry_after(&httpdate::fmt_http_date(in_a_minute)).unwrap();
+        assert!(
+            wait > Duration::from_secs(58) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_spaces_requests() {
+        let limiter = RateLimiter::new(2.0);
+        let started = Instant::now();
+        for _ in 0..6 {
+            limiter.acquire().await;
+        }
+        // A burst of 2, then one every 0.5 s.
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
 
     #[test]
     fn sanitize_removes_the_secret_control_characters_and_length() {

@@ -136,6 +136,9 @@ pub struct ApiMetrics {
     request_duration: Family<EndpointLabels, Histogram, fn() -> Histogram>,
     /// Successful token fetches.
     pub token_refreshes: Counter,
+    /// Back-off periods started after a 429/503 `Retry-After`.
+    pub backoffs: Counter,
+    backoff_skips: Family<EndpointLabels, Counter>,
     /// Expiry of the current token, Unix seconds.
     pub token_expiry: Gauge<f64, AtomicU64>,
 }
@@ -147,6 +150,8 @@ impl Default for ApiMetrics {
             retries: Family::default(),
             request_duration: Family::new_with_constructor(request_duration_histogram),
             token_refreshes: Counter::default(),
+            backoffs: Counter::default(),
+            backoff_skips: Family::default(),
             token_expiry: Gauge::default(),
         }
     }
@@ -184,6 +189,15 @@ impl ApiMetrics {
             .inc();
     }
 
+    /// Count a request not sent because a back-off was in force.
+    pub fn observe_backoff_skip(&self, endpoint: ApiEndpoint) {
+        self.backoff_skips
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.label(),
+            })
+            .inc();
+    }
+
     /// How many requests went to `endpoint` with `code` (for tests and `check`).
     pub fn request_count(&self, endpoint: ApiEndpoint, code: &str) -> u64 {
         self.requests
@@ -210,6 +224,16 @@ impl ApiMetrics {
             "Duration of requests to the AvePoint API, by endpoint",
             Unit::Seconds,
             self.request_duration.clone(),
+        );
+        registry.register(
+            "avepoint_api_backoffs",
+            "Back-off periods started because AvePoint answered 429 or 503 with a Retry-After too long for the scrape",
+            self.backoffs.clone(),
+        );
+        registry.register(
+            "avepoint_api_backoff_skipped_requests",
+            "Requests not sent to AvePoint because a back-off was in force, by endpoint",
+            self.backoff_skips.clone(),
         );
         registry.register(
             "avepoint_api_token_refreshes",

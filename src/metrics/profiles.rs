@@ -33,9 +33,10 @@ enum Family {
     State,
     LastUpdate,
     Modified,
+    CacheAge,
 }
 
-const FAMILIES: [Family; 10] = [
+const FAMILIES: [Family; 11] = [
     Family::Up,
     Family::FetchDuration,
     Family::Info,
@@ -46,6 +47,7 @@ const FAMILIES: [Family; 10] = [
     Family::State,
     Family::LastUpdate,
     Family::Modified,
+    Family::CacheAge,
 ];
 
 impl Family {
@@ -61,13 +63,14 @@ impl Family {
             Family::State => "avepoint_scan_last_status_state",
             Family::LastUpdate => "avepoint_scan_last_update_timestamp_seconds",
             Family::Modified => "avepoint_scan_profile_modified_timestamp_seconds",
+            Family::CacheAge => "avepoint_scan_profile_cache_age_seconds",
         }
     }
 
     fn help(self) -> &'static str {
         match self {
             Family::Up => {
-                "1 when this scan profile's report was fetched in this scrape, 0 when the fetch failed (its other series are then absent)."
+                "1 when this scan profile's report was fetched in this scrape (or, with avepoint.cache_ttl set, served from a fetch younger than the TTL), 0 when the fetch failed (its other series are then absent)."
             }
             Family::FetchDuration => {
                 "Time taken to fetch this scan profile's report in this scrape."
@@ -94,12 +97,17 @@ impl Family {
             Family::Modified => {
                 "When the scan profile was last modified (modifiedTime), as a Unix timestamp."
             }
+            Family::CacheAge => {
+                "Age of the report served for this profile: 0 when fetched in this scrape, more when served from the cache (avepoint.cache_ttl). Only present when caching is on."
+            }
         }
     }
 
     fn unit(self) -> Option<&'static str> {
         match self {
-            Family::FetchDuration | Family::LastUpdate | Family::Modified => Some("seconds"),
+            Family::FetchDuration | Family::LastUpdate | Family::Modified | Family::CacheAge => {
+                Some("seconds")
+            }
             _ => None,
         }
     }
@@ -110,6 +118,7 @@ impl Family {
     fn has_rows(self, result: &ProfileResult) -> bool {
         match (self, &result.outcome) {
             (Family::Up | Family::FetchDuration, _) => true,
+            (Family::CacheAge, _) => result.cache_age.is_some(),
             (_, Err(_)) => false,
             (Family::LastUpdate, Ok(report)) => report.last_update_time.is_some(),
             (Family::Modified, Ok(report)) => report.modified_time.is_some(),
@@ -124,6 +133,11 @@ impl Family {
             (Family::Up, _) => line_int(out, name, result, i64::from(report.is_some())),
             (Family::FetchDuration, _) => {
                 line_float(out, name, result, result.fetch_duration.as_secs_f64())
+            }
+            (Family::CacheAge, _) => {
+                if let Some(age) = result.cache_age {
+                    line_float(out, name, result, age.as_secs_f64());
+                }
             }
             (_, None) => {}
             (Family::Info, Some(report)) => info_line(out, result, report),
@@ -325,6 +339,7 @@ mod tests {
             },
             fetch_duration: Duration::from_millis(250),
             outcome,
+            cache_age: None,
         }
     }
 

@@ -53,6 +53,8 @@ pub struct SimulatorConfig {
     pub seed: u64,
     /// Lifetime of issued tokens.
     pub token_lifetime: Duration,
+    /// Added to every token response.
+    pub token_latency: Duration,
     /// Accepted client id.
     pub client_id: String,
     /// Accepted client secret.
@@ -72,6 +74,7 @@ impl Default for SimulatorConfig {
             day_length: Duration::from_secs(86_400),
             seed: 1,
             token_lifetime: Duration::from_secs(3600),
+            token_latency: Duration::ZERO,
             client_id: DEMO_CLIENT_ID.to_owned(),
             client_secret: DEMO_CLIENT_SECRET.to_owned(),
             permissions: ALL_PERMISSIONS.to_owned(),
@@ -99,6 +102,11 @@ pub enum Fault {
     WrongTypes,
     /// Answer with this exact report (e.g. unknown enum codes, odd names).
     Report(ScanProfileReport),
+    /// A valid report padded to this many bytes (a description field).
+    Huge(usize),
+    /// Break the connection instead of answering (hyper aborts it when the
+    /// body stream fails), as a reset.
+    Reset,
 }
 
 /// Request counters, for tests and benchmarks.
@@ -365,6 +373,9 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 
 async fn token(State(state): State<Arc<SimState>>, Form(form): Form<TokenForm>) -> Response {
     state.stats.token_requests.fetch_add(1, Ordering::Relaxed);
+    if !state.config.token_latency.is_zero() {
+        tokio::time::sleep(state.config.token_latency).await;
+    }
     if form.grant_type.as_deref() != Some("client_credentials") {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -584,6 +595,21 @@ async fn serve_profile(
             json_response(text)
         }
         Some(Fault::Truncated) => json_response(text[..text.len() / 2].to_owned()),
+        Some(Fault::Huge(size)) => {
+            body["description"] = json!("x".repeat(size));
+            json_response(body.to_string())
+        }
+        Some(Fault::Reset) => {
+            // A body stream that fails makes hyper abort the connection
+            // mid-response, which the client sees as a reset.
+            let failing = futures_util::stream::once(async {
+                Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("injected reset"))
+            });
+            return Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from_stream(failing))
+                .unwrap_or_default();
+        }
         Some(Fault::NotJson) => (
             [(header::CONTENT_TYPE, "text/html")],
             "<html><body>Service temporarily unavailable</body></html>",

@@ -35,6 +35,8 @@ pub struct Setup {
     pub static_targets: bool,
     /// Appended to the generated config (top-level sections such as `discovery:`).
     pub config_tail: String,
+    /// Last edit of the generated config text (e.g. to point a URL elsewhere).
+    pub rewrite: Option<Box<dyn Fn(String) -> String>>,
 }
 
 impl Default for Setup {
@@ -46,6 +48,7 @@ impl Default for Setup {
             secret: DEMO_CLIENT_SECRET.to_owned(),
             static_targets: true,
             config_tail: String::new(),
+            rewrite: None,
         }
     }
 }
@@ -66,6 +69,10 @@ impl Harness {
             &format!("{}targets:", setup.avepoint_extra),
             1,
         ) + &setup.config_tail;
+        let yaml = match &setup.rewrite {
+            Some(rewrite) => rewrite(yaml),
+            None => yaml,
+        };
         let secret = setup.secret;
         let settings = Settings::from_yaml(&yaml, Path::new("test.yml"), |name| {
             (name == CLIENT_SECRET_ENV).then(|| secret.clone())

@@ -1,0 +1,481 @@
+//! Issue #4's "polite to the upstream API" and fault matrix: throttling and
+//! back-off, retries, the rate limit, the result cache, response size, and
+//! every fault the simulator can inject. For each fault: /metrics answers
+//! within the scrape deadline, the affected profiles are down, the others
+//! keep their exact values, and nothing panics.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use avepoint_exporter::simulator::{Fault, SimulatorConfig};
+use common::{Exposition, Harness, Setup};
+
+fn requests(harness: &Harness) -> u64 {
+    harness.sim.stats().profile_requests.load(Ordering::Relaxed)
+}
+
+/// Scrape with Prometheus' timeout header; the answer must come in time.
+async fn scrape_within(harness: &Harness, timeout_seconds: f64) -> Exposition {
+    let started = Instant::now();
+    let response = harness
+        .get(
+            "/metrics",
+            &[(
+                "X-Prometheus-Scrape-Timeout-Seconds",
+                &timeout_seconds.to_string(),
+            )],
+        )
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.status, 200);
+    assert!(
+        elapsed < Duration::from_secs_f64(timeout_seconds),
+        "answered after {elapsed:?}"
+    );
+    Exposition::parse(&response.body)
+}
+
+fn up_count(metrics: &Exposition) -> usize {
+    metrics
+        .find("avepoint_scan_profile_up", &[])
+        .iter()
+        .filter(|s| s.value == 1.0)
+        .count()
+}
+
+/// Every profile but `except` has exactly the simulator's current values.
+fn others_exact(harness: &Harness, metrics: &Exposition, except: &str) {
+    for (customer, profile) in harness
+        .sim
+        .profile_ids()
+        .iter()
+        .filter(|(_, p)| p != except)
+    {
+        let report = harness.sim.current_report(customer, profile).unwrap();
+        let ids = [
+            ("customer_id", customer.as_str()),
+            ("profile_id", profile.as_str()),
+        ];
+        assert_eq!(
+            metrics.value("avepoint_scan_profile_up", &ids),
+            1.0,
+            "{profile}"
+        );
+        assert_eq!(
+            metrics.value("avepoint_scan_new_registered_content", &ids),
+            report.new_registered_content_count as f64
+        );
+        assert_eq!(
+            metrics.value("avepoint_scan_last_status", &ids),
+            report.last_scan_status as f64
+        );
+    }
+}
+
+/// All nine profiles start at once (concurrency 16), so a fault's effects
+/// on the others are deterministic.
+fn wide() -> Setup {
+    Setup {
+        avepoint_extra: "  concurrency: 16\n".into(),
+        ..Setup::default()
+    }
+}
+
+#[tokio::test]
+async fn long_retry_after_fails_fast_and_the_back_off_spares_the_api() {
+    let harness = Harness::start(wide()).await;
+    let (_, throttled) = harness.sim.profile_ids()[1].clone();
+    harness
+        .sim
+        .set_fault(&throttled, Fault::Throttle(Some("30".into())));
+
+    let first = scrape_within(&harness, 5.0).await;
+    assert_eq!(
+        first.value(
+            "avepoint_scan_profile_up",
+            &[("profile_id", throttled.as_str())]
+        ),
+        0.0
+    );
+    others_exact(&harness, &first, &throttled);
+    assert_eq!(requests(&harness), 9);
+
+    // AvePoint asked for 30 s: the next scrapes send nothing at all.
+    for _ in 0..3 {
+        let metrics = scrape_within(&harness, 5.0).await;
+        assert_eq!(up_count(&metrics), 0);
+    }
+    assert_eq!(requests(&harness), 9);
+    let snapshot = harness
+        .state
+        .collector
+        .collect(Duration::from_secs(2))
+        .await;
+    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
+    assert_eq!(error.status, "backoff");
+    assert!(
+        error
+            .message
+            .starts_with("not sent: backing off for another ")
+            && error
+                .message
+                .ends_with("s after AvePoint answered 429 Too Many Requests"),
+        "{}",
+        error.message
+    );
+    let metrics = harness.scrape().await;
+    assert_eq!(metrics.value("avepoint_api_backoffs_total", &[]), 1.0);
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_backoff_skipped_requests_total",
+            &[("endpoint", "scan_profile")]
+        ),
+        5.0 * 9.0
+    );
+    assert!(metrics.find("avepoint_api_retries_total", &[]).is_empty());
+}
+
+#[tokio::test]
+async fn retry_after_as_an_http_date_is_honoured() {
+    let harness = Harness::start(wide()).await;
+    let (_, throttled) = harness.sim.profile_ids()[0].clone();
+    let in_a_minute = std::time::SystemTime::now() + Duration::from_secs(60);
+    harness.sim.set_fault(
+        &throttled,
+        Fault::Throttle(Some(httpdate::fmt_http_date(in_a_minute))),
+    );
+    let snapshot = harness
+        .state
+        .collector
+        .collect(Duration::from_secs(3))
+        .await;
+    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
+    assert!(
+        error
+            .message
+            .starts_with("HTTP 429 Too Many Requests: rate limited by AvePoint, retry after 5"),
+        "{}",
+        error.message
+    );
+    // The back-off lasts about the minute AvePoint asked for.
+    let next = harness
+        .state
+        .collector
+        .collect(Duration::from_secs(3))
+        .await;
+    let error = next.profiles[3].outcome.as_ref().unwrap_err();
+    let seconds: f64 = error
+        .message
+        .trim_start_matches("not sent: backing off for another ")
+        .split('s')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((55.0..=60.0).contains(&seconds), "{}", error.message);
+}
+
+#[tokio::test]
+async fn short_retry_after_is_retried_once_within_the_deadline() {
+    let harness = Harness::start(wide()).await;
+    let (_, throttled) = harness.sim.profile_ids()[2].clone();
+    harness
+        .sim
+        .set_fault(&throttled, Fault::Throttle(Some("1".into())));
+    let started = Instant::now();
+    let metrics = scrape_within(&harness, 5.0).await;
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    others_exact(&harness, &metrics, &throttled);
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_retries_total",
+            &[("endpoint", "scan_profile"), ("code", "429")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_requests_total",
+            &[("endpoint", "scan_profile"), ("code", "429")]
+        ),
+        2.0
+    );
+
+    // The retry was throttled too: a 1 s back-off, then the API is asked again.
+    harness.sim.clear_faults();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let metrics = scrape_within(&harness, 5.0).await;
+    assert_eq!(up_count(&metrics), 9);
+}
+
+#[tokio::test]
+async fn service_unavailable_with_retry_after_is_retried() {
+    let harness = Harness::start(wide()).await;
+    let (_, profile) = harness.sim.profile_ids()[4].clone();
+    harness.sim.set_fault(&profile, Fault::Status(503));
+    let metrics = scrape_within(&harness, 4.0).await;
+    others_exact(&harness, &metrics, &profile);
+    assert_eq!(
+        metrics.value(
+            "avepoint_scan_profile_up",
+            &[("profile_id", profile.as_str())]
+        ),
+        0.0
+    );
+    // No Retry-After on this 503: the default 1 s wait fitted, one retry.
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_retries_total",
+            &[("endpoint", "scan_profile"), ("code", "503")]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn connection_reset_mid_response_is_retried_and_fails_only_that_profile() {
+    let harness = Harness::start(wide()).await;
+    let (_, profile) = harness.sim.profile_ids()[5].clone();
+    harness.sim.set_fault(&profile, Fault::Reset);
+    let snapshot = harness
+        .state
+        .collector
+        .collect(Duration::from_secs(3))
+        .await;
+    let error = snapshot.profiles[5].outcome.as_ref().unwrap_err();
+    assert_eq!(error.status, "error");
+    assert!(
+        error.message.starts_with("request failed: ")
+            && error.message.contains("connection closed"),
+        "{}",
+        error.message
+    );
+    let metrics = scrape_within(&harness, 3.0).await;
+    others_exact(&harness, &metrics, &profile);
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_retries_total",
+            &[("endpoint", "scan_profile"), ("code", "error")]
+        ),
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn huge_bodies_are_refused_not_buffered() {
+    let harness = Harness::start(wide()).await;
+    let (_, profile) = harness.sim.profile_ids()[6].clone();
+    harness
+        .sim
+        .set_fault(&profile, Fault::Huge(3 * 1024 * 1024));
+    let snapshot = harness
+        .state
+        .collector
+        .collect(Duration::from_secs(3))
+        .await;
+    let error = snapshot.profiles[6].outcome.as_ref().unwrap_err();
+    assert_eq!(error.status, "invalid_body");
+    assert!(
+        error
+            .message
+            .starts_with("invalid response body: response body larger than 1048576 bytes, refused"),
+        "{}",
+        error.message
+    );
+    let metrics = scrape_within(&harness, 3.0).await;
+    others_exact(&harness, &metrics, &profile);
+}
+
+#[tokio::test]
+async fn max_response_bytes_is_configurable() {
+    let harness = Harness::start(Setup {
+        avepoint_extra: "  max_response_bytes: 4194304\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let (_, profile) = harness.sim.profile_ids()[6].clone();
+    harness
+        .sim
+        .set_fault(&profile, Fault::Huge(3 * 1024 * 1024));
+    let metrics = scrape_within(&harness, 5.0).await;
+    assert_eq!(up_count(&metrics), 9);
+}
+
+#[tokio::test]
+async fn token_endpoint_down() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let harness = Harness::start(Setup {
+        rewrite: Some(Box::new(move |yaml: String| {
+            let start = yaml.find("  token_url: ").unwrap();
+            let end = start + yaml[start..].find('\n').unwrap();
+            format!(
+                "{}  token_url: http://{closed}/connect/token{}",
+                &yaml[..start],
+                &yaml[end..]
+            )
+        })),
+        ..Setup::default()
+    })
+    .await;
+    let metrics = scrape_within(&harness, 3.0).await;
+    assert_eq!(metrics.find("avepoint_scan_profile_up", &[]).len(), 9);
+    assert_eq!(up_count(&metrics), 0);
+    assert!(
+        metrics.value(
+            "avepoint_api_requests_total",
+            &[("endpoint", "token"), ("code", "error")]
+        ) >= 1.0
+    );
+    let snapshot = harness
+        .state
+        .collector
+        .collect(Duration::from_secs(2))
+        .await;
+    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
+    assert!(
+        error.message.starts_with("token request failed: "),
+        "{}",
+        error.message
+    );
+}
+
+#[tokio::test]
+async fn token_endpoint_slow() {
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            token_latency: Duration::from_secs(10),
+            ..SimulatorConfig::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let metrics = scrape_within(&harness, 2.0).await;
+    assert_eq!(up_count(&metrics), 0);
+    assert_eq!(metrics.find("avepoint_scan_profile_up", &[]).len(), 9);
+}
+
+#[tokio::test]
+async fn every_fault_at_once_leaves_the_healthy_profile_exact() {
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            customers: 4,
+            profiles_per_customer: 3,
+            ..SimulatorConfig::default()
+        },
+        avepoint_extra: "  concurrency: 16\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let ids = harness.sim.profile_ids();
+    let faults = [
+        Fault::Status(401),
+        Fault::Status(403),
+        Fault::Status(404),
+        Fault::Status(500),
+        Fault::Throttle(None),
+        Fault::Hang,
+        Fault::Truncated,
+        Fault::NotJson,
+        Fault::WrongTypes,
+        Fault::Huge(2 * 1024 * 1024),
+        Fault::Reset,
+    ];
+    for ((_, profile), fault) in ids.iter().zip(faults) {
+        harness.sim.set_fault(profile, fault);
+    }
+    let healthy = &ids[11].1;
+    let metrics = scrape_within(&harness, 3.0).await;
+    assert_eq!(metrics.find("avepoint_scan_profile_up", &[]).len(), 12);
+    assert_eq!(up_count(&metrics), 1);
+    assert_eq!(
+        metrics.value(
+            "avepoint_scan_profile_up",
+            &[("profile_id", healthy.as_str())]
+        ),
+        1.0
+    );
+    let report = harness.sim.current_report(&ids[11].0, healthy).unwrap();
+    assert_eq!(
+        metrics.value(
+            "avepoint_scan_new_registered_content",
+            &[("profile_id", healthy.as_str())]
+        ),
+        report.new_registered_content_count as f64
+    );
+    for (_, profile) in &ids[..11] {
+        assert!(!metrics.has_data_for(profile), "{profile} has stale data");
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_spaces_requests() {
+    // 9 profiles at 4 requests per second: a burst of 4, then 5 more at
+    // 250 ms intervals.
+    let harness = Harness::start(Setup {
+        avepoint_extra: "  max_requests_per_second: 4\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let started = Instant::now();
+    let metrics = scrape_within(&harness, 5.0).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1200), "{elapsed:?}");
+    assert_eq!(up_count(&metrics), 9);
+}
+
+#[tokio::test]
+async fn cache_ttl_makes_an_ha_pair_call_once_per_ttl() {
+    // Two Prometheus servers scraping every 300 ms with a 1 s TTL, for 2.8 s:
+    // fetches at 0, 1.2 and 2.4 s, i.e. three calls per profile, not 20.
+    let harness = Harness::start(Setup {
+        avepoint_extra: "  cache_ttl: 1s\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let started = Instant::now();
+    let mut last = None;
+    while started.elapsed() < Duration::from_millis(2800) {
+        let (a, b) = tokio::join!(harness.scrape(), harness.scrape());
+        assert_eq!(up_count(&a), 9);
+        assert_eq!(up_count(&b), 9);
+        last = Some(a);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(requests(&harness), 3 * 9);
+    let metrics = last.unwrap();
+    for sample in metrics.find("avepoint_scan_profile_cache_age_seconds", &[]) {
+        assert!((0.0..1.0).contains(&sample.value), "{sample:?}");
+    }
+    assert_eq!(
+        metrics
+            .find("avepoint_scan_profile_cache_age_seconds", &[])
+            .len(),
+        9
+    );
+    assert!(
+        metrics
+            .text
+            .contains("served from a fetch younger than the TTL")
+    );
+}
+
+#[tokio::test]
+async fn without_cache_ttl_every_scrape_calls_the_api() {
+    let harness = Harness::start(Setup::default()).await;
+    for _ in 0..3 {
+        harness.scrape().await;
+    }
+    assert_eq!(requests(&harness), 27);
+    assert!(
+        harness
+            .scrape()
+            .await
+            .find("avepoint_scan_profile_cache_age_seconds", &[])
+            .is_empty()
+    );
+}
