@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use avepoint_exporter::collect::{ProfileResult, Snapshot};
 use avepoint_exporter::config::ProfileTarget;
-use avepoint_exporter::metrics::{ApiMetrics, BuildInfo, Format, encode_probe, encode_scrape};
+use avepoint_exporter::metrics::{
+    ApiMetrics, BuildInfo, Format, ReloadMetrics, encode_probe, encode_scrape,
+};
 use avepoint_exporter::simulator::data;
 use time::OffsetDateTime;
 
@@ -89,6 +91,7 @@ fn profiles_10k(bencher: divan::Bencher, format: Format) {
 #[divan::bench(args = FORMATS, sample_count = 30)]
 fn scrape_10k(bencher: divan::Bencher, format: Format) {
     let api = ApiMetrics::default();
+    let reload = ReloadMetrics::started();
     let build = BuildInfo::default();
     bencher
         .counter(divan::counter::ItemsCount::new(PROFILES))
@@ -98,6 +101,7 @@ fn scrape_10k(bencher: divan::Bencher, format: Format) {
                 SNAPSHOT.profiles.len(),
                 None,
                 &api,
+                &reload,
                 &build,
                 format,
             )

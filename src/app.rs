@@ -8,9 +8,9 @@ use crate::avepoint::ApiClient;
 use crate::cli::{CheckArgs, DemoArgs, ServeArgs, SimulateArgs};
 use crate::collect::{Collector, Snapshot, TargetSource};
 use crate::config::{CLIENT_SECRET_ENV, ConfigError, Settings};
-use crate::metrics::{ApiMetrics, BuildInfo};
+use crate::metrics::ApiMetrics;
 use crate::simulator::{RunningSimulator, SimulatorConfig};
-use crate::web::{self, AppState};
+use crate::web::{self, AppState, Core};
 use crate::web_config::{WebConfigError, WebConfigHandle};
 
 /// Why a subcommand could not run.
@@ -43,17 +43,16 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// Everything `serve` and `demo` run: the shared state behind the web routes.
-/// Starts discovery in the background when it is enabled (so it must run
-/// inside the Tokio runtime).
-pub fn build_state(settings: &Settings, telemetry_path: &str) -> Result<Arc<AppState>, AppError> {
-    let api_metrics = ApiMetrics::default();
+/// What a config builds: API client, collector and (when enabled)
+/// discovery, which starts in the background at once (so this must run
+/// inside the Tokio runtime). A reload builds a new one.
+pub fn build_core(settings: &Settings, api_metrics: &ApiMetrics) -> Result<Core, AppError> {
     let client = Arc::new(ApiClient::new(&settings.avepoint, api_metrics.clone())?);
     let discovery = settings.discovery.clone().map(|discovery| {
         crate::discovery::spawn(Arc::clone(&client), discovery, settings.targets.clone())
     });
     let targets = match &discovery {
-        Some(state) => TargetSource::Discovered(state.clone()),
+        Some(discovery) => TargetSource::Discovered(discovery.state.clone()),
         None => TargetSource::Static(settings.targets.clone().into()),
     };
     let collector = Arc::new(Collector::new(
@@ -62,14 +61,61 @@ pub fn build_state(settings: &Settings, telemetry_path: &str) -> Result<Arc<AppS
         settings.avepoint.concurrency,
         settings.avepoint.cache_ttl,
     ));
-    Ok(Arc::new(AppState {
+    Ok(Core {
         collector,
         metrics_include_profiles: settings.metrics_include_profiles,
         discovery,
+    })
+}
+
+/// The shared state behind the web routes, not tied to a config file.
+pub fn build_state(settings: &Settings, telemetry_path: &str) -> Result<Arc<AppState>, AppError> {
+    let api_metrics = ApiMetrics::default();
+    let core = build_core(settings, &api_metrics)?;
+    Ok(Arc::new(AppState::new(
+        core,
+        None,
         api_metrics,
-        build: BuildInfo::default(),
-        telemetry_path: telemetry_path.to_owned(),
-    }))
+        telemetry_path,
+    )))
+}
+
+/// The shared state for `settings` read from `config_file`, which SIGHUP
+/// and `POST /-/reload` re-read.
+pub fn build_reloadable_state(
+    settings: &Settings,
+    telemetry_path: &str,
+    config_file: &Path,
+) -> Result<Arc<AppState>, AppError> {
+    let api_metrics = ApiMetrics::default();
+    let core = build_core(settings, &api_metrics)?;
+    Ok(Arc::new(AppState::new(
+        core,
+        Some(config_file.to_owned()),
+        api_metrics,
+        telemetry_path,
+    )))
+}
+
+/// Reload the config on every SIGHUP, for as long as the process runs.
+fn reload_on_sighup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; reload with POST /-/reload");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            // The outcome is logged and exported by reload itself.
+            let _ = crate::reload::reload(&state);
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 async fn bind(address: &str) -> Result<tokio::net::TcpListener, AppError> {
@@ -100,7 +146,7 @@ async fn serve_state(
     tracing::info!(
         address = %local,
         telemetry_path = %state.telemetry_path,
-        targets = state.collector.targets().len(),
+        targets = state.collector().targets().len(),
         tls = web_config.as_ref().is_some_and(|w| w.tls_enabled()),
         "listening"
     );
@@ -125,7 +171,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         "starting avepoint-exporter"
     );
     let web_config = load_web_config(args.web_config_file.as_deref())?;
-    let state = build_state(&settings, &args.telemetry_path)?;
+    let state = build_reloadable_state(&settings, &args.telemetry_path, &args.config_file)?;
+    reload_on_sighup(Arc::clone(&state));
     serve_state(&args.listen_address, state, web_config).await
 }
 
@@ -135,7 +182,7 @@ pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
     let state = build_state(&settings, "/metrics")?;
     // No Prometheus deadline here: give every request its full timeout and one retry.
     let budget = settings.avepoint.request_timeout * 3;
-    let snapshot = state.collector.collect(budget).await;
+    let snapshot = state.collector().collect(budget).await;
     print!("{}", check_table(&snapshot));
     Ok(snapshot.failures() == 0)
 }

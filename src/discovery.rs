@@ -56,20 +56,33 @@ pub enum DiscoveryError {
     },
 }
 
-/// Start the background refresher. The first refresh starts at once; the
-/// returned receiver always holds the latest state (static targets only
-/// until the first refresh ends).
+/// A running discovery: its latest state, and the task, which stops when
+/// the handle is dropped (a config reload replaces it).
+#[derive(Debug)]
+pub struct Discovery {
+    /// Always the latest state (static targets only until the first refresh ends).
+    pub state: watch::Receiver<Arc<DiscoveryState>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start the background refresher; the first refresh starts at once.
 pub fn spawn(
     client: Arc<ApiClient>,
     settings: DiscoverySettings,
     static_targets: Vec<ProfileTarget>,
-) -> watch::Receiver<Arc<DiscoveryState>> {
+) -> Discovery {
     let initial = DiscoveryState {
         targets: static_targets.clone().into(),
         ..DiscoveryState::default()
     };
     let (sender, receiver) = watch::channel(Arc::new(initial));
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(settings.refresh_interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -82,7 +95,10 @@ pub fn spawn(
             }
         }
     });
-    receiver
+    Discovery {
+        state: receiver,
+        task: task.abort_handle(),
+    }
 }
 
 /// One refresh: a new state built from the API, falling back to `previous`

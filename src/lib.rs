@@ -13,6 +13,7 @@ pub mod collect;
 pub mod config;
 pub mod discovery;
 pub mod metrics;
+pub mod reload;
 pub mod simulator;
 pub mod web;
 pub mod web_config;

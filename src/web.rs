@@ -5,7 +5,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,15 +17,16 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::collect::{Collector, scrape_budget};
 use crate::config::ProfileTarget;
-use crate::discovery::DiscoveryState;
-use crate::metrics::{ApiMetrics, BuildInfo, Exposition, Format, encode_probe, encode_scrape};
+use crate::discovery::{Discovery, DiscoveryState};
+use crate::metrics::{
+    ApiMetrics, BuildInfo, Exposition, Format, ReloadMetrics, encode_probe, encode_scrape,
+};
 use crate::web_config::WebConfigHandle;
 
 /// The header Prometheus sends with its scrape timeout in seconds.
@@ -32,18 +34,80 @@ pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
 
 /// What the handlers share; built once at start.
 pub struct AppState {
-    /// Runs the collection rounds.
-    pub collector: Arc<Collector>,
-    /// Whether `/metrics` collects the profiles (else only `/probe` does).
-    pub metrics_include_profiles: bool,
-    /// Discovery's latest state, when discovery is enabled.
-    pub discovery: Option<watch::Receiver<Arc<DiscoveryState>>>,
-    /// The exporter's own API instrumentation.
+    /// What the config built; replaced whole by a reload.
+    core: RwLock<Arc<Core>>,
+    /// The config file, when the state came from one (a reload re-reads it).
+    pub config_file: Option<PathBuf>,
+    /// Outcome of the last config reload.
+    pub reload_metrics: ReloadMetrics,
+    /// The exporter's own API instrumentation (survives reloads).
     pub api_metrics: ApiMetrics,
     /// Version information.
     pub build: BuildInfo,
     /// Where metrics are served, e.g. `/metrics`.
     pub telemetry_path: String,
+}
+
+/// Everything built from one config: replaced whole by a reload, so a
+/// scrape in flight finishes with the config it started with.
+pub struct Core {
+    /// Runs the collection rounds.
+    pub collector: Arc<Collector>,
+    /// Whether `/metrics` collects the profiles (else only `/probe` does).
+    pub metrics_include_profiles: bool,
+    /// Discovery, when enabled; dropping the core stops it.
+    pub discovery: Option<Discovery>,
+}
+
+impl Core {
+    /// Discovery's latest state, when discovery is enabled.
+    pub fn discovery_state(&self) -> Option<Arc<DiscoveryState>> {
+        self.discovery
+            .as_ref()
+            .map(|d| Arc::clone(&d.state.borrow()))
+    }
+}
+
+impl AppState {
+    /// State around `core`; `config_file` makes it reloadable.
+    pub fn new(
+        core: Core,
+        config_file: Option<PathBuf>,
+        api_metrics: ApiMetrics,
+        telemetry_path: &str,
+    ) -> Self {
+        Self {
+            core: RwLock::new(Arc::new(core)),
+            config_file,
+            reload_metrics: ReloadMetrics::started(),
+            api_metrics,
+            build: BuildInfo::default(),
+            telemetry_path: telemetry_path.to_owned(),
+        }
+    }
+
+    /// The current core.
+    pub fn core(&self) -> Arc<Core> {
+        Arc::clone(
+            &self
+                .core
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// The current collector.
+    pub fn collector(&self) -> Arc<Collector> {
+        Arc::clone(&self.core().collector)
+    }
+
+    /// Swap in a core built from a new config.
+    pub fn replace_core(&self, core: Core) {
+        *self
+            .core
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(core);
+    }
 }
 
 /// The exporter's routes.
@@ -55,6 +119,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/sd", get(service_discovery))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload).put(reload))
         .with_state(state)
 }
 
@@ -62,18 +127,19 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let header_text = |name| headers.get(name).and_then(|value| value.to_str().ok());
     let budget = scrape_budget(header_text(SCRAPE_TIMEOUT_HEADER));
     let format = Format::negotiate(header_text(header::ACCEPT.as_str()));
-    let snapshot = if state.metrics_include_profiles {
-        state.collector.collect(budget).await
+    let core = state.core();
+    let snapshot = if core.metrics_include_profiles {
+        core.collector.collect(budget).await
     } else {
         Arc::new(crate::collect::Snapshot::default())
     };
-    let discovery = state.discovery.as_ref().map(|d| Arc::clone(&d.borrow()));
     metrics_response(
         encode_scrape(
             snapshot,
-            state.collector.targets().len(),
-            discovery,
+            core.collector.targets().len(),
+            core.discovery_state(),
             &state.api_metrics,
+            &state.reload_metrics,
             &state.build,
             format,
         ),
@@ -141,7 +207,8 @@ async fn probe(
         Ok(id) => id,
         Err(message) => return bad_request(message),
     };
-    let targets: Arc<[ProfileTarget]> = state
+    let core = state.core();
+    let targets: Arc<[ProfileTarget]> = core
         .collector
         .targets()
         .iter()
@@ -160,10 +227,9 @@ async fn probe(
     let header_text = |name| headers.get(name).and_then(|value| value.to_str().ok());
     let budget = scrape_budget(header_text(SCRAPE_TIMEOUT_HEADER));
     let format = Format::negotiate(header_text(header::ACCEPT.as_str()));
-    let snapshot = Arc::new(state.collector.collect_targets(targets, budget).await);
-    let customer = state.discovery.as_ref().and_then(|discovery| {
+    let snapshot = Arc::new(core.collector.collect_targets(targets, budget).await);
+    let customer = core.discovery_state().and_then(|discovery| {
         discovery
-            .borrow()
             .customers
             .iter()
             .find(|c| c.id.eq_ignore_ascii_case(&customer_id))
@@ -188,14 +254,14 @@ struct SdLabels {
 /// `/sd`: Prometheus `http_sd_configs` JSON, one target per customer (the
 /// target is the customer id; relabel it into `/probe`'s `customer_id`).
 async fn service_discovery(State(state): State<Arc<AppState>>) -> Json<Vec<SdTarget>> {
-    let customers = state
-        .discovery
-        .as_ref()
-        .map(|d| Arc::clone(&d.borrow().customers))
+    let core = state.core();
+    let customers = core
+        .discovery_state()
+        .map(|d| Arc::clone(&d.customers))
         .unwrap_or_default();
     let mut entries: Vec<SdTarget> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for target in state.collector.targets().iter() {
+    for target in core.collector.targets().iter() {
         if !seen.insert(target.customer_id.clone()) {
             continue;
         }
@@ -215,11 +281,27 @@ async fn service_discovery(State(state): State<Arc<AppState>>) -> Json<Vec<SdTar
     Json(entries)
 }
 
+/// `POST /-/reload`: re-read the config file; the old config stays in
+/// force when the new one is invalid.
+async fn reload(State(state): State<Arc<AppState>>) -> Response {
+    match crate::reload::reload(&state) {
+        Ok(()) => "Config reloaded\n".into_response(),
+        Err(error @ crate::reload::ReloadError::NoConfigFile) => {
+            (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
+        }
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {error}\n"),
+        )
+            .into_response(),
+    }
+}
+
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let waiting = state
-        .discovery
-        .as_ref()
-        .is_some_and(|discovery| !discovery.borrow().attempted);
+        .core()
+        .discovery_state()
+        .is_some_and(|discovery| !discovery.attempted);
     if waiting {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -252,7 +252,7 @@ async fn wrong_secret_sets_every_profile_down_and_says_why() {
     .await;
     let snapshot = harness
         .state
-        .collector
+        .collector()
         .collect(Duration::from_secs(5))
         .await;
     assert_eq!(snapshot.failures(), snapshot.profiles.len());
@@ -368,7 +368,7 @@ async fn missing_permission_is_a_403_naming_the_permission() {
     .await;
     let snapshot = harness
         .state
-        .collector
+        .collector()
         .collect(Duration::from_secs(5))
         .await;
     assert_eq!(snapshot.failures(), snapshot.profiles.len());
@@ -394,7 +394,7 @@ async fn unknown_profile_is_a_404_that_names_the_other_endpoint_and_spares_the_o
     .await;
     let snapshot = harness
         .state
-        .collector
+        .collector()
         .collect(Duration::from_secs(5))
         .await;
     let failed: Vec<_> = snapshot
@@ -440,7 +440,7 @@ async fn one_profile_fails(fault: Fault, status: &str, message_start: &str) -> H
 
     let snapshot = harness
         .state
-        .collector
+        .collector()
         .collect(Duration::from_secs(3))
         .await;
     let error = snapshot.profiles[1].outcome.as_ref().unwrap_err();

@@ -110,7 +110,7 @@ async fn long_retry_after_fails_fast_and_the_back_off_spares_the_api() {
     assert_eq!(requests(&harness), 9);
     let snapshot = harness
         .state
-        .collector
+        .collector()
         .collect(Duration::from_secs(2))
         .await;
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
@@ -148,7 +148,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
     );
     let snapshot = harness
         .state
-        .collector
+        .collector()
         .collect(Duration::from_secs(3))
         .await;
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
@@ -162,7 +162,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
     // The back-off lasts about the minute AvePoint asked for.
     let next = harness
         .state
-        .collector
+        .collector()
         .collect(Duration::from_secs(3))
         .await;
     let error = next.profiles[3].outcome.as_ref().unwrap_err();
@@ -241,7 +241,7 @@ async fn connection_reset_mid_response_is_retried_and_fails_only_that_profile() 
     harness.sim.set_fault(&profile, Fault::Reset);
     let snapshot = harness
         .state
-        .collector
+        .collector()
         .collect(Duration::from_secs(3))
         .await;
     let error = snapshot.profiles[5].outcome.as_ref().unwrap_err();
@@ -272,7 +272,7 @@ async fn huge_bodies_are_refused_not_buffered() {
         .set_fault(&profile, Fault::Huge(3 * 1024 * 1024));
     let snapshot = harness
         .state
-        .collector
+        .collector()
         .collect(Duration::from_secs(3))
         .await;
     let error = snapshot.profiles[6].outcome.as_ref().unwrap_err();
@@ -333,7 +333,7 @@ async fn token_endpoint_down() {
     );
     let snapshot = harness
         .state
-        .collector
+        .collector()
         .collect(Duration::from_secs(2))
         .await;
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();

@@ -249,6 +249,52 @@ impl ApiMetrics {
     }
 }
 
+/// Outcome of config reloads, as Prometheus and blackbox_exporter report it.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadMetrics {
+    successful: Gauge,
+    last_success: Gauge<f64, AtomicU64>,
+}
+
+impl ReloadMetrics {
+    /// The state at start: the config loaded, now.
+    pub fn started() -> Self {
+        let metrics = Self::default();
+        metrics.record(true);
+        metrics
+    }
+
+    /// Record a reload attempt.
+    pub fn record(&self, success: bool) {
+        self.successful.set(i64::from(success));
+        if success {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            self.last_success.set(now.as_secs_f64());
+        }
+    }
+
+    /// Whether the last reload worked.
+    pub fn last_successful(&self) -> bool {
+        self.successful.get() == 1
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "avepoint_exporter_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful",
+            self.successful.clone(),
+        );
+        registry.register_with_unit(
+            "avepoint_exporter_config_last_reload_success_timestamp",
+            "Timestamp of the last successful configuration load or reload",
+            Unit::Seconds,
+            self.last_success.clone(),
+        );
+    }
+}
+
 /// Version and source revision, for `avepoint_exporter_build_info`.
 #[derive(Debug, Clone)]
 pub struct BuildInfo {
@@ -325,6 +371,7 @@ pub fn encode_scrape(
     targets: usize,
     discovery: Option<Arc<DiscoveryState>>,
     api: &ApiMetrics,
+    reload: &ReloadMetrics,
     build: &BuildInfo,
     format: Format,
 ) -> Result<Exposition, std::fmt::Error> {
@@ -338,6 +385,7 @@ pub fn encode_scrape(
         registry.register_collector(Box::new(DiscoveryCollector(discovery)));
     }
     api.register(&mut registry);
+    reload.register(&mut registry);
     registry.register_collector(Box::new(ProcessCollector));
     Exposition::new(&registry, snapshot, format)
 }

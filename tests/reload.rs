@@ -1,0 +1,278 @@
+//! Reloading the config without a restart: `POST /-/reload` and SIGHUP.
+//! A good edit takes effect on the next scrape; a bad edit is refused and
+//! the old targets keep being scraped.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use avepoint_exporter::app::{build_reloadable_state, process_env};
+use avepoint_exporter::config::Settings;
+use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
+use avepoint_exporter::web;
+use common::Exposition;
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    /// A config dir with the simulator's secret in a file next to the config.
+    fn new() -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), DEMO_CLIENT_SECRET).unwrap();
+        Files { dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("avepoint.yml")
+    }
+
+    /// Write a config for `targets`; `client_secret_file` is relative.
+    fn write(&self, sim: &RunningSimulator, targets: &[(String, String)], extra: &str) {
+        let yaml = sim.exporter_config(Some(targets)).replacen(
+            "targets:",
+            "  client_secret_file: secret\ntargets:",
+            1,
+        ) + extra;
+        std::fs::write(self.config(), yaml).unwrap();
+    }
+}
+
+async fn start(path: &Path) -> (Arc<web::AppState>, String) {
+    let settings = Settings::load(path, process_env).unwrap();
+    let state = build_reloadable_state(&settings, "/metrics", path).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(web::serve(
+        listener,
+        web::router(Arc::clone(&state)),
+        std::future::pending(),
+    ));
+    (state, base)
+}
+
+async fn scrape(base: &str) -> Exposition {
+    let body = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    Exposition::parse(&body)
+}
+
+async fn post_reload(base: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+fn profiles(metrics: &Exposition) -> Vec<String> {
+    let mut ids: Vec<String> = metrics
+        .find("avepoint_scan_profile_up", &[])
+        .iter()
+        .map(|s| s.labels["profile_id"].clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn simulator() -> RunningSimulator {
+    RunningSimulator::start(SimulatorConfig::default(), ([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_good_edit_takes_effect_on_the_next_scrape() {
+    let sim = simulator().await;
+    let ids = sim.profile_ids();
+    let files = Files::new();
+    files.write(&sim, &ids[..2], "");
+    let (_state, base) = start(&files.config()).await;
+    let before = scrape(&base).await;
+    assert_eq!(profiles(&before).len(), 2);
+    assert_eq!(
+        before.value("avepoint_exporter_config_last_reload_successful", &[]),
+        1.0
+    );
+    let loaded_at = before.value(
+        "avepoint_exporter_config_last_reload_success_timestamp_seconds",
+        &[],
+    );
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    files.write(&sim, &ids[..5], "");
+    assert_eq!(
+        post_reload(&base).await,
+        (200, "Config reloaded\n".to_owned())
+    );
+
+    let after = scrape(&base).await;
+    let mut expected: Vec<String> = ids[..5].iter().map(|(_, p)| p.clone()).collect();
+    expected.sort();
+    assert_eq!(profiles(&after), expected);
+    assert_eq!(
+        after.value("avepoint_exporter_config_last_reload_successful", &[]),
+        1.0
+    );
+    assert!(
+        after.value(
+            "avepoint_exporter_config_last_reload_success_timestamp_seconds",
+            &[]
+        ) > loaded_at
+    );
+    // The API counters survive the reload.
+    assert_eq!(
+        after.value(
+            "avepoint_api_requests_total",
+            &[("endpoint", "scan_profile"), ("code", "200")]
+        ),
+        7.0
+    );
+}
+
+#[tokio::test]
+async fn a_bad_edit_is_refused_and_the_old_targets_stay() {
+    let sim = simulator().await;
+    let ids = sim.profile_ids();
+    let files = Files::new();
+    files.write(&sim, &ids[..3], "");
+    let (state, base) = start(&files.config()).await;
+    let loaded_at = scrape(&base).await.value(
+        "avepoint_exporter_config_last_reload_success_timestamp_seconds",
+        &[],
+    );
+
+    files.write(&sim, &ids, "scrape_interval: 1m\n");
+    let (status, body) = post_reload(&base).await;
+    assert_eq!(status, 500);
+    assert_eq!(
+        body,
+        format!(
+            "failed to reload config: config file {}: scrape_interval: unknown field `scrape_interval`, \
+             expected one of `avepoint`, `targets`, `discovery`, `metrics` at line 23 column 1\n",
+            files.config().display()
+        )
+    );
+    let after = scrape(&base).await;
+    let mut expected: Vec<String> = ids[..3].iter().map(|(_, p)| p.clone()).collect();
+    expected.sort();
+    assert_eq!(profiles(&after), expected);
+    assert!(
+        after
+            .find("avepoint_scan_profile_up", &[])
+            .iter()
+            .all(|s| s.value == 1.0)
+    );
+    assert_eq!(
+        after.value("avepoint_exporter_config_last_reload_successful", &[]),
+        0.0
+    );
+    assert_eq!(
+        after.value(
+            "avepoint_exporter_config_last_reload_success_timestamp_seconds",
+            &[]
+        ),
+        loaded_at
+    );
+    assert!(!state.reload_metrics.last_successful());
+
+    // Fixing the file recovers.
+    files.write(&sim, &ids, "");
+    assert_eq!(post_reload(&base).await.0, 200);
+    assert_eq!(profiles(&scrape(&base).await).len(), 9);
+}
+
+#[tokio::test]
+async fn reload_turns_discovery_on_and_off() {
+    let sim = simulator().await;
+    let ids = sim.profile_ids();
+    let files = Files::new();
+    files.write(&sim, &ids[..1], "");
+    let (state, base) = start(&files.config()).await;
+    files.write(&sim, &[], "discovery:\n  enabled: true\n");
+    assert_eq!(post_reload(&base).await.0, 200);
+    for _ in 0..100 {
+        if state.core().discovery_state().is_some_and(|d| d.attempted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(profiles(&scrape(&base).await).len(), 9);
+    files.write(&sim, &ids[..1], "");
+    assert_eq!(post_reload(&base).await.0, 200);
+    assert_eq!(profiles(&scrape(&base).await).len(), 1);
+    assert!(state.core().discovery.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_running_binary() {
+    let sim = simulator().await;
+    let ids = sim.profile_ids();
+    let files = Files::new();
+    files.write(&sim, &ids[..1], "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"))
+        .args(["--config.file", files.config().to_str().unwrap()])
+        .args(["--web.listen-address", "127.0.0.1:0"])
+        .env_remove("AVEPOINT_CLIENT_SECRET")
+        .env_remove("AVEPOINT_CLIENT_ID")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| -> String {
+        loop {
+            let line = lines_rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    };
+    let listening = wait_for("message=listening");
+    let address = listening
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("address="))
+        .unwrap()
+        .to_owned();
+    let base = format!("http://{address}");
+    assert_eq!(profiles(&scrape(&base).await).len(), 1);
+
+    files.write(&sim, &ids, "");
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reloaded = wait_for("config reloaded");
+    assert!(reloaded.contains("targets=9"), "{reloaded}");
+    assert_eq!(profiles(&scrape(&base).await).len(), 9);
+
+    files.write(&sim, &ids, "avepoint_typo: 1\n");
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let refused = wait_for("config reload failed");
+    assert!(refused.contains("avepoint_typo"), "{refused}");
+    assert_eq!(profiles(&scrape(&base).await).len(), 9);
+    let _ = child.kill();
+    let _ = child.wait();
+}
