@@ -176,15 +176,47 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
     serve_state(&args.listen_address, state, web_config).await
 }
 
+/// How long `check` waits for the first discovery.
+const CHECK_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// `check`: fetch every target once, print a table; `Ok(false)` when any failed.
 pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
     let settings = Settings::load(&args.config_file, process_env)?;
     let state = build_state(&settings, "/metrics")?;
+    let core = state.core();
+    let mut discovery_failed = false;
+    if let Some(discovery) = &core.discovery {
+        // Check what discovery finds, not just the static targets.
+        let mut updates = discovery.state.clone();
+        let waited = tokio::time::timeout(
+            CHECK_DISCOVERY_TIMEOUT,
+            updates.wait_for(|state| state.attempted),
+        )
+        .await;
+        match waited.ok().and_then(Result::ok) {
+            Some(state) if state.errors_total == 0 => println!(
+                "discovery: {} customers, {} scan profiles\n",
+                state.customers.len(),
+                state.discovered_profiles
+            ),
+            Some(_) => {
+                discovery_failed = true;
+                println!("discovery: FAILED (see the log); checking the static targets only\n");
+            }
+            None => {
+                discovery_failed = true;
+                println!(
+                    "discovery: no result within {}s; checking the static targets only\n",
+                    CHECK_DISCOVERY_TIMEOUT.as_secs()
+                );
+            }
+        }
+    }
     // No Prometheus deadline here: give every request its full timeout and one retry.
     let budget = settings.avepoint.request_timeout * 3;
-    let snapshot = state.collector().collect(budget).await;
+    let snapshot = core.collector.collect(budget).await;
     print!("{}", check_table(&snapshot));
-    Ok(snapshot.failures() == 0)
+    Ok(snapshot.failures() == 0 && !discovery_failed)
 }
 
 /// The `check` report: one row per target, then a summary line.

@@ -14,6 +14,8 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 use uuid::Uuid;
 
+use crate::avepoint::auth::{CertificateError, ClientCertificate};
+
 /// Environment variable that overrides `avepoint.client_id`.
 pub const CLIENT_ID_ENV: &str = "AVEPOINT_CLIENT_ID";
 /// Environment variable that overrides `avepoint.client_secret_file`.
@@ -236,8 +238,13 @@ pub struct AvePointSettings {
     pub token_url: Url,
     /// App registration client id.
     pub client_id: String,
-    /// App registration client secret; `Debug` shows `[REDACTED]`.
+    /// App registration client secret; `Debug` shows `[REDACTED]`. Empty
+    /// when the app authenticates with [`AvePointSettings::client_certificate`].
     pub client_secret: SecretString,
+    /// The certificate credential (`avepoint.client_certificate_file` and
+    /// `avepoint.client_private_key_file`), used instead of the secret when
+    /// set; `Debug` never shows the private key.
+    pub client_certificate: Option<ClientCertificate>,
     /// Space-separated permissions requested with the token.
     pub scope: String,
     /// Which profile endpoint to call.
@@ -334,6 +341,8 @@ struct RawAvePoint {
     token_url: Option<String>,
     client_id: Option<String>,
     client_secret_file: Option<PathBuf>,
+    client_certificate_file: Option<PathBuf>,
+    client_private_key_file: Option<PathBuf>,
     scope: Option<String>,
     #[serde(default)]
     endpoint: ProfileEndpoint,
@@ -414,7 +423,8 @@ impl Settings {
     }
 
     /// Parse and validate config text; `path` is only used in messages and
-    /// to resolve a relative `client_secret_file`.
+    /// to resolve relative `client_secret_file`, `client_certificate_file`
+    /// and `client_private_key_file` paths.
     pub fn from_yaml(
         text: &str,
         path: &Path,
@@ -425,16 +435,7 @@ impl Settings {
             key: key.to_owned(),
             message,
         };
-        let raw: RawConfig = serde_path_to_error::deserialize(
-            serde_yaml_ng::Deserializer::from_str(text),
-        )
-        .map_err(|error| {
-            let key = error.path().to_string();
-            let message = error.into_inner().to_string();
-            let message = without_yaml_path(&key, &message);
-            let key = if key == "." { "(top level)" } else { &key };
-            invalid(key, message.to_owned())
-        })?;
+        let raw: RawConfig = parse_yaml(text).map_err(|(key, message)| invalid(&key, message))?;
         let avepoint = raw.avepoint.ok_or_else(|| {
             invalid(
                 "avepoint",
@@ -468,10 +469,61 @@ impl Settings {
                     format!("missing: set it in the file or in {CLIENT_ID_ENV}"),
                 )
             })?;
-        let client_secret = match (env(CLIENT_SECRET_ENV), &avepoint.client_secret_file) {
-            (Some(secret), _) if !secret.trim().is_empty() => secret.trim().to_owned(),
+        // Exactly one credential: a client secret, or a certificate and its key.
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let env_secret = env(CLIENT_SECRET_ENV).filter(|secret| !secret.trim().is_empty());
+        let certificate = &avepoint.client_certificate_file;
+        let private_key = &avepoint.client_private_key_file;
+        let client_certificate = if certificate.is_some() || private_key.is_some() {
+            let secret_source = match (&env_secret, &avepoint.client_secret_file) {
+                (Some(_), _) => Some(CLIENT_SECRET_ENV),
+                (None, Some(_)) => Some("avepoint.client_secret_file"),
+                (None, None) => None,
+            };
+            if let Some(source) = secret_source {
+                return Err(invalid(
+                    "avepoint.client_certificate_file",
+                    format!(
+                        "a client secret is configured too ({source}): use either a client secret \
+                         or avepoint.client_certificate_file with avepoint.client_private_key_file, not both"
+                    ),
+                ));
+            }
+            match (certificate, private_key) {
+                (Some(certificate), Some(private_key)) => Some(
+                    ClientCertificate::load(&dir.join(certificate), &dir.join(private_key))
+                        .map_err(|error| match error {
+                            CertificateError::Certificate(message) => {
+                                invalid("avepoint.client_certificate_file", message)
+                            }
+                            CertificateError::PrivateKey(message) => {
+                                invalid("avepoint.client_private_key_file", message)
+                            }
+                        })?,
+                ),
+                (Some(_), None) => {
+                    return Err(invalid(
+                        "avepoint.client_private_key_file",
+                        "missing: avepoint.client_certificate_file needs the certificate's private key here"
+                            .into(),
+                    ));
+                }
+                (None, _) => {
+                    return Err(invalid(
+                        "avepoint.client_certificate_file",
+                        "missing: avepoint.client_private_key_file needs its certificate here"
+                            .into(),
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        let client_secret = match (env_secret, &avepoint.client_secret_file) {
+            _ if client_certificate.is_some() => String::new(),
+            (Some(secret), _) => secret.trim().to_owned(),
             (_, Some(file)) => {
-                let file = path.parent().unwrap_or(Path::new("")).join(file);
+                let file = dir.join(file);
                 let secret = std::fs::read_to_string(&file).map_err(|error| {
                     invalid(
                         "avepoint.client_secret_file",
@@ -491,7 +543,8 @@ impl Settings {
                 return Err(invalid(
                     "avepoint.client_secret_file",
                     format!(
-                        "no client secret: set avepoint.client_secret_file or {CLIENT_SECRET_ENV}"
+                        "no client credential: set avepoint.client_secret_file or {CLIENT_SECRET_ENV}, \
+                         or avepoint.client_certificate_file and avepoint.client_private_key_file"
                     ),
                 ));
             }
@@ -621,6 +674,7 @@ impl Settings {
                 token_url,
                 client_id,
                 client_secret: SecretString::from(client_secret),
+                client_certificate,
                 scope,
                 endpoint: avepoint.endpoint,
                 request_timeout,
@@ -637,6 +691,25 @@ impl Settings {
                 .unwrap_or(true),
         })
     }
+}
+
+/// Strict YAML decoding shared by the config files: on error, the dotted
+/// path of the offending key (`(top level)` for the document itself) and
+/// the message.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text)).map_err(|error| {
+        let key = error.path().to_string();
+        let message = error.into_inner().to_string();
+        let message = without_yaml_path(&key, &message).to_owned();
+        let key = if key == "." {
+            "(top level)".to_owned()
+        } else {
+            key
+        };
+        (key, message)
+    })
 }
 
 /// serde_yaml_ng starts its messages with its own, coarser path (`avepoint: `

@@ -233,15 +233,7 @@ impl WebConfig {
                 rate_limit: None,
             }
         } else {
-            serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text)).map_err(
-                |error| {
-                    let key = error.path().to_string();
-                    let message = error.into_inner().to_string();
-                    let message = without_yaml_path(&key, &message);
-                    let key = if key == "." { "(top level)" } else { &key };
-                    invalid(key, message.to_owned())
-                },
-            )?
+            crate::config::parse_yaml(text).map_err(|(key, message)| invalid(&key, message))?
         };
         if raw.rate_limit.is_some() {
             return Err(invalid(
@@ -361,22 +353,6 @@ fn lowercase(canonical: &'static str) -> &'static str {
         "X-Frame-Options" => "x-frame-options",
         "X-XSS-Protection" => "x-xss-protection",
         _ => "content-security-policy",
-    }
-}
-
-/// serde_yaml_ng prefixes some messages with the path serde_path_to_error
-/// reports too; keep one.
-fn without_yaml_path<'a>(key: &str, message: &'a str) -> &'a str {
-    match message.split_once(": ") {
-        Some((prefix, rest))
-            if key == prefix
-                || key
-                    .strip_prefix(prefix)
-                    .is_some_and(|tail| tail.starts_with(['.', '['])) =>
-        {
-            rest
-        }
-        _ => message,
     }
 }
 

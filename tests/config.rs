@@ -77,7 +77,8 @@ const INVALID: &[(&str, Vars, &str)] = &[
         &[],
         "config file tests/testdata/config/invalid-unknown-avepoint-key.yml: avepoint.client_idd: \
          unknown field `client_idd`, expected one of `environment`, `base_url`, `token_url`, \
-         `client_id`, `client_secret_file`, `scope`, `endpoint`, `request_timeout`, `concurrency`, \
+         `client_id`, `client_secret_file`, `client_certificate_file`, `client_private_key_file`, \
+         `scope`, `endpoint`, `request_timeout`, `concurrency`, \
          `cache_ttl`, `max_requests_per_second`, `max_response_bytes` \
          at line 2 column 3",
     ),
@@ -110,14 +111,16 @@ const INVALID: &[(&str, Vars, &str)] = &[
         "invalid-missing-secret.yml",
         &[],
         "config file tests/testdata/config/invalid-missing-secret.yml: avepoint.client_secret_file: \
-         no client secret: set avepoint.client_secret_file or AVEPOINT_CLIENT_SECRET",
+         no client credential: set avepoint.client_secret_file or AVEPOINT_CLIENT_SECRET, \
+         or avepoint.client_certificate_file and avepoint.client_private_key_file",
     ),
     (
         // A blank variable is no secret either.
         "invalid-missing-secret.yml",
         &[("AVEPOINT_CLIENT_SECRET", " \n")],
         "config file tests/testdata/config/invalid-missing-secret.yml: avepoint.client_secret_file: \
-         no client secret: set avepoint.client_secret_file or AVEPOINT_CLIENT_SECRET",
+         no client credential: set avepoint.client_secret_file or AVEPOINT_CLIENT_SECRET, \
+         or avepoint.client_certificate_file and avepoint.client_private_key_file",
     ),
     (
         // Resolved next to the config file, and the message shows where it looked.

@@ -287,3 +287,81 @@ async fn demo_serves_every_metric_for_every_simulated_profile() {
         assert!(body.contains(metric), "{metric} missing");
     }
 }
+
+fn run_check(config: &str, secret: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("avepoint.yml");
+    std::fs::write(&path, config).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"))
+        .args(["check", "--config.file", path.to_str().unwrap()])
+        .env_remove("AVEPOINT_CLIENT_ID")
+        .env("AVEPOINT_CLIENT_SECRET", secret)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_prints_a_table_and_fails_when_a_profile_fails() {
+    let sim = RunningSimulator::start(SimulatorConfig::default(), ([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let mut targets = sim.profile_ids()[..2].to_vec();
+    targets.push((
+        "caf90000-2cc6-4000-b04b-794c00005ea3".into(),
+        "47dba9a1-1004-4c2d-b2ce-8f5e66f5842d".into(),
+    ));
+    let (ok, stdout, _) = tokio::task::spawn_blocking({
+        let config = sim.exporter_config(Some(&targets));
+        move || run_check(&config, avepoint_exporter::simulator::DEMO_CLIENT_SECRET)
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "check must fail when a profile fails");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("CUSTOMER"), "{stdout}");
+    assert!(
+        lines[0].contains("LAST SCAN") && lines[0].ends_with("RESULT"),
+        "{stdout}"
+    );
+    let (customer, profile) = &targets[0];
+    let report = sim.current_report(customer, profile).unwrap();
+    let row = lines.iter().find(|l| l.contains(profile.as_str())).unwrap();
+    assert!(row.ends_with(" ok"), "{row}");
+    assert!(
+        row.contains(&report.new_registered_content_count.to_string()),
+        "{row}"
+    );
+    let failed = lines
+        .iter()
+        .find(|l| l.contains("47dba9a1-1004-4c2d-b2ce-8f5e66f5842d"))
+        .unwrap();
+    assert!(
+        failed.contains("FAILED: HTTP 404 Not Found: customer or scan profile not found"),
+        "{failed}"
+    );
+    assert_eq!(lines.last().unwrap(), &"3 profiles: 2 ok, 1 failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_waits_for_discovery() {
+    let sim = RunningSimulator::start(SimulatorConfig::default(), ([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let config = sim.exporter_config(Some(&[])) + "discovery:\n  enabled: true\n";
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run_check(&config, avepoint_exporter::simulator::DEMO_CLIENT_SECRET)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with("discovery: 3 customers, 9 scan profiles\n"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("9 profiles: 9 ok, 0 failed\n"), "{stdout}");
+}

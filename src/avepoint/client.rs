@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use reqwest::{Response, StatusCode};
 use url::Url;
 
-use super::auth::{AccessToken, AuthError, TokenSource};
+use super::auth::{AccessToken, AuthError, ClientCredential, TokenSource};
 use serde::de::DeserializeOwned;
 
 use super::model::{ApiErrorBody, Customer, Page, ScanProfileReport, ScanProfileSummary};
@@ -170,7 +170,10 @@ impl ApiClient {
             http.clone(),
             settings.token_url.clone(),
             settings.client_id.clone(),
-            settings.client_secret.clone(),
+            match &settings.client_certificate {
+                Some(certificate) => ClientCredential::Certificate(certificate.clone()),
+                None => ClientCredential::Secret(settings.client_secret.clone()),
+            },
             settings.scope.clone(),
             metrics.clone(),
         );

@@ -11,19 +11,24 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::avepoint::auth::CLIENT_ASSERTION_TYPE;
 use crate::avepoint::model::{Page, PageMetadata, ScanProfileReport};
 use data::{SimCustomer, mix};
 
@@ -61,6 +66,10 @@ pub struct SimulatorConfig {
     pub client_secret: String,
     /// Permissions the app registration holds (space separated).
     pub permissions: String,
+    /// A certificate uploaded to the app registration (PEM or DER): the
+    /// token endpoint then also accepts `client_assertion` JWTs signed RS256
+    /// with its private key. `None`: client secret only.
+    pub trusted_certificate: Option<Vec<u8>>,
 }
 
 impl Default for SimulatorConfig {
@@ -78,6 +87,7 @@ impl Default for SimulatorConfig {
             client_id: DEMO_CLIENT_ID.to_owned(),
             client_secret: DEMO_CLIENT_SECRET.to_owned(),
             permissions: ALL_PERMISSIONS.to_owned(),
+            trusted_certificate: None,
         }
     }
 }
@@ -114,6 +124,8 @@ pub enum Fault {
 pub struct SimStats {
     /// Token requests (all outcomes).
     pub token_requests: AtomicU64,
+    /// Token requests whose client assertion was accepted.
+    pub client_assertions: AtomicU64,
     /// Profile requests (all outcomes, both paths).
     pub profile_requests: AtomicU64,
     /// Discovery requests (both endpoints).
@@ -125,8 +137,42 @@ struct IssuedToken {
     scopes: Vec<String>,
 }
 
+/// The certificate of [`SimulatorConfig::trusted_certificate`], parsed.
+struct TrustedCertificate {
+    der: CertificateDer<'static>,
+    /// Upper-case hex SHA-1 of the DER (compared case-insensitively).
+    kid: String,
+    /// base64url SHA-1 of the DER.
+    x5t: String,
+}
+
+impl TrustedCertificate {
+    fn parse(bytes: &[u8]) -> std::io::Result<Self> {
+        let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+        let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+            CertificateDer::from_pem_slice(bytes)
+                .map_err(|error| invalid(format!("trusted certificate: {error}")))?
+        } else {
+            CertificateDer::from(bytes.to_vec())
+        };
+        webpki::EndEntityCert::try_from(&der)
+            .map_err(|error| invalid(format!("trusted certificate: {error}")))?;
+        let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+        Ok(Self {
+            kid: sha1.as_ref().iter().map(|b| format!("{b:02X}")).collect(),
+            x5t: URL_SAFE_NO_PAD.encode(sha1.as_ref()),
+            der,
+        })
+    }
+}
+
 struct SimState {
     config: SimulatorConfig,
+    /// The bound address: a client assertion's `aud` must be this token URL.
+    addr: SocketAddr,
+    trusted_certificate: Option<TrustedCertificate>,
+    /// `jti` of every accepted client assertion, with its `exp`, until then.
+    used_jtis: Mutex<HashMap<String, f64>>,
     customers: Vec<SimCustomer>,
     started_wall: OffsetDateTime,
     started: Instant,
@@ -170,6 +216,11 @@ pub struct RunningSimulator {
 impl RunningSimulator {
     /// Bind `addr` (use port 0 for a free port) and serve in the background.
     pub async fn start(config: SimulatorConfig, addr: SocketAddr) -> std::io::Result<Self> {
+        let trusted_certificate = config
+            .trusted_certificate
+            .as_deref()
+            .map(TrustedCertificate::parse)
+            .transpose()?;
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let started_wall = OffsetDateTime::now_utc() - config.day_length;
@@ -181,6 +232,9 @@ impl RunningSimulator {
         );
         let state = Arc::new(SimState {
             config,
+            addr,
+            trusted_certificate,
+            used_jtis: Mutex::default(),
             customers,
             started_wall,
             started: Instant::now(),
@@ -360,6 +414,8 @@ struct TokenForm {
     grant_type: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
     scope: Option<String>,
 }
 
@@ -383,14 +439,53 @@ async fn token(State(state): State<Arc<SimState>>, Form(form): Form<TokenForm>) 
             "only client_credentials is supported",
         );
     }
-    if form.client_id.as_deref() != Some(state.config.client_id.as_str())
-        || form.client_secret.as_deref() != Some(state.config.client_secret.as_str())
-    {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "unknown client or wrong secret",
-        );
+    match (
+        form.client_assertion_type.as_deref(),
+        form.client_assertion.as_deref(),
+    ) {
+        (None, None) => {
+            if form.client_id.as_deref() != Some(state.config.client_id.as_str())
+                || form.client_secret.as_deref() != Some(state.config.client_secret.as_str())
+            {
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "unknown client or wrong secret",
+                );
+            }
+        }
+        _ if form.client_secret.is_some() => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "send client_secret or client_assertion, not both",
+            );
+        }
+        (Some(CLIENT_ASSERTION_TYPE), Some(assertion)) => {
+            if let Err(description) =
+                verify_client_assertion(&state, form.client_id.as_deref(), assertion)
+            {
+                return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
+            }
+            state
+                .stats
+                .client_assertions
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        (Some(_), Some(_)) => {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "unsupported client_assertion_type",
+            );
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_assertion and client_assertion_type go together",
+            );
+        }
     }
     let requested = form.scope.unwrap_or_default();
     let scopes: Vec<String> = requested
@@ -420,6 +515,114 @@ async fn token(State(state): State<Arc<SimState>>, Form(form): Form<TokenForm>) 
         "scope": scopes.join(" "),
     }))
     .into_response()
+}
+
+/// Check a client assertion as an identity server would: RS256 signature by
+/// the registered certificate, its thumbprint in `kid` and `x5t`, `iss` =
+/// `sub` = the client id, `aud` = this token URL, `exp` in the future, `nbf`
+/// not, and a `jti` never seen before. The error (an `error_description`)
+/// never quotes the assertion.
+fn verify_client_assertion(
+    state: &SimState,
+    form_client_id: Option<&str>,
+    assertion: &str,
+) -> Result<(), &'static str> {
+    let trusted = state
+        .trusted_certificate
+        .as_ref()
+        .ok_or("no certificate is registered for this client")?;
+    let client_id = state.config.client_id.as_str();
+    if form_client_id.is_some_and(|id| id != client_id) {
+        return Err("unknown client");
+    }
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [header, claims, signature] = parts[..] else {
+        return Err("client assertion is not a signed JWT");
+    };
+    let json = |part: &str| -> Option<serde_json::Map<String, serde_json::Value>> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+    };
+    let header_json = json(header).ok_or("client assertion header is not base64url JSON")?;
+    let text = |name: &str| header_json.get(name).and_then(serde_json::Value::as_str);
+    if text("alg") != Some("RS256") {
+        return Err("client assertion must be signed with alg RS256");
+    }
+    if !text("kid").is_some_and(|kid| kid.eq_ignore_ascii_case(&trusted.kid)) {
+        return Err("client assertion kid is not the registered certificate's SHA-1 thumbprint");
+    }
+    if text("x5t") != Some(trusted.x5t.as_str()) {
+        return Err("client assertion x5t is not the registered certificate's SHA-1 thumbprint");
+    }
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| "client assertion signature is not base64url")?;
+    let certificate = webpki::EndEntityCert::try_from(&trusted.der)
+        .map_err(|_| "the registered certificate cannot be parsed")?;
+    certificate
+        .verify_signature(
+            webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA256,
+            format!("{header}.{claims}").as_bytes(),
+            &signature,
+        )
+        .map_err(
+            |_| "client assertion signature does not verify with the registered certificate",
+        )?;
+
+    let claims = json(claims).ok_or("client assertion claims are not base64url JSON")?;
+    let claim = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
+    if claim("iss") != Some(client_id) || claim("sub") != Some(client_id) {
+        return Err("client assertion iss and sub must both be the client id");
+    }
+    let audience_ok = |aud: &str| {
+        url::Url::parse(aud).is_ok_and(|url| {
+            let host_ok = match url.host() {
+                _ if state.addr.ip().is_unspecified() => true,
+                Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip) == state.addr.ip(),
+                Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip) == state.addr.ip(),
+                Some(url::Host::Domain(domain)) => {
+                    domain.eq_ignore_ascii_case("localhost") && state.addr.ip().is_loopback()
+                }
+                None => false,
+            };
+            url.scheme() == "http"
+                && host_ok
+                && url.port_or_known_default() == Some(state.addr.port())
+                && url.path() == "/connect/token"
+                && url.query().is_none()
+        })
+    };
+    let audience_matches = match claims.get("aud") {
+        Some(serde_json::Value::String(aud)) => audience_ok(aud),
+        Some(serde_json::Value::Array(auds)) => {
+            auds.iter().any(|aud| aud.as_str().is_some_and(audience_ok))
+        }
+        _ => false,
+    };
+    if !audience_matches {
+        return Err("client assertion aud is not this token endpoint's URL");
+    }
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let number = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);
+    let exp = number("exp").ok_or("client assertion has no exp")?;
+    if exp <= now {
+        return Err("client assertion has expired");
+    }
+    let nbf = number("nbf").ok_or("client assertion has no nbf")?;
+    if nbf > now {
+        return Err("client assertion is not valid yet (nbf is in the future)");
+    }
+    let jti = claim("jti")
+        .filter(|jti| !jti.is_empty())
+        .ok_or("client assertion has no jti")?;
+    let mut used = lock(&state.used_jtis);
+    used.retain(|_, expires| *expires > now);
+    if used.insert(jti.to_owned(), exp).is_some() {
+        return Err("client assertion jti was already used");
+    }
+    Ok(())
 }
 
 fn api_error(status: StatusCode, request_id: u64, message: &str) -> Response {
@@ -681,27 +884,38 @@ fn page<T: serde::Serialize>(
     with_request_id(Json(body).into_response(), request_id)
 }
 
+/// Count a discovery request, admit it, and fail it when discovery
+/// failures are injected.
+async fn admit_discovery(
+    state: &SimState,
+    headers: &HeaderMap,
+    permission: &str,
+) -> Result<u64, Response> {
+    state
+        .stats
+        .discovery_requests
+        .fetch_add(1, Ordering::Relaxed);
+    let request_id = admit(state, headers, permission).await?;
+    if state.discovery_failing.load(Ordering::Relaxed) {
+        return Err(api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            request_id,
+            "injected discovery failure",
+        ));
+    }
+    Ok(request_id)
+}
+
 async fn customers_batch(
     State(state): State<Arc<SimState>>,
     Query(query): Query<PageQuery>,
     headers: HeaderMap,
     body: Option<Json<BatchBody>>,
 ) -> Response {
-    state
-        .stats
-        .discovery_requests
-        .fetch_add(1, Ordering::Relaxed);
-    let request_id = match admit(&state, &headers, "elements.customers.read.all").await {
+    let request_id = match admit_discovery(&state, &headers, "elements.customers.read.all").await {
         Ok(id) => id,
         Err(response) => return response,
     };
-    if state.discovery_failing.load(Ordering::Relaxed) {
-        return api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            request_id,
-            "injected discovery failure",
-        );
-    }
     let wanted = body.and_then(|Json(body)| body.customer_ids);
     let hidden = lock(&state.hidden_customers).clone();
     let items = state
@@ -727,21 +941,11 @@ async fn profiles_batch(
     headers: HeaderMap,
     body: Option<Json<BatchBody>>,
 ) -> Response {
-    state
-        .stats
-        .discovery_requests
-        .fetch_add(1, Ordering::Relaxed);
-    let request_id = match admit(&state, &headers, "elements.scanprofiles.read.all").await {
+    let request_id = match admit_discovery(&state, &headers, "elements.scanprofiles.read.all").await
+    {
         Ok(id) => id,
         Err(response) => return response,
     };
-    if state.discovery_failing.load(Ordering::Relaxed) {
-        return api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            request_id,
-            "injected discovery failure",
-        );
-    }
     let hidden = lock(&state.hidden_customers).contains(&customer_id);
     let Some(customer) = state
         .customers
