@@ -295,6 +295,11 @@ pub mod api_time {
     /// Parse one API timestamp.
     pub fn parse(text: &str) -> Result<OffsetDateTime, time::error::Parse> {
         OffsetDateTime::parse(text, &Rfc3339).or_else(|rfc_error| {
+            // `[year]` below would take a sign; RFC 3339 years are 4 digits
+            // (found by the api_report fuzz target).
+            if !text.starts_with(|c: char| c.is_ascii_digit()) {
+                return Err(rfc_error);
+            }
             let naive = time::macros::format_description!(
                 version = 2,
                 "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
@@ -403,6 +408,8 @@ mod tests {
             utc
         );
         assert!(api_time::parse("yesterday").is_err());
+        assert!(api_time::parse("-2025-09-11T03:19:14").is_err());
+        assert!(api_time::parse("+2025-09-11T03:19:14").is_err());
     }
 
     #[test]
