@@ -8,7 +8,10 @@
 3. runs Prometheus with a copy of deploy/prometheus/prometheus.yml (only the
    target address, scrape_interval and scrape_timeout substituted) and the rule
    files it names, until ~20 s of samples are stored;
-4. resolves the dashboard's template variables from Prometheus, substitutes
+4. pins the evaluation time to a scrape where at least one profile was fetched
+   (the demo's simulated 429s make the exporter back off now and then, and a
+   scrape in a back-off has no per-profile series), then
+   resolves the dashboard's template variables from Prometheus, substitutes
    them (and $__rate_interval etc.) in every panel query and runs each one:
    each must succeed and return at least one series;
 5. checks every alert rule is loaded and its expression evaluates.
@@ -141,6 +144,9 @@ def wait_for(what, fn, procs, timeout, interval=0.5):
 class Prom:
     def __init__(self, base):
         self.base = base
+        # Evaluation time of instant queries: None for "now"; pinned once the
+        # data is there, so every panel and rule sees the same scrape.
+        self.at = None
 
     def api(self, path, **params):
         url = self.base + path
@@ -157,7 +163,8 @@ class Prom:
         return body
 
     def query(self, expr):
-        return self.api("/api/v1/query", query=expr, time="%.3f" % time.time())
+        at = self.at if self.at is not None else time.time()
+        return self.api("/api/v1/query", query=expr, time="%.3f" % at)
 
     def scalar(self, expr):
         r = self.query(expr)
@@ -370,8 +377,20 @@ def run(a, procs, tmp):
         return bool(up == 1 and profiles and samples is not None and samples >= a.min_samples)
     log("waiting for %d scrapes (up == 1 and avepoint_scan_profile_up series) ..." % a.min_samples)
     wait_for("%d successful scrapes of the exporter" % a.min_samples, have_data, procs, a.data_timeout, 1)
-    log("data: %d avepoint_scan_profile_up series, %d profiles up"
-        % (prom.scalar("count(avepoint_scan_profile_up)"), prom.scalar("sum(avepoint_scan_profile_up)") or 0))
+    # The demo's simulated 429s make the exporter back off now and then (its
+    # Retry-After is longer than the 1 s scrape timeout allows): a scrape in a
+    # back-off has every profile at up 0 and no other per-profile series, which
+    # the per-profile panels rightly show as empty. Evaluate everything at the
+    # moment of a scrape where profiles were fetched.
+    def profiles_up():
+        prom.at = time.time()
+        if (prom.scalar('sum(avepoint_scan_profile_up{instance="%s"})' % target) or 0) > 0:
+            return True
+        prom.at = None
+        return False
+    wait_for("a scrape with at least one profile up", profiles_up, procs, 30, 0.2)
+    log("data: %d avepoint_scan_profile_up series, %d profiles up (queries evaluated at %.3f)"
+        % (prom.scalar("count(avepoint_scan_profile_up)"), prom.scalar("sum(avepoint_scan_profile_up)") or 0, prom.at))
 
     # 4. panels, with each variable as the alternation of its values and as All
     failures = 0
