@@ -5,6 +5,8 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Cargo.toml declares the benches; cargo refuses a manifest whose targets are missing.
+COPY benches ./benches
 ARG AVEPOINT_EXPORTER_REVISION=unknown
 ENV AVEPOINT_EXPORTER_REVISION=${AVEPOINT_EXPORTER_REVISION}
 RUN cargo build --release --locked --bin avepoint-exporter \
