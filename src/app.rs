@@ -46,10 +46,22 @@ pub fn process_env(name: &str) -> Option<String> {
 /// What a config builds: API client, collector and (when enabled)
 /// discovery, which starts in the background at once (so this must run
 /// inside the Tokio runtime). A reload builds a new one.
-pub fn build_core(settings: &Settings, api_metrics: &ApiMetrics) -> Result<Core, AppError> {
+/// `previous` is the core being replaced by a reload, whose discovery
+/// results carry over until the new discovery has refreshed.
+pub fn build_core(
+    settings: &Settings,
+    api_metrics: &ApiMetrics,
+    previous: Option<&Core>,
+) -> Result<Core, AppError> {
     let client = Arc::new(ApiClient::new(&settings.avepoint, api_metrics.clone())?);
     let discovery = settings.discovery.clone().map(|discovery| {
-        crate::discovery::spawn(Arc::clone(&client), discovery, settings.targets.clone())
+        let carried = previous.and_then(Core::discovery_state);
+        crate::discovery::spawn(
+            Arc::clone(&client),
+            discovery,
+            settings.targets.clone(),
+            carried.as_deref(),
+        )
     });
     let targets = match &discovery {
         Some(discovery) => TargetSource::Discovered(discovery.state.clone()),
@@ -71,7 +83,7 @@ pub fn build_core(settings: &Settings, api_metrics: &ApiMetrics) -> Result<Core,
 /// The shared state behind the web routes, not tied to a config file.
 pub fn build_state(settings: &Settings, telemetry_path: &str) -> Result<Arc<AppState>, AppError> {
     let api_metrics = ApiMetrics::default();
-    let core = build_core(settings, &api_metrics)?;
+    let core = build_core(settings, &api_metrics, None)?;
     Ok(Arc::new(AppState::new(
         core,
         None,
@@ -88,7 +100,7 @@ pub fn build_reloadable_state(
     config_file: &Path,
 ) -> Result<Arc<AppState>, AppError> {
     let api_metrics = ApiMetrics::default();
-    let core = build_core(settings, &api_metrics)?;
+    let core = build_core(settings, &api_metrics, None)?;
     Ok(Arc::new(AppState::new(
         core,
         Some(config_file.to_owned()),

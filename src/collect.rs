@@ -19,6 +19,9 @@ use crate::avepoint::{ApiClient, ApiError, ScanProfileReport};
 use crate::config::ProfileTarget;
 use crate::discovery::DiscoveryState;
 
+/// `FetchError::status` of a profile not fetched because of a back-off.
+const BACKOFF_STATUS: &str = "backoff";
+
 /// Deadline used when the scraper does not send `X-Prometheus-Scrape-Timeout-Seconds`.
 pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kept back from Prometheus' timeout so the answer arrives before it gives up.
@@ -333,6 +336,21 @@ async fn collect_round(
             .collect()
             .await;
     profiles.sort_unstable_by_key(|(index, _)| *index);
+    let skipped = profiles
+        .iter()
+        .filter(|(_, result)| {
+            result
+                .outcome
+                .as_ref()
+                .is_err_and(|error| error.status == BACKOFF_STATUS)
+        })
+        .count();
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "AvePoint asked for a pause (429/503 Retry-After); these profiles were not fetched"
+        );
+    }
     let snapshot = Snapshot {
         profiles: profiles.into_iter().map(|(_, result)| result).collect(),
         collect_duration: started.elapsed(),
@@ -362,7 +380,10 @@ async fn fetch_one(
                 message: "no answer before the scrape deadline".into(),
             }),
         };
-    if let Err(error) = &outcome {
+    // During a back-off nothing was sent; the round logs that once.
+    if let Err(error) = &outcome
+        && error.status != BACKOFF_STATUS
+    {
         tracing::warn!(
             customer_id = %target.customer_id,
             profile_id = %target.profile_id,

@@ -72,14 +72,38 @@ impl Drop for Discovery {
 }
 
 /// Start the background refresher; the first refresh starts at once.
+///
+/// `previous` is the state of the discovery this one replaces (a config
+/// reload): it is served, merged with the new static targets, until the
+/// first refresh ends, and it is the "last known set" should that refresh
+/// fail. Without it, a reload would empty the target list for a moment, or
+/// for a whole refresh interval if the first refresh failed.
 pub fn spawn(
     client: Arc<ApiClient>,
     settings: DiscoverySettings,
     static_targets: Vec<ProfileTarget>,
+    previous: Option<&DiscoveryState>,
 ) -> Discovery {
-    let initial = DiscoveryState {
-        targets: static_targets.clone().into(),
-        ..DiscoveryState::default()
+    let initial = match previous {
+        Some(previous) => {
+            let mut seen: HashSet<ProfileTarget> = static_targets.iter().cloned().collect();
+            let mut targets = static_targets.clone();
+            targets.extend(
+                previous
+                    .targets
+                    .iter()
+                    .filter(|t| seen.insert((*t).clone()))
+                    .cloned(),
+            );
+            DiscoveryState {
+                targets: targets.into(),
+                ..previous.clone()
+            }
+        }
+        None => DiscoveryState {
+            targets: static_targets.clone().into(),
+            ..DiscoveryState::default()
+        },
     };
     let (sender, receiver) = watch::channel(Arc::new(initial));
     let task = tokio::spawn(async move {

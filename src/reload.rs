@@ -29,7 +29,8 @@ pub fn reload(state: &AppState) -> Result<(), ReloadError> {
     let built = Settings::load(path, process_env)
         .map_err(AppError::from)
         .and_then(|settings| {
-            build_core(&settings, &state.api_metrics).map(|core| (settings, core))
+            build_core(&settings, &state.api_metrics, Some(&state.core()))
+                .map(|core| (settings, core))
         });
     match built {
         Ok((settings, core)) => {

@@ -365,3 +365,46 @@ async fn check_waits_for_discovery() {
     );
     assert!(stdout.ends_with("9 profiles: 9 ok, 0 failed\n"), "{stdout}");
 }
+
+/// A back-off is logged once per round, not once per profile: a long pause
+/// must not flood the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_back_off_is_logged_once_per_round() {
+    let sim = RunningSimulator::start(
+        SimulatorConfig {
+            client_secret: SECRET.into(),
+            ..SimulatorConfig::default()
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .unwrap();
+    let throttled = sim.profile_ids()[0].1.clone();
+    sim.set_fault(
+        &throttled,
+        avepoint_exporter::simulator::Fault::Throttle(Some("30".into())),
+    );
+    let config = sim
+        .exporter_config(None)
+        .replacen("targets:", "  concurrency: 16\ntargets:", 1);
+    let exporter = start_exporter(&config, SECRET);
+    for _ in 0..3 {
+        exporter.get("/metrics").await;
+    }
+    let log = exporter.terminate();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("scan profile fetch failed"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    assert!(failures[0].contains("status=429"), "{}", failures[0]);
+    let pauses: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("asked for a pause"))
+        .collect();
+    assert_eq!(pauses.len(), 2, "{pauses:#?}");
+    assert!(
+        pauses.iter().all(|l| l.contains("skipped=9")),
+        "{pauses:#?}"
+    );
+}

@@ -276,3 +276,45 @@ async fn sighup_reloads_the_running_binary() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_discovered_targets_until_the_new_discovery_succeeds() {
+    let sim = simulator().await;
+    let files = Files::new();
+    files.write(&sim, &[], "discovery:\n  enabled: true\n");
+    let (state, base) = start(&files.config()).await;
+    let first_refresh =
+        |state: &web::AppState| state.core().discovery_state().is_some_and(|d| d.attempted);
+    for _ in 0..100 {
+        if first_refresh(&state) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(profiles(&scrape(&base).await).len(), 9);
+
+    // The new config's first discovery fails: the last known set stays.
+    sim.set_discovery_failing(true);
+    files.write(
+        &sim,
+        &[],
+        "discovery:\n  enabled: true\n  refresh_interval: 2h\n",
+    );
+    assert_eq!(post_reload(&base).await.0, 200);
+    assert_eq!(profiles(&scrape(&base).await).len(), 9);
+    let mut errors = 0;
+    for _ in 0..100 {
+        errors = state.core().discovery_state().map_or(0, |d| d.errors_total);
+        if errors > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        errors, 1,
+        "the new discovery's first refresh should have failed"
+    );
+    let metrics = scrape(&base).await;
+    assert_eq!(profiles(&metrics).len(), 9);
+    assert_eq!(metrics.value("avepoint_discovery_errors_total", &[]), 1.0);
+}
