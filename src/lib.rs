@@ -1,9 +1,11 @@
 //! avepoint-exporter: AvePoint Elements scan profiles as Prometheus metrics.
 //!
 //! The modules follow the data flow: [`config`] -> [`avepoint`] (auth, API
-//! client) -> [`collect`] (a [`collect::Snapshot`] per scrape) -> [`metrics`]
-//! (encoding) -> [`web`]. [`simulator`] is an AvePoint API on loopback for
-//! the demo, the tests and the benchmarks; [`app`] wires the subcommands.
+//! client) -> [`discovery`] (which targets) -> [`collect`] (a
+//! [`collect::Snapshot`] per scrape) -> [`metrics`] (encoding) -> [`web`]
+//! (routes; [`web_config`] for TLS and basic auth). [`reload`] swaps in a
+//! re-read config; [`app`] wires the subcommands. [`simulator`] is an
+//! AvePoint API on loopback for the demo, the tests and the benchmarks.
 #![forbid(unsafe_code)]
 
 pub mod app;
