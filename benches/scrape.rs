@@ -23,6 +23,8 @@
 //!
 //! Children exit when their stdin closes, so nothing outlives the bench.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::{cpu_model, flag, parse_duration, parse_number, percentile};
 
 use avepoint_exporter::app::build_state;
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
@@ -65,36 +68,6 @@ fn main() {
         Some(other) => panic!("unknown role {other}"),
         None => orchestrate(&args),
     }
-}
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|arg| arg == name)
-        .map(|index| {
-            args.get(index + 1)
-                .unwrap_or_else(|| panic!("{name} needs a value"))
-                .clone()
-        })
-        .or_else(|| {
-            let prefix = format!("{name}=");
-            args.iter()
-                .find_map(|arg| arg.strip_prefix(&prefix).map(str::to_owned))
-        })
-}
-
-fn parse_duration(text: &str) -> Duration {
-    match text.trim() {
-        "0" | "0s" | "0ms" => Duration::ZERO,
-        text => {
-            humantime::parse_duration(text).unwrap_or_else(|e| panic!("bad duration {text:?}: {e}"))
-        }
-    }
-}
-
-fn parse_number<T: std::str::FromStr>(text: &str, what: &str) -> T {
-    text.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("bad {what}: {text:?}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -385,11 +358,6 @@ struct CaseResult {
     peak_rss_after_rps: u64,
     token_requests: u64,
     elapsed: Duration,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn run_case(case: &Case) -> CaseResult {
@@ -746,16 +714,4 @@ fn orchestrate(args: &[String]) {
             result.elapsed.as_secs_f64()
         );
     }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned())
 }

@@ -23,6 +23,8 @@
 //!
 //! Exits 1 (and says `SOAK FAILED` loudly) when a target is missed.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
+use support::{cpu_model, flag, parse_duration, parse_number, percentile};
 
 use avepoint_exporter::config::CLIENT_SECRET_ENV;
 use avepoint_exporter::simulator::{
@@ -105,36 +108,6 @@ struct Options {
     faulty: usize,
     reload_every: Duration,
     token_lifetime: Duration,
-}
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|arg| arg == name)
-        .map(|index| {
-            args.get(index + 1)
-                .unwrap_or_else(|| panic!("{name} needs a value"))
-                .clone()
-        })
-        .or_else(|| {
-            let prefix = format!("{name}=");
-            args.iter()
-                .find_map(|arg| arg.strip_prefix(&prefix).map(str::to_owned))
-        })
-}
-
-fn parse_duration(text: &str) -> Duration {
-    match text.trim() {
-        "0" | "0s" | "0ms" => Duration::ZERO,
-        text => {
-            humantime::parse_duration(text).unwrap_or_else(|e| panic!("bad duration {text:?}: {e}"))
-        }
-    }
-}
-
-fn parse_number<T: std::str::FromStr>(text: &str, what: &str) -> T {
-    text.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("bad {what}: {text:?}"))
 }
 
 impl Options {
@@ -628,14 +601,6 @@ impl Load {
 // ---------------------------------------------------------------------------
 // the run
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 fn mib(bytes: f64) -> String {
     format!("{:.1} MiB", bytes / (1024.0 * 1024.0))
 }
@@ -647,18 +612,6 @@ fn ms(d: Duration) -> String {
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     if n == 0 { 0.0 } else { sum / n as f64 }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned())
 }
 
 /// Runs the soak; `true` when a target was missed.
