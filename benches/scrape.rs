@@ -56,6 +56,8 @@ const USAGE: &str = "cargo bench --bench scrape -- [options]
   --format F            openmetrics (default, as Prometheus asks) or text
   --rps-clients N       concurrent scrapers in the shared-round phase (default 8)
   --rps-seconds S       length of that phase (default: 3 s or 2 rounds, at most 20 s; 0 skips it)
+  --tls                 serve the simulator over HTTPS (a test CA; HTTP/2 offered
+                        through ALPN, as AvePoint's hosts do) instead of plain HTTP/1.1
   --token-check S       seconds of scraping with 3 s tokens to count token requests
                         (default 12 in the full matrix, 0 skips it)
 ";
@@ -95,11 +97,24 @@ fn simulator_child(args: &[String]) {
     };
     let concurrency: usize = parse_number(&arg("--concurrency"), "concurrency");
     let config_out = PathBuf::from(arg("--config-out"));
+    let tls = flag(args, "--tls").as_deref() == Some("true");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
-        let sim = RunningSimulator::start(config, ([127, 0, 0, 1], 0).into())
+        // With --tls the simulator speaks HTTPS with HTTP/2 offered through
+        // ALPN, as AvePoint does; the proxy below only counts TCP.
+        let tls_dir = tempfile::tempdir().expect("temp dir");
+        let (web_config, ca_file) = if tls {
+            let files = support::tls::write_tls_files(tls_dir.path());
+            let handle = avepoint_exporter::web_config::WebConfigHandle::load(&files.web_config)
+                .expect("web config");
+            (Some(handle), Some(files.ca_file))
+        } else {
+            (None, None)
+        };
+        let sim = RunningSimulator::start_with_web_config(config, ([127, 0, 0, 1], 0).into(), web_config)
             .await
             .expect("simulator binds");
+        let scheme = if tls { "https" } else { "http" };
         let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("proxy binds");
@@ -108,7 +123,8 @@ fn simulator_child(args: &[String]) {
         tokio::spawn(count_and_forward(proxy, sim.addr(), Arc::clone(&accepted)));
 
         let mut yaml = format!(
-            "avepoint:\n  base_url: http://{proxy_addr}\n  token_url: http://{proxy_addr}/connect/token\n  client_id: {DEMO_CLIENT_ID}\n  concurrency: {concurrency}\n  request_timeout: 60s\ntargets:\n"
+            "avepoint:\n  base_url: {scheme}://{proxy_addr}\n  token_url: {scheme}://{proxy_addr}/connect/token\n  client_id: {DEMO_CLIENT_ID}\n  concurrency: {concurrency}\n  request_timeout: 60s\n{}targets:\n",
+            ca_file.as_ref().map(|path| format!("  ca_file: {}\n", path.display())).unwrap_or_default()
         );
         let mut last_customer = String::new();
         for (customer, profile) in sim.profile_ids() {
@@ -334,6 +350,8 @@ struct Case {
     token_lifetime: Duration,
     /// Token check mode: scrape back to back for this long and count tokens.
     token_check: Option<Duration>,
+    /// Serve the simulator over HTTPS (HTTP/2 through ALPN).
+    tls: bool,
 }
 
 #[derive(Debug, Default)]
@@ -388,6 +406,8 @@ fn run_case(case: &Case) -> CaseResult {
         case.concurrency.to_string(),
         "--config-out".into(),
         config_path.display().to_string(),
+        "--tls".into(),
+        case.tls.to_string(),
     ]);
     let (exporter, port) = ChildProcess::spawn(&[
         "--role".into(),
@@ -617,6 +637,7 @@ fn orchestrate(args: &[String]) {
     };
     let rps_clients = flag(args, "--rps-clients").map_or(8, |c| parse_number(&c, "rps clients"));
     let rps_seconds = flag(args, "--rps-seconds").map(|s| parse_number::<f64>(&s, "rps seconds"));
+    let tls = args.iter().any(|arg| arg == "--tls");
     let full_matrix = flag(args, "--profiles").is_none() && flag(args, "--latency").is_none();
     let token_check = flag(args, "--token-check")
         .map_or(if full_matrix { 12.0 } else { 0.0 }, |s| {
@@ -624,13 +645,18 @@ fn orchestrate(args: &[String]) {
         });
 
     println!(
-        "avepoint-exporter scrape benchmark: {} cores, {}; format {}",
+        "avepoint-exporter scrape benchmark: {} cores, {}; format {}; upstream {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
         if openmetrics {
             "OpenMetrics"
         } else {
             "Prometheus text"
+        },
+        if tls {
+            "HTTPS (HTTP/2 via ALPN)"
+        } else {
+            "plain HTTP/1.1"
         }
     );
     let mut results = Vec::new();
@@ -646,6 +672,7 @@ fn orchestrate(args: &[String]) {
                 rps_seconds,
                 token_lifetime: Duration::from_secs(3600),
                 token_check: None,
+                tls,
             });
             print_case(&result);
             results.push(result);
@@ -664,6 +691,7 @@ fn orchestrate(args: &[String]) {
             rps_seconds: Some(0.0),
             token_lifetime: lifetime,
             token_check: Some(length),
+            tls,
         });
         // The exporter refreshes at 90 % of the lifetime.
         let expected = (length.as_secs_f64() / (lifetime.as_secs_f64() * 0.9)).ceil();

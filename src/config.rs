@@ -245,6 +245,9 @@ pub struct AvePointSettings {
     /// `avepoint.client_private_key_file`), used instead of the secret when
     /// set; `Debug` never shows the private key.
     pub client_certificate: Option<ClientCertificate>,
+    /// Extra trusted CA certificates (`avepoint.ca_file`), added to the
+    /// system's, e.g. for a TLS-inspecting proxy.
+    pub extra_root_certificates: Vec<reqwest::Certificate>,
     /// Space-separated permissions requested with the token.
     pub scope: String,
     /// Which profile endpoint to call.
@@ -343,6 +346,7 @@ struct RawAvePoint {
     client_secret_file: Option<PathBuf>,
     client_certificate_file: Option<PathBuf>,
     client_private_key_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
     scope: Option<String>,
     #[serde(default)]
     endpoint: ProfileEndpoint,
@@ -575,6 +579,27 @@ impl Settings {
                 ));
             }
         };
+        let extra_root_certificates = match &avepoint.ca_file {
+            None => Vec::new(),
+            Some(file) => {
+                let file = path.parent().unwrap_or(Path::new("")).join(file);
+                let pem = std::fs::read(&file).map_err(|error| {
+                    invalid(
+                        "avepoint.ca_file",
+                        format!("cannot read {}: {error}", file.display()),
+                    )
+                })?;
+                match reqwest::Certificate::from_pem_bundle(&pem) {
+                    Ok(certificates) if !certificates.is_empty() => certificates,
+                    _ => {
+                        return Err(invalid(
+                            "avepoint.ca_file",
+                            format!("{} holds no PEM certificate", file.display()),
+                        ));
+                    }
+                }
+            }
+        };
         let max_response_bytes = avepoint
             .max_response_bytes
             .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
@@ -675,6 +700,7 @@ impl Settings {
                 client_id,
                 client_secret: SecretString::from(client_secret),
                 client_certificate,
+                extra_root_certificates,
                 scope,
                 endpoint: avepoint.endpoint,
                 request_timeout,

@@ -78,6 +78,7 @@ const INVALID: &[(&str, Vars, &str)] = &[
         "config file tests/testdata/config/invalid-unknown-avepoint-key.yml: avepoint.client_idd: \
          unknown field `client_idd`, expected one of `environment`, `base_url`, `token_url`, \
          `client_id`, `client_secret_file`, `client_certificate_file`, `client_private_key_file`, \
+         `ca_file`, \
          `scope`, `endpoint`, `request_timeout`, `concurrency`, \
          `cache_ttl`, `max_requests_per_second`, `max_response_bytes` \
          at line 2 column 3",

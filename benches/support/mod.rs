@@ -5,6 +5,10 @@
 
 use std::time::Duration;
 
+/// The test CA and server certificate, shared with the integration tests.
+#[path = "../../tests/common/tls.rs"]
+pub mod tls;
+
 /// The value of `--name VALUE` or `--name=VALUE`.
 pub fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()

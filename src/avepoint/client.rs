@@ -165,6 +165,7 @@ impl ApiClient {
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(90))
+            .tls_certs_merge(settings.extra_root_certificates.iter().cloned())
             .build()?;
         let tokens = TokenSource::new(
             http.clone(),

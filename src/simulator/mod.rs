@@ -183,6 +183,9 @@ struct SimState {
     paging_lies: std::sync::atomic::AtomicBool,
     request_counter: AtomicU64,
     stats: SimStats,
+    /// `http` or `https`: the scheme clients use (token URL checks).
+    scheme: &'static str,
+    protocols: ProtocolStats,
 }
 
 impl SimState {
@@ -213,9 +216,29 @@ pub struct RunningSimulator {
     shutdown: Option<oneshot::Sender<()>>,
 }
 
+/// HTTP version counters, to show what clients negotiated (TLS + ALPN).
+#[derive(Debug, Default)]
+pub struct ProtocolStats {
+    /// Requests over HTTP/2.
+    pub http2_requests: AtomicU64,
+    /// Requests over HTTP/1.x.
+    pub http1_requests: AtomicU64,
+}
+
 impl RunningSimulator {
     /// Bind `addr` (use port 0 for a free port) and serve in the background.
     pub async fn start(config: SimulatorConfig, addr: SocketAddr) -> std::io::Result<Self> {
+        Self::start_with_web_config(config, addr, None).await
+    }
+
+    /// Like [`RunningSimulator::start`], served over HTTPS (HTTP/2 offered
+    /// through ALPN, as AvePoint's hosts do) when `web_config` has a
+    /// `tls_server_config`; the exporter's own TLS serving code does it.
+    pub async fn start_with_web_config(
+        config: SimulatorConfig,
+        addr: SocketAddr,
+        web_config: Option<Arc<crate::web_config::WebConfigHandle>>,
+    ) -> std::io::Result<Self> {
         let trusted_certificate = config
             .trusted_certificate
             .as_deref()
@@ -230,9 +253,16 @@ impl RunningSimulator {
             config.profiles_per_customer,
             started_wall,
         );
+        let scheme = if web_config.as_ref().is_some_and(|w| w.tls_enabled()) {
+            "https"
+        } else {
+            "http"
+        };
         let state = Arc::new(SimState {
             config,
             addr,
+            scheme,
+            protocols: ProtocolStats::default(),
             trusted_certificate,
             used_jtis: Mutex::default(),
             customers,
@@ -249,10 +279,12 @@ impl RunningSimulator {
         let (shutdown, shutdown_rx) = oneshot::channel();
         let app = router(Arc::clone(&state));
         tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let shutdown = async {
                 let _ = shutdown_rx.await;
-            });
-            if let Err(error) = serve.await {
+            };
+            if let Err(error) =
+                crate::web::serve_with_web_config(listener, app, shutdown, web_config).await
+            {
                 tracing::error!(%error, "simulator stopped");
             }
         });
@@ -270,12 +302,17 @@ impl RunningSimulator {
 
     /// API base URL, for `avepoint.base_url`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.state.scheme, self.addr)
     }
 
     /// Token URL, for `avepoint.token_url`.
     pub fn token_url(&self) -> String {
-        format!("http://{}/connect/token", self.addr)
+        format!("{}://{}/connect/token", self.state.scheme, self.addr)
+    }
+
+    /// Requests by HTTP version.
+    pub fn protocols(&self) -> &ProtocolStats {
+        &self.state.protocols
     }
 
     /// Every (customer id, profile id) the simulator knows, in order.
@@ -406,7 +443,25 @@ fn router(state: Arc<SimState>) -> Router {
             "/partner/external/v3/general/customers/{customer_id}/scan-profiles/batch",
             post(profiles_batch),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_http_version,
+        ))
         .with_state(state)
+}
+
+async fn count_http_version(
+    State(state): State<Arc<SimState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let counter = if request.version() == axum::http::Version::HTTP_2 {
+        &state.protocols.http2_requests
+    } else {
+        &state.protocols.http1_requests
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    next.run(request).await
 }
 
 #[derive(Deserialize)]
@@ -584,7 +639,7 @@ fn verify_client_assertion(
                 }
                 None => false,
             };
-            url.scheme() == "http"
+            url.scheme() == state.scheme
                 && host_ok
                 && url.port_or_known_default() == Some(state.addr.port())
                 && url.path() == "/connect/token"
