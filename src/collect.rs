@@ -26,6 +26,8 @@ const BACKOFF_STATUS: &str = "backoff";
 pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kept back from Prometheus' timeout so the answer arrives before it gives up.
 pub const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+/// The most time a scrape is given, whatever the header says.
+const MAX_SCRAPE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The least time a scrape is given, whatever the header says.
 const MIN_SCRAPE_BUDGET: Duration = Duration::from_millis(100);
 
@@ -34,9 +36,12 @@ const MIN_SCRAPE_BUDGET: Duration = Duration::from_millis(100);
 pub fn scrape_budget(timeout_header: Option<&str>) -> Duration {
     let timeout = timeout_header
         .and_then(|value| value.trim().parse::<f64>().ok())
-        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(DEFAULT_SCRAPE_TIMEOUT);
+        .filter(|seconds| *seconds > 0.0)
+        // The header comes from the network: NaN, infinity or 1e300 must not
+        // panic or push the deadline past what an Instant can hold.
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .unwrap_or(DEFAULT_SCRAPE_TIMEOUT)
+        .min(MAX_SCRAPE_TIMEOUT);
     timeout
         .saturating_sub(SCRAPE_TIMEOUT_OFFSET)
         .max(MIN_SCRAPE_BUDGET)
@@ -415,6 +420,12 @@ mod tests {
         assert_eq!(scrape_budget(Some("-3")), Duration::from_millis(9500));
         assert_eq!(scrape_budget(Some("soon")), Duration::from_millis(9500));
         assert_eq!(scrape_budget(Some("NaN")), Duration::from_millis(9500));
+        assert_eq!(scrape_budget(Some("inf")), Duration::from_millis(9500));
+        assert_eq!(scrape_budget(Some("1e300")), Duration::from_millis(9500));
+        assert_eq!(
+            scrape_budget(Some("86400")),
+            Duration::from_millis(3_599_500)
+        );
         // A timeout below the offset still leaves a minimal budget.
         assert_eq!(scrape_budget(Some("0.2")), MIN_SCRAPE_BUDGET);
     }

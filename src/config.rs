@@ -571,11 +571,11 @@ impl Settings {
         let cache_ttl = avepoint.cache_ttl.unwrap_or(Duration::ZERO);
         let max_requests_per_second = match avepoint.max_requests_per_second {
             None => None,
-            Some(rate) if rate.is_finite() && rate > 0.0 => Some(rate),
+            Some(rate) if (0.01..=1_000_000.0).contains(&rate) => Some(rate),
             Some(rate) => {
                 return Err(invalid(
                     "avepoint.max_requests_per_second",
-                    format!("must be a number greater than 0, got {rate}"),
+                    format!("must be between 0.01 and 1000000, got {rate}"),
                 ));
             }
         };

@@ -480,15 +480,21 @@ impl ApiClient {
 /// the past means "now".
 fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        }
+    };
+    // Capped: a header asking for years would overflow `Instant + wait`
+    // and stop the exporter for good.
+    Some(wait.min(MAX_RETRY_AFTER))
 }
+
+/// The longest back-off honoured, whatever `Retry-After` asks for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// How long to wait before the one retry an error deserves, if any.
 fn retry_delay(error: &ApiError) -> Option<Duration> {
@@ -621,6 +627,10 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 
     #[tokio::test(start_paused = true)]
