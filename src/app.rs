@@ -54,6 +54,9 @@ pub fn build_core(
     previous: Option<&Core>,
 ) -> Result<Core, AppError> {
     let client = Arc::new(ApiClient::new(&settings.avepoint, api_metrics.clone())?);
+    if let Some(previous) = previous {
+        client.inherit_backoff(previous.collector.client());
+    }
     let discovery = settings.discovery.clone().map(|discovery| {
         let carried = previous.and_then(Core::discovery_state);
         crate::discovery::spawn(
@@ -225,7 +228,7 @@ pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
         }
     }
     // No Prometheus deadline here: give every request its full timeout and one retry.
-    let budget = settings.avepoint.request_timeout * 3;
+    let budget = settings.avepoint.request_timeout.saturating_mul(3);
     let snapshot = core.collector.collect(budget).await;
     print!("{}", check_table(&snapshot));
     Ok(snapshot.failures() == 0 && !discovery_failed)

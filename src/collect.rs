@@ -26,6 +26,9 @@ const BACKOFF_STATUS: &str = "backoff";
 pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kept back from Prometheus' timeout so the answer arrives before it gives up.
 pub const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+/// A scrape joins a round in flight whose deadline is at most this much
+/// earlier than its own (HA Prometheus pairs send the same timeout).
+const JOIN_SLACK: Duration = Duration::from_secs(1);
 /// The most time a scrape is given, whatever the header says.
 const MAX_SCRAPE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The least time a scrape is given, whatever the header says.
@@ -215,6 +218,11 @@ impl Collector {
         }
     }
 
+    /// The API client the rounds use.
+    pub fn client(&self) -> &ApiClient {
+        &self.fetcher.client
+    }
+
     /// The current targets.
     pub fn targets(&self) -> Arc<[ProfileTarget]> {
         self.targets.current()
@@ -242,7 +250,12 @@ impl Collector {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             match slot.as_ref() {
-                Some((round_deadline, round)) if round.peek().is_none() => {
+                // Join only a round that may run about as long as this
+                // scrape may: a curl with a short (or no) timeout header must
+                // not cut Prometheus' budget short.
+                Some((round_deadline, round))
+                    if round.peek().is_none() && *round_deadline + JOIN_SLACK >= deadline =>
+                {
                     (*round_deadline, round.clone())
                 }
                 _ => {
@@ -259,7 +272,8 @@ impl Collector {
         }
         match tokio::time::timeout_at(deadline, round).await {
             Ok(snapshot) => snapshot,
-            Err(_) => Arc::new(self.all_failed(
+            Err(_) => Arc::new(all_failed(
+                &self.targets.current(),
                 budget,
                 "scrape deadline passed while waiting for the round in flight",
             )),
@@ -268,7 +282,12 @@ impl Collector {
 
     fn start_round(&self, deadline: TokioInstant) -> SharedRound {
         let targets = self.targets.current();
-        let task = tokio::spawn(collect_round(Arc::clone(&self.fetcher), targets, deadline));
+        let budget = deadline.saturating_duration_since(TokioInstant::now());
+        let task = tokio::spawn(collect_round(
+            Arc::clone(&self.fetcher),
+            Arc::clone(&targets),
+            deadline,
+        ));
         async move {
             match task.await {
                 Ok(snapshot) => Arc::new(snapshot),
@@ -276,33 +295,36 @@ impl Collector {
                 // does, the scrape still answers, with every profile down.
                 Err(error) => {
                     tracing::error!(%error, "collection round failed");
-                    Arc::new(Snapshot::default())
+                    Arc::new(all_failed(
+                        &targets,
+                        budget,
+                        "internal error in the collection round",
+                    ))
                 }
             }
         }
         .boxed()
         .shared()
     }
+}
 
-    fn all_failed(&self, budget: Duration, message: &str) -> Snapshot {
-        Snapshot {
-            profiles: self
-                .targets
-                .current()
-                .iter()
-                .map(|target| ProfileResult {
-                    target: target.clone(),
-                    fetch_duration: budget,
-                    outcome: Err(FetchError {
-                        status: "deadline".into(),
-                        request_id: None,
-                        message: message.into(),
-                    }),
-                    cache_age: None,
-                })
-                .collect(),
-            collect_duration: budget,
-        }
+/// A snapshot in which every target failed with `message`.
+fn all_failed(targets: &[ProfileTarget], budget: Duration, message: &str) -> Snapshot {
+    Snapshot {
+        profiles: targets
+            .iter()
+            .map(|target| ProfileResult {
+                target: target.clone(),
+                fetch_duration: budget,
+                outcome: Err(FetchError {
+                    status: "deadline".into(),
+                    request_id: None,
+                    message: message.into(),
+                }),
+                cache_age: None,
+            })
+            .collect(),
+        collect_duration: budget,
     }
 }
 

@@ -555,6 +555,15 @@ impl Settings {
         };
 
         let request_timeout = avepoint.request_timeout.unwrap_or(Duration::from_secs(10));
+        if request_timeout > Duration::from_secs(600) {
+            return Err(invalid(
+                "avepoint.request_timeout",
+                format!(
+                    "must be at most 10m, got {}",
+                    humantime::format_duration(request_timeout)
+                ),
+            ));
+        }
         if request_timeout.is_zero() {
             return Err(invalid(
                 "avepoint.request_timeout",
@@ -758,6 +767,12 @@ fn without_yaml_path<'a>(key: &str, message: &'a str) -> &'a str {
 /// Parse a URL and allow plain `http` only for loopback hosts (the simulator).
 fn parse_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|error| format!("invalid URL {text:?}: {error}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{:?} carries credentials; they do not belong in a URL (and would show in errors)",
+            url.host_str().unwrap_or_default()
+        ));
+    }
     match url.scheme() {
         "https" => Ok(url),
         "http" if is_loopback(&url) => Ok(url),

@@ -31,7 +31,9 @@ pub struct DiscoveryState {
     /// Every target to collect: the static ones first, then discovered ones
     /// not listed statically.
     pub targets: Arc<[ProfileTarget]>,
-    /// Profiles found by discovery (after the rules).
+    /// The profiles discovery found (after the rules), without the static ones.
+    pub discovered: Arc<[ProfileTarget]>,
+    /// How many that is.
     pub discovered_profiles: usize,
     /// Customers kept by the rules, sorted by id.
     pub customers: Arc<[Customer]>,
@@ -88,9 +90,11 @@ pub fn spawn(
         Some(previous) => {
             let mut seen: HashSet<ProfileTarget> = static_targets.iter().cloned().collect();
             let mut targets = static_targets.clone();
+            // Only what the old discovery found: static targets the new
+            // config dropped must go at once.
             targets.extend(
                 previous
-                    .targets
+                    .discovered
                     .iter()
                     .filter(|t| seen.insert((*t).clone()))
                     .cloned(),
@@ -112,7 +116,25 @@ pub fn spawn(
         loop {
             ticks.tick().await;
             let previous = Arc::clone(&sender.borrow());
-            let next = refresh(&client, &settings, &static_targets, &previous).await;
+            // In a task of its own: should a refresh ever panic, discovery
+            // records a failed refresh and carries on instead of dying.
+            let attempt = tokio::spawn({
+                let (client, settings, static_targets, previous) = (
+                    Arc::clone(&client),
+                    settings.clone(),
+                    static_targets.clone(),
+                    Arc::clone(&previous),
+                );
+                async move { refresh(&client, &settings, &static_targets, &previous).await }
+            });
+            let next = attempt.await.unwrap_or_else(|error| {
+                tracing::error!(%error, "discovery refresh failed; keeping the last known targets");
+                DiscoveryState {
+                    errors_total: previous.errors_total + 1,
+                    attempted: true,
+                    ..(*previous).clone()
+                }
+            });
             if sender.send(Arc::new(next)).is_err() {
                 // Nobody listens any more: the exporter is shutting down.
                 return;
@@ -152,14 +174,25 @@ pub async fn refresh(
             };
         }
     };
+    // Ids end up in URL paths and in /probe: anything but a UUID is refused.
     let customers: Vec<Customer> = customers
         .into_iter()
+        .filter_map(|mut customer| match canonical_uuid(&customer.id) {
+            Some(id) => {
+                customer.id = id;
+                Some(customer)
+            }
+            None => {
+                tracing::warn!(id = %crate::avepoint::client::sanitize_public(&customer.id), "skipping a customer whose id is not a UUID");
+                None
+            }
+        })
         .filter(|customer| settings.wants_customer(&customer.id, &customer.organization))
         .collect();
 
     // Profiles we had per customer, for customers whose listing fails now.
     let mut known: HashMap<&str, Vec<&ProfileTarget>> = HashMap::new();
-    for target in previous.targets.iter() {
+    for target in previous.discovered.iter() {
         known
             .entry(target.customer_id.as_str())
             .or_default()
@@ -187,15 +220,21 @@ pub async fn refresh(
                             &p.profile_name,
                         )
                     })
-                    .map(|p| ProfileTarget {
-                        customer_id: customer.id.to_lowercase(),
-                        profile_id: p.profile_id.to_lowercase(),
+                    .filter_map(|p| {
+                        let profile_id = canonical_uuid(&p.profile_id);
+                        if profile_id.is_none() {
+                            tracing::warn!(customer_id = %customer.id, id = %crate::avepoint::client::sanitize_public(&p.profile_id), "skipping a scan profile whose id is not a UUID");
+                        }
+                        Some(ProfileTarget {
+                            customer_id: customer.id.clone(),
+                            profile_id: profile_id?,
+                        })
                     }),
             ),
             Err(error) => {
                 failed = true;
                 tracing::warn!(%error, "listing a customer's profiles failed; keeping its last known profiles");
-                if let Some(targets) = known.get(customer.id.to_lowercase().as_str()) {
+                if let Some(targets) = known.get(customer.id.as_str()) {
                     discovered.extend(targets.iter().map(|t| (*t).clone()));
                 }
             }
@@ -207,8 +246,9 @@ pub async fn refresh(
     let mut targets = static_targets.to_vec();
     targets.extend(
         discovered
-            .into_iter()
-            .filter(|target| seen.insert(target.clone())),
+            .iter()
+            .filter(|target| seen.insert((*target).clone()))
+            .cloned(),
     );
     let mut customers = customers;
     customers.sort_by(|a, b| a.id.cmp(&b.id));
@@ -222,6 +262,7 @@ pub async fn refresh(
     );
     DiscoveryState {
         targets: targets.into(),
+        discovered: discovered.into(),
         discovered_profiles,
         customers: customers.into(),
         last_success: if failed {
@@ -232,6 +273,13 @@ pub async fn refresh(
         errors_total: previous.errors_total + u64::from(failed),
         attempted: true,
     }
+}
+
+/// The lower-case hyphenated form of a UUID, or `None` if it is not one.
+fn canonical_uuid(id: &str) -> Option<String> {
+    uuid::Uuid::parse_str(id.trim())
+        .ok()
+        .map(|id| id.to_string())
 }
 
 async fn list_profiles(

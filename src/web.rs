@@ -259,16 +259,20 @@ async fn service_discovery(State(state): State<Arc<AppState>>) -> Json<Vec<SdTar
         .discovery_state()
         .map(|d| Arc::clone(&d.customers))
         .unwrap_or_default();
+    let organizations: HashMap<&str, &str> = customers
+        .iter()
+        .map(|c| (c.id.as_str(), c.organization.as_str()))
+        .collect();
     let mut entries: Vec<SdTarget> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for target in core.collector.targets().iter() {
         if !seen.insert(target.customer_id.clone()) {
             continue;
         }
-        let organization = customers
-            .iter()
-            .find(|c| c.id.eq_ignore_ascii_case(&target.customer_id))
-            .map(|c| c.organization.clone())
+        // Both sides hold canonical (lower-case) UUIDs.
+        let organization = organizations
+            .get(target.customer_id.as_str())
+            .map(|org| (*org).to_owned())
             .unwrap_or_default();
         entries.push(SdTarget {
             targets: [target.customer_id.clone()],

@@ -476,3 +476,24 @@ async fn concurrency_bounds_requests_across_concurrent_probes() {
         );
     }
 }
+
+#[tokio::test]
+async fn ids_that_are_not_uuids_are_skipped() {
+    let sim = simulator(3, 2).await;
+    sim.set_bogus_customer(true);
+    let settings = settings(&sim, "");
+    let state = refresh_once(&settings, &DiscoveryState::default()).await;
+    assert_eq!(state.customers.len(), 3);
+    assert_eq!(state.targets.len(), 6);
+    assert!(
+        state
+            .customers
+            .iter()
+            .all(|c| uuid::Uuid::parse_str(&c.id).is_ok())
+    );
+    // Its profiles were never asked for (the id would have become a path).
+    assert_eq!(
+        sim.stats().discovery_requests.load(Ordering::Relaxed),
+        1 + 3
+    );
+}

@@ -256,6 +256,15 @@ async fn wrong_secret_sets_every_profile_down_and_says_why() {
         .collect(Duration::from_secs(5))
         .await;
     assert_eq!(snapshot.failures(), snapshot.profiles.len());
+    // One rejected token request for all nine profiles, not one each.
+    assert_eq!(
+        harness
+            .sim
+            .stats()
+            .token_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
     assert_eq!(error.status, "auth");
     assert_eq!(
@@ -643,4 +652,40 @@ async fn concurrency_bound_is_respected() {
             .count(),
         9
     );
+}
+
+#[tokio::test]
+async fn a_short_timeout_scrape_does_not_cut_a_longer_one_short() {
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            latency: Duration::from_millis(400),
+            ..SimulatorConfig::default()
+        },
+        avepoint_extra: "  concurrency: 16\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    harness.scrape().await; // token fetched
+    let short = harness.get(
+        "/metrics",
+        &[("X-Prometheus-Scrape-Timeout-Seconds", "0.7")],
+    );
+    let long = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        harness.scrape().await
+    };
+    let (short, long) = tokio::join!(short, long);
+    let short = Exposition::parse(&short.body);
+    assert!(
+        short
+            .find("avepoint_scan_profile_up", &[])
+            .iter()
+            .all(|s| s.value == 0.0)
+    );
+    assert!(
+        long.find("avepoint_scan_profile_up", &[])
+            .iter()
+            .all(|s| s.value == 1.0)
+    );
+    assert_eq!(long.find("avepoint_scan_profile_up", &[]).len(), 9);
 }

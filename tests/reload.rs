@@ -318,3 +318,72 @@ async fn a_reload_keeps_the_discovered_targets_until_the_new_discovery_succeeds(
     assert_eq!(profiles(&metrics).len(), 9);
     assert_eq!(metrics.value("avepoint_discovery_errors_total", &[]), 1.0);
 }
+
+#[tokio::test]
+async fn a_back_off_survives_a_reload() {
+    let sim = simulator().await;
+    let ids = sim.profile_ids();
+    sim.set_fault(
+        &ids[0].1,
+        avepoint_exporter::simulator::Fault::Throttle(Some("30".into())),
+    );
+    let files = Files::new();
+    files.write(&sim, &ids, "");
+    std::fs::write(
+        files.config(),
+        std::fs::read_to_string(files.config()).unwrap().replacen(
+            "targets:",
+            "  concurrency: 16\ntargets:",
+            1,
+        ),
+    )
+    .unwrap();
+    let (_state, base) = start(&files.config()).await;
+    scrape(&base).await;
+    let requests = || {
+        sim.stats()
+            .profile_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(requests(), 9);
+    assert_eq!(post_reload(&base).await.0, 200);
+    let after = scrape(&base).await;
+    // AvePoint asked for 30 s; a new config does not end the pause.
+    assert_eq!(requests(), 9);
+    assert!(
+        after
+            .find("avepoint_scan_profile_up", &[])
+            .iter()
+            .all(|s| s.value == 0.0)
+    );
+}
+
+#[tokio::test]
+async fn a_static_target_dropped_by_a_reload_goes_even_while_discovery_fails() {
+    let sim = simulator().await;
+    let extra = (
+        "caf90000-2cc6-4000-b04b-794c00005ea3".to_owned(),
+        "47dba9a1-1004-4c2d-b2ce-8f5e66f5842d".to_owned(),
+    );
+    let files = Files::new();
+    files.write(
+        &sim,
+        std::slice::from_ref(&extra),
+        "discovery:\n  enabled: true\n",
+    );
+    let (state, base) = start(&files.config()).await;
+    for _ in 0..100 {
+        if state.core().discovery_state().is_some_and(|d| d.attempted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(profiles(&scrape(&base).await).len(), 10);
+
+    sim.set_discovery_failing(true);
+    files.write(&sim, &[], "discovery:\n  enabled: true\n");
+    assert_eq!(post_reload(&base).await.0, 200);
+    let after = profiles(&scrape(&base).await);
+    assert_eq!(after.len(), 9);
+    assert!(!after.contains(&extra.1));
+}

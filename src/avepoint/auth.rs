@@ -28,6 +28,11 @@ use super::client::{error_chain, read_body_limited, sanitize};
 use super::model::{OAuthError, TokenResponse};
 use crate::metrics::{ApiEndpoint, ApiMetrics};
 
+/// A failed token fetch is reported to callers this long before the
+/// endpoint is asked again.
+const FAILURE_TTL: Duration = Duration::from_secs(5);
+/// Longest token lifetime believed, whatever `expires_in` says.
+const MAX_LIFETIME: Duration = Duration::from_secs(86_400);
 /// Token lifetime assumed when the server does not send `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// Refresh this long before expiry, at most; short-lived tokens refresh at 90% of their life.
@@ -36,7 +41,7 @@ const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 const MAX_TOKEN_BODY: usize = 64 * 1024;
 
 /// Why no token could be had.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
     /// The token endpoint refused the credentials (wrong id, secret or
     /// certificate, app disabled).
@@ -111,6 +116,9 @@ pub struct TokenSource {
     scope: String,
     metrics: ApiMetrics,
     cache: Mutex<Option<CachedToken>>,
+    /// The last failed fetch, served to callers for [`FAILURE_TTL`] so a
+    /// rejected credential costs one token request, not one per caller.
+    last_failure: std::sync::Mutex<Option<(Instant, AuthError)>>,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -142,6 +150,7 @@ impl TokenSource {
             scope,
             metrics,
             cache: Mutex::new(None),
+            last_failure: std::sync::Mutex::new(None),
         }
     }
 
@@ -154,10 +163,26 @@ impl TokenSource {
         {
             return Ok(cached.token.clone());
         }
-        let fresh = self.fetch().await?;
-        let token = fresh.token.clone();
-        *cache = Some(fresh);
-        Ok(token)
+        {
+            let failure = self.last_failure.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, error)) = failure.as_ref()
+                && at.elapsed() < FAILURE_TTL
+            {
+                return Err(error.clone());
+            }
+        }
+        match self.fetch().await {
+            Ok(fresh) => {
+                let token = fresh.token.clone();
+                *cache = Some(fresh);
+                Ok(token)
+            }
+            Err(error) => {
+                *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
     }
 
     /// Drop `rejected` from the cache (the API answered 401 to it), so the
@@ -235,11 +260,13 @@ impl TokenSource {
         if parsed.access_token.is_empty() {
             return Err(AuthError::InvalidResponse("empty access_token".into()));
         }
+        // Capped: a huge expires_in would overflow the time arithmetic below.
         let lifetime = parsed
             .expires_in
             .filter(|seconds| *seconds > 0)
             .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_LIFETIME);
+            .unwrap_or(DEFAULT_LIFETIME)
+            .min(MAX_LIFETIME);
         let margin = (lifetime / 10).min(MAX_REFRESH_MARGIN);
         self.metrics.token_refreshes.inc();
         let expires_at = SystemTime::now() + lifetime;

@@ -293,6 +293,19 @@ impl ApiClient {
         result
     }
 
+    /// Take over `previous`'s back-off (a config reload builds a new
+    /// client): AvePoint's request for a pause outlives our config.
+    pub fn inherit_backoff(&self, previous: &ApiClient) {
+        let inherited = *previous
+            .backoff
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *self
+            .backoff
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = inherited;
+    }
+
     /// Fail fast while a back-off lasts.
     fn check_backoff(&self, endpoint: ApiEndpoint) -> Result<(), ApiError> {
         let backoff = *self
@@ -349,20 +362,22 @@ impl ApiClient {
         // One permit per request in flight, across /metrics rounds, probes
         // and discovery alike: `concurrency` bounds what AvePoint sees.
         let permit = self.in_flight.acquire().await;
-        let response = match self.send(endpoint, url, body, &token).await? {
+        let (response, token) = match self.send(endpoint, url, body, &token).await? {
             // The token may have been revoked or expired early: one fresh
             // token and one retry, never a loop.
             response if response.status() == StatusCode::UNAUTHORIZED => {
                 self.tokens.invalidate(&token).await;
                 let token = self.tokens.token().await?;
-                self.send(endpoint, url, body, &token).await?
+                (self.send(endpoint, url, body, &token).await?, token)
             }
-            response => response,
+            response => (response, token),
         };
         let status = response.status();
         let request_id = request_id(&response);
         if !status.is_success() {
-            return Err(self.status_error(endpoint, response, request_id).await);
+            return Err(self
+                .status_error(endpoint, response, request_id, &token)
+                .await);
         }
         let body = read_body_limited(response, self.max_response_bytes)
             .await
@@ -419,6 +434,7 @@ impl ApiClient {
         endpoint: ApiEndpoint,
         response: Response,
         request_id: Option<String>,
+        token: &AccessToken,
     ) -> ApiError {
         let status = response.status();
         let retry_after = response
@@ -431,7 +447,8 @@ impl ApiClient {
             .ok()
             .and_then(|body| serde_json::from_slice::<ApiErrorBody>(&body).ok())
             .and_then(|body| body.message)
-            .map(|message| sanitize(&message, ""));
+            // A proxy may echo the request back: never let our token out.
+            .map(|message| sanitize(&message, token.expose()));
         let hint = match status {
             StatusCode::UNAUTHORIZED => {
                 "the API rejected a freshly issued token; check the app registration".to_owned()
@@ -549,6 +566,11 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// [`sanitize`] for text that holds no secret of ours (ids, names).
+pub fn sanitize_public(text: &str) -> String {
+    sanitize(text, "")
 }
 
 /// Make upstream text safe to log: no control characters, bounded length,

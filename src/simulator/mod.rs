@@ -181,6 +181,7 @@ struct SimState {
     hidden_customers: Mutex<std::collections::HashSet<String>>,
     discovery_failing: std::sync::atomic::AtomicBool,
     paging_lies: std::sync::atomic::AtomicBool,
+    bogus_customer: std::sync::atomic::AtomicBool,
     request_counter: AtomicU64,
     stats: SimStats,
     /// `http` or `https`: the scheme clients use (token URL checks).
@@ -273,6 +274,7 @@ impl RunningSimulator {
             hidden_customers: Mutex::default(),
             discovery_failing: Default::default(),
             paging_lies: Default::default(),
+            bogus_customer: Default::default(),
             request_counter: AtomicU64::new(1),
             stats: SimStats::default(),
         });
@@ -358,6 +360,12 @@ impl RunningSimulator {
     /// repeat their last page forever, like a buggy server.
     pub fn set_paging_lies(&self, lying: bool) {
         self.state.paging_lies.store(lying, Ordering::Relaxed);
+    }
+
+    /// Add a customer whose id is not a UUID (`../../etc`) to the customer
+    /// list, as a buggy or hostile server might.
+    pub fn set_bogus_customer(&self, on: bool) {
+        self.state.bogus_customer.store(on, Ordering::Relaxed);
     }
 
     /// Remove all injected faults.
@@ -852,7 +860,13 @@ async fn serve_profile(
             tokio::time::sleep(Duration::from_secs(3600)).await;
             json_response(text)
         }
-        Some(Fault::Truncated) => json_response(text[..text.len() / 2].to_owned()),
+        Some(Fault::Truncated) => {
+            let mut cut = text.len() / 2;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            json_response(text[..cut].to_owned())
+        }
         Some(Fault::Huge(size)) => {
             body["description"] = json!("x".repeat(size));
             json_response(body.to_string())
@@ -918,7 +932,7 @@ fn page<T: serde::Serialize>(
     let page_size = query.page_size.unwrap_or(50).clamp(1, 100);
     let lying = state.paging_lies.load(Ordering::Relaxed);
     let total_count = items.len() as u64 + if lying { 1000 } else { 0 };
-    let mut skip = ((page_index - 1) * page_size) as usize;
+    let mut skip = (page_index - 1).saturating_mul(page_size) as usize;
     if lying && skip >= items.len() {
         // Past the end: send the last page again instead of an empty one.
         skip = items.len().saturating_sub(page_size as usize);
@@ -985,6 +999,12 @@ async fn customers_batch(
             item["ownerEmail"] = json!(format!("owner@{}.example", customer.tenant_domain));
             item
         })
+        .chain(
+            state
+                .bogus_customer
+                .load(Ordering::Relaxed)
+                .then(|| json!({"id": "../../etc", "organization": "Bogus", "tenants": []})),
+        )
         .collect();
     page(&state, items, &query, request_id)
 }
