@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Command;
+
+use std::time::{Duration, SystemTime};
 
 use avepoint_exporter::avepoint::auth::{
     ASSERTION_CLOCK_SKEW, ASSERTION_LIFETIME, CLIENT_ASSERTION_TYPE, ClientCertificate,
@@ -985,7 +984,8 @@ async fn trace_logs_never_show_the_key_or_the_assertion() {
     );
     let path = credential.dir.path().join("avepoint.yml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"));
+    command
         .args(["--config.file", path.to_str().unwrap()])
         .args([
             "--web.listen-address",
@@ -994,32 +994,9 @@ async fn trace_logs_never_show_the_key_or_the_assertion() {
             "trace",
         ])
         .env_remove("AVEPOINT_CLIENT_ID")
-        .env_remove("AVEPOINT_CLIENT_SECRET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (address_tx, address_rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let sink = Arc::clone(&log);
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("message=listening")
-                && let Some(address) = line
-                    .split_whitespace()
-                    .find_map(|f| f.strip_prefix("address="))
-            {
-                let _ = address_tx.send(address.to_owned());
-            }
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    let address = address_rx
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| panic!("exporter did not start: {}", log.lock().unwrap()));
+        .env_remove("AVEPOINT_CLIENT_SECRET");
+    let binary = common::RunningBinary::spawn(command);
+    let address = binary.address.clone();
     let get = |path: &str| {
         let url = format!("http://{address}{path}");
         async move {
@@ -1041,18 +1018,7 @@ async fn trace_logs_never_show_the_key_or_the_assertion() {
     sim.revoke_tokens();
     responses.push_str(&get("/metrics").await);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    reader.join().unwrap();
-    let log = log.lock().unwrap().clone();
+    let log = binary.terminate();
 
     let up = responses
         .lines()

@@ -2,29 +2,30 @@
 //! kept out of every log line and response, failure log lines with the
 //! request id, and graceful shutdown on SIGTERM.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use avepoint_exporter::simulator::{RunningSimulator, SimulatorConfig};
+use common::RunningBinary;
 
 const SECRET: &str = "Sup3r-S3cret-Value-7f3a9c";
 
 struct Exporter {
-    child: Child,
-    address: String,
-    log: Arc<Mutex<String>>,
+    binary: RunningBinary,
     _dir: tempfile::TempDir,
 }
 
-/// Start the binary on 127.0.0.1:0 against `config` and wait for its
-/// "listening" log line to learn the port.
+/// Start the binary on 127.0.0.1:0 against `config`, logging at trace level.
 fn start_exporter(config: &str, secret: &str) -> Exporter {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("avepoint.yml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"));
+    command
         .args(["--config.file", path.to_str().unwrap()])
         .args([
             "--web.listen-address",
@@ -33,36 +34,9 @@ fn start_exporter(config: &str, secret: &str) -> Exporter {
             "trace",
         ])
         .env_remove("AVEPOINT_CLIENT_ID")
-        .env("AVEPOINT_CLIENT_SECRET", secret)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (address_tx, address_rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("message=listening")
-                && let Some(address) = line
-                    .split_whitespace()
-                    .find_map(|f| f.strip_prefix("address="))
-            {
-                let _ = address_tx.send(address.to_owned());
-            }
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    let address = address_rx
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| panic!("exporter did not start: {}", log.lock().unwrap()));
+        .env("AVEPOINT_CLIENT_SECRET", secret);
     Exporter {
-        child,
-        address,
-        log,
+        binary: RunningBinary::spawn(command),
         _dir: dir,
     }
 }
@@ -70,7 +44,7 @@ fn start_exporter(config: &str, secret: &str) -> Exporter {
 impl Exporter {
     async fn get(&self, path: &str) -> String {
         reqwest::Client::new()
-            .get(format!("http://{}{path}", self.address))
+            .get(format!("http://{}{path}", self.binary.address))
             .timeout(Duration::from_secs(15))
             .send()
             .await
@@ -80,24 +54,9 @@ impl Exporter {
             .unwrap()
     }
 
-    /// SIGTERM, then wait (bounded) for a clean exit; returns the full log.
-    fn terminate(mut self) -> String {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let exit = loop {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                break exit;
-            }
-            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(exit.success(), "exit status {exit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-        self.log.lock().unwrap().clone()
+    /// SIGTERM, then a clean exit; returns the full log.
+    fn terminate(self) -> String {
+        self.binary.terminate()
     }
 }
 

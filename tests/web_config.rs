@@ -2,12 +2,13 @@
 //! headers, certificate rotation and strict validation, driven with a real
 //! TLS client (reqwest + rustls) against certificates made at test time.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use avepoint_exporter::app::build_state;
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
@@ -798,7 +799,8 @@ async fn binary_serves_https_and_shuts_down_gracefully() {
         tls_yaml("") + &format!("basic_auth_users:\n  prom: '{hash}'\n"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"));
+    command
         .args(["--config.file", config.to_str().unwrap()])
         .args(["--web.config.file", web.to_str().unwrap()])
         .args([
@@ -808,30 +810,9 @@ async fn binary_serves_https_and_shuts_down_gracefully() {
             "debug",
         ])
         .env("AVEPOINT_CLIENT_SECRET", "x")
-        .env_remove("AVEPOINT_CLIENT_ID")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(std::sync::Mutex::new(String::new()));
-    let (address_tx, address_rx) = std::sync::mpsc::channel();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("message=listening")
-                && let Some(address) = line
-                    .split_whitespace()
-                    .find_map(|f| f.strip_prefix("address="))
-            {
-                let _ = address_tx.send(address.to_owned());
-            }
-            sink.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let address = address_rx
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| panic!("no listening line: {}", log.lock().unwrap()));
+        .env_remove("AVEPOINT_CLIENT_ID");
+    let binary = common::RunningBinary::spawn(command);
+    let address = binary.address.clone();
     let response = client(&ca, None)
         .get(format!("https://{address}/-/ready"))
         .basic_auth("prom", Some("pw"))
@@ -840,22 +821,7 @@ async fn binary_serves_https_and_shuts_down_gracefully() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::thread::sleep(Duration::from_millis(100));
-    let log = log.lock().unwrap().clone();
-    assert!(exit.success(), "exit {exit:?}\n{log}");
+    let log = binary.terminate();
     assert!(log.contains("tls=true"), "{log}");
     assert!(log.contains("message=\"shutting down\""), "{log}");
     assert!(!log.contains(&hash), "a password hash in the log:\n{log}");

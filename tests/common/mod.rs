@@ -276,3 +276,95 @@ pub fn tool_available(check: &mut std::process::Command, what: &str) -> bool {
     }
     ok
 }
+
+/// The real binary, serving on the port it announces in its `listening`
+/// log line; its stderr is collected. Killed if a test ends without
+/// [`RunningBinary::terminate`].
+pub struct RunningBinary {
+    child: std::process::Child,
+    /// `host:port` from the `listening` line.
+    pub address: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningBinary {
+    /// Start `command` (the binary with its arguments and environment; it
+    /// must listen on `127.0.0.1:0` and log in logfmt) and wait for it to listen.
+    pub fn spawn(mut command: std::process::Command) -> RunningBinary {
+        use std::io::{BufRead, BufReader};
+        let mut child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&log);
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("message=listening")
+                    && let Some(address) = line
+                        .split_whitespace()
+                        .find_map(|f| f.strip_prefix("address="))
+                {
+                    let _ = address_tx.send(address.to_owned());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut binary = RunningBinary {
+            child,
+            address: String::new(),
+            log,
+            reader: Some(reader),
+        };
+        binary.address = address_rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("the binary did not start listening:\n{}", binary.log()));
+        binary
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then a clean exit within 10 s; returns the whole log.
+    pub fn terminate(mut self) -> String {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let log = self.log();
+        assert!(exit.success(), "exit status {exit:?}\n{log}");
+        log
+    }
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
