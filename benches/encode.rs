@@ -12,11 +12,10 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use avepoint_exporter::avepoint::ApiMetrics;
 use avepoint_exporter::collect::{ProfileResult, Snapshot};
 use avepoint_exporter::config::ProfileTarget;
-use avepoint_exporter::metrics::{
-    ApiMetrics, BuildInfo, Format, ReloadMetrics, encode_probe, encode_scrape,
-};
+use avepoint_exporter::metrics::{BuildInfo, Format, ReloadMetrics, encode_probe, encode_scrape};
 use avepoint_exporter::simulator::data;
 use time::OffsetDateTime;
 

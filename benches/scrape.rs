@@ -17,8 +17,8 @@
 //!   connections the exporter opens is counted exactly (the simulator has no
 //!   such counter) without touching the exporter;
 //! * the **exporter** (`--role exporter`): the library wired exactly as
-//!   `serve` does it (`Settings::from_yaml`, `app::build_state`,
-//!   `web::router`, `web::serve` on 127.0.0.1:0), and nothing else, so its
+//!   `serve` does it (`Settings::from_yaml`, `AppState::build`,
+//!   `web::router`, `serve::serve` on 127.0.0.1:0), and nothing else, so its
 //!   CPU time and RSS are the exporter's alone.
 //!
 //! Children exit when their stdin closes, so nothing outlives the bench.
@@ -34,12 +34,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use support::{cpu_model, flag, parse_duration, parse_number, percentile};
 
-use avepoint_exporter::app::build_state;
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::simulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig,
 };
-use avepoint_exporter::web;
+use avepoint_exporter::state::AppState;
+use avepoint_exporter::{serve, web};
 
 /// What Prometheus 2.x sends, so the exporter negotiates OpenMetrics as in production.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -185,12 +185,12 @@ fn exporter_child(args: &[String]) {
     exit_on_stdin_eof();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
-        let state = build_state(&settings, "/metrics").expect("state builds");
+        let state = AppState::build(&settings, "/metrics", None).expect("state builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("exporter binds");
         println!("READY {}", listener.local_addr().expect("address").port());
-        web::serve(listener, web::router(state), std::future::pending())
+        serve::serve(listener, web::router(state), std::future::pending())
             .await
             .expect("exporter serves");
     });

@@ -17,7 +17,7 @@ port=${FUZZ_SIM_PORT:-10391}
 api=http://127.0.0.1:$port
 
 [ -x "$bin" ] || { echo "no binary at $bin: cargo build --release first" >&2; exit 1; }
-"$bin" simulate --listen "127.0.0.1:$port" --customers 2 --profiles-per-customer 2 \
+"$bin" simulate --web.listen-address "127.0.0.1:$port" --customers 2 --profiles-per-customer 2 \
     --log.level warn &
 sim=$!
 trap 'kill "$sim" 2>/dev/null || true' EXIT

@@ -1,16 +1,18 @@
 //! The subcommands, wired from the pieces: what `main` runs.
+//!
+//! The top of the module graph: it may import anything; nothing imports it.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::avepoint::ApiClient;
 use crate::cli::{CheckArgs, DemoArgs, ServeArgs, SimulateArgs};
-use crate::collect::{Collector, Snapshot, TargetSource};
-use crate::config::{CLIENT_SECRET_ENV, ConfigError, Settings};
-use crate::metrics::ApiMetrics;
+use crate::collect::Snapshot;
+use crate::config::{CLIENT_SECRET_ENV, ConfigError, Settings, process_env};
+use crate::serve;
 use crate::simulator::{RunningSimulator, SimulatorConfig};
-use crate::web::{self, AppState, Core};
+use crate::state::{AppState, BuildError};
+use crate::web;
 use crate::web_config::{WebConfigError, WebConfigHandle};
 
 /// Why a subcommand could not run.
@@ -19,9 +21,9 @@ pub enum AppError {
     /// The config is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The HTTP client could not be built (TLS setup).
-    #[error("cannot build the HTTP client: {0}")]
-    HttpClient(#[from] reqwest::Error),
+    /// The config could not be built into a running pipeline.
+    #[error(transparent)]
+    Build(#[from] BuildError),
     /// The listen address is unusable.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -38,112 +40,13 @@ pub enum AppError {
     WebConfig(#[from] WebConfigError),
 }
 
-/// Look up environment variables for [`Settings::load`].
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
-/// What a config builds: API client, collector and (when enabled)
-/// discovery, which starts in the background at once (so this must run
-/// inside the Tokio runtime). A reload builds a new one.
-/// `previous` is the core being replaced by a reload, whose discovery
-/// results carry over until the new discovery has refreshed.
-pub fn build_core(
-    settings: &Settings,
-    api_metrics: &ApiMetrics,
-    previous: Option<&Core>,
-) -> Result<Core, AppError> {
-    let client = Arc::new(ApiClient::new(&settings.avepoint, api_metrics.clone())?);
-    if let Some(previous) = previous {
-        client.inherit_backoff(previous.collector.client());
-    }
-    let discovery = settings.discovery.clone().map(|discovery| {
-        let carried = previous.and_then(Core::discovery_state);
-        crate::discovery::spawn(
-            Arc::clone(&client),
-            discovery,
-            settings.targets.clone(),
-            carried.as_deref(),
-        )
-    });
-    let targets = match &discovery {
-        Some(discovery) => TargetSource::Discovered(discovery.state.clone()),
-        None => TargetSource::Static(settings.targets.clone().into()),
-    };
-    let collector = Arc::new(Collector::new(
-        client,
-        targets,
-        settings.avepoint.concurrency,
-        settings.avepoint.cache_ttl,
-    ));
-    Ok(Core {
-        collector,
-        metrics_include_profiles: settings.metrics_include_profiles,
-        discovery,
-    })
-}
-
-/// The shared state behind the web routes, not tied to a config file.
-pub fn build_state(settings: &Settings, telemetry_path: &str) -> Result<Arc<AppState>, AppError> {
-    let api_metrics = ApiMetrics::default();
-    let core = build_core(settings, &api_metrics, None)?;
-    Ok(Arc::new(AppState::new(
-        core,
-        None,
-        api_metrics,
-        telemetry_path,
-    )))
-}
-
-/// The shared state for `settings` read from `config_file`, which SIGHUP
-/// and `POST /-/reload` re-read.
-pub fn build_reloadable_state(
-    settings: &Settings,
-    telemetry_path: &str,
-    config_file: &Path,
-) -> Result<Arc<AppState>, AppError> {
-    let api_metrics = ApiMetrics::default();
-    let core = build_core(settings, &api_metrics, None)?;
-    Ok(Arc::new(AppState::new(
-        core,
-        Some(config_file.to_owned()),
-        api_metrics,
-        telemetry_path,
-    )))
-}
-
-/// Reload the config on every SIGHUP, for as long as the process runs.
-fn reload_on_sighup(state: Arc<AppState>) {
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGHUP; reload with POST /-/reload");
-                return;
-            }
-        };
-        while hangups.recv().await.is_some() {
-            // The outcome is logged and exported by reload itself.
-            let _ = crate::reload::reload(&state);
-        }
-    });
-    #[cfg(not(unix))]
-    let _ = state;
-}
-
 async fn bind(address: &str) -> Result<tokio::net::TcpListener, AppError> {
-    let listen_error = |source| AppError::Listen {
-        address: address.to_owned(),
-        source,
-    };
-    let socket = web::resolve_listen_address(address)
+    serve::bind(address)
         .await
-        .map_err(listen_error)?;
-    tokio::net::TcpListener::bind(socket)
-        .await
-        .map_err(listen_error)
+        .map_err(|source| AppError::Listen {
+            address: address.to_owned(),
+            source,
+        })
 }
 
 /// Load `--web.config.file`, if given; an invalid file stops the start.
@@ -151,24 +54,16 @@ fn load_web_config(path: Option<&Path>) -> Result<Option<Arc<WebConfigHandle>>, 
     Ok(path.map(WebConfigHandle::load).transpose()?)
 }
 
-async fn serve_state(
-    address: &str,
+/// Serve the exporter's routes for `state` on `listener` until SIGINT/SIGTERM.
+async fn serve_until_shutdown(
+    listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     web_config: Option<Arc<WebConfigHandle>>,
 ) -> Result<(), AppError> {
-    let listener = bind(address).await?;
-    let local = listener.local_addr().map_err(AppError::Serve)?;
-    tracing::info!(
-        address = %local,
-        telemetry_path = %state.telemetry_path,
-        targets = state.collector().targets().len(),
-        tls = web_config.as_ref().is_some_and(|w| w.tls_enabled()),
-        "listening"
-    );
-    web::serve_with_web_config(
+    serve::serve_with_web_config(
         listener,
         web::router(state),
-        web::shutdown_signal(),
+        serve::shutdown_signal(),
         web_config,
     )
     .await
@@ -186,9 +81,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         "starting avepoint-exporter"
     );
     let web_config = load_web_config(args.web_config_file.as_deref())?;
-    let state = build_reloadable_state(&settings, &args.telemetry_path, &args.config_file)?;
-    reload_on_sighup(Arc::clone(&state));
-    serve_state(&args.listen_address, state, web_config).await
+    let state = AppState::build(&settings, &args.telemetry_path, Some(&args.config_file))?;
+    state.reload_on_sighup();
+    let listener = bind(&args.listen_address).await?;
+    let local = listener.local_addr().map_err(AppError::Serve)?;
+    tracing::info!(
+        address = %local,
+        telemetry_path = %state.telemetry_path,
+        targets = state.rounds().targets().len(),
+        tls = web_config.as_ref().is_some_and(|w| w.tls_enabled()),
+        "listening"
+    );
+    serve_until_shutdown(listener, state, web_config).await
 }
 
 /// How long `check` waits for the first discovery.
@@ -197,10 +101,10 @@ const CHECK_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(300);
 /// `check`: fetch every target once, print a table; `Ok(false)` when any failed.
 pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
     let settings = Settings::load(&args.config_file, process_env)?;
-    let state = build_state(&settings, "/metrics")?;
-    let core = state.core();
+    let state = AppState::build(&settings, "/metrics", None)?;
+    let pipeline = state.pipeline();
     let mut discovery_failed = false;
-    if let Some(discovery) = &core.discovery {
+    if let Some(discovery) = &pipeline.discovery {
         // Check what discovery finds, not just the static targets.
         let mut updates = discovery.state.clone();
         let waited = tokio::time::timeout(
@@ -212,7 +116,7 @@ pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
             Some(state) if state.errors_total == 0 => println!(
                 "discovery: {} customers, {} scan profiles\n",
                 state.customers.len(),
-                state.discovered_profiles
+                state.discovered.len()
             ),
             Some(_) => {
                 discovery_failed = true;
@@ -229,7 +133,7 @@ pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
     }
     // No Prometheus deadline here: give every request its full timeout and one retry.
     let budget = settings.avepoint.request_timeout.saturating_mul(3);
-    let snapshot = core.collector.collect(budget).await;
+    let snapshot = pipeline.rounds.collect(budget).await;
     print!("{}", check_table(&snapshot));
     Ok(snapshot.failures() == 0 && !discovery_failed)
 }
@@ -344,7 +248,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         (name == CLIENT_SECRET_ENV).then(|| secret.clone())
     })?;
     let web_config = load_web_config(args.web_config_file.as_deref())?;
-    let state = build_state(&settings, "/metrics")?;
+    let state = AppState::build(&settings, "/metrics", None)?;
     let listener = bind(&args.listen_address).await?;
     let local = listener.local_addr().map_err(AppError::Serve)?;
     let local = if web_config.as_ref().is_some_and(|w| w.tls_enabled()) {
@@ -362,14 +266,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         simulator.base_url(),
     );
     tracing::info!(address = %local, simulator = %simulator.base_url(), "demo listening");
-    let result = web::serve_with_web_config(
-        listener,
-        web::router(state),
-        web::shutdown_signal(),
-        web_config,
-    )
-    .await
-    .map_err(AppError::Serve);
+    let result = serve_until_shutdown(listener, state, web_config).await;
     simulator.stop();
     result
 }
@@ -377,10 +274,10 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
 /// `simulate`: only the simulated AvePoint API, until SIGINT/SIGTERM.
 pub async fn simulate(args: SimulateArgs) -> Result<(), AppError> {
     let listen_error = |source| AppError::Listen {
-        address: args.listen.clone(),
+        address: args.listen_address.clone(),
         source,
     };
-    let address = web::resolve_listen_address(&args.listen)
+    let address = serve::resolve_listen_address(&args.listen_address)
         .await
         .map_err(listen_error)?;
     let config = SimulatorConfig {
@@ -405,7 +302,7 @@ pub async fn simulate(args: SimulateArgs) -> Result<(), AppError> {
         simulator.token_url(),
         simulator.exporter_config(None)
     );
-    web::shutdown_signal().await;
+    serve::shutdown_signal().await;
     simulator.stop();
     Ok(())
 }

@@ -155,9 +155,13 @@ pub struct DemoArgs {
 /// Flags of `simulate`.
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:10291")]
-    pub listen: String,
+    /// Address to listen on (`--listen` is the old, hidden spelling).
+    #[arg(
+        long = "web.listen-address",
+        alias = "listen",
+        default_value = "127.0.0.1:10291"
+    )]
+    pub listen_address: String,
     /// Simulated customers.
     #[arg(long, default_value_t = 3)]
     pub customers: usize,

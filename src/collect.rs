@@ -1,9 +1,14 @@
-//! Scrape orchestration: fetch every target concurrently, bounded, under a
+//! Collection rounds: fetch every target concurrently, bounded, under a
 //! deadline, and hand the result on as a plain [`Snapshot`].
 //!
 //! Concurrent scrapes (Prometheus HA pairs, a human with curl) join the
 //! round already in flight instead of starting another, so AvePoint sees
 //! one call per profile however many scrapers there are.
+//!
+//! Owns [`ScrapeRounds`] and the report cache. Imports `avepoint`, `config`
+//! and `discovery` (for the target list); never `metrics`, `web` or above.
+//! The time budget comes in as a plain `Duration`: reading Prometheus'
+//! scrape-timeout header is the web layer's job.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,44 +16,17 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::stream::{self, StreamExt};
+use tokio::sync::watch;
 use tokio::time::Instant as TokioInstant;
 
-use tokio::sync::watch;
-
-use crate::avepoint::{ApiClient, ApiError, ScanProfileReport};
+use crate::avepoint::{ApiClient, ApiError, FailureKind, ScanProfileReport};
 use crate::config::ProfileTarget;
 use crate::discovery::DiscoveryState;
+use crate::sync::lock;
 
-/// `FetchError::status` of a profile not fetched because of a back-off.
-const BACKOFF_STATUS: &str = "backoff";
-
-/// Deadline used when the scraper does not send `X-Prometheus-Scrape-Timeout-Seconds`.
-pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Kept back from Prometheus' timeout so the answer arrives before it gives up.
-pub const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
 /// A scrape joins a round in flight whose deadline is at most this much
 /// earlier than its own (HA Prometheus pairs send the same timeout).
 const JOIN_SLACK: Duration = Duration::from_secs(1);
-/// The most time a scrape is given, whatever the header says.
-const MAX_SCRAPE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// The least time a scrape is given, whatever the header says.
-const MIN_SCRAPE_BUDGET: Duration = Duration::from_millis(100);
-
-/// The time budget of one scrape, from Prometheus' scrape timeout header
-/// (seconds, may be fractional) minus [`SCRAPE_TIMEOUT_OFFSET`].
-pub fn scrape_budget(timeout_header: Option<&str>) -> Duration {
-    let timeout = timeout_header
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .filter(|seconds| *seconds > 0.0)
-        // The header comes from the network: NaN, infinity or 1e300 must not
-        // panic or push the deadline past what an Instant can hold.
-        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-        .unwrap_or(DEFAULT_SCRAPE_TIMEOUT)
-        .min(MAX_SCRAPE_TIMEOUT);
-    timeout
-        .saturating_sub(SCRAPE_TIMEOUT_OFFSET)
-        .max(MIN_SCRAPE_BUDGET)
-}
 
 /// Result of one collection round: one entry per target, in target order.
 #[derive(Debug, Clone, Default)]
@@ -76,8 +54,9 @@ pub struct ProfileResult {
 /// Why a profile has no report in this round (plain data, cheap to clone).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchError {
-    /// HTTP status code, `timeout`, `error`, `auth`, `invalid_body` or `deadline`.
-    pub status: String,
+    /// What kind of failure; its label is an HTTP status code, `timeout`,
+    /// `error`, `auth`, `backoff`, `invalid_body` or `deadline`.
+    pub status: FailureKind,
     /// AvePoint's request id, when a response carried one.
     pub request_id: Option<String>,
     /// The full error text, safe to show.
@@ -87,7 +66,7 @@ pub struct FetchError {
 impl From<&ApiError> for FetchError {
     fn from(error: &ApiError) -> Self {
         FetchError {
-            status: error.status_label(),
+            status: error.kind(),
             request_id: error.request_id().map(str::to_owned),
             message: error.to_string(),
         }
@@ -125,7 +104,6 @@ impl TargetSource {
 /// What a round needs, shared by `/metrics` rounds and probes.
 struct Fetcher {
     client: Arc<ApiClient>,
-    concurrency: usize,
     cache: Option<ReportCache>,
 }
 
@@ -145,10 +123,7 @@ struct CachedReport {
 
 impl ReportCache {
     fn get(&self, target: &ProfileTarget) -> Option<ProfileResult> {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entries = lock(&self.entries);
         let entry = entries.get(target)?;
         let age = entry.fetched_at.elapsed();
         (age < self.ttl).then(|| ProfileResult {
@@ -161,10 +136,7 @@ impl ReportCache {
 
     fn put(&self, result: &ProfileResult) {
         if let Ok(report) = &result.outcome {
-            let mut entries = self
-                .entries
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut entries = lock(&self.entries);
             entries.insert(
                 result.target.clone(),
                 CachedReport {
@@ -178,41 +150,30 @@ impl ReportCache {
 
     /// Drop what can no longer be served (also forgets removed targets).
     fn prune(&self) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = lock(&self.entries);
         entries.retain(|_, entry| entry.fetched_at.elapsed() < self.ttl);
     }
 }
 
-/// Fetches all targets for a scrape; owns the single-flight slot.
-pub struct Collector {
+/// Runs collection rounds for scrapes and probes; owns the single-flight
+/// slot, so concurrent scrapes share one round.
+pub struct ScrapeRounds {
     fetcher: Arc<Fetcher>,
     targets: TargetSource,
     in_flight: Mutex<Option<(TokioInstant, SharedRound)>>,
 }
 
-impl Collector {
-    /// A collector for the targets of `targets`, at most `concurrency`
-    /// fetches at once per round, serving reports younger than `cache_ttl`
-    /// from a cache (none when zero).
-    pub fn new(
-        client: Arc<ApiClient>,
-        targets: TargetSource,
-        concurrency: usize,
-        cache_ttl: Duration,
-    ) -> Self {
+impl ScrapeRounds {
+    /// Rounds over the targets of `targets`, as many fetches at once as
+    /// the client allows, serving reports younger than `cache_ttl` from a
+    /// cache (none when zero).
+    pub fn new(client: Arc<ApiClient>, targets: TargetSource, cache_ttl: Duration) -> Self {
         let cache = (!cache_ttl.is_zero()).then(|| ReportCache {
             ttl: cache_ttl,
             entries: Mutex::default(),
         });
         Self {
-            fetcher: Arc::new(Fetcher {
-                client,
-                concurrency: concurrency.max(1),
-                cache,
-            }),
+            fetcher: Arc::new(Fetcher { client, cache }),
             targets,
             in_flight: Mutex::new(None),
         }
@@ -245,10 +206,7 @@ impl Collector {
     pub async fn collect(&self, budget: Duration) -> Arc<Snapshot> {
         let deadline = TokioInstant::now() + budget;
         let (round_deadline, round) = {
-            let mut slot = self
-                .in_flight
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut slot = lock(&self.in_flight);
             match slot.as_ref() {
                 // Join only a round that may run about as long as this
                 // scrape may: a curl with a short (or no) timeout header must
@@ -317,7 +275,7 @@ fn all_failed(targets: &[ProfileTarget], budget: Duration, message: &str) -> Sna
                 target: target.clone(),
                 fetch_duration: budget,
                 outcome: Err(FetchError {
-                    status: "deadline".into(),
+                    status: FailureKind::Deadline,
                     request_id: None,
                     message: message.into(),
                 }),
@@ -359,7 +317,7 @@ async fn collect_round(
                     (index, result)
                 }
             })
-            .buffer_unordered(fetcher.concurrency)
+            .buffer_unordered(fetcher.client.concurrency())
             .collect()
             .await;
     profiles.sort_unstable_by_key(|(index, _)| *index);
@@ -369,7 +327,7 @@ async fn collect_round(
             result
                 .outcome
                 .as_ref()
-                .is_err_and(|error| error.status == BACKOFF_STATUS)
+                .is_err_and(|error| error.status == FailureKind::Backoff)
         })
         .count();
     if skipped > 0 {
@@ -402,14 +360,14 @@ async fn fetch_one(
             Ok(Ok(report)) => Ok(report),
             Ok(Err(error)) => Err(FetchError::from(&error)),
             Err(_) => Err(FetchError {
-                status: "deadline".into(),
+                status: FailureKind::Deadline,
                 request_id: None,
                 message: "no answer before the scrape deadline".into(),
             }),
         };
     // During a back-off nothing was sent; the round logs that once.
     if let Err(error) = &outcome
-        && error.status != BACKOFF_STATUS
+        && error.status != FailureKind::Backoff
     {
         tracing::warn!(
             customer_id = %target.customer_id,
@@ -425,30 +383,5 @@ async fn fetch_one(
         fetch_duration: started.elapsed(),
         outcome,
         cache_age: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn budget_from_the_prometheus_header() {
-        assert_eq!(scrape_budget(None), Duration::from_millis(9500));
-        assert_eq!(scrape_budget(Some("15")), Duration::from_millis(14500));
-        assert_eq!(scrape_budget(Some("2.5")), Duration::from_secs(2));
-        assert_eq!(scrape_budget(Some(" 4 ")), Duration::from_millis(3500));
-        // Nonsense falls back to the default rather than to zero.
-        assert_eq!(scrape_budget(Some("-3")), Duration::from_millis(9500));
-        assert_eq!(scrape_budget(Some("soon")), Duration::from_millis(9500));
-        assert_eq!(scrape_budget(Some("NaN")), Duration::from_millis(9500));
-        assert_eq!(scrape_budget(Some("inf")), Duration::from_millis(9500));
-        assert_eq!(scrape_budget(Some("1e300")), Duration::from_millis(9500));
-        assert_eq!(
-            scrape_budget(Some("86400")),
-            Duration::from_millis(3_599_500)
-        );
-        // A timeout below the offset still leaves a minimal budget.
-        assert_eq!(scrape_budget(Some("0.2")), MIN_SCRAPE_BUDGET);
     }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 use uuid::Uuid;
 
-use crate::avepoint::auth::{CertificateError, ClientCertificate};
+use crate::avepoint::certificate::{CertificateError, ClientCertificate};
 
 /// Environment variable that overrides `avepoint.client_id`.
 pub const CLIENT_ID_ENV: &str = "AVEPOINT_CLIENT_ID";
@@ -800,4 +800,9 @@ impl fmt::Display for ProfileTarget {
             self.customer_id, self.profile_id
         )
     }
+}
+
+/// Look up environment variables for [`Settings::load`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }

@@ -6,6 +6,8 @@
 //! as plain data on a `watch` channel. A failed refresh keeps the last known
 //! set (per customer, where only that customer's listing failed) and says so
 //! in the discovery metrics.
+//!
+//! Imports `avepoint` and `config`; never `collect`, `metrics` or above.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -16,6 +18,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
+use crate::avepoint::http::sanitize_public;
 use crate::avepoint::model::{Customer, Page, ScanProfileSummary};
 use crate::avepoint::{ApiClient, ApiError};
 use crate::config::{DiscoverySettings, ProfileTarget};
@@ -33,8 +36,6 @@ pub struct DiscoveryState {
     pub targets: Arc<[ProfileTarget]>,
     /// The profiles discovery found (after the rules), without the static ones.
     pub discovered: Arc<[ProfileTarget]>,
-    /// How many that is.
-    pub discovered_profiles: usize,
     /// Customers kept by the rules, sorted by id.
     pub customers: Arc<[Customer]>,
     /// End of the last refresh without any error.
@@ -87,23 +88,12 @@ pub fn spawn(
     previous: Option<&DiscoveryState>,
 ) -> Discovery {
     let initial = match previous {
-        Some(previous) => {
-            let mut seen: HashSet<ProfileTarget> = static_targets.iter().cloned().collect();
-            let mut targets = static_targets.clone();
-            // Only what the old discovery found: static targets the new
-            // config dropped must go at once.
-            targets.extend(
-                previous
-                    .discovered
-                    .iter()
-                    .filter(|t| seen.insert((*t).clone()))
-                    .cloned(),
-            );
-            DiscoveryState {
-                targets: targets.into(),
-                ..previous.clone()
-            }
-        }
+        // Only what the old discovery found: static targets the new config
+        // dropped must go at once.
+        Some(previous) => DiscoveryState {
+            targets: merge_targets(&static_targets, &previous.discovered).into(),
+            ..previous.clone()
+        },
         None => DiscoveryState {
             targets: static_targets.clone().into(),
             ..DiscoveryState::default()
@@ -156,14 +146,7 @@ pub async fn refresh(
     previous: &DiscoveryState,
 ) -> DiscoveryState {
     let started = std::time::Instant::now();
-    let customers = match list_all(
-        "customers",
-        settings.page_size,
-        |page, size| client.customers_page(page, size),
-        |customer: &Customer| customer.id.clone(),
-    )
-    .await
-    {
+    let mut customers = match list_customers(client, settings).await {
         Ok(customers) => customers,
         Err(error) => {
             tracing::warn!(%error, "discovery failed; keeping the last known targets");
@@ -174,87 +157,12 @@ pub async fn refresh(
             };
         }
     };
-    // Ids end up in URL paths and in /probe: anything but a UUID is refused.
-    let customers: Vec<Customer> = customers
-        .into_iter()
-        .filter_map(|mut customer| match canonical_uuid(&customer.id) {
-            Some(id) => {
-                customer.id = id;
-                Some(customer)
-            }
-            None => {
-                tracing::warn!(id = %crate::avepoint::client::sanitize_public(&customer.id), "skipping a customer whose id is not a UUID");
-                None
-            }
-        })
-        .filter(|customer| settings.wants_customer(&customer.id, &customer.organization))
-        .collect();
-
-    // Profiles we had per customer, for customers whose listing fails now.
-    let mut known: HashMap<&str, Vec<&ProfileTarget>> = HashMap::new();
-    for target in previous.discovered.iter() {
-        known
-            .entry(target.customer_id.as_str())
-            .or_default()
-            .push(target);
-    }
-    let page_size = settings.page_size;
-    let listings: Vec<(Customer, Result<Vec<ScanProfileSummary>, DiscoveryError>)> =
-        stream::iter(customers.iter().cloned())
-            .map(|customer| list_profiles(client, customer, page_size))
-            .buffered(LIST_CONCURRENCY)
-            .collect()
-            .await;
-
-    let mut failed = false;
-    let mut discovered = Vec::new();
-    for (customer, result) in &listings {
-        match result {
-            Ok(profiles) => discovered.extend(
-                profiles
-                    .iter()
-                    .filter(|p| {
-                        settings.wants_profile(
-                            &customer.id,
-                            &customer.organization,
-                            &p.profile_name,
-                        )
-                    })
-                    .filter_map(|p| {
-                        let profile_id = canonical_uuid(&p.profile_id);
-                        if profile_id.is_none() {
-                            tracing::warn!(customer_id = %customer.id, id = %crate::avepoint::client::sanitize_public(&p.profile_id), "skipping a scan profile whose id is not a UUID");
-                        }
-                        Some(ProfileTarget {
-                            customer_id: customer.id.clone(),
-                            profile_id: profile_id?,
-                        })
-                    }),
-            ),
-            Err(error) => {
-                failed = true;
-                tracing::warn!(%error, "listing a customer's profiles failed; keeping its last known profiles");
-                if let Some(targets) = known.get(customer.id.as_str()) {
-                    discovered.extend(targets.iter().map(|t| (*t).clone()));
-                }
-            }
-        }
-    }
-
-    let discovered_profiles = discovered.len();
-    let mut seen: HashSet<ProfileTarget> = static_targets.iter().cloned().collect();
-    let mut targets = static_targets.to_vec();
-    targets.extend(
-        discovered
-            .iter()
-            .filter(|target| seen.insert((*target).clone()))
-            .cloned(),
-    );
-    let mut customers = customers;
+    let (discovered, failed) = list_wanted_profiles(client, settings, &customers, previous).await;
+    let targets = merge_targets(static_targets, &discovered);
     customers.sort_by(|a, b| a.id.cmp(&b.id));
     tracing::info!(
         customers = customers.len(),
-        profiles = discovered_profiles,
+        profiles = discovered.len(),
         targets = targets.len(),
         duration = ?started.elapsed(),
         complete = !failed,
@@ -263,7 +171,6 @@ pub async fn refresh(
     DiscoveryState {
         targets: targets.into(),
         discovered: discovered.into(),
-        discovered_profiles,
         customers: customers.into(),
         last_success: if failed {
             previous.last_success
@@ -273,6 +180,111 @@ pub async fn refresh(
         errors_total: previous.errors_total + u64::from(failed),
         attempted: true,
     }
+}
+
+/// The static targets first, then the discovered ones not listed statically.
+fn merge_targets(
+    static_targets: &[ProfileTarget],
+    discovered: &[ProfileTarget],
+) -> Vec<ProfileTarget> {
+    let mut seen: HashSet<&ProfileTarget> = static_targets.iter().collect();
+    let mut targets = static_targets.to_vec();
+    targets.extend(
+        discovered
+            .iter()
+            .filter(|target| seen.insert(target))
+            .cloned(),
+    );
+    targets
+}
+
+/// Every customer the rules want, with canonical ids. Ids end up in URL
+/// paths and in /probe: anything but a UUID is refused.
+async fn list_customers(
+    client: &ApiClient,
+    settings: &DiscoverySettings,
+) -> Result<Vec<Customer>, DiscoveryError> {
+    let customers = list_all(
+        "customers",
+        settings.page_size,
+        |page, size| client.customers_page(page, size),
+        |customer: &Customer| customer.id.clone(),
+    )
+    .await?;
+    Ok(customers
+        .into_iter()
+        .filter_map(|mut customer| match canonical_uuid(&customer.id) {
+            Some(id) => {
+                customer.id = id;
+                Some(customer)
+            }
+            None => {
+                tracing::warn!(id = %sanitize_public(&customer.id), "skipping a customer whose id is not a UUID");
+                None
+            }
+        })
+        .filter(|customer| settings.wants_customer(&customer.id, &customer.organization))
+        .collect())
+}
+
+/// The wanted profiles of `customers`, and whether any listing failed. A
+/// customer whose listing fails keeps the profiles `previous` had for it.
+async fn list_wanted_profiles(
+    client: &ApiClient,
+    settings: &DiscoverySettings,
+    customers: &[Customer],
+    previous: &DiscoveryState,
+) -> (Vec<ProfileTarget>, bool) {
+    let mut known: HashMap<&str, Vec<&ProfileTarget>> = HashMap::new();
+    for target in previous.discovered.iter() {
+        known
+            .entry(target.customer_id.as_str())
+            .or_default()
+            .push(target);
+    }
+    let listings: Vec<(Customer, Result<Vec<ScanProfileSummary>, DiscoveryError>)> =
+        stream::iter(customers.iter().cloned())
+            .map(|customer| list_profiles(client, customer, settings.page_size))
+            .buffered(LIST_CONCURRENCY)
+            .collect()
+            .await;
+    let mut failed = false;
+    let mut discovered = Vec::new();
+    for (customer, result) in &listings {
+        match result {
+            Ok(profiles) => discovered.extend(wanted_targets(settings, customer, profiles)),
+            Err(error) => {
+                failed = true;
+                tracing::warn!(%error, "listing a customer's profiles failed; keeping its last known profiles");
+                if let Some(targets) = known.get(customer.id.as_str()) {
+                    discovered.extend(targets.iter().map(|t| (*t).clone()));
+                }
+            }
+        }
+    }
+    (discovered, failed)
+}
+
+/// The profiles of one customer that the rules keep, as targets; profiles
+/// whose id is not a UUID are skipped.
+fn wanted_targets<'a>(
+    settings: &'a DiscoverySettings,
+    customer: &'a Customer,
+    profiles: &'a [ScanProfileSummary],
+) -> impl Iterator<Item = ProfileTarget> + 'a {
+    profiles
+        .iter()
+        .filter(|p| settings.wants_profile(&customer.id, &customer.organization, &p.profile_name))
+        .filter_map(|p| {
+            let profile_id = canonical_uuid(&p.profile_id);
+            if profile_id.is_none() {
+                tracing::warn!(customer_id = %customer.id, id = %sanitize_public(&p.profile_id), "skipping a scan profile whose id is not a UUID");
+            }
+            Some(ProfileTarget {
+                customer_id: customer.id.clone(),
+                profile_id: profile_id?,
+            })
+        })
 }
 
 /// The lower-case hyphenated form of a UUID, or `None` if it is not one.

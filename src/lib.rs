@@ -1,11 +1,22 @@
 //! avepoint-exporter: AvePoint Elements scan profiles as Prometheus metrics.
 //!
-//! The modules follow the data flow: [`config`] -> [`avepoint`] (auth, API
-//! client) -> [`discovery`] (which targets) -> [`collect`] (a
-//! [`collect::Snapshot`] per scrape) -> [`metrics`] (encoding) -> [`web`]
-//! (routes; [`web_config`] for TLS and basic auth). [`reload`] swaps in a
-//! re-read config; [`app`] wires the subcommands. [`simulator`] is an
-//! AvePoint API on loopback for the demo, the tests and the benchmarks.
+//! The modules follow the data flow, each importing only those listed
+//! before it (docs/architecture.md has the diagram and the rule;
+//! `tests/architecture.rs` enforces it):
+//!
+//! - [`sync`], [`cli`]: poison-tolerant locks; the command line.
+//! - [`config`]: the YAML file and environment, validated into `Settings`.
+//! - [`avepoint`]: AvePoint's API: HTTP helpers, the certificate and its
+//!   JWT, the token source, the client, the wire model, `avepoint_api_*`.
+//! - [`discovery`]: which customers and profiles, in the background.
+//! - [`collect`]: collection rounds, a plain [`collect::Snapshot`] each.
+//! - [`metrics`]: encoding snapshots and counters as a scrape or a probe.
+//! - [`state`]: what one config builds, the shared state, reloads.
+//! - [`web_config`]: the web config file (TLS, basic auth, headers).
+//! - [`web`]: the routes. [`serve`]: listeners, TLS, shutdown.
+//! - [`simulator`]: an AvePoint API on loopback for the demo, the tests and
+//!   the benchmarks; only `app` imports it.
+//! - [`app`]: the subcommands.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -15,7 +26,9 @@ pub mod collect;
 pub mod config;
 pub mod discovery;
 pub mod metrics;
-pub mod reload;
+pub mod serve;
 pub mod simulator;
+pub mod state;
+pub mod sync;
 pub mod web;
 pub mod web_config;

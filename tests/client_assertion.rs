@@ -11,7 +11,7 @@ use std::process::Command;
 
 use std::time::{Duration, SystemTime};
 
-use avepoint_exporter::avepoint::auth::{
+use avepoint_exporter::avepoint::certificate::{
     ASSERTION_CLOCK_SKEW, ASSERTION_LIFETIME, CLIENT_ASSERTION_TYPE, ClientCertificate,
 };
 use avepoint_exporter::config::Settings;
@@ -208,11 +208,7 @@ async fn a_certificate_that_is_not_registered_sets_every_profile_down_and_says_w
         (None, "no certificate is registered for this client"),
     ] {
         let harness = harness_with(trusted, &other).await;
-        let snapshot = harness
-            .state
-            .collector()
-            .collect(Duration::from_secs(5))
-            .await;
+        let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
         assert_eq!(snapshot.failures(), snapshot.profiles.len());
         let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
         assert_eq!(error.status, "auth");

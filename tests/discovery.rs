@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use avepoint_exporter::avepoint::ApiClient;
+use avepoint_exporter::avepoint::ApiMetrics;
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::discovery::{self, DiscoveryState};
-use avepoint_exporter::metrics::ApiMetrics;
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, Fault, RunningSimulator, SimulatorConfig};
 use common::{Exposition, Harness, Setup};
 
@@ -54,7 +54,7 @@ async fn pages_through_hundreds_of_customers() {
     let settings = settings(&sim, "  page_size: 100\n");
     let state = refresh_once(&settings, &DiscoveryState::default()).await;
     assert_eq!(state.customers.len(), 250);
-    assert_eq!(state.discovered_profiles, 500);
+    assert_eq!(state.discovered.len(), 500);
     assert_eq!(state.targets.len(), 500);
     let mut expected = sim.profile_ids();
     expected.sort();

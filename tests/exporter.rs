@@ -250,11 +250,7 @@ async fn wrong_secret_sets_every_profile_down_and_says_why() {
         ..Setup::default()
     })
     .await;
-    let snapshot = harness
-        .state
-        .collector()
-        .collect(Duration::from_secs(5))
-        .await;
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
     assert_eq!(snapshot.failures(), snapshot.profiles.len());
     // One rejected token request for all nine profiles, not one each.
     assert_eq!(
@@ -375,11 +371,7 @@ async fn missing_permission_is_a_403_naming_the_permission() {
         ..Setup::default()
     })
     .await;
-    let snapshot = harness
-        .state
-        .collector()
-        .collect(Duration::from_secs(5))
-        .await;
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
     assert_eq!(snapshot.failures(), snapshot.profiles.len());
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
     assert_eq!(error.status, "403");
@@ -401,11 +393,7 @@ async fn unknown_profile_is_a_404_that_names_the_other_endpoint_and_spares_the_o
         ..Setup::default()
     })
     .await;
-    let snapshot = harness
-        .state
-        .collector()
-        .collect(Duration::from_secs(5))
-        .await;
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
     let failed: Vec<_> = snapshot
         .profiles
         .iter()
@@ -447,11 +435,7 @@ async fn one_profile_fails(fault: Fault, status: &str, message_start: &str) -> H
     let (bad_customer, bad_profile) = targets[1].clone();
     harness.sim.set_fault(&bad_profile, fault);
 
-    let snapshot = harness
-        .state
-        .collector()
-        .collect(Duration::from_secs(3))
-        .await;
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(3)).await;
     let error = snapshot.profiles[1].outcome.as_ref().unwrap_err();
     assert_eq!(error.status, status, "{}", error.message);
     assert!(

@@ -10,10 +10,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use avepoint_exporter::app::{build_reloadable_state, process_env};
 use avepoint_exporter::config::Settings;
+use avepoint_exporter::config::process_env;
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
-use avepoint_exporter::web;
+use avepoint_exporter::state::AppState;
+use avepoint_exporter::{serve, web};
 use common::Exposition;
 
 struct Files {
@@ -43,12 +44,12 @@ impl Files {
     }
 }
 
-async fn start(path: &Path) -> (Arc<web::AppState>, String) {
+async fn start(path: &Path) -> (Arc<AppState>, String) {
     let settings = Settings::load(path, process_env).unwrap();
-    let state = build_reloadable_state(&settings, "/metrics", path).unwrap();
+    let state = AppState::build(&settings, "/metrics", Some(path)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(web::serve(
+    tokio::spawn(serve::serve(
         listener,
         web::router(Arc::clone(&state)),
         std::future::pending(),
@@ -202,7 +203,11 @@ async fn reload_turns_discovery_on_and_off() {
     files.write(&sim, &[], "discovery:\n  enabled: true\n");
     assert_eq!(post_reload(&base).await.0, 200);
     for _ in 0..100 {
-        if state.core().discovery_state().is_some_and(|d| d.attempted) {
+        if state
+            .pipeline()
+            .discovery_state()
+            .is_some_and(|d| d.attempted)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -211,7 +216,7 @@ async fn reload_turns_discovery_on_and_off() {
     files.write(&sim, &ids[..1], "");
     assert_eq!(post_reload(&base).await.0, 200);
     assert_eq!(profiles(&scrape(&base).await).len(), 1);
-    assert!(state.core().discovery.is_none());
+    assert!(state.pipeline().discovery.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,8 +288,12 @@ async fn a_reload_keeps_the_discovered_targets_until_the_new_discovery_succeeds(
     let files = Files::new();
     files.write(&sim, &[], "discovery:\n  enabled: true\n");
     let (state, base) = start(&files.config()).await;
-    let first_refresh =
-        |state: &web::AppState| state.core().discovery_state().is_some_and(|d| d.attempted);
+    let first_refresh = |state: &AppState| {
+        state
+            .pipeline()
+            .discovery_state()
+            .is_some_and(|d| d.attempted)
+    };
     for _ in 0..100 {
         if first_refresh(&state) {
             break;
@@ -304,7 +313,10 @@ async fn a_reload_keeps_the_discovered_targets_until_the_new_discovery_succeeds(
     assert_eq!(profiles(&scrape(&base).await).len(), 9);
     let mut errors = 0;
     for _ in 0..100 {
-        errors = state.core().discovery_state().map_or(0, |d| d.errors_total);
+        errors = state
+            .pipeline()
+            .discovery_state()
+            .map_or(0, |d| d.errors_total);
         if errors > 0 {
             break;
         }
@@ -373,7 +385,11 @@ async fn a_static_target_dropped_by_a_reload_goes_even_while_discovery_fails() {
     );
     let (state, base) = start(&files.config()).await;
     for _ in 0..100 {
-        if state.core().discovery_state().is_some_and(|d| d.attempted) {
+        if state
+            .pipeline()
+            .discovery_state()
+            .is_some_and(|d| d.attempted)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -108,11 +108,7 @@ async fn long_retry_after_fails_fast_and_the_back_off_spares_the_api() {
         assert_eq!(up_count(&metrics), 0);
     }
     assert_eq!(requests(&harness), 9);
-    let snapshot = harness
-        .state
-        .collector()
-        .collect(Duration::from_secs(2))
-        .await;
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(2)).await;
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
     assert_eq!(error.status, "backoff");
     assert!(
@@ -146,11 +142,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
         &throttled,
         Fault::Throttle(Some(httpdate::fmt_http_date(in_a_minute))),
     );
-    let snapshot = harness
-        .state
-        .collector()
-        .collect(Duration::from_secs(3))
-        .await;
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(3)).await;
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
     assert!(
         error
@@ -160,11 +152,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
         error.message
     );
     // The back-off lasts about the minute AvePoint asked for.
-    let next = harness
-        .state
-        .collector()
-        .collect(Duration::from_secs(3))
-        .await;
+    let next = harness.state.rounds().collect(Duration::from_secs(3)).await;
     let error = next.profiles[3].outcome.as_ref().unwrap_err();
     let seconds: f64 = error
         .message
@@ -239,11 +227,7 @@ async fn connection_reset_mid_response_is_retried_and_fails_only_that_profile() 
     let harness = Harness::start(wide()).await;
     let (_, profile) = harness.sim.profile_ids()[5].clone();
     harness.sim.set_fault(&profile, Fault::Reset);
-    let snapshot = harness
-        .state
-        .collector()
-        .collect(Duration::from_secs(3))
-        .await;
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(3)).await;
     let error = snapshot.profiles[5].outcome.as_ref().unwrap_err();
     assert_eq!(error.status, "error");
     assert!(
@@ -270,11 +254,7 @@ async fn huge_bodies_are_refused_not_buffered() {
     harness
         .sim
         .set_fault(&profile, Fault::Huge(3 * 1024 * 1024));
-    let snapshot = harness
-        .state
-        .collector()
-        .collect(Duration::from_secs(3))
-        .await;
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(3)).await;
     let error = snapshot.profiles[6].outcome.as_ref().unwrap_err();
     assert_eq!(error.status, "invalid_body");
     assert!(
@@ -331,11 +311,7 @@ async fn token_endpoint_down() {
             &[("endpoint", "token"), ("code", "error")]
         ) >= 1.0
     );
-    let snapshot = harness
-        .state
-        .collector()
-        .collect(Duration::from_secs(2))
-        .await;
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(2)).await;
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
     assert!(
         error.message.starts_with("token request failed: "),

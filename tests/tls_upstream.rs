@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use avepoint_exporter::app::build_state;
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
+use avepoint_exporter::state::AppState;
 use avepoint_exporter::web_config::WebConfigHandle;
 
 async fn tls_simulator(dir: &Path) -> (RunningSimulator, tls::TlsFiles) {
@@ -43,8 +43,8 @@ async fn https_with_a_private_ca_and_http2() {
         &format!("  ca_file: {}\ntargets:", files.ca_file.display()),
         1,
     );
-    let state = build_state(&settings(&yaml, dir.path()).unwrap(), "/metrics").unwrap();
-    let snapshot = state.collector().collect(Duration::from_secs(5)).await;
+    let state = AppState::build(&settings(&yaml, dir.path()).unwrap(), "/metrics", None).unwrap();
+    let snapshot = state.rounds().collect(Duration::from_secs(5)).await;
     assert_eq!(snapshot.failures(), 0, "{:?}", snapshot.profiles[0].outcome);
     let (customer, profile) = &sim.profile_ids()[3];
     let report = sim.current_report(customer, profile).unwrap();
@@ -58,12 +58,13 @@ async fn https_with_a_private_ca_and_http2() {
 async fn an_untrusted_certificate_fails_every_profile_with_a_tls_error() {
     let dir = tempfile::tempdir().unwrap();
     let (sim, _files) = tls_simulator(dir.path()).await;
-    let state = build_state(
+    let state = AppState::build(
         &settings(&sim.exporter_config(None), dir.path()).unwrap(),
         "/metrics",
+        None,
     )
     .unwrap();
-    let snapshot = state.collector().collect(Duration::from_secs(5)).await;
+    let snapshot = state.rounds().collect(Duration::from_secs(5)).await;
     assert_eq!(snapshot.failures(), 9);
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
     assert!(

@@ -10,11 +10,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use avepoint_exporter::app::build_state;
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
-use avepoint_exporter::web;
+use avepoint_exporter::state::AppState;
 use avepoint_exporter::web_config::{WebConfig, WebConfigHandle};
+use avepoint_exporter::{serve, web};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -131,11 +131,11 @@ impl Server {
                 (name == CLIENT_SECRET_ENV).then(|| DEMO_CLIENT_SECRET.to_owned())
             })
             .unwrap();
-        let state = build_state(&settings, "/metrics").unwrap();
+        let state = AppState::build(&settings, "/metrics", None).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(web::serve_with_web_config(
+        let task = tokio::spawn(serve::serve_with_web_config(
             listener,
             web::router(Arc::clone(&state)),
             async {

@@ -12,13 +12,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
-use avepoint_exporter::avepoint::ScanProfileReport;
+use avepoint_exporter::avepoint::{FailureKind, ScanProfileReport};
 use avepoint_exporter::avepoint::model::{Customer, Tenant};
 use avepoint_exporter::collect::{FetchError, ProfileResult, Snapshot};
 use avepoint_exporter::config::ProfileTarget;
 use avepoint_exporter::metrics::{Format, encode_probe};
 use libfuzzer_sys::fuzz_target;
 use time::OffsetDateTime;
+
+const FAILURE_KINDS: [FailureKind; 6] = [
+    FailureKind::Timeout,
+    FailureKind::Transport,
+    FailureKind::Auth,
+    FailureKind::Backoff,
+    FailureKind::InvalidBody,
+    FailureKind::Deadline,
+];
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -34,7 +43,7 @@ struct ProfileIn {
     profile_id: String,
     fetch_nanos: u64,
     cache_age_nanos: Option<u64>,
-    outcome: Result<ReportIn, (String, Option<String>, String)>,
+    outcome: Result<ReportIn, (u8, Option<String>, String)>,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -92,8 +101,9 @@ fn snapshot(input: Input) -> (Snapshot, Option<Customer>) {
                     moved_to_another_container: r.moved,
                     removed_from_m365_or_out_of_policy: r.removed,
                 }),
-                Err((status, request_id, message)) => Err(FetchError {
-                    status,
+                Err((kind, request_id, message)) => Err(FetchError {
+                    // The kind never reaches the exposition; any will do.
+                    status: FAILURE_KINDS[usize::from(kind) % FAILURE_KINDS.len()],
                     request_id,
                     message,
                 }),

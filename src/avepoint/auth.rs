@@ -8,25 +8,20 @@
 //! fetched, so any number of concurrent callers cause exactly one token
 //! request (single flight) and all of them get its result.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_lc_rs::rsa::KeyPair as RsaKeyPair;
-use aws_lc_rs::signature::RSA_PKCS1_SHA256;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use secrecy::zeroize::Zeroize as _;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use url::Url;
 
-use super::client::{error_chain, read_body_limited, sanitize};
+use super::certificate::{CLIENT_ASSERTION_TYPE, ClientCertificate};
+use super::http::{error_chain, read_body_limited, sanitize};
+use super::instrumentation::{ApiEndpoint, ApiMetrics};
 use super::model::{OAuthError, TokenResponse};
-use crate::metrics::{ApiEndpoint, ApiMetrics};
+use crate::config::AvePointSettings;
+use crate::sync::lock;
 
 /// A failed token fetch is reported to callers this long before the
 /// endpoint is asked again.
@@ -133,21 +128,19 @@ impl std::fmt::Debug for TokenSource {
 }
 
 impl TokenSource {
-    /// A token source for one app registration.
-    pub fn new(
-        http: reqwest::Client,
-        token_url: Url,
-        client_id: String,
-        credential: ClientCredential,
-        scope: String,
-        metrics: ApiMetrics,
-    ) -> Self {
+    /// A token source for the app registration of `settings`, sending
+    /// its requests through `http`.
+    pub fn new(http: reqwest::Client, settings: &AvePointSettings, metrics: ApiMetrics) -> Self {
+        let credential = match &settings.client_certificate {
+            Some(certificate) => ClientCredential::Certificate(certificate.clone()),
+            None => ClientCredential::Secret(settings.client_secret.clone()),
+        };
         Self {
             http,
-            token_url,
-            client_id,
+            token_url: settings.token_url.clone(),
+            client_id: settings.client_id.clone(),
             credential,
-            scope,
+            scope: settings.scope.clone(),
             metrics,
             cache: Mutex::new(None),
             last_failure: std::sync::Mutex::new(None),
@@ -164,7 +157,7 @@ impl TokenSource {
             return Ok(cached.token.clone());
         }
         {
-            let failure = self.last_failure.lock().unwrap_or_else(|p| p.into_inner());
+            let failure = lock(&self.last_failure);
             if let Some((at, error)) = failure.as_ref()
                 && at.elapsed() < FAILURE_TTL
             {
@@ -178,8 +171,7 @@ impl TokenSource {
                 Ok(token)
             }
             Err(error) => {
-                *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((Instant::now(), error.clone()));
+                *lock(&self.last_failure) = Some((Instant::now(), error.clone()));
                 Err(error)
             }
         }
@@ -198,50 +190,16 @@ impl TokenSource {
         }
     }
 
+    /// One token request, start to end. Upstream text in the errors is
+    /// scrubbed of what authenticated it.
     async fn fetch(&self) -> Result<CachedToken, AuthError> {
         let started = Instant::now();
-        // What authenticates this request: the secret, or a fresh assertion
-        // (each carries its own jti, so it is never reused). Upstream text
-        // is scrubbed of it.
-        let sent = match &self.credential {
-            ClientCredential::Secret(secret) => secret.clone(),
-            ClientCredential::Certificate(certificate) => certificate
-                .client_assertion(&self.client_id, self.token_url.as_str(), SystemTime::now())
-                .map_err(|_| AuthError::Signing)?,
-        };
-        let mut form = vec![
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-        ];
-        match &self.credential {
-            ClientCredential::Secret(_) => form.push(("client_secret", sent.expose_secret())),
-            ClientCredential::Certificate(_) => {
-                form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
-                form.push(("client_assertion", sent.expose_secret()));
-            }
-        }
-        form.push(("scope", self.scope.as_str()));
+        let sent = self.credential_value()?;
         let scrub = |text: &str| sanitize(text, sent.expose_secret());
-        let response = self
-            .http
-            .post(self.token_url.clone())
-            .form(&form)
-            .send()
-            .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => {
-                self.metrics
-                    .observe_request(ApiEndpoint::Token, None, started.elapsed());
-                return Err(AuthError::Transport(scrub(&error_chain(&error))));
-            }
-        };
-        let status = response.status();
-        let body = read_body_limited(response, MAX_TOKEN_BODY).await;
-        self.metrics
-            .observe_request(ApiEndpoint::Token, Some(status), started.elapsed());
-        let body = body.map_err(|error| AuthError::Transport(scrub(&error.to_string())))?;
-
+        let (status, body) = self.post(&sent, started).await.map_err(|e| match e {
+            AuthError::Transport(message) => AuthError::Transport(scrub(&message)),
+            other => other,
+        })?;
         if !status.is_success() {
             if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED {
                 let oauth: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
@@ -254,8 +212,65 @@ impl TokenSource {
             }
             return Err(AuthError::Status { status });
         }
+        self.accept(&body, started)
+    }
 
-        let parsed: TokenResponse = serde_json::from_slice(&body)
+    /// What authenticates one token request: the secret, or a fresh
+    /// assertion (each carries its own jti, so it is never reused).
+    fn credential_value(&self) -> Result<SecretString, AuthError> {
+        match &self.credential {
+            ClientCredential::Secret(secret) => Ok(secret.clone()),
+            ClientCredential::Certificate(certificate) => certificate
+                .client_assertion(&self.client_id, self.token_url.as_str(), SystemTime::now())
+                .map_err(|_| AuthError::Signing),
+        }
+    }
+
+    /// POST the token request form; the status and the (bounded) body.
+    /// Transport errors are returned unscrubbed: [`TokenSource::fetch`] scrubs.
+    async fn post(
+        &self,
+        sent: &SecretString,
+        started: Instant,
+    ) -> Result<(StatusCode, Vec<u8>), AuthError> {
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+        ];
+        match &self.credential {
+            ClientCredential::Secret(_) => form.push(("client_secret", sent.expose_secret())),
+            ClientCredential::Certificate(_) => {
+                form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
+                form.push(("client_assertion", sent.expose_secret()));
+            }
+        }
+        form.push(("scope", self.scope.as_str()));
+        let response = self
+            .http
+            .post(self.token_url.clone())
+            .form(&form)
+            .send()
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => {
+                self.metrics
+                    .observe_request(ApiEndpoint::Token, None, started.elapsed());
+                return Err(AuthError::Transport(error_chain(&error)));
+            }
+        };
+        let status = response.status();
+        let body = read_body_limited(response, MAX_TOKEN_BODY).await;
+        self.metrics
+            .observe_request(ApiEndpoint::Token, Some(status), started.elapsed());
+        let body = body.map_err(|error| AuthError::Transport(error.to_string()))?;
+        Ok((status, body))
+    }
+
+    /// Decode a successful token response into the cache entry, and note
+    /// the refresh in the metrics.
+    fn accept(&self, body: &[u8], started: Instant) -> Result<CachedToken, AuthError> {
+        let parsed: TokenResponse = serde_json::from_slice(body)
             .map_err(|error| AuthError::InvalidResponse(error.to_string()))?;
         if parsed.access_token.is_empty() {
             return Err(AuthError::InvalidResponse("empty access_token".into()));
@@ -288,13 +303,6 @@ impl TokenSource {
         })
     }
 }
-
-/// `client_assertion_type` of the certificate credential (RFC 7523).
-pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-/// How long a client assertion is valid (`exp` - `iat`).
-pub const ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
-/// How far `nbf` lies before `iat`, for clocks a little ahead of ours.
-pub const ASSERTION_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// How the app registration authenticates at the token endpoint.
 #[derive(Clone)]
@@ -334,285 +342,4 @@ impl std::fmt::Debug for ClientCredential {
             }
         }
     }
-}
-
-/// Why the certificate credential cannot be loaded. Messages name the file,
-/// never its content.
-#[derive(Debug, thiserror::Error)]
-pub enum CertificateError {
-    /// The certificate file (`avepoint.client_certificate_file`) is unusable.
-    #[error("{0}")]
-    Certificate(String),
-    /// The private key file (`avepoint.client_private_key_file`) is unusable
-    /// or does not belong to the certificate.
-    #[error("{0}")]
-    PrivateKey(String),
-}
-
-/// A certificate and its RSA private key, checked to belong together, that
-/// sign client assertions. `Debug` shows the files and the thumbprint, never
-/// the key.
-#[derive(Clone)]
-pub struct ClientCertificate {
-    certificate_file: PathBuf,
-    private_key_file: PathBuf,
-    certificate: CertificateDer<'static>,
-    sha1: [u8; 20],
-    key: Arc<RsaKeyPair>,
-}
-
-impl std::fmt::Debug for ClientCertificate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientCertificate")
-            .field("certificate_file", &self.certificate_file)
-            .field("thumbprint", &self.thumbprint())
-            .field("private_key_file", &self.private_key_file)
-            .field("private_key", &"[REDACTED]")
-            .finish()
-    }
-}
-
-/// DER object identifiers of private key algorithms, to name a wrong one.
-const KEY_ALGORITHMS: &[(&[u8], &str)] = &[
-    (
-        &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01],
-        "an EC (ECDSA) key",
-    ),
-    (&[0x06, 0x03, 0x2b, 0x65, 0x70], "an Ed25519 key"),
-    (&[0x06, 0x03, 0x2b, 0x65, 0x71], "an Ed448 key"),
-    (
-        &[
-            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a,
-        ],
-        "an RSASSA-PSS key (rsaEncryption is needed for RS256)",
-    ),
-];
-
-fn not_rsa(file: &Path, what: &str) -> CertificateError {
-    CertificateError::PrivateKey(format!(
-        "{} holds {what}, not an RSA key: client assertions are signed RS256, which needs an RSA key of 2048 bits or more",
-        file.display()
-    ))
-}
-
-impl ClientCertificate {
-    /// Read a PEM certificate and its PEM private key (PKCS#8 `PRIVATE KEY`
-    /// or PKCS#1 `RSA PRIVATE KEY`, unencrypted), and check that the key is
-    /// RSA and belongs to the certificate. Both may be the same file.
-    pub fn load(
-        certificate_file: &Path,
-        private_key_file: &Path,
-    ) -> Result<Self, CertificateError> {
-        let cert_error = |message: String| CertificateError::Certificate(message);
-        let key_error = |message: String| CertificateError::PrivateKey(message);
-        let cert_name = certificate_file.display();
-        let key_name = private_key_file.display();
-
-        let pem = std::fs::read(certificate_file)
-            .map_err(|error| cert_error(format!("cannot read {cert_name}: {error}")))?;
-        let certificate = CertificateDer::from_pem_slice(&pem).map_err(|error| {
-            cert_error(format!(
-                "{cert_name} holds no PEM certificate (-----BEGIN CERTIFICATE-----): {}",
-                pem_problem(&error)
-            ))
-        })?;
-        let parsed = webpki::EndEntityCert::try_from(&certificate).map_err(|error| {
-            cert_error(format!(
-                "{cert_name}: the certificate cannot be parsed: {error}"
-            ))
-        })?;
-
-        let pem = secrecy::SecretSlice::from(
-            std::fs::read(private_key_file)
-                .map_err(|error| key_error(format!("cannot read {key_name}: {error}")))?,
-        );
-        let mut der = match PrivateKeyDer::from_pem_slice(pem.expose_secret()) {
-            Ok(der) => der,
-            Err(rustls_pki_types::pem::Error::NoItemsFound)
-                if pem
-                    .expose_secret()
-                    .windows(b"ENCRYPTED PRIVATE KEY".len())
-                    .any(|w| w == b"ENCRYPTED PRIVATE KEY") =>
-            {
-                return Err(key_error(format!(
-                    "{key_name} holds an encrypted private key, which the exporter cannot decrypt: \
-                     store it unencrypted (openssl pkey -in encrypted.pem -out key.pem) in a file only the exporter can read"
-                )));
-            }
-            Err(error) => {
-                return Err(key_error(format!(
-                    "{key_name} holds no PEM private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----): {}",
-                    pem_problem(&error)
-                )));
-            }
-        };
-        let key = match &der {
-            PrivateKeyDer::Pkcs8(der) => {
-                RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|rejected| {
-                    let der = der.secret_pkcs8_der();
-                    let head = &der[..der.len().min(32)];
-                    match KEY_ALGORITHMS
-                        .iter()
-                        .find(|(oid, _)| head.windows(oid.len()).any(|w| w == *oid))
-                    {
-                        Some((_, what)) => not_rsa(private_key_file, what),
-                        None => rsa_rejected(private_key_file, rejected),
-                    }
-                })
-            }
-            PrivateKeyDer::Pkcs1(der) => RsaKeyPair::from_der(der.secret_pkcs1_der())
-                .map_err(|rejected| rsa_rejected(private_key_file, rejected)),
-            PrivateKeyDer::Sec1(_) => Err(not_rsa(
-                private_key_file,
-                "an EC key (-----BEGIN EC PRIVATE KEY-----)",
-            )),
-            _ => Err(not_rsa(private_key_file, "a key of an unknown kind")),
-        };
-        // The PEM text is wiped when `pem` drops; wipe the decoded copy too.
-        der.zeroize();
-        let key = key?;
-
-        // The key must belong to the certificate: sign a probe, verify it
-        // with the certificate's public key.
-        let probe = b"avepoint-exporter: does this key belong to the certificate?";
-        let mut signature = vec![0; key.public_modulus_len()];
-        key.sign(
-            &RSA_PKCS1_SHA256,
-            &aws_lc_rs::rand::SystemRandom::new(),
-            probe,
-            &mut signature,
-        )
-        .map_err(|_| key_error(format!("{key_name}: signing with the key failed")))?;
-        match parsed.verify_signature(
-            webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA256,
-            probe,
-            &signature,
-        ) {
-            Ok(()) => {}
-            Err(webpki::Error::InvalidSignatureForPublicKey) => {
-                return Err(key_error(format!(
-                    "{key_name} is not the private key of the certificate in {cert_name}"
-                )));
-            }
-            Err(_) => {
-                return Err(cert_error(format!(
-                    "{cert_name}: the certificate's public key is not an RSA key: \
-                     client assertions are signed RS256 and need an RSA certificate"
-                )));
-            }
-        }
-
-        let digest =
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &certificate);
-        let mut sha1 = [0; 20];
-        sha1.copy_from_slice(digest.as_ref());
-        Ok(Self {
-            certificate_file: certificate_file.to_owned(),
-            private_key_file: private_key_file.to_owned(),
-            certificate,
-            sha1,
-            key: Arc::new(key),
-        })
-    }
-
-    /// The certificate file it was loaded from.
-    pub fn certificate_file(&self) -> &Path {
-        &self.certificate_file
-    }
-
-    /// The private key file it was loaded from.
-    pub fn private_key_file(&self) -> &Path {
-        &self.private_key_file
-    }
-
-    /// The certificate (DER).
-    pub fn certificate_der(&self) -> &CertificateDer<'static> {
-        &self.certificate
-    }
-
-    /// SHA-1 thumbprint of the certificate's DER in upper-case hex, as the
-    /// Elements portal and Windows show it; sent as the JWT header `kid`.
-    pub fn thumbprint(&self) -> String {
-        self.sha1.iter().map(|byte| format!("{byte:02X}")).collect()
-    }
-
-    /// base64url (unpadded) of the SHA-1 thumbprint; the JWT header `x5t`.
-    pub fn x5t(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.sha1)
-    }
-
-    /// A client assertion for one token request at `now`: a JWT with header
-    /// `alg` RS256, `typ` JWT, `kid` (hex thumbprint), `x5t`, and claims
-    /// `iss` = `sub` = `client_id`, `aud` = `audience` (the token URL), a
-    /// random `jti`, `iat` = now, `nbf` = now - 60 s, `exp` = now + 5 min.
-    pub fn client_assertion(
-        &self,
-        client_id: &str,
-        audience: &str,
-        now: SystemTime,
-    ) -> Result<SecretString, aws_lc_rs::error::Unspecified> {
-        let unix = |at: SystemTime| {
-            at.duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs()
-        };
-        let mut jti = [0; 16];
-        aws_lc_rs::rand::fill(&mut jti)?;
-        let header = serde_json::json!({
-            "alg": "RS256",
-            "typ": "JWT",
-            "kid": self.thumbprint(),
-            "x5t": self.x5t(),
-        });
-        let claims = serde_json::json!({
-            "iss": client_id,
-            "sub": client_id,
-            "aud": audience,
-            "jti": uuid::Builder::from_random_bytes(jti).into_uuid().to_string(),
-            "iat": unix(now),
-            "nbf": unix(now - ASSERTION_CLOCK_SKEW),
-            "exp": unix(now + ASSERTION_LIFETIME),
-        });
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let mut signature = vec![0; self.key.public_modulus_len()];
-        self.key.sign(
-            &RSA_PKCS1_SHA256,
-            &aws_lc_rs::rand::SystemRandom::new(),
-            signing_input.as_bytes(),
-            &mut signature,
-        )?;
-        Ok(SecretString::from(format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature)
-        )))
-    }
-}
-
-/// What is wrong with a PEM file, without quoting any of it.
-fn pem_problem(error: &rustls_pki_types::pem::Error) -> &'static str {
-    use rustls_pki_types::pem::Error;
-    match error {
-        Error::NoItemsFound => "none found",
-        Error::MissingSectionEnd { .. } => "a section has no -----END line",
-        Error::IllegalSectionStart { .. } => "a -----BEGIN line is malformed",
-        Error::Base64Decode(_) => "a section is not valid base64",
-        Error::SectionTooLarge => "a section is too large",
-        _ => "the file is not valid PEM",
-    }
-}
-
-fn rsa_rejected(file: &Path, rejected: aws_lc_rs::error::KeyRejected) -> CertificateError {
-    let why = match rejected.to_string().as_str() {
-        "TooSmall" => "it is smaller than 2048 bits".to_owned(),
-        "TooLarge" => "it is larger than 8192 bits".to_owned(),
-        other => format!("it is not a valid RSA private key ({other})"),
-    };
-    CertificateError::PrivateKey(format!(
-        "{} cannot be used to sign client assertions: {why}",
-        file.display()
-    ))
 }

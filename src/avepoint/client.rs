@@ -4,20 +4,17 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use reqwest::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 use url::Url;
 
-use super::auth::{AccessToken, AuthError, ClientCredential, TokenSource};
-use serde::de::DeserializeOwned;
-
+use super::auth::{AccessToken, AuthError, TokenSource};
+use super::http::{BodyError, error_chain, read_body_limited, sanitize};
+use super::instrumentation::{ApiEndpoint, ApiMetrics};
 use super::model::{ApiErrorBody, Customer, Page, ScanProfileReport, ScanProfileSummary};
 use crate::config::{AvePointSettings, ProfileEndpoint, ProfileTarget};
-use crate::metrics::{ApiEndpoint, ApiMetrics};
-
-/// Upstream error text is cut to this many characters in errors and logs.
-const MAX_ERROR_TEXT: usize = 200;
+use crate::sync::lock;
 
 /// Why a call to the API failed.
 #[derive(Debug, thiserror::Error)]
@@ -91,17 +88,65 @@ impl ApiError {
         }
     }
 
-    /// A short, stable word for logs and the `check` table: the HTTP status
-    /// code, or what happened instead of an HTTP answer.
-    pub fn status_label(&self) -> String {
+    /// What kind of failure this is, for logs, metrics and the `check` table.
+    pub fn kind(&self) -> FailureKind {
         match self {
-            ApiError::Auth(_) => "auth".into(),
-            ApiError::Status { status, .. } => status.as_u16().to_string(),
-            ApiError::Transport { timeout: true, .. } => "timeout".into(),
-            ApiError::Transport { .. } => "error".into(),
-            ApiError::BackingOff { .. } => "backoff".into(),
-            ApiError::Decode { .. } => "invalid_body".into(),
+            ApiError::Auth(_) => FailureKind::Auth,
+            ApiError::Status { status, .. } => FailureKind::Http(*status),
+            ApiError::Transport { timeout: true, .. } => FailureKind::Timeout,
+            ApiError::Transport { .. } => FailureKind::Transport,
+            ApiError::BackingOff { .. } => FailureKind::Backoff,
+            ApiError::Decode { .. } => FailureKind::InvalidBody,
         }
+    }
+}
+
+/// Why a profile has no report, as a short stable word ([`FailureKind::label`])
+/// in logs, the `check` table and the retry metric's `code` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// An HTTP answer with a non-success status: the label is the code.
+    Http(StatusCode),
+    /// The request timed out (`timeout`).
+    Timeout,
+    /// No HTTP answer: connection refused, reset, TLS (`error`).
+    Transport,
+    /// No token could be had (`auth`).
+    Auth,
+    /// Not sent because AvePoint asked for a pause (`backoff`).
+    Backoff,
+    /// A 200 whose body is not the expected JSON (`invalid_body`).
+    InvalidBody,
+    /// The scrape's deadline passed first (`deadline`); set by the collector,
+    /// never by the client.
+    Deadline,
+}
+
+impl FailureKind {
+    /// The stable word: the HTTP status code, or what happened instead.
+    pub fn label(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            FailureKind::Http(status) => status.as_u16().to_string().into(),
+            FailureKind::Timeout => "timeout".into(),
+            FailureKind::Transport => "error".into(),
+            FailureKind::Auth => "auth".into(),
+            FailureKind::Backoff => "backoff".into(),
+            FailureKind::InvalidBody => "invalid_body".into(),
+            FailureKind::Deadline => "deadline".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+/// Tests and tools compare with the label they see in logs: `kind == "auth"`.
+impl PartialEq<&str> for FailureKind {
+    fn eq(&self, label: &&str) -> bool {
+        self.label() == *label
     }
 }
 
@@ -115,6 +160,7 @@ pub struct ApiClient {
     metrics: ApiMetrics,
     request_timeout: Duration,
     in_flight: tokio::sync::Semaphore,
+    concurrency: usize,
     max_response_bytes: usize,
     rate_limit: Option<RateLimiter>,
     /// Until when AvePoint asked for a pause, and the status that asked.
@@ -167,17 +213,7 @@ impl ApiClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .tls_certs_merge(settings.extra_root_certificates.iter().cloned())
             .build()?;
-        let tokens = TokenSource::new(
-            http.clone(),
-            settings.token_url.clone(),
-            settings.client_id.clone(),
-            match &settings.client_certificate {
-                Some(certificate) => ClientCredential::Certificate(certificate.clone()),
-                None => ClientCredential::Secret(settings.client_secret.clone()),
-            },
-            settings.scope.clone(),
-            metrics.clone(),
-        );
+        let tokens = TokenSource::new(http.clone(), settings, metrics.clone());
         Ok(Self {
             http,
             base_url: settings.base_url.clone(),
@@ -186,10 +222,17 @@ impl ApiClient {
             metrics,
             request_timeout: settings.request_timeout,
             in_flight: tokio::sync::Semaphore::new(settings.concurrency),
+            concurrency: settings.concurrency,
             max_response_bytes: settings.max_response_bytes,
             rate_limit: settings.max_requests_per_second.map(RateLimiter::new),
             backoff: std::sync::Mutex::new(None),
         })
+    }
+
+    /// How many requests may be in flight at once (`avepoint.concurrency`):
+    /// the client's own bound, which rounds also use to size their batches.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// The latest daily report of one scan profile. At most one retry
@@ -280,7 +323,7 @@ impl ApiClient {
             self.start_backoff(&error, delay);
             return Err(error);
         }
-        self.metrics.observe_retry(endpoint, &error.status_label());
+        self.metrics.observe_retry(endpoint, &error.kind().label());
         tracing::debug!(url = %url, error = %error, ?delay, "retrying once");
         tokio::time::sleep(delay).await;
         self.check_backoff(endpoint)?;
@@ -296,22 +339,13 @@ impl ApiClient {
     /// Take over `previous`'s back-off (a config reload builds a new
     /// client): AvePoint's request for a pause outlives our config.
     pub fn inherit_backoff(&self, previous: &ApiClient) {
-        let inherited = *previous
-            .backoff
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *self
-            .backoff
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = inherited;
+        let inherited = *lock(&previous.backoff);
+        *lock(&self.backoff) = inherited;
     }
 
     /// Fail fast while a back-off lasts.
     fn check_backoff(&self, endpoint: ApiEndpoint) -> Result<(), ApiError> {
-        let backoff = *self
-            .backoff
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let backoff = *lock(&self.backoff);
         match backoff {
             Some((until, status)) if until > Instant::now() => {
                 self.metrics.observe_backoff_skip(endpoint);
@@ -334,10 +368,7 @@ impl ApiClient {
             return;
         }
         let until = Instant::now() + delay;
-        let mut backoff = self
-            .backoff
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut backoff = lock(&self.backoff);
         if backoff.is_none_or(|(current, _)| current < until) {
             *backoff = Some((until, *status));
             self.metrics.backoffs.inc();
@@ -553,84 +584,6 @@ fn request_id(response: &Response) -> Option<String> {
         .map(|value| sanitize(value, ""))
 }
 
-/// An error with all its sources, so "error sending request" says why.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// [`sanitize`] for text that holds no secret of ours (ids, names).
-pub fn sanitize_public(text: &str) -> String {
-    sanitize(text, "")
-}
-
-/// Make upstream text safe to log: no control characters, bounded length,
-/// and never the given secret.
-pub(crate) fn sanitize(text: &str, secret: &str) -> String {
-    let text = if secret.is_empty() {
-        text.to_owned()
-    } else {
-        text.replace(secret, "<secret>")
-    };
-    let mut clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_ERROR_TEXT)
-        .collect();
-    if text.chars().count() > MAX_ERROR_TEXT {
-        clean.push('…');
-    }
-    clean
-}
-
-/// The body was larger than allowed, or broke off.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyError {
-    /// Larger than the limit; reading stopped there.
-    #[error("response body larger than {limit} bytes, refused")]
-    TooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
-    /// The connection broke while reading.
-    #[error("reading the response body failed: {0}")]
-    Read(String),
-}
-
-/// Read a body, but never buffer more than `limit` bytes.
-pub(crate) async fn read_body_limited(
-    mut response: Response,
-    limit: usize,
-) -> Result<Vec<u8>, BodyError> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit as u64)
-    {
-        return Err(BodyError::TooLarge { limit });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|error| BodyError::Read(error_chain(&error)))?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(BodyError::TooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,15 +617,5 @@ mod tests {
         }
         // A burst of 2, then one every 0.5 s.
         assert_eq!(started.elapsed(), Duration::from_secs(2));
-    }
-
-    #[test]
-    fn sanitize_removes_the_secret_control_characters_and_length() {
-        assert_eq!(sanitize("bad s3cr3t here", "s3cr3t"), "bad <secret> here");
-        assert_eq!(sanitize("two\nlines\u{7}", ""), "two lines ");
-        let long = "x".repeat(500);
-        let clean = sanitize(&long, "");
-        assert_eq!(clean.chars().count(), MAX_ERROR_TEXT + 1);
-        assert!(clean.ends_with('…'));
     }
 }

@@ -1,9 +1,22 @@
-//! AvePoint's Graph API: authentication, the HTTP client and the wire types.
+//! AvePoint's Graph API: everything that talks to it, and nothing else.
+//!
+//! Inside, from the bottom up: [`http`] (bounded body reads, text safe to
+//! log), [`instrumentation`] (`avepoint_api_*` counters), [`model`] (the
+//! wire types), [`certificate`] (the certificate credential and its JWT),
+//! [`auth`] (the OAuth2 token source), [`client`] (one typed call per
+//! endpoint, retries, back-off, rate limit, the concurrency bound).
+//!
+//! Imports only `config` (settings, targets) and `sync` from the crate;
+//! never `discovery`, `collect`, `metrics` or anything above.
 
 pub mod auth;
+pub mod certificate;
 pub mod client;
+pub mod http;
+pub mod instrumentation;
 pub mod model;
 
 pub use auth::{AccessToken, AuthError, TokenSource};
-pub use client::{ApiClient, ApiError};
+pub use client::{ApiClient, ApiError, FailureKind};
+pub use instrumentation::{ApiEndpoint, ApiMetrics};
 pub use model::{ScanProfileReport, ScanStatus};

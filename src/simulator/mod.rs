@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::avepoint::auth::CLIENT_ASSERTION_TYPE;
+use crate::avepoint::certificate::CLIENT_ASSERTION_TYPE;
 use crate::avepoint::model::{Page, PageMetadata, ScanProfileReport};
 use data::{SimCustomer, mix};
 
@@ -285,7 +285,7 @@ impl RunningSimulator {
                 let _ = shutdown_rx.await;
             };
             if let Err(error) =
-                crate::web::serve_with_web_config(listener, app, shutdown, web_config).await
+                crate::serve::serve_with_web_config(listener, app, shutdown, web_config).await
             {
                 tracing::error!(%error, "simulator stopped");
             }

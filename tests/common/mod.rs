@@ -8,10 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use avepoint_exporter::app::build_state;
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
-use avepoint_exporter::web::{self, AppState};
+use avepoint_exporter::state::AppState;
+use avepoint_exporter::{serve, web};
 use tokio::sync::oneshot;
 
 /// A simulator plus an exporter scraping it, both on loopback.
@@ -78,12 +78,12 @@ impl Harness {
             (name == CLIENT_SECRET_ENV).then(|| secret.clone())
         })
         .expect("generated config is valid");
-        let state = build_state(&settings, "/metrics").expect("state builds");
+        let state = AppState::build(&settings, "/metrics", None).expect("state builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let router = web::router(Arc::clone(&state));
-        tokio::spawn(web::serve(listener, router, async {
+        tokio::spawn(serve::serve(listener, router, async {
             let _ = shutdown_rx.await;
         }));
         Harness {

@@ -1,0 +1,171 @@
+//! The exporter's own instrumentation of its calls to AvePoint
+//! (`avepoint_api_*`): counters that live as long as the process and are
+//! shared by the token source, the API client and every reload.
+//!
+//! Lives with the client rather than in `metrics/` because the client
+//! writes it on every request; `metrics/` only registers it for encoding.
+//! Imports nothing of the crate.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use reqwest::StatusCode;
+
+/// Which AvePoint endpoint a request went to (the `endpoint` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiEndpoint {
+    /// The OAuth2 token endpoint.
+    Token,
+    /// A profile's daily report (either path).
+    ScanProfile,
+    /// Customer discovery.
+    CustomersBatch,
+    /// Profile discovery.
+    ScanProfilesBatch,
+}
+
+impl ApiEndpoint {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ApiEndpoint::Token => "token",
+            ApiEndpoint::ScanProfile => "scan_profile",
+            ApiEndpoint::CustomersBatch => "customers_batch",
+            ApiEndpoint::ScanProfilesBatch => "scan_profiles_batch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+fn request_duration_histogram() -> Histogram {
+    Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+}
+
+/// The exporter's own instrumentation of its calls to AvePoint.
+/// Cheap to clone: every clone shares the same counters.
+#[derive(Debug, Clone)]
+pub struct ApiMetrics {
+    requests: Family<RequestLabels, Counter>,
+    retries: Family<RequestLabels, Counter>,
+    request_duration: Family<EndpointLabels, Histogram, fn() -> Histogram>,
+    /// Successful token fetches.
+    pub token_refreshes: Counter,
+    /// Back-off periods started after a 429/503 `Retry-After`.
+    pub backoffs: Counter,
+    backoff_skips: Family<EndpointLabels, Counter>,
+    /// Expiry of the current token, Unix seconds.
+    pub token_expiry: Gauge<f64, AtomicU64>,
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            retries: Family::default(),
+            request_duration: Family::new_with_constructor(request_duration_histogram),
+            token_refreshes: Counter::default(),
+            backoffs: Counter::default(),
+            backoff_skips: Family::default(),
+            token_expiry: Gauge::default(),
+        }
+    }
+}
+
+impl ApiMetrics {
+    /// Count one request; `status` is `None` when no HTTP answer came.
+    pub fn observe_request(
+        &self,
+        endpoint: ApiEndpoint,
+        status: Option<StatusCode>,
+        elapsed: Duration,
+    ) {
+        let code = status.map_or_else(|| "error".to_owned(), |status| status.as_u16().to_string());
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.label(),
+                code,
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.label(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Count one retry after a failure with `code` (HTTP status or `error`).
+    pub fn observe_retry(&self, endpoint: ApiEndpoint, code: &str) {
+        self.retries
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.label(),
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a request not sent because a back-off was in force.
+    pub fn observe_backoff_skip(&self, endpoint: ApiEndpoint) {
+        self.backoff_skips
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.label(),
+            })
+            .inc();
+    }
+
+    /// Register every `avepoint_api_*` family into a scrape's registry.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "avepoint_api_requests",
+            "Requests sent to the AvePoint API, by endpoint and HTTP status code (code=\"error\" when no HTTP answer came)",
+            self.requests.clone(),
+        );
+        registry.register(
+            "avepoint_api_retries",
+            "Requests to the AvePoint API retried, by endpoint and the status code of the failed attempt",
+            self.retries.clone(),
+        );
+        registry.register_with_unit(
+            "avepoint_api_request_duration",
+            "Duration of requests to the AvePoint API, by endpoint",
+            Unit::Seconds,
+            self.request_duration.clone(),
+        );
+        registry.register(
+            "avepoint_api_backoffs",
+            "Back-off periods started because AvePoint answered 429 or 503 with a Retry-After too long for the scrape",
+            self.backoffs.clone(),
+        );
+        registry.register(
+            "avepoint_api_backoff_skipped_requests",
+            "Requests not sent to AvePoint because a back-off was in force, by endpoint",
+            self.backoff_skips.clone(),
+        );
+        registry.register(
+            "avepoint_api_token_refreshes",
+            "Access tokens fetched from the OAuth2 token endpoint",
+            self.token_refreshes.clone(),
+        );
+        registry.register_with_unit(
+            "avepoint_api_token_expiry_timestamp",
+            "When the current access token expires, as a Unix timestamp",
+            Unit::Seconds,
+            self.token_expiry.clone(),
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! Discovery's health and the customer-level metrics from discovery data.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
+
+use super::exposition::{NO_LABELS, encode_gauges};
+use crate::avepoint::model::Customer;
+use crate::discovery::DiscoveryState;
+
+/// Discovery's health and the customers it found.
+#[derive(Debug)]
+pub(super) struct DiscoveryCollector(pub(super) Arc<DiscoveryState>);
+
+impl Collector for DiscoveryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let state = &self.0;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_discovery_last_success_timestamp",
+            "End of the last discovery refresh that read every list without error, as a Unix timestamp.",
+            Some(&Unit::Seconds),
+            state.last_success.map(|at| {
+                let seconds = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                (NO_LABELS, seconds)
+            }),
+        )?;
+        let errors = prometheus_client::metrics::counter::ConstCounter::new(state.errors_total);
+        let metric = encoder.encode_descriptor(
+            "avepoint_discovery_errors",
+            "Discovery refreshes that failed in whole or in part (the last known targets were kept).",
+            None,
+            MetricType::Counter,
+        )?;
+        errors.encode(metric)?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_discovery_targets",
+            "Scan profiles found by discovery after the include/exclude rules.",
+            None,
+            [(NO_LABELS, state.discovered.len() as i64)],
+        )?;
+        CustomerCollector(Arc::clone(&state.customers)).encode(encoder)
+    }
+}
+
+/// Customer-level metrics from discovery data. `ownerEmail` is personal
+/// data and is never decoded, let alone exported.
+#[derive(Debug)]
+pub(super) struct CustomerCollector(pub(super) Arc<[Customer]>);
+
+/// Help text of `avepoint_customer_job_status`: the documented codes.
+const JOB_STATUS_HELP: &str = "Raw jobStatus code of the customer: 0=N/A, 1=Working, 2=Failed, 3=Waiting for configuration, 4=Multiple issues found, 5=Finished with exception, 6=No backup updates.";
+
+fn management_mode_label(code: Option<i64>) -> &'static str {
+    match code {
+        Some(0) => "customer_managed",
+        Some(1) => "partner_managed",
+        Some(2) => "to_be_configured",
+        _ => "unknown",
+    }
+}
+
+impl Collector for CustomerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_gauges(
+            &mut encoder,
+            "avepoint_customer_info",
+            "Customer metadata from discovery; constant 1. management_mode is customer_managed, partner_managed, to_be_configured or unknown.",
+            None,
+            self.0.iter().map(|customer| {
+                (
+                    [
+                        ("customer_id", customer.id.as_str()),
+                        ("organization", customer.organization.as_str()),
+                        (
+                            "management_mode",
+                            management_mode_label(customer.management_mode),
+                        ),
+                        (
+                            "country_or_region",
+                            customer.country_or_region.as_deref().unwrap_or(""),
+                        ),
+                    ],
+                    1_i64,
+                )
+            }),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_customer_job_status",
+            JOB_STATUS_HELP,
+            None,
+            self.0.iter().filter_map(|customer| {
+                customer
+                    .job_status
+                    .map(|code| ([("customer_id", customer.id.as_str())], code))
+            }),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_customer_tenants",
+            "Microsoft 365 tenants of the customer.",
+            None,
+            self.0.iter().map(|customer| {
+                (
+                    [("customer_id", customer.id.as_str())],
+                    customer.tenants.len() as i64,
+                )
+            }),
+        )
+    }
+}

@@ -1,0 +1,143 @@
+//! The exporter's own gauges: build info, the round that produced a
+//! scrape, config reloads, and `/probe`'s success and duration.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::exposition::{NO_LABELS, encode_gauges};
+
+/// Outcome of config reloads, as Prometheus and blackbox_exporter report it.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadMetrics {
+    successful: Gauge,
+    last_success: Gauge<f64, AtomicU64>,
+}
+
+impl ReloadMetrics {
+    /// The state at start: the config loaded, now.
+    pub fn started() -> Self {
+        let metrics = Self::default();
+        metrics.record(true);
+        metrics
+    }
+
+    /// Record a reload attempt.
+    pub fn record(&self, success: bool) {
+        self.successful.set(i64::from(success));
+        if success {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            self.last_success.set(now.as_secs_f64());
+        }
+    }
+
+    /// Whether the last reload worked.
+    pub fn last_successful(&self) -> bool {
+        self.successful.get() == 1
+    }
+
+    pub(super) fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "avepoint_exporter_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful",
+            self.successful.clone(),
+        );
+        registry.register_with_unit(
+            "avepoint_exporter_config_last_reload_success_timestamp",
+            "Timestamp of the last successful configuration load or reload",
+            Unit::Seconds,
+            self.last_success.clone(),
+        );
+    }
+}
+
+/// Version and source revision, for `avepoint_exporter_build_info`.
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    /// Crate version.
+    pub version: &'static str,
+    /// Git revision the binary was built from, or `unknown`.
+    pub revision: &'static str,
+}
+
+impl Default for BuildInfo {
+    fn default() -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            revision: option_env!("AVEPOINT_EXPORTER_REVISION").unwrap_or("unknown"),
+        }
+    }
+}
+
+/// `avepoint_probe_*`: did the probe fetch every profile, and how long it took.
+#[derive(Debug)]
+pub(super) struct ProbeCollector {
+    pub(super) success: bool,
+    pub(super) duration: Duration,
+}
+
+impl Collector for ProbeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_gauges(
+            &mut encoder,
+            "avepoint_probe_success",
+            "1 when every scan profile of the probed customer was fetched, else 0.",
+            None,
+            [(NO_LABELS, i64::from(self.success))],
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_probe_duration",
+            "How long the probe took.",
+            Some(&Unit::Seconds),
+            [(NO_LABELS, self.duration.as_secs_f64())],
+        )
+    }
+}
+
+/// Exporter-level gauges that describe the round itself.
+#[derive(Debug)]
+pub(super) struct ExporterCollector {
+    pub(super) collect_duration: Duration,
+    pub(super) targets: usize,
+    pub(super) build: BuildInfo,
+}
+
+impl Collector for ExporterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_gauges(
+            &mut encoder,
+            "avepoint_exporter_build_info",
+            "A metric with a constant '1' value labeled by the version and revision of avepoint-exporter.",
+            None,
+            [(
+                [
+                    ("version", self.build.version),
+                    ("revision", self.build.revision),
+                ],
+                1_i64,
+            )],
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_exporter_collect_duration",
+            "Wall time of the collection round that produced this scrape.",
+            Some(&Unit::Seconds),
+            [(NO_LABELS, self.collect_duration.as_secs_f64())],
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_exporter_targets",
+            "Scan profiles the exporter knows (configured and discovered).",
+            None,
+            [(NO_LABELS, self.targets as i64)],
+        )?;
+        Ok(())
+    }
+}

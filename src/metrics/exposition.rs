@@ -1,0 +1,141 @@
+//! Encoding a scrape or a probe: a fresh registry per request, then the
+//! per-profile families streamed from the snapshot.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::customers::{CustomerCollector, DiscoveryCollector};
+use super::exporter::{BuildInfo, ExporterCollector, ProbeCollector, ReloadMetrics};
+use super::format::Format;
+use super::process::ProcessCollector;
+use super::profiles::ProfileFamilies;
+use crate::avepoint::instrumentation::ApiMetrics;
+use crate::avepoint::model::Customer;
+use crate::collect::Snapshot;
+use crate::discovery::DiscoveryState;
+
+/// An encoded scrape, handed out in chunks: the small families encoded by
+/// prometheus-client, then the per-profile families written straight from
+/// the snapshot (see [`profiles`]), then OpenMetrics' `# EOF`.
+#[derive(Debug)]
+pub struct Exposition {
+    head: Option<String>,
+    profiles: ProfileFamilies,
+    eof: Option<&'static str>,
+}
+
+impl Exposition {
+    fn new(
+        registry: &Registry,
+        snapshot: Arc<Snapshot>,
+        format: Format,
+    ) -> Result<Self, std::fmt::Error> {
+        let mut head = String::with_capacity(16 * 1024);
+        match format {
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode_registry(&mut head, registry)?
+            }
+            Format::PrometheusText => {
+                prometheus_client::encoding::prometheus_text::encode(&mut head, registry)?
+            }
+        }
+        Ok(Self {
+            head: Some(head),
+            profiles: ProfileFamilies::new(snapshot, format),
+            eof: (format == Format::OpenMetrics).then_some("# EOF\n"),
+        })
+    }
+
+    /// The whole exposition as one string (tests, benchmarks, small outputs).
+    pub fn into_string(self) -> String {
+        self.collect()
+    }
+}
+
+impl Iterator for Exposition {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        if let Some(head) = self.head.take() {
+            return Some(head);
+        }
+        self.profiles
+            .next()
+            .or_else(|| self.eof.take().map(str::to_owned))
+    }
+}
+
+/// Encode a scrape: the snapshot's profiles, discovery and customer
+/// metrics, the exporter's own metrics and the process metrics.
+pub fn encode_scrape(
+    snapshot: Arc<Snapshot>,
+    targets: usize,
+    discovery: Option<Arc<DiscoveryState>>,
+    api: &ApiMetrics,
+    reload: &ReloadMetrics,
+    build: &BuildInfo,
+    format: Format,
+) -> Result<Exposition, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ExporterCollector {
+        collect_duration: snapshot.collect_duration,
+        targets,
+        build: build.clone(),
+    }));
+    if let Some(discovery) = discovery {
+        registry.register_collector(Box::new(DiscoveryCollector(discovery)));
+    }
+    api.register(&mut registry);
+    reload.register(&mut registry);
+    registry.register_collector(Box::new(ProcessCollector));
+    Exposition::new(&registry, snapshot, format)
+}
+
+/// Encode one `/probe`: in a fresh registry, only the probed customer's
+/// profiles (and its customer metrics, when discovery knows it), plus
+/// `avepoint_probe_success` and `avepoint_probe_duration_seconds`.
+pub fn encode_probe(
+    snapshot: Arc<Snapshot>,
+    customer: Option<Customer>,
+    format: Format,
+) -> Result<Exposition, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ProbeCollector {
+        success: snapshot.failures() == 0,
+        duration: snapshot.collect_duration,
+    }));
+    if let Some(customer) = customer {
+        registry.register_collector(Box::new(CustomerCollector(vec![customer].into())));
+    }
+    Exposition::new(&registry, snapshot, format)
+}
+
+/// Encode one gauge family from rows of (labels, value); families without
+/// rows are left out.
+pub(super) fn encode_gauges<L, V, I>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    rows: I,
+) -> Result<(), std::fmt::Error>
+where
+    L: EncodeLabelSet,
+    V: prometheus_client::encoding::EncodeGaugeValue,
+    I: IntoIterator<Item = (L, V)>,
+{
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        family.encode_family(&labels)?.encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+pub(super) const NO_LABELS: [(&str, &str); 0] = [];

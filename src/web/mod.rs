@@ -1,0 +1,275 @@
+//! The HTTP face: the routes and their handlers (`/`, the telemetry path,
+//! `/probe`, `/sd`, `/-/healthy`, `/-/ready`, `/-/reload`).
+//!
+//! [`router`] is separate from binding and serving (`crate::serve`) so
+//! tests can drive it over a real socket on `127.0.0.1:0`. Handlers read the
+//! shared [`AppState`], hand plain data to `metrics` for encoding, and
+//! stream the result. Imports `state`, `metrics`, `collect`, `config`;
+//! never `serve` or `app`.
+
+mod timeout;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::collect::Snapshot;
+use crate::config::ProfileTarget;
+use crate::metrics::{Exposition, Format, encode_probe, encode_scrape};
+use crate::state::{AppState, ReloadError};
+pub use timeout::{
+    DEFAULT_SCRAPE_TIMEOUT, SCRAPE_TIMEOUT_HEADER, SCRAPE_TIMEOUT_OFFSET, request_budget,
+};
+
+/// The exporter's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(landing_page))
+        .route(&state.telemetry_path, get(metrics))
+        .route("/probe", get(probe))
+        .route("/sd", get(service_discovery))
+        .route("/-/healthy", get(|| async { "Healthy\n" }))
+        .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload).put(reload))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let budget = request_budget(&headers);
+    let format = negotiated_format(&headers);
+    let pipeline = state.pipeline();
+    let snapshot = if pipeline.metrics_include_profiles {
+        pipeline.rounds.collect(budget).await
+    } else {
+        Arc::new(Snapshot::default())
+    };
+    metrics_response(
+        encode_scrape(
+            snapshot,
+            pipeline.rounds.targets().len(),
+            pipeline.discovery_state(),
+            &state.api_metrics,
+            &state.reload_metrics,
+            &state.build,
+            format,
+        ),
+        format,
+    )
+}
+
+/// The exposition format the `Accept` header asks for.
+fn negotiated_format(headers: &HeaderMap) -> Format {
+    Format::negotiate(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|value| value.to_str().ok()),
+    )
+}
+
+/// Stream an exposition chunk by chunk, so a large scrape never sits in
+/// memory whole.
+fn metrics_response(encoded: Result<Exposition, std::fmt::Error>, format: Format) -> Response {
+    match encoded {
+        Ok(exposition) => {
+            let chunks =
+                futures_util::stream::iter(exposition.map(Ok::<_, std::convert::Infallible>));
+            (
+                [(header::CONTENT_TYPE, format.content_type())],
+                Body::from_stream(chunks),
+            )
+                .into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "encoding metrics failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding metrics failed\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message + "\n",
+    )
+        .into_response()
+}
+
+/// A UUID query parameter, normalised to lower case; `Err` is the 400 text.
+fn uuid_parameter(query: &HashMap<String, String>, name: &str) -> Result<Option<String>, String> {
+    match query.get(name) {
+        None => Ok(None),
+        Some(value) => uuid::Uuid::parse_str(value.trim())
+            .map(|id| Some(id.to_string()))
+            .map_err(|_| format!("{name} {value:?} is not a UUID")),
+    }
+}
+
+/// `/probe?customer_id=...[&profile_id=...]`: one customer's profiles in a
+/// fresh registry, blackbox_exporter style. Caller mistakes answer 400 in
+/// plain text; an upstream failure is a 200 with `avepoint_probe_success 0`.
+async fn probe(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let customer_id = match uuid_parameter(&query, "customer_id") {
+        Ok(Some(id)) => id,
+        Ok(None) => return bad_request("customer_id parameter is missing".into()),
+        Err(message) => return bad_request(message),
+    };
+    let profile_id = match uuid_parameter(&query, "profile_id") {
+        Ok(id) => id,
+        Err(message) => return bad_request(message),
+    };
+    let pipeline = state.pipeline();
+    let targets: Arc<[ProfileTarget]> = pipeline
+        .rounds
+        .targets()
+        .iter()
+        .filter(|t| t.customer_id == customer_id)
+        .filter(|t| profile_id.as_ref().is_none_or(|p| t.profile_id == *p))
+        .cloned()
+        .collect();
+    if targets.is_empty() {
+        return bad_request(match profile_id {
+            Some(profile_id) => format!(
+                "profile {profile_id} of customer {customer_id} is not a configured or discovered target"
+            ),
+            None => format!("customer {customer_id} has no configured or discovered scan profiles"),
+        });
+    }
+    let budget = request_budget(&headers);
+    let format = negotiated_format(&headers);
+    let snapshot = Arc::new(pipeline.rounds.collect_targets(targets, budget).await);
+    let customer = pipeline.discovery_state().and_then(|discovery| {
+        discovery
+            .customers
+            .iter()
+            .find(|c| c.id.eq_ignore_ascii_case(&customer_id))
+            .cloned()
+    });
+    metrics_response(encode_probe(snapshot, customer, format), format)
+}
+
+/// One entry of Prometheus' HTTP service discovery format.
+#[derive(Serialize)]
+struct SdTarget {
+    targets: [String; 1],
+    labels: SdLabels,
+}
+
+#[derive(Serialize)]
+struct SdLabels {
+    customer_id: String,
+    organization: String,
+}
+
+/// `/sd`: Prometheus `http_sd_configs` JSON, one target per customer (the
+/// target is the customer id; relabel it into `/probe`'s `customer_id`).
+async fn service_discovery(State(state): State<Arc<AppState>>) -> Json<Vec<SdTarget>> {
+    let pipeline = state.pipeline();
+    let customers = pipeline
+        .discovery_state()
+        .map(|d| Arc::clone(&d.customers))
+        .unwrap_or_default();
+    let organizations: HashMap<&str, &str> = customers
+        .iter()
+        .map(|c| (c.id.as_str(), c.organization.as_str()))
+        .collect();
+    let mut entries: Vec<SdTarget> = Vec::new();
+    let mut seen = HashSet::new();
+    for target in pipeline.rounds.targets().iter() {
+        if !seen.insert(target.customer_id.clone()) {
+            continue;
+        }
+        // Both sides hold canonical (lower-case) UUIDs.
+        let organization = organizations
+            .get(target.customer_id.as_str())
+            .map(|org| (*org).to_owned())
+            .unwrap_or_default();
+        entries.push(SdTarget {
+            targets: [target.customer_id.clone()],
+            labels: SdLabels {
+                customer_id: target.customer_id.clone(),
+                organization,
+            },
+        });
+    }
+    Json(entries)
+}
+
+/// `POST /-/reload`: re-read the config file; the old config stays in
+/// force when the new one is invalid.
+async fn reload(State(state): State<Arc<AppState>>) -> Response {
+    match state.reload() {
+        Ok(()) => "Config reloaded\n".into_response(),
+        Err(error @ ReloadError::NoConfigFile) => {
+            (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
+        }
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {error}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let waiting = state
+        .pipeline()
+        .discovery_state()
+        .is_some_and(|discovery| !discovery.attempted);
+    if waiting {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: the first discovery has not finished\n",
+        )
+            .into_response()
+    } else {
+        "Ready\n".into_response()
+    }
+}
+
+async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
+    let path = html_escape(&state.telemetry_path);
+    let version = html_escape(state.build.version);
+    Html(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>AvePoint Exporter</title></head>\n<body>\n\
+         <h1>AvePoint Exporter</h1>\n<p>Prometheus exporter for AvePoint Elements scan profiles, version {version}.</p>\n\
+         <ul>\n<li><a href=\"{path}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n\
+         <li><a href=\"/-/ready\">Readiness</a></li>\n\
+         <li><a href=\"https://github.com/avepoint-exporter/avepoint-exporter#readme\">Documentation</a></li>\n</ul>\n</body>\n</html>\n"
+    ))
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_html() {
+        assert_eq!(
+            html_escape("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
+    }
+}
