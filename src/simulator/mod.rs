@@ -1,36 +1,43 @@
-//! An AvePoint Elements API on loopback: the token endpoint, both profile
-//! endpoints and both discovery endpoints, with deterministic data, latency,
-//! random errors and throttling, and per-profile faults for tests.
+//! A simulated AvePoint Elements (Graph) API on loopback, for the `demo` and
+//! `simulate` commands, the integration tests and the benchmarks: the token
+//! endpoint, both profile endpoints and both discovery endpoints, with
+//! deterministic data, latency, random errors and throttling, and
+//! per-profile faults for tests. Nothing here reaches beyond the address it
+//! is bound to.
 //!
-//! `demo`, `simulate`, the integration tests and the benchmarks all use it;
-//! nothing here reaches beyond the address it is bound to.
+//! It speaks the wire model only: it may import `crate::avepoint::model`,
+//! `crate::avepoint::certificate` (the assertion type and thumbprint),
+//! `crate::sync`, `crate::web_config` and `crate::serve`; never the
+//! exporter's routes, state, collection or metrics (`crate::web`,
+//! `crate::state`, `crate::app`, `crate::collect`, `crate::metrics`), so a
+//! bug there cannot hide itself by changing what the tests are served.
+//!
+//! [`data`] builds the world, `state` holds what requests change, `token`
+//! is the token endpoint and `api` the API routes.
 
+mod api;
 pub mod data;
+mod state;
+mod token;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
-use serde::Deserialize;
-use serde_json::json;
-use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::avepoint::certificate::CLIENT_ASSERTION_TYPE;
-use crate::avepoint::model::{Page, PageMetadata, ScanProfileReport};
-use data::{SimCustomer, mix};
+use crate::avepoint::model::ScanProfileReport;
+use crate::sync::lock;
+use data::SimCustomer;
+use state::SimState;
+pub use state::{ProtocolStats, SimStats};
+use token::TrustedCertificate;
 
 /// Client id the simulator accepts unless told otherwise.
 pub const DEMO_CLIENT_ID: &str = "5e1fc11e-0000-4000-8000-00000000de30";
@@ -119,111 +126,11 @@ pub enum Fault {
     Reset,
 }
 
-/// Request counters, for tests and benchmarks.
-#[derive(Debug, Default)]
-pub struct SimStats {
-    /// Token requests (all outcomes).
-    pub token_requests: AtomicU64,
-    /// Token requests whose client assertion was accepted.
-    pub client_assertions: AtomicU64,
-    /// Profile requests (all outcomes, both paths).
-    pub profile_requests: AtomicU64,
-    /// Discovery requests (both endpoints).
-    pub discovery_requests: AtomicU64,
-}
-
-struct IssuedToken {
-    expires_at: Instant,
-    scopes: Vec<String>,
-}
-
-/// The certificate of [`SimulatorConfig::trusted_certificate`], parsed.
-struct TrustedCertificate {
-    der: CertificateDer<'static>,
-    /// Upper-case hex SHA-1 of the DER (compared case-insensitively).
-    kid: String,
-    /// base64url SHA-1 of the DER.
-    x5t: String,
-}
-
-impl TrustedCertificate {
-    fn parse(bytes: &[u8]) -> std::io::Result<Self> {
-        let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
-        let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-            CertificateDer::from_pem_slice(bytes)
-                .map_err(|error| invalid(format!("trusted certificate: {error}")))?
-        } else {
-            CertificateDer::from(bytes.to_vec())
-        };
-        webpki::EndEntityCert::try_from(&der)
-            .map_err(|error| invalid(format!("trusted certificate: {error}")))?;
-        let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
-        Ok(Self {
-            kid: sha1.as_ref().iter().map(|b| format!("{b:02X}")).collect(),
-            x5t: URL_SAFE_NO_PAD.encode(sha1.as_ref()),
-            der,
-        })
-    }
-}
-
-struct SimState {
-    config: SimulatorConfig,
-    /// The bound address: a client assertion's `aud` must be this token URL.
-    addr: SocketAddr,
-    trusted_certificate: Option<TrustedCertificate>,
-    /// `jti` of every accepted client assertion, with its `exp`, until then.
-    used_jtis: Mutex<HashMap<String, f64>>,
-    customers: Vec<SimCustomer>,
-    started_wall: OffsetDateTime,
-    started: Instant,
-    tokens: Mutex<HashMap<String, IssuedToken>>,
-    faults: Mutex<HashMap<String, Fault>>,
-    hidden_customers: Mutex<std::collections::HashSet<String>>,
-    discovery_failing: std::sync::atomic::AtomicBool,
-    paging_lies: std::sync::atomic::AtomicBool,
-    bogus_customer: std::sync::atomic::AtomicBool,
-    request_counter: AtomicU64,
-    stats: SimStats,
-    /// `http` or `https`: the scheme clients use (token URL checks).
-    scheme: &'static str,
-    protocols: ProtocolStats,
-}
-
-impl SimState {
-    fn next_request_id(&self) -> u64 {
-        self.request_counter.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// A deterministic coin with probability `rate` for request `id`.
-    fn coin(&self, id: u64, salt: u64, rate: f64) -> bool {
-        rate > 0.0 && (mix(self.config.seed ^ mix(id ^ salt)) as f64 / u64::MAX as f64) < rate
-    }
-
-    fn day(&self) -> (u64, OffsetDateTime) {
-        let day_length = self.config.day_length.max(Duration::from_millis(1));
-        let elapsed = self.started.elapsed();
-        let day = (elapsed.as_nanos() / day_length.as_nanos()) as u64;
-        // Day 0 started one day length before the simulator, so the first
-        // report already exists when a scrape comes.
-        let started = self.started_wall + day_length * day as u32;
-        (day + 1, started)
-    }
-}
-
 /// A simulator serving on a loopback port; stops when dropped.
 pub struct RunningSimulator {
     addr: SocketAddr,
     state: Arc<SimState>,
     shutdown: Option<oneshot::Sender<()>>,
-}
-
-/// HTTP version counters, to show what clients negotiated (TLS + ALPN).
-#[derive(Debug, Default)]
-pub struct ProtocolStats {
-    /// Requests over HTTP/2.
-    pub http2_requests: AtomicU64,
-    /// Requests over HTTP/1.x.
-    pub http1_requests: AtomicU64,
 }
 
 impl RunningSimulator {
@@ -247,49 +154,13 @@ impl RunningSimulator {
             .transpose()?;
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let started_wall = OffsetDateTime::now_utc() - config.day_length;
-        let customers = data::generate(
-            config.seed,
-            config.customers,
-            config.profiles_per_customer,
-            started_wall,
-        );
         let scheme = if web_config.as_ref().is_some_and(|w| w.tls_enabled()) {
             "https"
         } else {
             "http"
         };
-        let state = Arc::new(SimState {
-            config,
-            addr,
-            scheme,
-            protocols: ProtocolStats::default(),
-            trusted_certificate,
-            used_jtis: Mutex::default(),
-            customers,
-            started_wall,
-            started: Instant::now(),
-            tokens: Mutex::default(),
-            faults: Mutex::default(),
-            hidden_customers: Mutex::default(),
-            discovery_failing: Default::default(),
-            paging_lies: Default::default(),
-            bogus_customer: Default::default(),
-            request_counter: AtomicU64::new(1),
-            stats: SimStats::default(),
-        });
-        let (shutdown, shutdown_rx) = oneshot::channel();
-        let app = router(Arc::clone(&state));
-        tokio::spawn(async move {
-            let shutdown = async {
-                let _ = shutdown_rx.await;
-            };
-            if let Err(error) =
-                crate::serve::serve_with_web_config(listener, app, shutdown, web_config).await
-            {
-                tracing::error!(%error, "simulator stopped");
-            }
-        });
+        let state = Arc::new(SimState::new(config, addr, scheme, trusted_certificate));
+        let shutdown = serve(listener, router(Arc::clone(&state)), web_config);
         Ok(Self {
             addr,
             state,
@@ -333,7 +204,7 @@ impl RunningSimulator {
 
     /// The report the simulator would serve now for a profile (no faults).
     pub fn current_report(&self, customer_id: &str, profile_id: &str) -> Option<ScanProfileReport> {
-        generated_report(&self.state, customer_id, profile_id)
+        self.state.report(customer_id, profile_id)
     }
 
     /// Inject a fault for one profile (replacing any earlier one).
@@ -414,10 +285,8 @@ impl RunningSimulator {
     }
 
     /// Stop serving.
-    pub fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+    pub fn stop(self) {
+        drop(self);
     }
 }
 
@@ -429,27 +298,23 @@ impl Drop for RunningSimulator {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
+/// Every route the simulator answers, counting the HTTP version of each
+/// request.
 fn router(state: Arc<SimState>) -> Router {
     Router::new()
-        .route("/connect/token", post(token))
+        .route("/connect/token", post(token::token))
         .route(
             "/partner/external/v3/general/customers/{customer_id}/scan-profiles-v2/{profile_id}",
-            get(profile),
+            get(api::profile::<false>),
         )
         .route(
             "/partner/external/v3/general/customers/{customer_id}/scan-profiles/{profile_id}/changes",
-            get(profile_changes),
+            get(api::profile::<true>),
         )
-        .route("/partner/external/v3/general/customers/batch", post(customers_batch))
+        .route("/partner/external/v3/general/customers/batch", post(api::customers_batch))
         .route(
             "/partner/external/v3/general/customers/{customer_id}/scan-profiles/batch",
-            post(profiles_batch),
+            post(api::profiles_batch),
         )
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -458,6 +323,7 @@ fn router(state: Arc<SimState>) -> Router {
         .with_state(state)
 }
 
+/// Counts what clients negotiated, so TLS tests can tell HTTP/2 was used.
 async fn count_http_version(
     State(state): State<Arc<SimState>>,
     request: axum::extract::Request,
@@ -472,569 +338,23 @@ async fn count_http_version(
     next.run(request).await
 }
 
-#[derive(Deserialize)]
-struct TokenForm {
-    grant_type: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    client_assertion_type: Option<String>,
-    client_assertion: Option<String>,
-    scope: Option<String>,
-}
-
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response()
-}
-
-async fn token(State(state): State<Arc<SimState>>, Form(form): Form<TokenForm>) -> Response {
-    state.stats.token_requests.fetch_add(1, Ordering::Relaxed);
-    if !state.config.token_latency.is_zero() {
-        tokio::time::sleep(state.config.token_latency).await;
-    }
-    if form.grant_type.as_deref() != Some("client_credentials") {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "only client_credentials is supported",
-        );
-    }
-    match (
-        form.client_assertion_type.as_deref(),
-        form.client_assertion.as_deref(),
-    ) {
-        (None, None) => {
-            if form.client_id.as_deref() != Some(state.config.client_id.as_str())
-                || form.client_secret.as_deref() != Some(state.config.client_secret.as_str())
-            {
-                return oauth_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    "unknown client or wrong secret",
-                );
-            }
+/// Serve `app` on `listener` in the background until the returned sender
+/// fires or is dropped.
+fn serve(
+    listener: TcpListener,
+    app: Router,
+    web_config: Option<Arc<crate::web_config::WebConfigHandle>>,
+) -> oneshot::Sender<()> {
+    let (shutdown, shutdown_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = shutdown_rx.await;
+        };
+        if let Err(error) =
+            crate::serve::serve_with_web_config(listener, app, shutdown, web_config).await
+        {
+            tracing::error!(%error, "simulator stopped");
         }
-        _ if form.client_secret.is_some() => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "send client_secret or client_assertion, not both",
-            );
-        }
-        (Some(CLIENT_ASSERTION_TYPE), Some(assertion)) => {
-            if let Err(description) =
-                verify_client_assertion(&state, form.client_id.as_deref(), assertion)
-            {
-                return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
-            }
-            state
-                .stats
-                .client_assertions
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        (Some(_), Some(_)) => {
-            return oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "unsupported client_assertion_type",
-            );
-        }
-        _ => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "client_assertion and client_assertion_type go together",
-            );
-        }
-    }
-    let requested = form.scope.unwrap_or_default();
-    let scopes: Vec<String> = requested
-        .split_whitespace()
-        .filter(|scope| {
-            state
-                .config
-                .permissions
-                .split_whitespace()
-                .any(|held| held == *scope)
-        })
-        .map(str::to_owned)
-        .collect();
-    let id = state.next_request_id();
-    let access_token = format!("sim-token-{:016x}", mix(state.config.seed ^ mix(id)));
-    lock(&state.tokens).insert(
-        access_token.clone(),
-        IssuedToken {
-            expires_at: Instant::now() + state.config.token_lifetime,
-            scopes: scopes.clone(),
-        },
-    );
-    Json(json!({
-        "access_token": access_token,
-        "expires_in": state.config.token_lifetime.as_secs(),
-        "token_type": "Bearer",
-        "scope": scopes.join(" "),
-    }))
-    .into_response()
-}
-
-/// Check a client assertion as an identity server would: RS256 signature by
-/// the registered certificate, its thumbprint in `kid` and `x5t`, `iss` =
-/// `sub` = the client id, `aud` = this token URL, `exp` in the future, `nbf`
-/// not, and a `jti` never seen before. The error (an `error_description`)
-/// never quotes the assertion.
-fn verify_client_assertion(
-    state: &SimState,
-    form_client_id: Option<&str>,
-    assertion: &str,
-) -> Result<(), &'static str> {
-    let trusted = state
-        .trusted_certificate
-        .as_ref()
-        .ok_or("no certificate is registered for this client")?;
-    let client_id = state.config.client_id.as_str();
-    if form_client_id.is_some_and(|id| id != client_id) {
-        return Err("unknown client");
-    }
-    let parts: Vec<&str> = assertion.split('.').collect();
-    let [header, claims, signature] = parts[..] else {
-        return Err("client assertion is not a signed JWT");
-    };
-    let json = |part: &str| -> Option<serde_json::Map<String, serde_json::Value>> {
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
-    };
-    let header_json = json(header).ok_or("client assertion header is not base64url JSON")?;
-    let text = |name: &str| header_json.get(name).and_then(serde_json::Value::as_str);
-    if text("alg") != Some("RS256") {
-        return Err("client assertion must be signed with alg RS256");
-    }
-    if !text("kid").is_some_and(|kid| kid.eq_ignore_ascii_case(&trusted.kid)) {
-        return Err("client assertion kid is not the registered certificate's SHA-1 thumbprint");
-    }
-    if text("x5t") != Some(trusted.x5t.as_str()) {
-        return Err("client assertion x5t is not the registered certificate's SHA-1 thumbprint");
-    }
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| "client assertion signature is not base64url")?;
-    let certificate = webpki::EndEntityCert::try_from(&trusted.der)
-        .map_err(|_| "the registered certificate cannot be parsed")?;
-    certificate
-        .verify_signature(
-            webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA256,
-            format!("{header}.{claims}").as_bytes(),
-            &signature,
-        )
-        .map_err(
-            |_| "client assertion signature does not verify with the registered certificate",
-        )?;
-
-    let claims = json(claims).ok_or("client assertion claims are not base64url JSON")?;
-    let claim = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
-    if claim("iss") != Some(client_id) || claim("sub") != Some(client_id) {
-        return Err("client assertion iss and sub must both be the client id");
-    }
-    let audience_ok = |aud: &str| {
-        url::Url::parse(aud).is_ok_and(|url| {
-            let host_ok = match url.host() {
-                _ if state.addr.ip().is_unspecified() => true,
-                Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip) == state.addr.ip(),
-                Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip) == state.addr.ip(),
-                Some(url::Host::Domain(domain)) => {
-                    domain.eq_ignore_ascii_case("localhost") && state.addr.ip().is_loopback()
-                }
-                None => false,
-            };
-            url.scheme() == state.scheme
-                && host_ok
-                && url.port_or_known_default() == Some(state.addr.port())
-                && url.path() == "/connect/token"
-                && url.query().is_none()
-        })
-    };
-    let audience_matches = match claims.get("aud") {
-        Some(serde_json::Value::String(aud)) => audience_ok(aud),
-        Some(serde_json::Value::Array(auds)) => {
-            auds.iter().any(|aud| aud.as_str().is_some_and(audience_ok))
-        }
-        _ => false,
-    };
-    if !audience_matches {
-        return Err("client assertion aud is not this token endpoint's URL");
-    }
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    let number = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);
-    let exp = number("exp").ok_or("client assertion has no exp")?;
-    if exp <= now {
-        return Err("client assertion has expired");
-    }
-    let nbf = number("nbf").ok_or("client assertion has no nbf")?;
-    if nbf > now {
-        return Err("client assertion is not valid yet (nbf is in the future)");
-    }
-    let jti = claim("jti")
-        .filter(|jti| !jti.is_empty())
-        .ok_or("client assertion has no jti")?;
-    let mut used = lock(&state.used_jtis);
-    used.retain(|_, expires| *expires > now);
-    if used.insert(jti.to_owned(), exp).is_some() {
-        return Err("client assertion jti was already used");
-    }
-    Ok(())
-}
-
-fn api_error(status: StatusCode, request_id: u64, message: &str) -> Response {
-    with_request_id(
-        (status, Json(json!({"message": message}))).into_response(),
-        request_id,
-    )
-}
-
-fn with_request_id(mut response: Response, request_id: u64) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&format!("sim-{request_id:08x}")) {
-        response.headers_mut().insert("request-id", value);
-    }
-    response
-}
-
-/// Bearer check, scope check, latency and random faults shared by every API route.
-async fn admit(state: &SimState, headers: &HeaderMap, permission: &str) -> Result<u64, Response> {
-    let request_id = state.next_request_id();
-    if !state.config.latency.is_zero() {
-        tokio::time::sleep(state.config.latency).await;
-    }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    let granted = bearer.and_then(|token| {
-        lock(&state.tokens)
-            .get(token)
-            .filter(|issued| issued.expires_at > Instant::now())
-            .map(|issued| issued.scopes.iter().any(|scope| scope == permission))
     });
-    match granted {
-        None => {
-            return Err(api_error(
-                StatusCode::UNAUTHORIZED,
-                request_id,
-                "missing, unknown or expired token",
-            ));
-        }
-        Some(false) => {
-            return Err(api_error(
-                StatusCode::FORBIDDEN,
-                request_id,
-                &format!("the app lacks the permission {permission}"),
-            ));
-        }
-        Some(true) => {}
-    }
-    if state.coin(request_id, 0x429, state.config.throttle_rate) {
-        let mut response = api_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            request_id,
-            "rate limit exceeded",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return Err(response);
-    }
-    if state.coin(request_id, 0x500, state.config.error_rate) {
-        return Err(api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            request_id,
-            "internal server error",
-        ));
-    }
-    Ok(request_id)
-}
-
-fn generated_report(
-    state: &SimState,
-    customer_id: &str,
-    profile_id: &str,
-) -> Option<ScanProfileReport> {
-    let customer = state.customers.iter().find(|c| c.id == customer_id)?;
-    let (index, profile) = customer
-        .profiles
-        .iter()
-        .enumerate()
-        .find(|(_, p)| p.id == profile_id)?;
-    let (day, day_started) = state.day();
-    let stale_since = state.started_wall - Duration::from_secs(50 * 3600);
-    Some(data::report(
-        state.config.seed,
-        customer,
-        profile,
-        index as u64,
-        day,
-        day_started,
-        stale_since,
-    ))
-}
-
-async fn profile(
-    State(state): State<Arc<SimState>>,
-    Path((customer_id, profile_id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    serve_profile(&state, &customer_id, &profile_id, &headers, false).await
-}
-
-async fn profile_changes(
-    State(state): State<Arc<SimState>>,
-    Path((customer_id, profile_id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    serve_profile(&state, &customer_id, &profile_id, &headers, true).await
-}
-
-async fn serve_profile(
-    state: &SimState,
-    customer_id: &str,
-    profile_id: &str,
-    headers: &HeaderMap,
-    with_lists: bool,
-) -> Response {
-    state.stats.profile_requests.fetch_add(1, Ordering::Relaxed);
-    let request_id = match admit(state, headers, "elements.scanprofiles.read.all").await {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let fault = lock(&state.faults).get(profile_id).cloned();
-    let report = match &fault {
-        Some(Fault::Report(report)) => Some(report.clone()),
-        _ => generated_report(state, customer_id, profile_id),
-    };
-    let Some(report) = report else {
-        return api_error(StatusCode::NOT_FOUND, request_id, "scan profile not found");
-    };
-    let mut body = match serde_json::to_value(&report) {
-        Ok(body) => body,
-        Err(_) => {
-            return api_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                request_id,
-                "encoding failed",
-            );
-        }
-    };
-    if with_lists {
-        body["newRegisteredContent"] = json!(
-            (0..report.new_registered_content_count.clamp(0, 50))
-                .map(|i| json!({"id": format!("object-{i}"), "type": "Site"}))
-                .collect::<Vec<_>>()
-        );
-        body["movedToAnotherContainerObjects"] = json!([]);
-        body["removedFromMicrosoft365OrOutOfPolicyObjects"] = json!(
-            (0..report.removed_from_m365_or_out_of_policy.clamp(0, 50))
-                .map(|i| format!("removed-object-{i}"))
-                .collect::<Vec<_>>()
-        );
-    }
-    let text = body.to_string();
-    let response = match fault {
-        Some(Fault::Status(code)) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return api_error(status, request_id, "injected fault");
-        }
-        Some(Fault::Throttle(retry_after)) => {
-            let mut response = api_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                request_id,
-                "rate limit exceeded",
-            );
-            if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return response;
-        }
-        Some(Fault::Hang) => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            json_response(text)
-        }
-        Some(Fault::Truncated) => {
-            let mut cut = text.len() / 2;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            json_response(text[..cut].to_owned())
-        }
-        Some(Fault::Huge(size)) => {
-            body["description"] = json!("x".repeat(size));
-            json_response(body.to_string())
-        }
-        Some(Fault::Reset) => {
-            // A body stream that fails makes hyper abort the connection
-            // mid-response, which the client sees as a reset.
-            let failing = futures_util::stream::once(async {
-                Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("injected reset"))
-            });
-            return Response::builder()
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(axum::body::Body::from_stream(failing))
-                .unwrap_or_default();
-        }
-        Some(Fault::NotJson) => (
-            [(header::CONTENT_TYPE, "text/html")],
-            "<html><body>Service temporarily unavailable</body></html>",
-        )
-            .into_response(),
-        Some(Fault::MissingField) => {
-            body.as_object_mut().map(|o| o.remove("lastScanStatus"));
-            json_response(body.to_string())
-        }
-        Some(Fault::WrongTypes) => {
-            body["newRegisteredContentCount"] = json!("many");
-            json_response(body.to_string())
-        }
-        Some(Fault::Report(_)) | None => json_response(text),
-    };
-    with_request_id(response, request_id)
-}
-
-fn json_response(text: String) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        text,
-    )
-        .into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PageQuery {
-    page_index: Option<u32>,
-    page_size: Option<u32>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct BatchBody {
-    customer_ids: Option<Vec<String>>,
-    scan_profile_ids: Option<Vec<String>>,
-}
-
-fn page<T: serde::Serialize>(
-    state: &SimState,
-    items: Vec<T>,
-    query: &PageQuery,
-    request_id: u64,
-) -> Response {
-    let page_index = query.page_index.unwrap_or(1).max(1);
-    let page_size = query.page_size.unwrap_or(50).clamp(1, 100);
-    let lying = state.paging_lies.load(Ordering::Relaxed);
-    let total_count = items.len() as u64 + if lying { 1000 } else { 0 };
-    let mut skip = (page_index - 1).saturating_mul(page_size) as usize;
-    if lying && skip >= items.len() {
-        // Past the end: send the last page again instead of an empty one.
-        skip = items.len().saturating_sub(page_size as usize);
-    }
-    let data: Vec<T> = items
-        .into_iter()
-        .skip(skip)
-        .take(page_size as usize)
-        .collect();
-    let body = Page {
-        data,
-        metadata: PageMetadata {
-            page_index,
-            page_size,
-            total_count,
-        },
-    };
-    with_request_id(Json(body).into_response(), request_id)
-}
-
-/// Count a discovery request, admit it, and fail it when discovery
-/// failures are injected.
-async fn admit_discovery(
-    state: &SimState,
-    headers: &HeaderMap,
-    permission: &str,
-) -> Result<u64, Response> {
-    state
-        .stats
-        .discovery_requests
-        .fetch_add(1, Ordering::Relaxed);
-    let request_id = admit(state, headers, permission).await?;
-    if state.discovery_failing.load(Ordering::Relaxed) {
-        return Err(api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            request_id,
-            "injected discovery failure",
-        ));
-    }
-    Ok(request_id)
-}
-
-async fn customers_batch(
-    State(state): State<Arc<SimState>>,
-    Query(query): Query<PageQuery>,
-    headers: HeaderMap,
-    body: Option<Json<BatchBody>>,
-) -> Response {
-    let request_id = match admit_discovery(&state, &headers, "elements.customers.read.all").await {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let wanted = body.and_then(|Json(body)| body.customer_ids);
-    let hidden = lock(&state.hidden_customers).clone();
-    let items = state
-        .customers
-        .iter()
-        .filter(|c| wanted.as_ref().is_none_or(|ids| ids.contains(&c.id)))
-        .filter(|c| !hidden.contains(&c.id))
-        .map(|customer| {
-            // The real API sends the owner's e-mail address: personal data
-            // the exporter must ignore, so the simulator sends one too.
-            let mut item = serde_json::to_value(customer.to_api()).unwrap_or_default();
-            item["ownerEmail"] = json!(format!("owner@{}.example", customer.tenant_domain));
-            item
-        })
-        .chain(
-            state
-                .bogus_customer
-                .load(Ordering::Relaxed)
-                .then(|| json!({"id": "../../etc", "organization": "Bogus", "tenants": []})),
-        )
-        .collect();
-    page(&state, items, &query, request_id)
-}
-
-async fn profiles_batch(
-    State(state): State<Arc<SimState>>,
-    Path(customer_id): Path<String>,
-    Query(query): Query<PageQuery>,
-    headers: HeaderMap,
-    body: Option<Json<BatchBody>>,
-) -> Response {
-    let request_id = match admit_discovery(&state, &headers, "elements.scanprofiles.read.all").await
-    {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let hidden = lock(&state.hidden_customers).contains(&customer_id);
-    let Some(customer) = state
-        .customers
-        .iter()
-        .find(|c| c.id == customer_id && !hidden)
-    else {
-        return api_error(StatusCode::NOT_FOUND, request_id, "customer not found");
-    };
-    let wanted = body.and_then(|Json(body)| body.scan_profile_ids);
-    let items = customer
-        .profiles
-        .iter()
-        .filter(|p| wanted.as_ref().is_none_or(|ids| ids.contains(&p.id)))
-        .map(data::SimProfile::to_summary)
-        .collect();
-    page(&state, items, &query, request_id)
+    shutdown
 }

@@ -1,0 +1,363 @@
+//! The simulated API routes: both scan profile endpoints (with the injected
+//! faults) and both discovery endpoints (with paging), behind the bearer,
+//! permission, latency and random-fault checks every route shares.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Fault;
+use super::data::SimProfile;
+use super::state::SimState;
+use crate::avepoint::model::{Page, PageMetadata};
+use crate::sync::lock;
+
+/// Permission of both profile endpoints and of the profile list.
+const SCAN_PROFILES_READ: &str = "elements.scanprofiles.read.all";
+/// Permission of the customer list.
+const CUSTOMERS_READ: &str = "elements.customers.read.all";
+
+/// What a route answers: a refusal is an `Err` so `?` can pass it on from
+/// the checks; axum sends both sides alike.
+type Answer = Result<Response, Response>;
+
+fn api_error(status: StatusCode, request_id: u64, message: &str) -> Response {
+    with_request_id(
+        (status, Json(json!({"message": message}))).into_response(),
+        request_id,
+    )
+}
+
+/// Every answer carries an id, as AvePoint's do, so the exporter's logs of
+/// failures can be tested for it.
+fn with_request_id(mut response: Response, request_id: u64) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!("sim-{request_id:08x}")) {
+        response.headers_mut().insert("request-id", value);
+    }
+    response
+}
+
+fn json_response(text: String) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+fn throttled(request_id: u64, retry_after: Option<HeaderValue>) -> Response {
+    let mut response = api_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        request_id,
+        "rate limit exceeded",
+    );
+    if let Some(value) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// Bearer check, scope check, latency and random faults shared by every API
+/// route; the request id on success.
+async fn admit(state: &SimState, headers: &HeaderMap, permission: &str) -> Result<u64, Response> {
+    let request_id = state.next_request_id();
+    if !state.config.latency.is_zero() {
+        tokio::time::sleep(state.config.latency).await;
+    }
+    match bearer_grants(state, headers, permission) {
+        None => {
+            return Err(api_error(
+                StatusCode::UNAUTHORIZED,
+                request_id,
+                "missing, unknown or expired token",
+            ));
+        }
+        Some(false) => {
+            return Err(api_error(
+                StatusCode::FORBIDDEN,
+                request_id,
+                &format!("the app lacks the permission {permission}"),
+            ));
+        }
+        Some(true) => {}
+    }
+    if state.coin(request_id, 0x429, state.config.throttle_rate) {
+        return Err(throttled(request_id, Some(HeaderValue::from_static("1"))));
+    }
+    if state.coin(request_id, 0x500, state.config.error_rate) {
+        return Err(api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            request_id,
+            "internal server error",
+        ));
+    }
+    Ok(request_id)
+}
+
+/// Whether the request's live bearer token holds `permission`; `None` when
+/// there is no live token.
+fn bearer_grants(state: &SimState, headers: &HeaderMap, permission: &str) -> Option<bool> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))?;
+    lock(&state.tokens)
+        .get(token)
+        .filter(|issued| issued.expires_at > Instant::now())
+        .map(|issued| issued.scopes.iter().any(|scope| scope == permission))
+}
+
+/// Both profile endpoints: `.../scan-profiles-v2/{id}` (`WITH_LISTS` false)
+/// and `.../scan-profiles/{id}/changes`, which adds the changed objects.
+pub(super) async fn profile<const WITH_LISTS: bool>(
+    State(state): State<Arc<SimState>>,
+    Path((customer_id, profile_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    state.stats.profile_requests.fetch_add(1, Ordering::Relaxed);
+    let request_id = admit(&state, &headers, SCAN_PROFILES_READ).await?;
+    let fault = state.fault(&profile_id);
+    let body = profile_body(
+        &state,
+        &customer_id,
+        &profile_id,
+        fault.as_ref(),
+        WITH_LISTS,
+    )
+    .map_err(|(status, message)| api_error(status, request_id, message))?;
+    Ok(answer_with_fault(fault, body, request_id).await)
+}
+
+/// The report as JSON: the one a [`Fault::Report`] pins, else today's.
+fn profile_body(
+    state: &SimState,
+    customer_id: &str,
+    profile_id: &str,
+    fault: Option<&Fault>,
+    with_lists: bool,
+) -> Result<Value, (StatusCode, &'static str)> {
+    let report = match fault {
+        Some(Fault::Report(report)) => Some(report.clone()),
+        _ => state.report(customer_id, profile_id),
+    };
+    let report = report.ok_or((StatusCode::NOT_FOUND, "scan profile not found"))?;
+    let mut body = serde_json::to_value(&report)
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed"))?;
+    if with_lists {
+        body["newRegisteredContent"] = json!(
+            (0..report.new_registered_content_count.clamp(0, 50))
+                .map(|i| json!({"id": format!("object-{i}"), "type": "Site"}))
+                .collect::<Vec<_>>()
+        );
+        body["movedToAnotherContainerObjects"] = json!([]);
+        body["removedFromMicrosoft365OrOutOfPolicyObjects"] = json!(
+            (0..report.removed_from_m365_or_out_of_policy.clamp(0, 50))
+                .map(|i| format!("removed-object-{i}"))
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(body)
+}
+
+/// Send `body` as the injected fault bends it (or as is, without one).
+async fn answer_with_fault(fault: Option<Fault>, mut body: Value, request_id: u64) -> Response {
+    let response = match fault {
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return api_error(status, request_id, "injected fault");
+        }
+        Some(Fault::Throttle(retry_after)) => {
+            let retry_after = retry_after.and_then(|v| HeaderValue::from_str(&v).ok());
+            return throttled(request_id, retry_after);
+        }
+        Some(Fault::Reset) => return reset(),
+        Some(Fault::Hang) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            json_response(body.to_string())
+        }
+        Some(Fault::Truncated) => json_response(first_half(body.to_string())),
+        Some(Fault::Huge(size)) => {
+            body["description"] = json!("x".repeat(size));
+            json_response(body.to_string())
+        }
+        Some(Fault::NotJson) => (
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body>Service temporarily unavailable</body></html>",
+        )
+            .into_response(),
+        Some(Fault::MissingField) => {
+            body.as_object_mut().map(|o| o.remove("lastScanStatus"));
+            json_response(body.to_string())
+        }
+        Some(Fault::WrongTypes) => {
+            body["newRegisteredContentCount"] = json!("many");
+            json_response(body.to_string())
+        }
+        Some(Fault::Report(_)) | None => json_response(body.to_string()),
+    };
+    with_request_id(response, request_id)
+}
+
+/// The first half of `text`, cut on a character boundary.
+fn first_half(mut text: String) -> String {
+    let mut cut = text.len() / 2;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text
+}
+
+/// A body stream that fails makes hyper abort the connection mid-response,
+/// which the client sees as a reset.
+fn reset() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("injected reset"))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from_stream(failing))
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PageQuery {
+    page_index: Option<u32>,
+    page_size: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct BatchBody {
+    customer_ids: Option<Vec<String>>,
+    scan_profile_ids: Option<Vec<String>>,
+}
+
+/// One page of `items`, with the metadata the client pages by (inflated,
+/// and the last page repeated, when paging lies are switched on).
+fn page<T: serde::Serialize>(
+    state: &SimState,
+    items: Vec<T>,
+    query: &PageQuery,
+    request_id: u64,
+) -> Response {
+    let page_index = query.page_index.unwrap_or(1).max(1);
+    let page_size = query.page_size.unwrap_or(50).clamp(1, 100);
+    let lying = state.paging_lies.load(Ordering::Relaxed);
+    let total_count = items.len() as u64 + if lying { 1000 } else { 0 };
+    let mut skip = (page_index - 1).saturating_mul(page_size) as usize;
+    if lying && skip >= items.len() {
+        // Past the end: send the last page again instead of an empty one.
+        skip = items.len().saturating_sub(page_size as usize);
+    }
+    let data: Vec<T> = items
+        .into_iter()
+        .skip(skip)
+        .take(page_size as usize)
+        .collect();
+    let body = Page {
+        data,
+        metadata: PageMetadata {
+            page_index,
+            page_size,
+            total_count,
+        },
+    };
+    with_request_id(Json(body).into_response(), request_id)
+}
+
+/// Count a discovery request, admit it, and fail it when discovery
+/// failures are injected.
+async fn admit_discovery(
+    state: &SimState,
+    headers: &HeaderMap,
+    permission: &str,
+) -> Result<u64, Response> {
+    state
+        .stats
+        .discovery_requests
+        .fetch_add(1, Ordering::Relaxed);
+    let request_id = admit(state, headers, permission).await?;
+    if state.discovery_failing.load(Ordering::Relaxed) {
+        return Err(api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            request_id,
+            "injected discovery failure",
+        ));
+    }
+    Ok(request_id)
+}
+
+/// `POST .../customers/batch`: the visible customers, or those the body
+/// names.
+pub(super) async fn customers_batch(
+    State(state): State<Arc<SimState>>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+    body: Option<Json<BatchBody>>,
+) -> Answer {
+    let request_id = admit_discovery(&state, &headers, CUSTOMERS_READ).await?;
+    let wanted = body.and_then(|Json(body)| body.customer_ids);
+    Ok(page(
+        &state,
+        customer_items(&state, wanted),
+        &query,
+        request_id,
+    ))
+}
+
+fn customer_items(state: &SimState, wanted: Option<Vec<String>>) -> Vec<Value> {
+    let hidden = lock(&state.hidden_customers).clone();
+    let bogus = state
+        .bogus_customer
+        .load(Ordering::Relaxed)
+        .then(|| json!({"id": "../../etc", "organization": "Bogus", "tenants": []}));
+    state
+        .customers
+        .iter()
+        .filter(|c| wanted.as_ref().is_none_or(|ids| ids.contains(&c.id)))
+        .filter(|c| !hidden.contains(&c.id))
+        .map(|customer| {
+            // The real API sends the owner's e-mail address: personal data
+            // the exporter must ignore, so the simulator sends one too.
+            let mut item = serde_json::to_value(customer.to_api()).unwrap_or_default();
+            item["ownerEmail"] = json!(format!("owner@{}.example", customer.tenant_domain));
+            item
+        })
+        .chain(bogus)
+        .collect()
+}
+
+/// `POST .../customers/{id}/scan-profiles/batch`: a visible customer's
+/// profiles, or those the body names.
+pub(super) async fn profiles_batch(
+    State(state): State<Arc<SimState>>,
+    Path(customer_id): Path<String>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+    body: Option<Json<BatchBody>>,
+) -> Answer {
+    let request_id = admit_discovery(&state, &headers, SCAN_PROFILES_READ).await?;
+    let hidden = lock(&state.hidden_customers).contains(&customer_id);
+    let customer = state
+        .customers
+        .iter()
+        .find(|c| c.id == customer_id && !hidden)
+        .ok_or_else(|| api_error(StatusCode::NOT_FOUND, request_id, "customer not found"))?;
+    let wanted = body.and_then(|Json(body)| body.scan_profile_ids);
+    let items = customer
+        .profiles
+        .iter()
+        .filter(|p| wanted.as_ref().is_none_or(|ids| ids.contains(&p.id)))
+        .map(SimProfile::to_summary)
+        .collect();
+    Ok(page(&state, items, &query, request_id))
+}

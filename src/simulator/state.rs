@@ -1,0 +1,153 @@
+//! What a running simulator remembers between requests: the generated
+//! world, issued tokens, used assertion ids, injected faults and switches,
+//! the request counters, and the simulated clock and coin every handler
+//! shares.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use super::data::{self, SimCustomer, mix};
+use super::token::TrustedCertificate;
+use super::{Fault, SimulatorConfig};
+use crate::avepoint::model::ScanProfileReport;
+use crate::sync::lock;
+
+/// Request counters, for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct SimStats {
+    /// Token requests (all outcomes).
+    pub token_requests: AtomicU64,
+    /// Token requests whose client assertion was accepted.
+    pub client_assertions: AtomicU64,
+    /// Profile requests (all outcomes, both paths).
+    pub profile_requests: AtomicU64,
+    /// Discovery requests (both endpoints).
+    pub discovery_requests: AtomicU64,
+}
+
+/// HTTP version counters, to show what clients negotiated (TLS + ALPN).
+#[derive(Debug, Default)]
+pub struct ProtocolStats {
+    /// Requests over HTTP/2.
+    pub http2_requests: AtomicU64,
+    /// Requests over HTTP/1.x.
+    pub http1_requests: AtomicU64,
+}
+
+pub(super) struct IssuedToken {
+    pub(super) expires_at: Instant,
+    pub(super) scopes: Vec<String>,
+}
+
+pub(super) struct SimState {
+    pub(super) config: SimulatorConfig,
+    /// The bound address: a client assertion's `aud` must be this token URL.
+    pub(super) addr: SocketAddr,
+    pub(super) trusted_certificate: Option<TrustedCertificate>,
+    /// `jti` of every accepted client assertion, with its `exp`, until then.
+    pub(super) used_jtis: Mutex<HashMap<String, f64>>,
+    pub(super) customers: Vec<SimCustomer>,
+    started_wall: OffsetDateTime,
+    started: Instant,
+    pub(super) tokens: Mutex<HashMap<String, IssuedToken>>,
+    /// The fault table: profile id to the fault its requests get.
+    pub(super) faults: Mutex<HashMap<String, Fault>>,
+    pub(super) hidden_customers: Mutex<HashSet<String>>,
+    pub(super) discovery_failing: AtomicBool,
+    pub(super) paging_lies: AtomicBool,
+    pub(super) bogus_customer: AtomicBool,
+    request_counter: AtomicU64,
+    pub(super) stats: SimStats,
+    /// `http` or `https`: the scheme clients use (token URL checks).
+    pub(super) scheme: &'static str,
+    pub(super) protocols: ProtocolStats,
+}
+
+impl SimState {
+    /// A fresh world for `config`, serving on `addr` over `scheme`.
+    pub(super) fn new(
+        config: SimulatorConfig,
+        addr: SocketAddr,
+        scheme: &'static str,
+        trusted_certificate: Option<TrustedCertificate>,
+    ) -> Self {
+        let started_wall = OffsetDateTime::now_utc() - config.day_length;
+        let customers = data::generate(
+            config.seed,
+            config.customers,
+            config.profiles_per_customer,
+            started_wall,
+        );
+        Self {
+            config,
+            addr,
+            scheme,
+            protocols: ProtocolStats::default(),
+            trusted_certificate,
+            used_jtis: Mutex::default(),
+            customers,
+            started_wall,
+            started: Instant::now(),
+            tokens: Mutex::default(),
+            faults: Mutex::default(),
+            hidden_customers: Mutex::default(),
+            discovery_failing: AtomicBool::default(),
+            paging_lies: AtomicBool::default(),
+            bogus_customer: AtomicBool::default(),
+            request_counter: AtomicU64::new(1),
+            stats: SimStats::default(),
+        }
+    }
+
+    pub(super) fn next_request_id(&self) -> u64 {
+        self.request_counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A deterministic coin with probability `rate` for request `id`.
+    pub(super) fn coin(&self, id: u64, salt: u64, rate: f64) -> bool {
+        rate > 0.0 && (mix(self.config.seed ^ mix(id ^ salt)) as f64 / u64::MAX as f64) < rate
+    }
+
+    /// The current simulated day and when it started.
+    pub(super) fn day(&self) -> (u64, OffsetDateTime) {
+        let day_length = self.config.day_length.max(Duration::from_millis(1));
+        let elapsed = self.started.elapsed();
+        let day = (elapsed.as_nanos() / day_length.as_nanos()) as u64;
+        // Day 0 started one day length before the simulator, so the first
+        // report already exists when a scrape comes.
+        let started = self.started_wall + day_length * day as u32;
+        (day + 1, started)
+    }
+
+    /// The fault injected for a profile, if any.
+    pub(super) fn fault(&self, profile_id: &str) -> Option<Fault> {
+        lock(&self.faults).get(profile_id).cloned()
+    }
+
+    /// The report a profile shows today, before any fault; `None` for an
+    /// unknown customer or profile.
+    pub(super) fn report(&self, customer_id: &str, profile_id: &str) -> Option<ScanProfileReport> {
+        let customer = self.customers.iter().find(|c| c.id == customer_id)?;
+        let (index, profile) = customer
+            .profiles
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.id == profile_id)?;
+        let (day, day_started) = self.day();
+        let stale_since = self.started_wall - Duration::from_secs(50 * 3600);
+        Some(data::report(
+            self.config.seed,
+            customer,
+            profile,
+            index as u64,
+            day,
+            day_started,
+            stale_since,
+        ))
+    }
+}
