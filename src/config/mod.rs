@@ -2,19 +2,36 @@
 //!
 //! Parsing is strict (unknown keys are typos, and typos are errors) and every
 //! error names the file and the key, so a broken deployment says what to fix.
+//!
+//! This module holds the public types and [`Settings::from_yaml`], which
+//! runs the checks in the order their errors are reported; the submodules
+//! hold the YAML decoding (`yaml`), the file as written (`raw`) and one
+//! validator per section (`avepoint`, `discovery`, `targets`).
+//!
+//! Config is the start of the data flow, so it imports nothing of the crate,
+//! with one accepted exception against that flow:
+//! `crate::avepoint::auth::{CertificateError, ClientCertificate}`, because
+//! the certificate is checked at load, where a bad one is a config error
+//! naming the key, not a failure at the first token request.
 
-use std::collections::HashSet;
+mod avepoint;
+mod discovery;
+mod raw;
+mod targets;
+mod yaml;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use regex::Regex;
 use secrecy::SecretString;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use url::Url;
-use uuid::Uuid;
 
-use crate::avepoint::auth::{CertificateError, ClientCertificate};
+use crate::avepoint::auth::ClientCertificate;
+
+pub use discovery::{DiscoveryRule, DiscoverySettings};
+pub(crate) use yaml::parse_yaml;
 
 /// Environment variable that overrides `avepoint.client_id`.
 pub const CLIENT_ID_ENV: &str = "AVEPOINT_CLIENT_ID";
@@ -27,6 +44,8 @@ pub const DEFAULT_SCOPE: &str = "elements.scanprofiles.read.all";
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Upper bound for `avepoint.concurrency`; more would only hurt AvePoint.
 pub const MAX_CONCURRENCY: usize = 1024;
+/// Permission needed to list customers.
+pub const CUSTOMERS_SCOPE: &str = "elements.customers.read.all";
 
 /// A config error: always names the file and, where there is one, the key.
 #[derive(Debug, thiserror::Error)]
@@ -148,85 +167,6 @@ pub struct Settings {
     pub metrics_include_profiles: bool,
 }
 
-/// Permission needed to list customers.
-pub const CUSTOMERS_SCOPE: &str = "elements.customers.read.all";
-
-/// How customers and profiles are discovered.
-#[derive(Debug, Clone)]
-pub struct DiscoverySettings {
-    /// How often the lists are fetched again.
-    pub refresh_interval: Duration,
-    /// Items per page (AvePoint allows at most 100).
-    pub page_size: u32,
-    /// A customer/profile is kept if any of these match (or if there are none).
-    pub include: Vec<DiscoveryRule>,
-    /// ... and none of these match.
-    pub exclude: Vec<DiscoveryRule>,
-}
-
-/// One include or exclude rule: every field given must match (anchored regex).
-#[derive(Debug, Clone, Default)]
-pub struct DiscoveryRule {
-    /// Matches the customer id.
-    pub customer_id: Option<Regex>,
-    /// Matches the organization name.
-    pub organization: Option<Regex>,
-    /// Matches the profile name.
-    pub profile_name: Option<Regex>,
-}
-
-impl DiscoveryRule {
-    /// Whether the customer-level fields match (profile name not considered).
-    pub fn matches_customer(&self, customer_id: &str, organization: &str) -> bool {
-        self.customer_id
-            .as_ref()
-            .is_none_or(|re| re.is_match(customer_id))
-            && self
-                .organization
-                .as_ref()
-                .is_none_or(|re| re.is_match(organization))
-    }
-
-    /// Whether every field matches this profile of this customer.
-    pub fn matches(&self, customer_id: &str, organization: &str, profile_name: &str) -> bool {
-        self.matches_customer(customer_id, organization)
-            && self
-                .profile_name
-                .as_ref()
-                .is_none_or(|re| re.is_match(profile_name))
-    }
-}
-
-impl DiscoverySettings {
-    /// Whether some profile of this customer can still be kept (so its
-    /// profiles are worth listing).
-    pub fn wants_customer(&self, customer_id: &str, organization: &str) -> bool {
-        let included = self.include.is_empty()
-            || self
-                .include
-                .iter()
-                .any(|rule| rule.matches_customer(customer_id, organization));
-        let excluded = self.exclude.iter().any(|rule| {
-            rule.profile_name.is_none() && rule.matches_customer(customer_id, organization)
-        });
-        included && !excluded
-    }
-
-    /// Whether this profile is kept.
-    pub fn wants_profile(&self, customer_id: &str, organization: &str, profile_name: &str) -> bool {
-        let included = self.include.is_empty()
-            || self
-                .include
-                .iter()
-                .any(|rule| rule.matches(customer_id, organization, profile_name));
-        included
-            && !self
-                .exclude
-                .iter()
-                .any(|rule| rule.matches(customer_id, organization, profile_name))
-    }
-}
-
 /// How to reach and authenticate to AvePoint.
 #[derive(Debug, Clone)]
 pub struct AvePointSettings {
@@ -273,151 +213,24 @@ pub struct ProfileTarget {
     pub profile_id: String,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[serde(expecting = "a mapping with the keys avepoint, targets, discovery and metrics")]
-struct RawConfig {
-    avepoint: Option<RawAvePoint>,
-    #[serde(default)]
-    targets: Vec<RawTarget>,
-    discovery: Option<RawDiscovery>,
-    metrics: Option<RawMetrics>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMetrics {
-    include_profiles: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDiscovery {
-    #[serde(default)]
-    enabled: bool,
-    #[serde(default, deserialize_with = "duration")]
-    refresh_interval: Option<Duration>,
-    page_size: Option<u32>,
-    #[serde(default)]
-    include: Vec<RawRule>,
-    #[serde(default)]
-    exclude: Vec<RawRule>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[serde(
-    expecting = "a mapping with any of customer_id, organization, profile_name (regular expressions)"
-)]
-struct RawRule {
-    #[serde(default, deserialize_with = "regex")]
-    customer_id: Option<Regex>,
-    #[serde(default, deserialize_with = "regex")]
-    organization: Option<Regex>,
-    #[serde(default, deserialize_with = "regex")]
-    profile_name: Option<Regex>,
-}
-
-/// A regular expression, anchored at both ends as in Prometheus relabelling.
-fn regex<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Regex>, D::Error> {
-    struct RegexVisitor;
-    impl serde::de::Visitor<'_> for RegexVisitor {
-        type Value = Option<Regex>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a regular expression")
-        }
-        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
-            Regex::new(&format!("^(?:{text})$"))
-                .map(Some)
-                .map_err(|error| E::custom(format!("invalid regular expression {text:?}: {error}")))
-        }
+impl fmt::Display for ProfileTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "customer {} profile {}",
+            self.customer_id, self.profile_id
+        )
     }
-    deserializer.deserialize_str(RegexVisitor)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAvePoint {
-    #[serde(default)]
-    environment: Environment,
-    base_url: Option<String>,
-    token_url: Option<String>,
-    client_id: Option<String>,
-    client_secret_file: Option<PathBuf>,
-    client_certificate_file: Option<PathBuf>,
-    client_private_key_file: Option<PathBuf>,
-    ca_file: Option<PathBuf>,
-    scope: Option<String>,
-    #[serde(default)]
-    endpoint: ProfileEndpoint,
-    #[serde(default, deserialize_with = "duration")]
-    request_timeout: Option<Duration>,
-    concurrency: Option<usize>,
-    #[serde(default, deserialize_with = "duration")]
-    cache_ttl: Option<Duration>,
-    max_requests_per_second: Option<f64>,
-    max_response_bytes: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[serde(expecting = "a mapping with the keys customer_id and profile_ids")]
-struct RawTarget {
-    #[serde(deserialize_with = "uuid")]
-    customer_id: Uuid,
-    #[serde(deserialize_with = "uuids")]
-    profile_ids: Vec<Uuid>,
-}
-
-/// A UUID, with the offending text quoted when it is not one.
-fn uuid<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Uuid, D::Error> {
-    struct UuidVisitor;
-    impl serde::de::Visitor<'_> for UuidVisitor {
-        type Value = Uuid;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a UUID such as caf90000-2cc6-4000-b04b-794c00005ea3")
-        }
-        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Uuid, E> {
-            Uuid::parse_str(text)
-                .map_err(|error| E::custom(format!("{text:?} is not a UUID: {error}")))
-        }
-    }
-    deserializer.deserialize_str(UuidVisitor)
-}
-
-/// A list of UUIDs, each checked by [`uuid`].
-fn uuids<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Uuid>, D::Error> {
-    #[derive(Deserialize)]
-    struct Item(#[serde(deserialize_with = "uuid")] Uuid);
-    Ok(Vec::<Item>::deserialize(deserializer)?
-        .into_iter()
-        .map(|Item(id)| id)
-        .collect())
-}
-
-/// Durations as Prometheus users write them: `10s`, `1m30s`, `500ms`.
-///
-/// Parsed inside a visitor so the YAML deserializer attaches the value's own
-/// line and column to the error, not those of the enclosing mapping.
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
-    struct DurationVisitor;
-    impl serde::de::Visitor<'_> for DurationVisitor {
-        type Value = Option<Duration>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration such as 10s, 1m30s or 500ms")
-        }
-        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
-            humantime::parse_duration(text)
-                .map(Some)
-                .map_err(|error| E::custom(format!("invalid duration {text:?}: {error}")))
-        }
-    }
-    deserializer.deserialize_str(DurationVisitor)
+/// Look up environment variables for [`Settings::load`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 impl Settings {
     /// Read, parse and validate a config file. `env` looks up environment
-    /// variables (pass `|name| std::env::var(name).ok()`); tests pass a map.
+    /// variables (pass [`process_env`]); tests pass a map.
     pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -434,289 +247,41 @@ impl Settings {
         path: &Path,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
-        let raw: RawConfig = parse_yaml(text).map_err(|(key, message)| invalid(&key, message))?;
-        let avepoint = raw.avepoint.ok_or_else(|| {
-            invalid(
+        let file = ConfigFile { path };
+        let raw: raw::RawConfig =
+            parse_yaml(text).map_err(|(key, message)| file.invalid(&key, message))?;
+        let section = raw.avepoint.ok_or_else(|| {
+            file.invalid(
                 "avepoint",
                 "missing: add an avepoint: section with at least client_id".into(),
             )
         })?;
-
-        let base_url = parse_url(
-            avepoint
-                .base_url
-                .as_deref()
-                .unwrap_or(avepoint.environment.base_url()),
-        )
-        .map_err(|message| invalid("avepoint.base_url", message))?;
-        let token_url = parse_url(
-            avepoint
-                .token_url
-                .as_deref()
-                .unwrap_or(avepoint.environment.token_url()),
-        )
-        .map_err(|message| invalid("avepoint.token_url", message))?;
-
-        // A blank variable (e.g. an empty Kubernetes env entry) does not hide the file's value.
-        let non_blank = |id: String| Some(id.trim().to_owned()).filter(|id| !id.is_empty());
-        let client_id = env(CLIENT_ID_ENV)
-            .and_then(non_blank)
-            .or_else(|| avepoint.client_id.and_then(non_blank))
-            .ok_or_else(|| {
-                invalid(
-                    "avepoint.client_id",
-                    format!("missing: set it in the file or in {CLIENT_ID_ENV}"),
-                )
-            })?;
-        // Exactly one credential: a client secret, or a certificate and its key.
-        let dir = path.parent().unwrap_or(Path::new(""));
-        let env_secret = env(CLIENT_SECRET_ENV).filter(|secret| !secret.trim().is_empty());
-        let certificate = &avepoint.client_certificate_file;
-        let private_key = &avepoint.client_private_key_file;
-        let client_certificate = if certificate.is_some() || private_key.is_some() {
-            let secret_source = match (&env_secret, &avepoint.client_secret_file) {
-                (Some(_), _) => Some(CLIENT_SECRET_ENV),
-                (None, Some(_)) => Some("avepoint.client_secret_file"),
-                (None, None) => None,
-            };
-            if let Some(source) = secret_source {
-                return Err(invalid(
-                    "avepoint.client_certificate_file",
-                    format!(
-                        "a client secret is configured too ({source}): use either a client secret \
-                         or avepoint.client_certificate_file with avepoint.client_private_key_file, not both"
-                    ),
-                ));
-            }
-            match (certificate, private_key) {
-                (Some(certificate), Some(private_key)) => Some(
-                    ClientCertificate::load(&dir.join(certificate), &dir.join(private_key))
-                        .map_err(|error| match error {
-                            CertificateError::Certificate(message) => {
-                                invalid("avepoint.client_certificate_file", message)
-                            }
-                            CertificateError::PrivateKey(message) => {
-                                invalid("avepoint.client_private_key_file", message)
-                            }
-                        })?,
-                ),
-                (Some(_), None) => {
-                    return Err(invalid(
-                        "avepoint.client_private_key_file",
-                        "missing: avepoint.client_certificate_file needs the certificate's private key here"
-                            .into(),
-                    ));
-                }
-                (None, _) => {
-                    return Err(invalid(
-                        "avepoint.client_certificate_file",
-                        "missing: avepoint.client_private_key_file needs its certificate here"
-                            .into(),
-                    ));
-                }
-            }
-        } else {
-            None
-        };
-        let client_secret = match (env_secret, &avepoint.client_secret_file) {
-            _ if client_certificate.is_some() => String::new(),
-            (Some(secret), _) => secret.trim().to_owned(),
-            (_, Some(file)) => {
-                let file = dir.join(file);
-                let secret = std::fs::read_to_string(&file).map_err(|error| {
-                    invalid(
-                        "avepoint.client_secret_file",
-                        format!("cannot read {}: {error}", file.display()),
-                    )
-                })?;
-                let secret = secret.trim().to_owned();
-                if secret.is_empty() {
-                    return Err(invalid(
-                        "avepoint.client_secret_file",
-                        format!("{} is empty", file.display()),
-                    ));
-                }
-                secret
-            }
-            _ => {
-                return Err(invalid(
-                    "avepoint.client_secret_file",
-                    format!(
-                        "no client credential: set avepoint.client_secret_file or {CLIENT_SECRET_ENV}, \
-                         or avepoint.client_certificate_file and avepoint.client_private_key_file"
-                    ),
-                ));
-            }
-        };
-
-        let request_timeout = avepoint.request_timeout.unwrap_or(Duration::from_secs(10));
-        if request_timeout > Duration::from_secs(600) {
-            return Err(invalid(
-                "avepoint.request_timeout",
-                format!(
-                    "must be at most 10m, got {}",
-                    humantime::format_duration(request_timeout)
-                ),
-            ));
-        }
-        if request_timeout.is_zero() {
-            return Err(invalid(
-                "avepoint.request_timeout",
-                "must be greater than 0".into(),
-            ));
-        }
-        let concurrency = avepoint.concurrency.unwrap_or(8);
-        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
-            return Err(invalid(
-                "avepoint.concurrency",
-                format!("must be between 1 and {MAX_CONCURRENCY}, got {concurrency}"),
-            ));
-        }
-        let cache_ttl = avepoint.cache_ttl.unwrap_or(Duration::ZERO);
-        let max_requests_per_second = match avepoint.max_requests_per_second {
-            None => None,
-            Some(rate) if (0.01..=1_000_000.0).contains(&rate) => Some(rate),
-            Some(rate) => {
-                return Err(invalid(
-                    "avepoint.max_requests_per_second",
-                    format!("must be between 0.01 and 1000000, got {rate}"),
-                ));
-            }
-        };
-        let extra_root_certificates = match &avepoint.ca_file {
-            None => Vec::new(),
-            Some(file) => {
-                let file = path.parent().unwrap_or(Path::new("")).join(file);
-                let pem = std::fs::read(&file).map_err(|error| {
-                    invalid(
-                        "avepoint.ca_file",
-                        format!("cannot read {}: {error}", file.display()),
-                    )
-                })?;
-                match reqwest::Certificate::from_pem_bundle(&pem) {
-                    Ok(certificates) if !certificates.is_empty() => certificates,
-                    _ => {
-                        return Err(invalid(
-                            "avepoint.ca_file",
-                            format!("{} holds no PEM certificate", file.display()),
-                        ));
-                    }
-                }
-            }
-        };
-        let max_response_bytes = avepoint
-            .max_response_bytes
-            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
-        if max_response_bytes < 1024 {
-            return Err(invalid(
-                "avepoint.max_response_bytes",
-                format!("must be at least 1024, got {max_response_bytes}"),
-            ));
-        }
-        let discovery = match raw.discovery {
-            Some(discovery) if discovery.enabled => {
-                let refresh_interval = discovery
-                    .refresh_interval
-                    .unwrap_or(Duration::from_secs(3600));
-                if refresh_interval < Duration::from_secs(1) {
-                    return Err(invalid(
-                        "discovery.refresh_interval",
-                        "must be at least 1s".into(),
-                    ));
-                }
-                let page_size = discovery.page_size.unwrap_or(100);
-                if !(1..=100).contains(&page_size) {
-                    return Err(invalid(
-                        "discovery.page_size",
-                        format!("must be between 1 and 100, got {page_size}"),
-                    ));
-                }
-                let rule = |raw: RawRule| DiscoveryRule {
-                    customer_id: raw.customer_id,
-                    organization: raw.organization,
-                    profile_name: raw.profile_name,
-                };
-                Some(DiscoverySettings {
-                    refresh_interval,
-                    page_size,
-                    include: discovery.include.into_iter().map(rule).collect(),
-                    exclude: discovery.exclude.into_iter().map(rule).collect(),
-                })
-            }
-            _ => None,
-        };
-
-        let scope = match avepoint.scope {
-            Some(scope) => scope,
-            None if discovery.is_some() => format!("{DEFAULT_SCOPE} {CUSTOMERS_SCOPE}"),
-            None => DEFAULT_SCOPE.to_owned(),
-        };
-        if scope.trim().is_empty() {
-            return Err(invalid("avepoint.scope", "must not be empty".into()));
-        }
-        if discovery.is_some() && !scope.split_whitespace().any(|s| s == CUSTOMERS_SCOPE) {
-            return Err(invalid(
-                "avepoint.scope",
-                format!("discovery needs the permission {CUSTOMERS_SCOPE}; add it to the scope"),
-            ));
-        }
-
-        if raw.targets.is_empty() && discovery.is_none() {
-            return Err(invalid(
-                "targets",
-                "is empty: list at least one customer_id with its profile_ids, or enable discovery"
-                    .into(),
-            ));
-        }
-        let mut seen = HashSet::new();
-        let mut targets = Vec::new();
-        for (index, target) in raw.targets.iter().enumerate() {
-            if target.profile_ids.is_empty() {
-                return Err(invalid(
-                    &format!("targets[{index}].profile_ids"),
-                    "is empty: list at least one scan profile id".into(),
-                ));
-            }
-            for (profile_index, profile_id) in target.profile_ids.iter().enumerate() {
-                let target = ProfileTarget {
-                    customer_id: target.customer_id.to_string(),
-                    profile_id: profile_id.to_string(),
-                };
-                if !seen.insert(target.clone()) {
-                    return Err(invalid(
-                        &format!("targets[{index}].profile_ids[{profile_index}]"),
-                        format!(
-                            "profile {} of customer {} is listed twice",
-                            target.profile_id, target.customer_id
-                        ),
-                    ));
-                }
-                targets.push(target);
-            }
-        }
-
+        // The order of these calls is the order of the checks: the first
+        // error in it is the one reported, and the tests pin that.
+        let (base_url, token_url) = avepoint::urls(&file, &section)?;
+        let client_id = avepoint::client_id(&file, &section, &env)?;
+        let credential = avepoint::credential(&file, &section, &env)?;
+        let limits = avepoint::limits(&file, &section)?;
+        let discovery = discovery::validate(&file, raw.discovery)?;
+        let scope = avepoint::scope(&file, section.scope, discovery.is_some())?;
+        let targets = targets::validate(&file, &raw.targets, discovery.is_some())?;
         Ok(Settings {
             source: path.to_owned(),
             avepoint: AvePointSettings {
-                environment: avepoint.environment,
+                environment: section.environment,
                 base_url,
                 token_url,
                 client_id,
-                client_secret: SecretString::from(client_secret),
-                client_certificate,
-                extra_root_certificates,
+                client_secret: credential.secret,
+                client_certificate: credential.certificate,
+                extra_root_certificates: limits.extra_root_certificates,
                 scope,
-                endpoint: avepoint.endpoint,
-                request_timeout,
-                concurrency,
-                cache_ttl,
-                max_requests_per_second,
-                max_response_bytes,
+                endpoint: section.endpoint,
+                request_timeout: limits.request_timeout,
+                concurrency: limits.concurrency,
+                cache_ttl: limits.cache_ttl,
+                max_requests_per_second: limits.max_requests_per_second,
+                max_response_bytes: limits.max_response_bytes,
             },
             targets,
             discovery,
@@ -728,76 +293,41 @@ impl Settings {
     }
 }
 
-/// Strict YAML decoding shared by the config files: on error, the dotted
-/// path of the offending key (`(top level)` for the document itself) and
-/// the message.
-pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
-    text: &str,
-) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text)).map_err(|error| {
-        let key = error.path().to_string();
-        let message = error.into_inner().to_string();
-        let message = without_yaml_path(&key, &message).to_owned();
-        let key = if key == "." {
-            "(top level)".to_owned()
-        } else {
-            key
-        };
-        (key, message)
-    })
+/// The config file being validated: every section validator reports through
+/// it, so each [`ConfigError::Invalid`] names the file without every
+/// function taking the path.
+struct ConfigFile<'a> {
+    path: &'a Path,
 }
 
-/// serde_yaml_ng starts its messages with its own, coarser path (`avepoint: `
-/// for an error in `avepoint.client_idd`); the key already says where, so drop
-/// that prefix when it names `key` or one of its parents.
-fn without_yaml_path<'a>(key: &str, message: &'a str) -> &'a str {
-    match message.split_once(": ") {
-        Some((prefix, rest))
-            if key == prefix
-                || key
-                    .strip_prefix(prefix)
-                    .is_some_and(|tail| tail.starts_with(['.', '['])) =>
-        {
-            rest
+impl ConfigFile<'_> {
+    /// The error for `key` (a dotted path such as `avepoint.concurrency`).
+    fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            key: key.to_owned(),
+            message,
         }
-        _ => message,
     }
-}
 
-/// Parse a URL and allow plain `http` only for loopback hosts (the simulator).
-fn parse_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|error| format!("invalid URL {text:?}: {error}"))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!(
-            "{:?} carries credentials; they do not belong in a URL (and would show in errors)",
-            url.host_str().unwrap_or_default()
-        ));
+    /// A path from the file, relative to the file's folder, as users expect
+    /// of `client_secret_file` and the other file keys.
+    fn resolve(&self, file: &Path) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new("")).join(file)
     }
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if is_loopback(&url) => Ok(url),
-        "http" => Err(format!(
-            "{text:?} uses plain http, which is only allowed for loopback hosts; use https"
-        )),
-        other => Err(format!("{text:?} has scheme {other:?}; use https")),
-    }
-}
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-impl fmt::Display for ProfileTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "customer {} profile {}",
-            self.customer_id, self.profile_id
-        )
+    /// Read a file named by `key` with `read`; the resolved path comes back
+    /// too, for later messages about the content.
+    fn read<T>(
+        &self,
+        key: &str,
+        file: &Path,
+        read: fn(&Path) -> std::io::Result<T>,
+    ) -> Result<(PathBuf, T), ConfigError> {
+        let file = self.resolve(file);
+        let content = read(&file).map_err(|error| {
+            self.invalid(key, format!("cannot read {}: {error}", file.display()))
+        })?;
+        Ok((file, content))
     }
 }
