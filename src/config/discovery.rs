@@ -1,0 +1,127 @@
+//! The `discovery:` section: [`DiscoverySettings`], its include/exclude
+//! [`DiscoveryRule`]s, and the checks that turn the raw section into them.
+
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::ConfigError;
+use super::ConfigFile;
+use super::raw::{RawDiscovery, RawRule};
+
+/// How customers and profiles are discovered.
+#[derive(Debug, Clone)]
+pub struct DiscoverySettings {
+    /// How often the lists are fetched again.
+    pub refresh_interval: Duration,
+    /// Items per page (AvePoint allows at most 100).
+    pub page_size: u32,
+    /// A customer/profile is kept if any of these match (or if there are none).
+    pub include: Vec<DiscoveryRule>,
+    /// ... and none of these match.
+    pub exclude: Vec<DiscoveryRule>,
+}
+
+/// One include or exclude rule: every field given must match (anchored regex).
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryRule {
+    /// Matches the customer id.
+    pub customer_id: Option<Regex>,
+    /// Matches the organization name.
+    pub organization: Option<Regex>,
+    /// Matches the profile name.
+    pub profile_name: Option<Regex>,
+}
+
+impl DiscoveryRule {
+    /// Whether the customer-level fields match (profile name not considered).
+    pub fn matches_customer(&self, customer_id: &str, organization: &str) -> bool {
+        self.customer_id
+            .as_ref()
+            .is_none_or(|re| re.is_match(customer_id))
+            && self
+                .organization
+                .as_ref()
+                .is_none_or(|re| re.is_match(organization))
+    }
+
+    /// Whether every field matches this profile of this customer.
+    pub fn matches(&self, customer_id: &str, organization: &str, profile_name: &str) -> bool {
+        self.matches_customer(customer_id, organization)
+            && self
+                .profile_name
+                .as_ref()
+                .is_none_or(|re| re.is_match(profile_name))
+    }
+}
+
+impl DiscoverySettings {
+    /// Whether some profile of this customer can still be kept (so its
+    /// profiles are worth listing).
+    pub fn wants_customer(&self, customer_id: &str, organization: &str) -> bool {
+        let included = self.include.is_empty()
+            || self
+                .include
+                .iter()
+                .any(|rule| rule.matches_customer(customer_id, organization));
+        let excluded = self.exclude.iter().any(|rule| {
+            rule.profile_name.is_none() && rule.matches_customer(customer_id, organization)
+        });
+        included && !excluded
+    }
+
+    /// Whether this profile is kept.
+    pub fn wants_profile(&self, customer_id: &str, organization: &str, profile_name: &str) -> bool {
+        let included = self.include.is_empty()
+            || self
+                .include
+                .iter()
+                .any(|rule| rule.matches(customer_id, organization, profile_name));
+        included
+            && !self
+                .exclude
+                .iter()
+                .any(|rule| rule.matches(customer_id, organization, profile_name))
+    }
+}
+
+/// The `discovery:` section: `None` unless it is there with `enabled: true`,
+/// in which case its other keys are checked (a disabled section is not, so
+/// it can be switched off without cleaning it up).
+pub(super) fn validate(
+    file: &ConfigFile<'_>,
+    raw: Option<RawDiscovery>,
+) -> Result<Option<DiscoverySettings>, ConfigError> {
+    let discovery = match raw {
+        Some(discovery) if discovery.enabled => discovery,
+        _ => return Ok(None),
+    };
+    let refresh_interval = discovery
+        .refresh_interval
+        .unwrap_or(Duration::from_secs(3600));
+    if refresh_interval < Duration::from_secs(1) {
+        return Err(file.invalid("discovery.refresh_interval", "must be at least 1s".into()));
+    }
+    let page_size = discovery.page_size.unwrap_or(100);
+    if !(1..=100).contains(&page_size) {
+        return Err(file.invalid(
+            "discovery.page_size",
+            format!("must be between 1 and 100, got {page_size}"),
+        ));
+    }
+    Ok(Some(DiscoverySettings {
+        refresh_interval,
+        page_size,
+        include: discovery.include.into_iter().map(rule).collect(),
+        exclude: discovery.exclude.into_iter().map(rule).collect(),
+    }))
+}
+
+/// The regexes were compiled (and anchored) while decoding; nothing is left to check.
+fn rule(raw: RawRule) -> DiscoveryRule {
+    DiscoveryRule {
+        customer_id: raw.customer_id,
+        organization: raw.organization,
+        profile_name: raw.profile_name,
+    }
+}

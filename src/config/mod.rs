@@ -1,0 +1,333 @@
+//! The YAML config file, environment overrides and validation into [`Settings`].
+//!
+//! Parsing is strict (unknown keys are typos, and typos are errors) and every
+//! error names the file and the key, so a broken deployment says what to fix.
+//!
+//! This module holds the public types and [`Settings::from_yaml`], which
+//! runs the checks in the order their errors are reported; the submodules
+//! hold the YAML decoding (`yaml`), the file as written (`raw`) and one
+//! validator per section (`avepoint`, `discovery`, `targets`).
+//!
+//! Config is the start of the data flow, so it imports nothing of the crate,
+//! with one accepted exception against that flow:
+//! `crate::avepoint::certificate::{CertificateError, ClientCertificate}`, because
+//! the certificate is checked at load, where a bad one is a config error
+//! naming the key, not a failure at the first token request.
+
+mod avepoint;
+mod discovery;
+mod raw;
+mod targets;
+mod yaml;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+use crate::avepoint::certificate::ClientCertificate;
+
+pub use discovery::{DiscoveryRule, DiscoverySettings};
+pub(crate) use yaml::parse_yaml;
+
+/// Environment variable that overrides `avepoint.client_id`.
+pub const CLIENT_ID_ENV: &str = "AVEPOINT_CLIENT_ID";
+/// Environment variable that overrides `avepoint.client_secret_file`.
+pub const CLIENT_SECRET_ENV: &str = "AVEPOINT_CLIENT_SECRET";
+/// The permission the exporter needs for the profile endpoints.
+pub const DEFAULT_SCOPE: &str = "elements.scanprofiles.read.all";
+/// Default for `avepoint.max_response_bytes`: 1 MiB, far above a profile
+/// report; raise it for the `changes` endpoint's object lists if needed.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Upper bound for `avepoint.concurrency`; more would only hurt AvePoint.
+pub const MAX_CONCURRENCY: usize = 1024;
+/// Permission needed to list customers.
+pub const CUSTOMERS_SCOPE: &str = "elements.customers.read.all";
+
+/// A config error: always names the file and, where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {path}: cannot read it: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key has a value that is not allowed, or a required key is missing.
+    #[error("config file {path}: {key}: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Dotted path of the offending key, e.g. `avepoint.concurrency`.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// AvePoint Elements environment: picks the token and API URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// The commercial cloud (default).
+    #[default]
+    Commercial,
+    /// U.S. Government.
+    Gov,
+    /// AOS2.
+    Aos2,
+    /// FedRAMP (Project Hosts).
+    Fedramp,
+}
+
+impl Environment {
+    /// The OAuth2 token URL of this environment.
+    pub fn token_url(self) -> &'static str {
+        match self {
+            Environment::Commercial => "https://identity.avepointonlineservices.com/connect/token",
+            Environment::Gov => "https://identity-gov.avepointonlineservices.com/connect/token",
+            Environment::Aos2 => "https://identity-aos2.avepointonlineservices.com/connect/token",
+            Environment::Fedramp => "https://identity.online15.net/connect/token",
+        }
+    }
+
+    /// The Graph API base URL of this environment.
+    pub fn base_url(self) -> &'static str {
+        match self {
+            Environment::Commercial => "https://graph.avepointonlineservices.com",
+            Environment::Gov => "https://graph-gov.avepointonlineservices.com",
+            Environment::Aos2 => "https://graph-aos2.avepointonlineservices.com",
+            Environment::Fedramp => "https://graphusgovapi.online15.net",
+        }
+    }
+}
+
+/// Which path serves a profile's daily report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum ProfileEndpoint {
+    /// `.../scan-profiles-v2/{id}`: the seed's path (default).
+    #[default]
+    #[serde(rename = "scan-profiles-v2")]
+    ScanProfilesV2,
+    /// `.../scan-profiles/{id}/changes`: the current public path.
+    #[serde(rename = "changes")]
+    Changes,
+}
+
+impl ProfileEndpoint {
+    /// The config spelling, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProfileEndpoint::ScanProfilesV2 => "scan-profiles-v2",
+            ProfileEndpoint::Changes => "changes",
+        }
+    }
+
+    /// The other endpoint, suggested when this one answers 404.
+    pub fn other(self) -> Self {
+        match self {
+            ProfileEndpoint::ScanProfilesV2 => ProfileEndpoint::Changes,
+            ProfileEndpoint::Changes => ProfileEndpoint::ScanProfilesV2,
+        }
+    }
+
+    /// Path of one profile's report below the API base URL.
+    pub fn path(self, customer_id: &str, profile_id: &str) -> String {
+        match self {
+            ProfileEndpoint::ScanProfilesV2 => format!(
+                "/partner/external/v3/general/customers/{customer_id}/scan-profiles-v2/{profile_id}"
+            ),
+            ProfileEndpoint::Changes => format!(
+                "/partner/external/v3/general/customers/{customer_id}/scan-profiles/{profile_id}/changes"
+            ),
+        }
+    }
+}
+
+/// Validated settings: everything the exporter needs, checked once at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the settings came from, for messages.
+    pub source: PathBuf,
+    /// Connection to AvePoint.
+    pub avepoint: AvePointSettings,
+    /// The scan profiles listed in the file (discovery may add more).
+    pub targets: Vec<ProfileTarget>,
+    /// Finding customers and profiles through the API, when enabled.
+    pub discovery: Option<DiscoverySettings>,
+    /// Whether `/metrics` fetches and serves every target's profile
+    /// metrics (`metrics.include_profiles`, default true). Off when
+    /// Prometheus scrapes customers through `/sd` + `/probe`, so the API is
+    /// not called twice for the same profiles.
+    pub metrics_include_profiles: bool,
+}
+
+/// How to reach and authenticate to AvePoint.
+#[derive(Debug, Clone)]
+pub struct AvePointSettings {
+    /// The environment the URLs default from.
+    pub environment: Environment,
+    /// API base URL (environment default unless overridden).
+    pub base_url: Url,
+    /// OAuth2 token URL (environment default unless overridden).
+    pub token_url: Url,
+    /// App registration client id.
+    pub client_id: String,
+    /// App registration client secret; `Debug` shows `[REDACTED]`. Empty
+    /// when the app authenticates with [`AvePointSettings::client_certificate`].
+    pub client_secret: SecretString,
+    /// The certificate credential (`avepoint.client_certificate_file` and
+    /// `avepoint.client_private_key_file`), used instead of the secret when
+    /// set; `Debug` never shows the private key.
+    pub client_certificate: Option<ClientCertificate>,
+    /// Extra trusted CA certificates (`avepoint.ca_file`), added to the
+    /// system's, e.g. for a TLS-inspecting proxy.
+    pub extra_root_certificates: Vec<reqwest::Certificate>,
+    /// Space-separated permissions requested with the token.
+    pub scope: String,
+    /// Which profile endpoint to call.
+    pub endpoint: ProfileEndpoint,
+    /// Upper bound for one HTTP request to AvePoint.
+    pub request_timeout: Duration,
+    /// How many profiles are fetched at once.
+    pub concurrency: usize,
+    /// How long a fetched report may be served again (0 = never).
+    pub cache_ttl: Duration,
+    /// Upper bound on API requests per second over everything (None = none).
+    pub max_requests_per_second: Option<f64>,
+    /// Largest response body accepted from the API.
+    pub max_response_bytes: usize,
+}
+
+/// One scan profile to export.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProfileTarget {
+    /// Customer id (lower-case UUID).
+    pub customer_id: String,
+    /// Scan profile id (lower-case UUID).
+    pub profile_id: String,
+}
+
+impl fmt::Display for ProfileTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "customer {} profile {}",
+            self.customer_id, self.profile_id
+        )
+    }
+}
+
+/// Look up environment variables for [`Settings::load`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Settings {
+    /// Read, parse and validate a config file. `env` looks up environment
+    /// variables (pass [`process_env`]); tests pass a map.
+    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text, path, env)
+    }
+
+    /// Parse and validate config text; `path` is only used in messages and
+    /// to resolve relative `client_secret_file`, `client_certificate_file`
+    /// and `client_private_key_file` paths.
+    pub fn from_yaml(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = ConfigFile { path };
+        let raw: raw::RawConfig =
+            parse_yaml(text).map_err(|(key, message)| file.invalid(&key, message))?;
+        let section = raw.avepoint.ok_or_else(|| {
+            file.invalid(
+                "avepoint",
+                "missing: add an avepoint: section with at least client_id".into(),
+            )
+        })?;
+        // The order of these calls is the order of the checks: the first
+        // error in it is the one reported, and the tests pin that.
+        let (base_url, token_url) = avepoint::urls(&file, &section)?;
+        let client_id = avepoint::client_id(&file, &section, &env)?;
+        let credential = avepoint::credential(&file, &section, &env)?;
+        let limits = avepoint::limits(&file, &section)?;
+        let discovery = discovery::validate(&file, raw.discovery)?;
+        let scope = avepoint::scope(&file, section.scope, discovery.is_some())?;
+        let targets = targets::validate(&file, &raw.targets, discovery.is_some())?;
+        Ok(Settings {
+            source: path.to_owned(),
+            avepoint: AvePointSettings {
+                environment: section.environment,
+                base_url,
+                token_url,
+                client_id,
+                client_secret: credential.secret,
+                client_certificate: credential.certificate,
+                extra_root_certificates: limits.extra_root_certificates,
+                scope,
+                endpoint: section.endpoint,
+                request_timeout: limits.request_timeout,
+                concurrency: limits.concurrency,
+                cache_ttl: limits.cache_ttl,
+                max_requests_per_second: limits.max_requests_per_second,
+                max_response_bytes: limits.max_response_bytes,
+            },
+            targets,
+            discovery,
+            metrics_include_profiles: raw
+                .metrics
+                .and_then(|metrics| metrics.include_profiles)
+                .unwrap_or(true),
+        })
+    }
+}
+
+/// The config file being validated: every section validator reports through
+/// it, so each [`ConfigError::Invalid`] names the file without every
+/// function taking the path.
+struct ConfigFile<'a> {
+    path: &'a Path,
+}
+
+impl ConfigFile<'_> {
+    /// The error for `key` (a dotted path such as `avepoint.concurrency`).
+    fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            key: key.to_owned(),
+            message,
+        }
+    }
+
+    /// A path from the file, relative to the file's folder, as users expect
+    /// of `client_secret_file` and the other file keys.
+    fn resolve(&self, file: &Path) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new("")).join(file)
+    }
+
+    /// Read a file named by `key` with `read`; the resolved path comes back
+    /// too, for later messages about the content.
+    fn read<T>(
+        &self,
+        key: &str,
+        file: &Path,
+        read: fn(&Path) -> std::io::Result<T>,
+    ) -> Result<(PathBuf, T), ConfigError> {
+        let file = self.resolve(file);
+        let content = read(&file).map_err(|error| {
+            self.invalid(key, format!("cannot read {}: {error}", file.display()))
+        })?;
+        Ok((file, content))
+    }
+}

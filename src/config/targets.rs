@@ -1,0 +1,51 @@
+//! The `targets:` section: the scan profiles listed in the file, flattened
+//! into one [`ProfileTarget`] per profile.
+
+use std::collections::HashSet;
+
+use super::raw::RawTarget;
+use super::{ConfigError, ConfigFile, ProfileTarget};
+
+/// Flatten the listed targets. The list may only be empty when discovery
+/// finds the profiles instead; a profile listed twice is reported rather
+/// than merged, since it is more likely a slip than intended.
+pub(super) fn validate(
+    file: &ConfigFile<'_>,
+    raw: &[RawTarget],
+    discovery_enabled: bool,
+) -> Result<Vec<ProfileTarget>, ConfigError> {
+    if raw.is_empty() && !discovery_enabled {
+        return Err(file.invalid(
+            "targets",
+            "is empty: list at least one customer_id with its profile_ids, or enable discovery"
+                .into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut targets = Vec::new();
+    for (index, target) in raw.iter().enumerate() {
+        if target.profile_ids.is_empty() {
+            return Err(file.invalid(
+                &format!("targets[{index}].profile_ids"),
+                "is empty: list at least one scan profile id".into(),
+            ));
+        }
+        for (profile_index, profile_id) in target.profile_ids.iter().enumerate() {
+            let target = ProfileTarget {
+                customer_id: target.customer_id.to_string(),
+                profile_id: profile_id.to_string(),
+            };
+            if !seen.insert(target.clone()) {
+                return Err(file.invalid(
+                    &format!("targets[{index}].profile_ids[{profile_index}]"),
+                    format!(
+                        "profile {} of customer {} is listed twice",
+                        target.profile_id, target.customer_id
+                    ),
+                ));
+            }
+            targets.push(target);
+        }
+    }
+    Ok(targets)
+}
