@@ -1,0 +1,185 @@
+//! The middleware in front of every route: basic authentication against
+//! `basic_auth_users` (bcrypt, with a cache of successes and a bound on
+//! concurrent bcrypt work) and the configured response headers, both from
+//! the config in force for each request.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use super::{WebConfig, WebConfigHandle, lock};
+
+/// The realm announced in `WWW-Authenticate`.
+pub const REALM: &str = "avepoint-exporter";
+
+/// Paths that stay open when `basic_auth_users` is set.
+pub const UNAUTHENTICATED_PATHS: &[&str] = &["/-/healthy"];
+
+/// Most successful (user, password) checks remembered, so a scrape every few
+/// seconds does not cost a bcrypt verification each time.
+const AUTH_CACHE_CAPACITY: usize = 1024;
+
+/// Basic authentication checks: bcrypt, a cache of successes, and a bound on
+/// concurrent bcrypt work.
+pub(super) struct Authenticator {
+    /// SHA-256 of (user, hash, password) of recent successful checks; never
+    /// the password itself.
+    cache: Mutex<HashSet<[u8; 32]>>,
+    /// bcrypt is deliberately slow: this many verifications at once.
+    permits: Semaphore,
+}
+
+impl Authenticator {
+    /// bcrypt may use half the CPUs (at least one), so that a burst of
+    /// logins cannot take them all.
+    pub(super) fn new() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        Authenticator {
+            cache: Mutex::new(HashSet::new()),
+            permits: Semaphore::new((cpus / 2).max(1)),
+        }
+    }
+
+    /// Whether `user` and `password` match `config`. An unknown user is
+    /// checked against the dummy hash all the same, so that the time taken
+    /// does not tell which users exist.
+    async fn check(&self, config: &WebConfig, user: &str, password: &str) -> bool {
+        let (hash, known) = match (config.users.get(user), &config.dummy_hash) {
+            (Some(hash), _) => (hash.expose_secret().to_owned(), true),
+            (None, Some(dummy)) => (dummy.clone(), false),
+            (None, None) => return false,
+        };
+        let key = cache_key(user, &hash, password);
+        if known && lock(&self.cache).contains(&key) {
+            return true;
+        }
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        let password = SecretString::from(password);
+        let matches = tokio::task::spawn_blocking(move || {
+            bcrypt::verify(password.expose_secret(), &hash).unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        let ok = matches && known;
+        if ok {
+            let mut cache = lock(&self.cache);
+            if cache.len() >= AUTH_CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(key);
+        }
+        ok
+    }
+}
+
+/// Each part is prefixed by its length, so that moving characters from one
+/// part to the next gives another key.
+fn cache_key(user: &str, hash: &str, password: &str) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    for part in [user, hash, password] {
+        digest.update((part.len() as u64).to_be_bytes());
+        digest.update(part.as_bytes());
+    }
+    digest.finalize().into()
+}
+
+/// User and password of an `Authorization: Basic` header.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// Wrap `router` with basic authentication (when users are configured) and
+/// the configured response headers, both from the config in force.
+pub fn protect(router: Router, handle: Arc<WebConfigHandle>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(handle, guard))
+}
+
+async fn guard(
+    State(handle): State<Arc<WebConfigHandle>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let config = handle.current();
+    let open = !config.auth_enabled() || UNAUTHENTICATED_PATHS.contains(&request.uri().path());
+    let allowed = open
+        || match basic_credentials(request.headers()) {
+            Some((user, password)) => handle.auth.check(&config, &user, &password).await,
+            None => false,
+        };
+    let mut response = if allowed {
+        next.run(request).await
+    } else {
+        unauthorized()
+    };
+    // On refusals too: `X-Frame-Options` and the like protect any page.
+    for (name, value) in &config.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}
+
+/// The 401 that makes clients ask for (or send) credentials.
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_str(&format!("Basic realm=\"{REALM}\""))
+                    .expect("the realm is a valid header value"),
+            ),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+        ],
+        "Unauthorized\n",
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_basic_credentials() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic YWxpY2U6b3BlbjpzZXNhbWU="),
+        );
+        assert_eq!(
+            basic_credentials(&headers),
+            Some(("alice".into(), "open:sesame".into()))
+        );
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert_eq!(basic_credentials(&headers), None);
+    }
+
+    #[test]
+    fn cache_keys_separate_fields() {
+        assert_ne!(cache_key("ab", "h", "c"), cache_key("a", "h", "bc"));
+    }
+}

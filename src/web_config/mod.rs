@@ -1,0 +1,176 @@
+//! `--web.config.file`: TLS, basic authentication and extra response headers,
+//! in the Prometheus exporter-toolkit format
+//! (<https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md>).
+//!
+//! This module owns that file and everything it configures: server TLS and
+//! client certificates (mTLS), basic authentication, response headers, and
+//! re-reading the file while running. It depends on nothing else of the crate
+//! but `crate::config::parse_yaml`, so that the YAML errors read the same in
+//! both files; keep it that way (the web server calls in, not the other way).
+//!
+//! The file is parsed strictly (unknown keys are errors naming the file and
+//! the key) and checked completely, certificates included, at start. While
+//! running, [`WebConfigHandle::current`] looks at the modification time of the
+//! file and of the certificate files it names on every new connection and
+//! request (a `stat` each) and reads them again when one changed, so
+//! certificates rotate without a restart. A file that fails to load then is
+//! logged once and the last good config stays in force.
+//!
+//! Secrets (bcrypt hashes, private keys) are never part of a `Debug` output
+//! or a log line.
+//!
+//! The parts: `parse` (the file's keys and their checks), `tls` (the rustls
+//! server config), `auth` (the basic-auth middleware) and `handle` (reloading).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::http::{HeaderName, HeaderValue};
+use rustls::server::ServerConfig;
+use secrecy::SecretString;
+
+mod auth;
+mod handle;
+mod parse;
+mod tls;
+
+pub use auth::{REALM, UNAUTHENTICATED_PATHS, protect};
+pub use handle::WebConfigHandle;
+
+/// A web config error: always names the file and, where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    /// The file could not be read.
+    #[error("web config file {path}: cannot read it: {source}")]
+    Read {
+        /// The web config file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key has a value that is not allowed, or a required key is missing.
+    #[error("web config file {path}: {key}: {message}")]
+    Invalid {
+        /// The web config file.
+        path: PathBuf,
+        /// Dotted path of the offending key, e.g. `tls_server_config.cert_file`.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// Makes [`WebConfigError::Invalid`] for one file, so that no check can
+/// forget to name the file.
+#[derive(Clone, Copy)]
+struct Invalid<'a> {
+    path: &'a Path,
+}
+
+impl Invalid<'_> {
+    /// The error for `key` (a dotted path from the top of the file).
+    fn at(self, key: &str, message: impl Into<String>) -> WebConfigError {
+        WebConfigError::Invalid {
+            path: self.path.to_owned(),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The error for `tls_server_config.<name>`, where most checks are.
+    fn tls(self, name: &str, message: impl Into<String>) -> WebConfigError {
+        self.at(&format!("tls_server_config.{name}"), message)
+    }
+}
+
+/// One validated load of the web config file.
+pub struct WebConfig {
+    tls: Option<Arc<ServerConfig>>,
+    users: HashMap<String, SecretString>,
+    /// A bcrypt hash at the users' highest cost, checked against for unknown
+    /// users so that the response time does not tell which users exist.
+    dummy_hash: Option<String>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    http2: bool,
+    /// The files this config was read from: the web config file first, then
+    /// the certificate, key and CA files.
+    files: Vec<PathBuf>,
+}
+
+impl fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut users: Vec<&str> = self.users.keys().map(String::as_str).collect();
+        users.sort_unstable();
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls.is_some())
+            .field("basic_auth_users", &users)
+            .field("password_hashes", &"<redacted>")
+            .field("headers", &self.headers)
+            .field("http2", &self.http2)
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+impl WebConfig {
+    /// Read, parse and check a web config file, reading the certificate files
+    /// it names. Relative paths in it are relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, WebConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text, path)
+    }
+
+    /// Whether connections are served over TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The rustls server config, when TLS is enabled.
+    pub fn tls_server_config(&self) -> Option<Arc<ServerConfig>> {
+        self.tls.clone()
+    }
+
+    /// Whether HTTP/2 is offered (`http_server_config.http2`, default true).
+    pub fn http2(&self) -> bool {
+        self.http2
+    }
+
+    /// Whether requests need basic authentication.
+    pub fn auth_enabled(&self) -> bool {
+        !self.users.is_empty()
+    }
+}
+
+/// Locks `mutex` even if a thread panicked while holding it: what these locks
+/// guard (a cache, the config in force) is changed in single steps, so it is
+/// never left half-written, and one panicking request must not make every
+/// later request panic too.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_hashes() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let config = WebConfig::from_yaml(
+            &format!("basic_auth_users:\n  alice: '{hash}'\n"),
+            Path::new("w.yml"),
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(debug.contains("alice"), "{debug}");
+        assert!(!debug.contains(&hash), "{debug}");
+        assert!(!debug.contains("$2"), "{debug}");
+    }
+}

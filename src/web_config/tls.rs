@@ -1,0 +1,448 @@
+//! The rustls [`ServerConfig`] for `tls_server_config`: protocol versions,
+//! cipher suites and curves, the server certificate and key, and client
+//! certificates (`client_auth_type` with Go's semantics, `client_ca_file`).
+//! Certificates and keys come inline or from files; the files read are
+//! recorded so that the handle can watch them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{CryptoProvider, SupportedKxGroup};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{
+    CipherSuite, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
+    SupportedProtocolVersion,
+};
+use secrecy::ExposeSecret;
+
+use super::parse::{ClientAuth, RawTls, TlsVersion};
+use super::{Invalid, WebConfigError};
+
+/// Cipher suites by their Go (and IANA) names. TLS 1.3 suites are not
+/// configurable, as in Go: naming one is allowed and changes nothing.
+const TLS12_CIPHER_SUITES: &[(&str, CipherSuite)] = &[
+    (
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+];
+const TLS13_CIPHER_SUITES: &[&str] = &[
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+];
+
+/// Build the server config from a `tls_server_config` that sets at least one
+/// key. Relative file names are relative to `dir`; every file read is added
+/// to `files`. Keep the order of the checks (versions, suites, curves,
+/// certificate and key, client certificates): it decides which mistake is
+/// reported for a file with several, and tests/web_config.rs pins it.
+pub(super) fn server_config(
+    raw: &RawTls,
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    invalid: Invalid<'_>,
+    http2: bool,
+) -> Result<Arc<ServerConfig>, WebConfigError> {
+    let versions = protocol_versions(raw.min_version, raw.max_version, invalid)?;
+    let provider = Arc::new(crypto_provider(raw, invalid)?);
+    let mut pem = PemFiles {
+        dir,
+        files,
+        invalid,
+    };
+    let certified = certified_key(raw, &mut pem, &provider)?;
+    let client_auth = raw.client_auth_type.unwrap_or(ClientAuth::NoClientCert);
+    let client_ca = pem.source(
+        raw.client_ca.as_deref().map(str::as_bytes),
+        raw.client_ca_file.as_deref(),
+        ("client_ca", "client_ca_file"),
+    )?;
+    let roots = match &client_ca {
+        Some((ca_key, bytes)) => Some(client_roots(ca_key, bytes, invalid)?),
+        None => None,
+    };
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&versions)
+        .map_err(|error| invalid.tls("cipher_suites", format!("no usable TLS setup: {error}")))?;
+    let ca_key = client_ca.map(|(ca_key, _)| ca_key);
+    let builder = match client_verifier(client_auth, ca_key, roots, &provider, invalid)? {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    // `prefer_server_cipher_suites` is accepted and has no effect, as in Go
+    // since 1.18: rustls picks by its own (server) order.
+    config.ignore_client_order = true;
+    Ok(Arc::new(config))
+}
+
+/// `min_version` and `max_version`: TLS 1.2 to 1.3 unless narrowed.
+fn protocol_versions(
+    min: Option<TlsVersion>,
+    max: Option<TlsVersion>,
+    invalid: Invalid<'_>,
+) -> Result<Vec<&'static SupportedProtocolVersion>, WebConfigError> {
+    for (name, version) in [("min_version", min), ("max_version", max)] {
+        if let Some(version @ (TlsVersion::TLS10 | TlsVersion::TLS11)) = version {
+            return Err(invalid.tls(
+                name,
+                format!(
+                    "{version:?} is not supported: rustls implements only TLS 1.2 and 1.3; use TLS12 or TLS13"
+                ),
+            ));
+        }
+    }
+    let min = min.unwrap_or(TlsVersion::TLS12);
+    let max = max.unwrap_or(TlsVersion::TLS13);
+    if min > max {
+        return Err(invalid.tls(
+            "max_version",
+            format!("{max:?} is below min_version {min:?}"),
+        ));
+    }
+    let mut versions: Vec<&'static SupportedProtocolVersion> = Vec::new();
+    if min <= TlsVersion::TLS12 && max >= TlsVersion::TLS12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    if max >= TlsVersion::TLS13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    Ok(versions)
+}
+
+/// The aws-lc-rs provider narrowed to `cipher_suites` (TLS 1.2 only, as in
+/// Go) and `curve_preferences`.
+fn crypto_provider(raw: &RawTls, invalid: Invalid<'_>) -> Result<CryptoProvider, WebConfigError> {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(names) = &raw.cipher_suites {
+        let wanted = tls12_cipher_suites(names, invalid)?;
+        // TLS 1.3 suites first (not configurable), then the listed TLS 1.2
+        // suites in the order given.
+        let all = std::mem::take(&mut provider.cipher_suites);
+        provider.cipher_suites = all
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS13)
+            .copied()
+            .chain(
+                wanted
+                    .iter()
+                    .filter_map(|w| all.iter().find(|s| s.suite() == *w).copied()),
+            )
+            .collect();
+    }
+    if let Some(names) = &raw.curve_preferences {
+        provider.kx_groups = names
+            .iter()
+            .map(|name| kx_group(name, invalid))
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(provider)
+}
+
+/// The TLS 1.2 suites among `cipher_suites`, in the order given; TLS 1.3
+/// names are skipped, any other name is an error.
+fn tls12_cipher_suites(
+    names: &[String],
+    invalid: Invalid<'_>,
+) -> Result<Vec<CipherSuite>, WebConfigError> {
+    let mut wanted = Vec::new();
+    for name in names {
+        if let Some((_, suite)) = TLS12_CIPHER_SUITES.iter().find(|(n, _)| n == name) {
+            wanted.push(*suite);
+        } else if !TLS13_CIPHER_SUITES.contains(&name.as_str()) {
+            let supported: Vec<&str> = TLS12_CIPHER_SUITES.iter().map(|(n, _)| *n).collect();
+            return Err(invalid.tls(
+                "cipher_suites",
+                format!(
+                    "{name:?} is unknown or not supported by rustls; supported: {}",
+                    supported.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(wanted)
+}
+
+/// One entry of `curve_preferences`, by Go's name.
+fn kx_group(
+    name: &str,
+    invalid: Invalid<'_>,
+) -> Result<&'static dyn SupportedKxGroup, WebConfigError> {
+    use rustls::crypto::aws_lc_rs::kx_group;
+    match name {
+        "X25519" => Ok(kx_group::X25519),
+        "CurveP256" => Ok(kx_group::SECP256R1),
+        "CurveP384" => Ok(kx_group::SECP384R1),
+        "X25519MLKEM768" => Ok(kx_group::X25519MLKEM768),
+        "CurveP521" => Err(invalid.tls(
+            "curve_preferences",
+            "CurveP521 is not supported by rustls; use X25519, CurveP256 or CurveP384",
+        )),
+        other => Err(invalid.tls(
+            "curve_preferences",
+            format!(
+                "unknown curve {other:?}; expected X25519, CurveP256, CurveP384 or X25519MLKEM768"
+            ),
+        )),
+    }
+}
+
+/// The server certificate chain and its private key, from `cert` or
+/// `cert_file` and `key` or `key_file`. Both are read before either is
+/// reported missing, so that an unreadable file is named first.
+fn certified_key(
+    raw: &RawTls,
+    pem: &mut PemFiles<'_>,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, WebConfigError> {
+    let invalid = pem.invalid;
+    let certificate = pem.source(
+        raw.cert.as_deref().map(str::as_bytes),
+        raw.cert_file.as_deref(),
+        ("cert", "cert_file"),
+    )?;
+    let private_key = pem.source(
+        raw.key.as_ref().map(|k| k.expose_secret().as_bytes()),
+        raw.key_file.as_deref(),
+        ("key", "key_file"),
+    )?;
+    let (cert_key, certificate) = certificate
+        .ok_or_else(|| invalid.tls("cert_file", "missing: set one of cert_file or cert"))?;
+    let (key_key, private_key) = private_key
+        .ok_or_else(|| invalid.tls("key_file", "missing: set one of key_file or key"))?;
+    let chain = certificates(&certificate, cert_key, invalid)?;
+    let private_key = PrivateKeyDer::from_pem_slice(&private_key).map_err(|_| {
+        invalid.tls(
+            key_key,
+            "no private key found (expected a PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block)",
+        )
+    })?;
+    CertifiedKey::from_der(chain, private_key, provider).map_err(|error| match error {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => invalid.tls(
+            key_key,
+            format!("the private key does not match the certificate in {cert_key}"),
+        ),
+        rustls::Error::General(_) => invalid.tls(
+            key_key,
+            "the private key could not be loaded (unsupported key type or invalid encoding)",
+        ),
+        other => invalid.tls(cert_key, format!("unusable certificate: {other}")),
+    })
+}
+
+/// The certificates of the PEM text that `key` set; at least one.
+fn certificates(
+    pem: &[u8],
+    key: &str,
+    invalid: Invalid<'_>,
+) -> Result<Vec<CertificateDer<'static>>, WebConfigError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|error| invalid.tls(key, format!("invalid PEM: {error}")))?;
+    if certs.is_empty() {
+        return Err(invalid.tls(key, "no CERTIFICATE block found (expected PEM)"));
+    }
+    Ok(certs)
+}
+
+/// The CAs that client certificates are verified against (`client_ca` or
+/// `client_ca_file`, named by `ca_key`).
+fn client_roots(
+    ca_key: &str,
+    pem: &[u8],
+    invalid: Invalid<'_>,
+) -> Result<Arc<RootCertStore>, WebConfigError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(pem, ca_key, invalid)? {
+        roots
+            .add(cert)
+            .map_err(|error| invalid.tls(ca_key, format!("unusable CA certificate: {error}")))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The verifier for `client_auth_type`, `None` for `NoClientCert`. `ca_key`
+/// names the key that set the client CA, if one did: with `NoClientCert` a
+/// CA would be ignored, which is refused rather than silently accepted.
+fn client_verifier(
+    client_auth: ClientAuth,
+    ca_key: Option<&str>,
+    roots: Option<Arc<RootCertStore>>,
+    provider: &Arc<CryptoProvider>,
+    invalid: Invalid<'_>,
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, WebConfigError> {
+    match client_auth {
+        ClientAuth::NoClientCert => match ca_key {
+            Some(ca_key) => Err(invalid.tls(
+                ca_key,
+                "set, but client_auth_type is NoClientCert: set client_auth_type to \
+                 RequireAndVerifyClientCert (or VerifyClientCertIfGiven), or remove it",
+            )),
+            None => Ok(None),
+        },
+        ClientAuth::RequestClientCert | ClientAuth::RequireAnyClientCert => {
+            Ok(Some(Arc::new(AnyClientCert {
+                mandatory: client_auth == ClientAuth::RequireAnyClientCert,
+                provider: Arc::clone(provider),
+            })))
+        }
+        ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert => {
+            let roots = roots.ok_or_else(|| {
+                invalid.tls(
+                    "client_ca_file",
+                    format!(
+                        "missing: client_auth_type {client_auth:?} verifies client certificates against client_ca_file (or client_ca)"
+                    ),
+                )
+            })?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(provider));
+            let verifier = if client_auth == ClientAuth::VerifyClientCertIfGiven {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|error| invalid.tls("client_ca_file", error.to_string()))?;
+            Ok(Some(verifier))
+        }
+    }
+}
+
+/// PEM bytes (no `Debug`: they may hold a private key).
+struct PemBytes(Vec<u8>);
+
+impl std::ops::Deref for PemBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Where certificate and key files are read from, and the list of the files
+/// read, which the handle watches for changes.
+struct PemFiles<'a> {
+    dir: &'a Path,
+    files: &'a mut Vec<PathBuf>,
+    invalid: Invalid<'a>,
+}
+
+impl PemFiles<'_> {
+    /// The PEM text of an inline key (`cert`) or a file key (`cert_file`), at
+    /// most one, with the key it came from (for messages).
+    fn source(
+        &mut self,
+        inline: Option<&[u8]>,
+        file: Option<&Path>,
+        (inline_key, file_key): (&'static str, &'static str),
+    ) -> Result<Option<(&'static str, PemBytes)>, WebConfigError> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(self.invalid.tls(
+                file_key,
+                format!("{file_key} and {inline_key} are mutually exclusive: set one"),
+            )),
+            (Some(text), None) => Ok(Some((inline_key, PemBytes(text.to_vec())))),
+            (None, Some(file)) => {
+                let file = self.dir.join(file);
+                let bytes = std::fs::read(&file).map_err(|error| {
+                    self.invalid
+                        .tls(file_key, format!("cannot read {}: {error}", file.display()))
+                })?;
+                self.files.push(file);
+                Ok(Some((file_key, PemBytes(bytes))))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// The two signature checks of a [`ClientCertVerifier`]: the same code but
+/// for the rustls function they call, which has the method's name.
+macro_rules! verify_signatures {
+    ($($check:ident),+) => {$(
+        fn $check(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.provider.signature_verification_algorithms;
+            rustls::crypto::$check(message, cert, dss, algorithms)
+        }
+    )+};
+}
+
+/// `RequestClientCert` and `RequireAnyClientCert`: ask for a client
+/// certificate, check that the client holds its key, but do not verify it
+/// against any CA (Go's semantics).
+#[derive(Debug)]
+struct AnyClientCert {
+    mandatory: bool,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    verify_signatures!(verify_tls12_signature, verify_tls13_signature);
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
