@@ -1,4 +1,6 @@
 //! Command-line definitions, following the Prometheus exporters' flag names.
+//!
+//! Plain clap types; imports nothing of the crate.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -240,6 +242,27 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.config_file, PathBuf::from("x.yml"));
         assert_eq!(cli.serve.listen_address, ":10290");
+    }
+
+    #[test]
+    fn simulate_listens_where_every_command_does_and_keeps_the_old_flag() {
+        for flag in ["--web.listen-address", "--listen"] {
+            let cli = Cli::try_parse_from(["x", "simulate", flag, "127.0.0.1:1"]).unwrap();
+            let Some(Command::Simulate(args)) = cli.command else {
+                panic!("{flag}: not the simulate command");
+            };
+            assert_eq!(args.listen_address, "127.0.0.1:1", "{flag}");
+        }
+        let help = Cli::command()
+            .find_subcommand_mut("simulate")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--web.listen-address"), "{help}");
+        assert!(
+            !help.contains("--listen "),
+            "the old spelling stays hidden: {help}"
+        );
     }
 
     #[test]

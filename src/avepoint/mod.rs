@@ -3,7 +3,8 @@
 //! Inside, from the bottom up: [`http`] (bounded body reads, text safe to
 //! log), [`instrumentation`] (`avepoint_api_*` counters), [`model`] (the
 //! wire types), [`certificate`] (the certificate credential and its JWT),
-//! [`auth`] (the OAuth2 token source), [`client`] (one typed call per
+//! [`auth`] (the OAuth2 token source), [`pacing`] (rate limit, Retry-After,
+//! jitter), [`client`] (one typed call per
 //! endpoint, retries, back-off, rate limit, the concurrency bound).
 //!
 //! Imports only `config` (settings, targets) and `sync` from the crate;
@@ -15,6 +16,7 @@ pub mod client;
 pub mod http;
 pub mod instrumentation;
 pub mod model;
+pub mod pacing;
 
 pub use auth::{AccessToken, AuthError, TokenSource};
 pub use client::{ApiClient, ApiError, FailureKind};

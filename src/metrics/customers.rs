@@ -7,7 +7,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::exposition::{NO_LABELS, encode_gauges};
+use super::gauges::{NO_LABELS, encode_gauges};
 use crate::avepoint::model::Customer;
 use crate::discovery::DiscoveryState;
 

@@ -9,7 +9,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::exposition::{NO_LABELS, encode_gauges};
+use super::gauges::{NO_LABELS, encode_gauges};
 
 /// Outcome of config reloads, as Prometheus and blackbox_exporter report it.
 #[derive(Debug, Clone, Default)]

@@ -11,6 +11,7 @@ mod customers;
 mod exporter;
 mod exposition;
 mod format;
+mod gauges;
 mod process;
 pub mod profiles;
 

@@ -5,7 +5,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::exposition::{NO_LABELS, encode_gauges};
+use super::gauges::{NO_LABELS, encode_gauges};
 
 /// Standard `process_*` metrics of this process, read from /proc on Linux.
 #[derive(Debug)]

@@ -36,8 +36,8 @@ use crate::avepoint::model::ScanProfileReport;
 use crate::sync::lock;
 use data::SimCustomer;
 use state::SimState;
+use state::TrustedCertificate;
 pub use state::{ProtocolStats, SimStats};
-use token::TrustedCertificate;
 
 /// Client id the simulator accepts unless told otherwise.
 pub const DEMO_CLIENT_ID: &str = "5e1fc11e-0000-4000-8000-00000000de30";

@@ -14,46 +14,13 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::data::mix;
-use super::state::{IssuedToken, SimState};
-use crate::avepoint::certificate::{CLIENT_ASSERTION_TYPE, sha1_thumbprint};
+use super::state::{IssuedToken, SimState, TrustedCertificate};
+use crate::avepoint::certificate::CLIENT_ASSERTION_TYPE;
 use crate::sync::lock;
-
-/// The certificate of [`super::SimulatorConfig::trusted_certificate`], parsed.
-pub(super) struct TrustedCertificate {
-    der: CertificateDer<'static>,
-    /// Upper-case hex SHA-1 of the DER (compared case-insensitively).
-    kid: String,
-    /// base64url SHA-1 of the DER.
-    x5t: String,
-}
-
-impl TrustedCertificate {
-    /// Accept PEM or DER, and refuse at start what could never verify a
-    /// signature rather than answering every assertion 401.
-    pub(super) fn parse(bytes: &[u8]) -> std::io::Result<Self> {
-        let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
-        let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-            CertificateDer::from_pem_slice(bytes)
-                .map_err(|error| invalid(format!("trusted certificate: {error}")))?
-        } else {
-            CertificateDer::from(bytes.to_vec())
-        };
-        webpki::EndEntityCert::try_from(&der)
-            .map_err(|error| invalid(format!("trusted certificate: {error}")))?;
-        let sha1 = sha1_thumbprint(&der);
-        Ok(Self {
-            kid: sha1.iter().map(|b| format!("{b:02X}")).collect(),
-            x5t: URL_SAFE_NO_PAD.encode(sha1),
-            der,
-        })
-    }
-}
 
 #[derive(Deserialize)]
 pub(super) struct TokenForm {

@@ -16,7 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use super::{WebConfig, WebConfigHandle, lock};
+use super::{WebConfig, WebConfigHandle};
+use crate::sync::lock;
 
 /// The realm announced in `WWW-Authenticate`.
 pub const REALM: &str = "avepoint-exporter";

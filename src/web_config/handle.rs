@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::auth::Authenticator;
-use super::{Invalid, WebConfig, WebConfigError, lock};
+use super::{Invalid, WebConfig, WebConfigError};
+use crate::sync::lock;
 
 /// What identifies a version of a file without reading it.
 type Stamp = Option<(SystemTime, u64, u64)>;

@@ -5,7 +5,7 @@
 //! This module owns that file and everything it configures: server TLS and
 //! client certificates (mTLS), basic authentication, response headers, and
 //! re-reading the file while running. It depends on nothing else of the crate
-//! but `crate::config::parse_yaml`, so that the YAML errors read the same in
+//! but `crate::config::parse_yaml` and `crate::sync`, so that the YAML errors read the same in
 //! both files; keep it that way (the web server calls in, not the other way).
 //!
 //! The file is parsed strictly (unknown keys are errors naming the file and
@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use axum::http::{HeaderName, HeaderValue};
 use rustls::server::ServerConfig;
@@ -144,16 +144,6 @@ impl WebConfig {
     pub fn auth_enabled(&self) -> bool {
         !self.users.is_empty()
     }
-}
-
-/// Locks `mutex` even if a thread panicked while holding it: what these locks
-/// guard (a cache, the config in force) is changed in single steps, so it is
-/// never left half-written, and one panicking request must not make every
-/// later request panic too.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

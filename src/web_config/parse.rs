@@ -1,16 +1,15 @@
 //! The keys of the web config file (the serde structs) and their checks:
-//! [`WebConfig::from_yaml`], one function per top-level section. What
-//! `tls_server_config` turns into is built in `tls`.
+//! [`WebConfig::from_yaml`], one function per top-level section. The
+//! `tls_server_config` section, its keys and what it builds live in `tls`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use axum::http::{HeaderName, HeaderValue, header};
-use rustls::server::ServerConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::tls::RawTls;
 use super::{Invalid, WebConfig, WebConfigError};
 
 /// Response headers that may be configured: the name as written in the file
@@ -52,76 +51,12 @@ struct RawWebConfig {
     rate_limit: Option<serde::de::IgnoredAny>,
 }
 
-/// `tls_server_config`, as written; `tls` turns it into a rustls config.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTls {
-    pub(super) cert: Option<String>,
-    pub(super) key: Option<SecretString>,
-    pub(super) client_ca: Option<String>,
-    pub(super) cert_file: Option<PathBuf>,
-    pub(super) key_file: Option<PathBuf>,
-    pub(super) client_auth_type: Option<ClientAuth>,
-    pub(super) client_ca_file: Option<PathBuf>,
-    pub(super) cipher_suites: Option<Vec<String>>,
-    pub(super) curve_preferences: Option<Vec<String>>,
-    pub(super) min_version: Option<TlsVersion>,
-    pub(super) max_version: Option<TlsVersion>,
-    pub(super) prefer_server_cipher_suites: Option<bool>,
-    pub(super) client_allowed_sans: Option<serde::de::IgnoredAny>,
-}
-
-impl RawTls {
-    /// Whether no key is set: an empty `tls_server_config:` means plain HTTP.
-    /// The pattern names every field, so a new key cannot be left out here.
-    fn is_empty(&self) -> bool {
-        matches!(
-            self,
-            RawTls {
-                cert: None,
-                key: None,
-                client_ca: None,
-                cert_file: None,
-                key_file: None,
-                client_auth_type: None,
-                client_ca_file: None,
-                cipher_suites: None,
-                curve_preferences: None,
-                min_version: None,
-                max_version: None,
-                prefer_server_cipher_suites: None,
-                client_allowed_sans: None,
-            }
-        )
-    }
-}
-
 /// `http_server_config`, as written.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     http2: Option<bool>,
     headers: Option<HashMap<String, String>>,
-}
-
-/// `tls_server_config.client_auth_type`, Go's `tls.ClientAuthType` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub(super) enum ClientAuth {
-    NoClientCert,
-    RequestClientCert,
-    #[serde(alias = "RequireClientCert")]
-    RequireAnyClientCert,
-    VerifyClientCertIfGiven,
-    RequireAndVerifyClientCert,
-}
-
-/// `min_version` and `max_version`, Go's names; ordered oldest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-pub(super) enum TlsVersion {
-    TLS10,
-    TLS11,
-    TLS12,
-    TLS13,
 }
 
 impl WebConfig {
@@ -147,7 +82,7 @@ impl WebConfig {
         let dummy_hash = basic_auth_users(&users, invalid)?;
         let mut files = vec![path.to_owned()];
         let tls = match raw.tls_server_config {
-            Some(tls) => tls_server_config(tls, path, &mut files, invalid, http2)?,
+            Some(tls) => super::tls::section(tls, path, &mut files, invalid, http2)?,
             None => None,
         };
         Ok(WebConfig {
@@ -242,28 +177,4 @@ fn basic_auth_users(
                 .map_err(|error| invalid.at("basic_auth_users", error.to_string()))
         })
         .transpose()
-}
-
-/// `tls_server_config`: `None` when no key in it is set (an empty
-/// `tls_server_config:`, as in exporter-toolkit: plain HTTP). Files it names
-/// are relative to the web config file `path` and added to `files`.
-fn tls_server_config(
-    raw: RawTls,
-    path: &Path,
-    files: &mut Vec<PathBuf>,
-    invalid: Invalid<'_>,
-    http2: bool,
-) -> Result<Option<Arc<ServerConfig>>, WebConfigError> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    if raw.client_allowed_sans.is_some() {
-        return Err(invalid.tls(
-            "client_allowed_sans",
-            "not supported by avepoint-exporter; issue client certificates from a dedicated \
-             client_ca_file instead",
-        ));
-    }
-    let dir = path.parent().unwrap_or(Path::new(""));
-    super::tls::server_config(&raw, dir, files, invalid, http2).map(Some)
 }

@@ -1,0 +1,109 @@
+//! How fast and how often the client asks AvePoint: the token-bucket rate
+//! limit (`avepoint.max_requests_per_second`), `Retry-After` parsing and the
+//! jitter that keeps retries of many profiles out of lockstep.
+//!
+//! Imports nothing of the crate.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A token bucket over all API requests: `rate` per second, bursts of up
+/// to one second's worth.
+#[derive(Debug)]
+pub(crate) struct RateLimiter {
+    rate: f64,
+    bucket: tokio::sync::Mutex<(f64, Instant)>,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(rate: f64) -> Self {
+        Self {
+            rate,
+            bucket: tokio::sync::Mutex::new((rate.max(1.0), Instant::now())),
+        }
+    }
+
+    /// Wait for a token. The lock is held while waiting, so waiters are
+    /// served in order and none is starved.
+    pub(crate) async fn acquire(&self) {
+        let mut bucket = self.bucket.lock().await;
+        let capacity = self.rate.max(1.0);
+        let now = Instant::now();
+        let (tokens, last) = *bucket;
+        let mut tokens =
+            (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(capacity);
+        let mut now = now;
+        if tokens < 1.0 {
+            let wait = Duration::from_secs_f64((1.0 - tokens) / self.rate);
+            tokio::time::sleep(wait).await;
+            now = Instant::now();
+            tokens = 1.0;
+        }
+        *bucket = (tokens - 1.0, now);
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 10.2.3); a date in
+/// the past means "now".
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        }
+    };
+    // Capped: a header asking for years would overflow `Instant + wait`
+    // and stop the exporter for good.
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// The longest back-off honoured, whatever `Retry-After` asks for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A random delay between `min_ms` and `max_ms`, so retries of many
+/// profiles do not arrive at AvePoint in lockstep.
+pub(crate) fn jitter(min_ms: u64, max_ms: u64) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new().hash_one(Instant::now());
+    Duration::from_millis(min_ms + random % (max_ms - min_ms + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        assert_eq!(parse_retry_after(" 30 "), Some(Duration::from_secs(30)));
+        let in_a_minute = std::time::SystemTime::now() + Duration::from_secs(60);
+        let wait = parse_retry_after(&httpdate::fmt_http_date(in_a_minute)).unwrap();
+        assert!(
+            wait > Duration::from_secs(58) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_spaces_requests() {
+        let limiter = RateLimiter::new(2.0);
+        let started = Instant::now();
+        for _ in 0..6 {
+            limiter.acquire().await;
+        }
+        // A burst of 2, then one every 0.5 s.
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
+}
