@@ -216,14 +216,33 @@ fn rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Paths the exporter serves itself; the telemetry path must not shadow
+/// them (axum would panic at start on the overlapping route).
+const RESERVED_PATHS: [&str; 3] = ["/", "/probe", "/sd"];
+
 fn telemetry_path(text: &str) -> Result<String, String> {
-    if text.starts_with('/') && text.len() > 1 && !text.starts_with("/-/") {
-        Ok(text.to_owned())
-    } else {
-        Err(format!(
-            "{text:?} must start with / and not be / or under /-/"
-        ))
+    if RESERVED_PATHS.contains(&text) || text.starts_with("/-/") {
+        return Err(format!(
+            "{text:?} is taken by the exporter's own pages ({}, /-/...); choose another, e.g. /metrics",
+            RESERVED_PATHS.join(", ")
+        ));
     }
+    if !text.starts_with('/') {
+        return Err(format!(
+            "{text:?} must start with / and name a path, e.g. /metrics"
+        ));
+    }
+    // Braces and `*` are route parameters to axum; `?`, `#` and whitespace
+    // can never match a request path.
+    if let Some(bad) = text
+        .chars()
+        .find(|c| matches!(c, '{' | '}' | '*' | '?' | '#') || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{text:?} contains {bad:?}, which cannot be part of the path"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 #[cfg(test)]
@@ -263,6 +282,30 @@ mod tests {
             !help.contains("--listen "),
             "the old spelling stays hidden: {help}"
         );
+    }
+
+    #[test]
+    fn the_telemetry_path_cannot_take_the_exporters_own_pages() {
+        for taken in ["/", "/probe", "/sd", "/-/healthy", "/-/reload"] {
+            let error = telemetry_path(taken).unwrap_err();
+            assert_eq!(
+                error,
+                format!(
+                    "{taken:?} is taken by the exporter's own pages (/, /probe, /sd, /-/...); choose another, e.g. /metrics"
+                )
+            );
+        }
+        assert_eq!(
+            telemetry_path("/{id}").unwrap_err(),
+            "\"/{id}\" contains '{', which cannot be part of the path"
+        );
+        assert_eq!(
+            telemetry_path("metrics").unwrap_err(),
+            "\"metrics\" must start with / and name a path, e.g. /metrics"
+        );
+        for fine in ["/metrics", "/probe/metrics", "/sdk", "/avepoint/metrics"] {
+            assert_eq!(telemetry_path(fine).unwrap(), fine);
+        }
     }
 
     #[test]

@@ -231,3 +231,30 @@ fn simulate_rejects_an_error_rate_above_one() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_telemetry_path_that_shadows_a_page_is_refused_naming_the_flag() {
+    for path in ["/probe", "/sd", "/", "/-/healthy"] {
+        let output = run(&[
+            "--config.file",
+            "tests/testdata/config/valid-minimal.yml",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--web.telemetry-path",
+            path,
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{path}: {}", stderr(&output));
+        let stderr = stderr(&output);
+        assert!(
+            stderr.contains(&format!(
+                "invalid value '{path}' for '--web.telemetry-path <TELEMETRY_PATH>'"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("is taken by the exporter's own pages"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
