@@ -208,7 +208,7 @@ async fn list_customers(
         "customers",
         settings.page_size,
         |page, size| client.customers_page(page, size),
-        |customer: &Customer| customer.id.clone(),
+        |customer: &Customer| canonical_key(&customer.id),
     )
     .await?;
     Ok(customers
@@ -287,6 +287,12 @@ fn wanted_targets<'a>(
         })
 }
 
+/// What makes two list items the same: the canonical UUID, so that one id
+/// spelled twice (case, braces, hyphens) is one customer or profile.
+fn canonical_key(id: &str) -> String {
+    canonical_uuid(id).unwrap_or_else(|| id.to_owned())
+}
+
 /// The lower-case hyphenated form of a UUID, or `None` if it is not one.
 fn canonical_uuid(id: &str) -> Option<String> {
     uuid::Uuid::parse_str(id.trim())
@@ -304,7 +310,7 @@ async fn list_profiles(
         &list,
         page_size,
         |page, size| client.scan_profiles_page(&customer.id, page, size),
-        |profile: &ScanProfileSummary| profile.profile_id.clone(),
+        |profile: &ScanProfileSummary| canonical_key(&profile.profile_id),
     )
     .await;
     (customer, result)

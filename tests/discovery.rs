@@ -497,3 +497,62 @@ async fn ids_that_are_not_uuids_are_skipped() {
         1 + 3
     );
 }
+
+#[tokio::test]
+async fn one_id_in_three_spellings_is_one_customer_and_one_profile() {
+    let sim = simulator(3, 2).await;
+    sim.set_respelled_ids(true);
+    let settings = settings(&sim, "");
+    let state = refresh_once(&settings, &DiscoveryState::default()).await;
+    assert_eq!(state.customers.len(), 3);
+    assert_eq!(state.targets.len(), 6);
+    let mut ids: Vec<_> = state.targets.iter().map(|t| t.profile_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    // Each customer's profiles are listed once, not once per spelling. Each
+    // list takes two pages: the server's totalCount counts the repeats, so
+    // a second, empty page confirms the end.
+    assert_eq!(
+        sim.stats().discovery_requests.load(Ordering::Relaxed),
+        2 + 3 * 2
+    );
+}
+
+#[tokio::test]
+async fn respelled_ids_give_one_series_per_customer_and_one_fetch_per_profile() {
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            respelled_ids: true,
+            ..SimulatorConfig::default()
+        },
+        static_targets: false,
+        config_tail: "discovery:\n  enabled: true\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    for _ in 0..100 {
+        if harness.get("/-/ready", &[]).await.status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = harness.scrape().await;
+    assert_eq!(metrics.find("avepoint_customer_job_status", &[]).len(), 3);
+    assert_eq!(metrics.find("avepoint_customer_tenants", &[]).len(), 3);
+    assert_eq!(metrics.find("avepoint_scan_profile_up", &[]).len(), 9);
+    assert_eq!(
+        harness.sim.stats().profile_requests.load(Ordering::Relaxed),
+        9
+    );
+    // /probe takes any spelling of the customer id and answers for the one customer.
+    let customer = harness.sim.customers()[0].id.clone();
+    let braced = format!("{{{}}}", customer.to_uppercase());
+    let probe = harness
+        .get(&format!("/probe?customer_id={braced}"), &[])
+        .await;
+    assert_eq!(probe.status, 200, "{}", probe.body);
+    let probe = Exposition::parse(&probe.body);
+    assert_eq!(probe.find("avepoint_scan_profile_up", &[]).len(), 3);
+    assert_eq!(probe.find("avepoint_customer_job_status", &[]).len(), 1);
+}

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::Fault;
 use super::data::SimProfile;
 use super::state::SimState;
-use crate::avepoint::model::{Page, PageMetadata};
+use crate::avepoint::model::{Page, PageMetadata, ScanProfileSummary};
 use crate::sync::lock;
 
 /// Permission of both profile endpoints and of the profile list.
@@ -333,7 +333,34 @@ fn customer_items(state: &SimState, wanted: Option<Vec<String>>) -> Vec<Value> {
             item
         })
         .chain(bogus)
+        .chain(respelled_customers(state))
         .collect()
+}
+
+/// With [`SimState::respelled_ids`]: the first customer twice more, its id
+/// in upper case with braces and without hyphens, as a server that stores
+/// ids as it was given them might.
+fn respelled_customers(state: &SimState) -> Vec<Value> {
+    let Some(first) = state
+        .customers
+        .first()
+        .filter(|_| state.respelled_ids.load(Ordering::Relaxed))
+    else {
+        return Vec::new();
+    };
+    respellings(&first.id)
+        .into_iter()
+        .map(|id| {
+            let mut item = serde_json::to_value(first.to_api()).unwrap_or_default();
+            item["id"] = json!(id);
+            item
+        })
+        .collect()
+}
+
+/// Other spellings of a UUID that parse to the same one.
+fn respellings(id: &str) -> [String; 2] {
+    [format!("{{{}}}", id.to_uppercase()), id.replace('-', "")]
 }
 
 /// `POST .../customers/{id}/scan-profiles/batch`: a visible customer's
@@ -353,11 +380,26 @@ pub(super) async fn profiles_batch(
         .find(|c| c.id == customer_id && !hidden)
         .ok_or_else(|| api_error(StatusCode::NOT_FOUND, request_id, "customer not found"))?;
     let wanted = body.and_then(|Json(body)| body.scan_profile_ids);
-    let items = customer
+    let respelled = state.respelled_ids.load(Ordering::Relaxed);
+    let items: Vec<ScanProfileSummary> = customer
         .profiles
         .iter()
         .filter(|p| wanted.as_ref().is_none_or(|ids| ids.contains(&p.id)))
         .map(SimProfile::to_summary)
+        .flat_map(|summary| {
+            let copies: Vec<ScanProfileSummary> = if respelled {
+                respellings(&summary.profile_id)
+                    .into_iter()
+                    .map(|profile_id| ScanProfileSummary {
+                        profile_id,
+                        ..summary.clone()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            std::iter::once(summary).chain(copies)
+        })
         .collect();
     Ok(page(&state, items, &query, request_id))
 }

@@ -77,6 +77,8 @@ pub struct SimulatorConfig {
     /// token endpoint then also accepts `client_assertion` JWTs signed RS256
     /// with its private key. `None`: client secret only.
     pub trusted_certificate: Option<Vec<u8>>,
+    /// Start with [`RunningSimulator::set_respelled_ids`] on.
+    pub respelled_ids: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -95,6 +97,7 @@ impl Default for SimulatorConfig {
             client_secret: DEMO_CLIENT_SECRET.to_owned(),
             permissions: ALL_PERMISSIONS.to_owned(),
             trusted_certificate: None,
+            respelled_ids: false,
         }
     }
 }
@@ -237,6 +240,12 @@ impl RunningSimulator {
     /// list, as a buggy or hostile server might.
     pub fn set_bogus_customer(&self, on: bool) {
         self.state.bogus_customer.store(on, Ordering::Relaxed);
+    }
+
+    /// List the first customer, and every profile, again under other
+    /// spellings of the same UUID (upper case with braces, no hyphens).
+    pub fn set_respelled_ids(&self, on: bool) {
+        self.state.respelled_ids.store(on, Ordering::Relaxed);
     }
 
     /// Remove all injected faults.

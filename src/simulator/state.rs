@@ -65,6 +65,8 @@ pub(super) struct SimState {
     pub(super) discovery_failing: AtomicBool,
     pub(super) paging_lies: AtomicBool,
     pub(super) bogus_customer: AtomicBool,
+    /// Repeat ids in other spellings in the discovery lists.
+    pub(super) respelled_ids: AtomicBool,
     request_counter: AtomicU64,
     pub(super) stats: SimStats,
     /// `http` or `https`: the scheme clients use (token URL checks).
@@ -87,6 +89,7 @@ impl SimState {
             config.profiles_per_customer,
             started_wall,
         );
+        let respelled_ids = AtomicBool::new(config.respelled_ids);
         Self {
             config,
             addr,
@@ -103,6 +106,7 @@ impl SimState {
             discovery_failing: AtomicBool::default(),
             paging_lies: AtomicBool::default(),
             bogus_customer: AtomicBool::default(),
+            respelled_ids,
             request_counter: AtomicU64::new(1),
             stats: SimStats::default(),
         }
