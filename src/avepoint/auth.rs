@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::certificate::{CLIENT_ASSERTION_TYPE, ClientCertificate};
-use super::http::{error_chain, read_body_limited, sanitize};
+use super::http::{error_chain, read_body_limited, redirect_target, sanitize};
 use super::instrumentation::{ApiEndpoint, ApiMetrics};
 use super::model::{OAuthError, TokenResponse};
 use crate::config::AvePointSettings;
@@ -26,6 +26,11 @@ use crate::sync::lock;
 /// A failed token fetch is reported to callers this long before the
 /// endpoint is asked again.
 const FAILURE_TTL: Duration = Duration::from_secs(5);
+/// After the credentials are refused, or the API refuses a token issued a
+/// moment ago, no token is requested for this long: that failure lasts
+/// until someone changes the app registration or the config, and asking
+/// more often only floods the identity service (and its audit log).
+pub const AUTH_BACKOFF: Duration = Duration::from_secs(60);
 /// Longest token lifetime believed, whatever `expires_in` says.
 const MAX_LIFETIME: Duration = Duration::from_secs(86_400);
 /// Token lifetime assumed when the server does not send `expires_in`.
@@ -70,6 +75,28 @@ pub enum AuthError {
     /// The client assertion could not be signed (not sent).
     #[error("cannot sign the client assertion with avepoint.client_private_key_file")]
     Signing,
+    /// The token endpoint answered with a redirect, which is not followed:
+    /// it would re-send the credentials to wherever it points.
+    #[error(
+        "token endpoint answered HTTP {status}, a redirect to {location}: not followed, so the credentials are not sent there; check avepoint.token_url"
+    )]
+    Redirect {
+        /// HTTP status of the token response.
+        status: StatusCode,
+        /// Host (and port) the redirect pointed at, or `no Location`.
+        location: String,
+    },
+    /// The API refused a token the token endpoint had just issued: the app
+    /// registration lacks access to the API (or the API is misconfigured).
+    /// No token is requested until the pause ends.
+    #[error(
+        "the API rejected a freshly issued token; no new token is requested for {}s: check the app registration of avepoint.client_id in Elements",
+        remaining.as_secs_f64().ceil()
+    )]
+    ApiRejected {
+        /// How long the pause in token requests still lasts.
+        remaining: Duration,
+    },
 }
 
 fn oauth_detail(error: &Option<String>, description: &Option<String>) -> String {
@@ -111,8 +138,9 @@ pub struct TokenSource {
     scope: String,
     metrics: ApiMetrics,
     cache: Mutex<Option<CachedToken>>,
-    /// The last failed fetch, served to callers for [`FAILURE_TTL`] so a
-    /// rejected credential costs one token request, not one per caller.
+    /// The last failure and until when it is served to callers instead of
+    /// asking again, so a rejected credential costs one token request, not
+    /// one per caller ([`FAILURE_TTL`], [`AUTH_BACKOFF`]).
     last_failure: std::sync::Mutex<Option<(Instant, AuthError)>>,
 }
 
@@ -158,10 +186,15 @@ impl TokenSource {
         }
         {
             let failure = lock(&self.last_failure);
-            if let Some((at, error)) = failure.as_ref()
-                && at.elapsed() < FAILURE_TTL
+            if let Some((until, error)) = failure.as_ref()
+                && Instant::now() < *until
             {
-                return Err(error.clone());
+                return Err(match error {
+                    AuthError::ApiRejected { .. } => AuthError::ApiRejected {
+                        remaining: until.saturating_duration_since(Instant::now()),
+                    },
+                    error => error.clone(),
+                });
             }
         }
         match self.fetch().await {
@@ -171,7 +204,11 @@ impl TokenSource {
                 Ok(token)
             }
             Err(error) => {
-                *lock(&self.last_failure) = Some((Instant::now(), error.clone()));
+                let pause = match error {
+                    AuthError::Rejected { .. } => AUTH_BACKOFF,
+                    _ => FAILURE_TTL,
+                };
+                *lock(&self.last_failure) = Some((Instant::now() + pause, error.clone()));
                 Err(error)
             }
         }
@@ -188,6 +225,34 @@ impl TokenSource {
         {
             *cache = None;
         }
+    }
+
+    /// The API answered 401 to `rejected`, a token fetched for this very
+    /// request after an earlier 401: more tokens will not help. Forget it,
+    /// and fail every [`TokenSource::token`] for [`AUTH_BACKOFF`] without
+    /// asking the token endpoint, so a persistent 401 costs at most one
+    /// token request a minute, whatever the number of profiles.
+    pub async fn api_rejected(&self, rejected: &AccessToken) {
+        self.invalidate(rejected).await;
+        let until = Instant::now() + AUTH_BACKOFF;
+        let mut failure = lock(&self.last_failure);
+        let already = failure.as_ref().is_some_and(|(at, error)| {
+            matches!(error, AuthError::ApiRejected { .. }) && Instant::now() < *at
+        });
+        if already {
+            return;
+        }
+        *failure = Some((
+            until,
+            AuthError::ApiRejected {
+                remaining: AUTH_BACKOFF,
+            },
+        ));
+        self.metrics.auth_backoffs.inc();
+        tracing::warn!(
+            pause_seconds = AUTH_BACKOFF.as_secs(),
+            "the AvePoint API rejected a freshly issued token; pausing token requests (check the app registration)"
+        );
     }
 
     /// One token request, start to end. Upstream text in the errors is
@@ -260,6 +325,14 @@ impl TokenSource {
             }
         };
         let status = response.status();
+        if status.is_redirection() {
+            self.metrics
+                .observe_request(ApiEndpoint::Token, Some(status), started.elapsed());
+            return Err(AuthError::Redirect {
+                status,
+                location: redirect_target(&response),
+            });
+        }
         let body = read_body_limited(response, MAX_TOKEN_BODY).await;
         self.metrics
             .observe_request(ApiEndpoint::Token, Some(status), started.elapsed());

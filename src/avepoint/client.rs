@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::auth::{AccessToken, AuthError, TokenSource};
-use super::http::{BodyError, error_chain, read_body_limited, sanitize};
+use super::http::{BodyError, error_chain, read_body_limited, redirect_target, sanitize};
 use super::instrumentation::{ApiEndpoint, ApiMetrics};
 use super::model::{ApiErrorBody, Customer, Page, ScanProfileReport, ScanProfileSummary};
 use super::pacing::{RateLimiter, jitter, parse_retry_after};
@@ -173,6 +173,11 @@ impl ApiClient {
     pub fn new(settings: &AvePointSettings, metrics: ApiMetrics) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("avepoint-exporter/", env!("CARGO_PKG_VERSION")))
+            // A redirect would re-send the token request's form (with the
+            // client secret) or the bearer token wherever it points, past
+            // the https-only rule for the configured URLs. AvePoint does not
+            // redirect; a 3xx is an error naming where it pointed.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -364,7 +369,13 @@ impl ApiClient {
             response if response.status() == StatusCode::UNAUTHORIZED => {
                 self.tokens.invalidate(&token).await;
                 let token = self.tokens.token().await?;
-                (self.send(endpoint, url, body, &token).await?, token)
+                let response = self.send(endpoint, url, body, &token).await?;
+                if response.status() == StatusCode::UNAUTHORIZED {
+                    // A token issued after the first 401 is refused too:
+                    // pause token requests instead of one per profile.
+                    self.tokens.api_rejected(&token).await;
+                }
+                (response, token)
             }
             response => (response, token),
         };
@@ -433,6 +444,7 @@ impl ApiClient {
         token: &AccessToken,
     ) -> ApiError {
         let status = response.status();
+        let location = status.is_redirection().then(|| redirect_target(&response));
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -464,6 +476,10 @@ impl ApiClient {
                 "customer or scan profile not found on the {} endpoint; check the ids, or try `avepoint.endpoint: {}`",
                 self.endpoint.name(),
                 self.endpoint.other().name()
+            ),
+            _ if status.is_redirection() => format!(
+                "a redirect to {}, not followed: AvePoint's API does not redirect; check avepoint.base_url and any proxy in between",
+                location.as_deref().unwrap_or("no Location")
             ),
             StatusCode::TOO_MANY_REQUESTS => match retry_after {
                 Some(wait) => format!("rate limited by AvePoint, retry after {}s", wait.as_secs()),

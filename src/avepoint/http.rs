@@ -47,6 +47,28 @@ pub(crate) fn sanitize(text: &str, secret: &str) -> String {
     clean
 }
 
+/// Where a redirect points, for an error message: the host and port of its
+/// `Location` (resolved against the request URL), or `no Location`. Never
+/// the path or query, which may carry anything.
+pub(crate) fn redirect_target(response: &Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|location| response.url().join(location).ok())
+        .and_then(|url| {
+            let host = url.host_str()?.to_owned();
+            Some(match url.port_or_known_default() {
+                Some(port) => format!("{}://{host}:{port}", url.scheme()),
+                None => format!("{}://{host}", url.scheme()),
+            })
+        })
+        .map_or_else(
+            || "no Location".to_owned(),
+            |target| sanitize_public(&target),
+        )
+}
+
 /// The body was larger than allowed, or broke off.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {

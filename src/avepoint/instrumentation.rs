@@ -68,6 +68,8 @@ pub struct ApiMetrics {
     pub token_refreshes: Counter,
     /// Back-off periods started after a 429/503 `Retry-After`.
     pub backoffs: Counter,
+    /// Pauses in token requests after the API refused a fresh token.
+    pub auth_backoffs: Counter,
     backoff_skips: Family<EndpointLabels, Counter>,
     /// Expiry of the current token, Unix seconds.
     pub token_expiry: Gauge<f64, AtomicU64>,
@@ -81,6 +83,7 @@ impl Default for ApiMetrics {
             request_duration: Family::new_with_constructor(request_duration_histogram),
             token_refreshes: Counter::default(),
             backoffs: Counter::default(),
+            auth_backoffs: Counter::default(),
             backoff_skips: Family::default(),
             token_expiry: Gauge::default(),
         }
@@ -155,6 +158,11 @@ impl ApiMetrics {
             "avepoint_api_backoff_skipped_requests",
             "Requests not sent to AvePoint because a back-off was in force, by endpoint",
             self.backoff_skips.clone(),
+        );
+        registry.register(
+            "avepoint_api_auth_backoffs",
+            "Pauses in token requests (one minute each) because the API refused a token issued a moment ago",
+            self.auth_backoffs.clone(),
         );
         registry.register(
             "avepoint_api_token_refreshes",

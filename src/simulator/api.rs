@@ -71,6 +71,13 @@ async fn admit(state: &SimState, headers: &HeaderMap, permission: &str) -> Resul
     if !state.config.latency.is_zero() {
         tokio::time::sleep(state.config.latency).await;
     }
+    if state.reject_all_tokens.load(Ordering::Relaxed) {
+        return Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            request_id,
+            "token rejected",
+        ));
+    }
     match bearer_grants(state, headers, permission) {
         None => {
             return Err(api_error(
@@ -178,6 +185,9 @@ async fn answer_with_fault(fault: Option<Fault>, mut body: Value, request_id: u6
             return throttled(request_id, retry_after);
         }
         Some(Fault::Reset) => return reset(),
+        Some(Fault::Redirect(location)) => {
+            (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+        }
         Some(Fault::Hang) => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             json_response(body.to_string())

@@ -127,6 +127,8 @@ pub enum Fault {
     /// Break the connection instead of answering (hyper aborts it when the
     /// body stream fails), as a reset.
     Reset,
+    /// Answer 302 with this `Location`, as a misconfigured proxy might.
+    Redirect(String),
 }
 
 /// A simulator serving on a loopback port; stops when dropped.
@@ -246,6 +248,20 @@ impl RunningSimulator {
     /// spellings of the same UUID (upper case with braces, no hyphens).
     pub fn set_respelled_ids(&self, on: bool) {
         self.state.respelled_ids.store(on, Ordering::Relaxed);
+    }
+
+    /// Answer every token request with a 307 to `location` (which would
+    /// make a client that follows redirects re-send its credentials there);
+    /// `None` answers normally again.
+    pub fn set_token_redirect(&self, location: Option<&str>) {
+        *lock(&self.state.token_redirect) = location.map(str::to_owned);
+    }
+
+    /// Answer every API request 401, whatever its token, as an API that
+    /// does not accept the app's tokens (while the token endpoint still
+    /// issues them).
+    pub fn set_rejecting_all_tokens(&self, on: bool) {
+        self.state.reject_all_tokens.store(on, Ordering::Relaxed);
     }
 
     /// Remove all injected faults.

@@ -67,6 +67,10 @@ pub(super) struct SimState {
     pub(super) bogus_customer: AtomicBool,
     /// Repeat ids in other spellings in the discovery lists.
     pub(super) respelled_ids: AtomicBool,
+    /// Where the token endpoint redirects to, when set.
+    pub(super) token_redirect: Mutex<Option<String>>,
+    /// Answer 401 to every API request.
+    pub(super) reject_all_tokens: AtomicBool,
     request_counter: AtomicU64,
     pub(super) stats: SimStats,
     /// `http` or `https`: the scheme clients use (token URL checks).
@@ -107,6 +111,8 @@ impl SimState {
             paging_lies: AtomicBool::default(),
             bogus_customer: AtomicBool::default(),
             respelled_ids,
+            token_redirect: Mutex::default(),
+            reject_all_tokens: AtomicBool::default(),
             request_counter: AtomicU64::new(1),
             stats: SimStats::default(),
         }

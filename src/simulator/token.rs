@@ -46,6 +46,13 @@ pub(super) async fn token(
     Form(form): Form<TokenForm>,
 ) -> Response {
     state.stats.token_requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(location) = lock(&state.token_redirect).clone() {
+        return (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, location)],
+        )
+            .into_response();
+    }
     if !state.config.token_latency.is_zero() {
         tokio::time::sleep(state.config.token_latency).await;
     }
