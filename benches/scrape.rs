@@ -38,7 +38,7 @@ use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::simulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig,
 };
-use avepoint_exporter::state::AppState;
+use avepoint_exporter::state::{AppState, StateOptions};
 use avepoint_exporter::{serve, web};
 
 /// What Prometheus 2.x sends, so the exporter negotiates OpenMetrics as in production.
@@ -185,7 +185,7 @@ fn exporter_child(args: &[String]) {
     exit_on_stdin_eof();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
-        let state = AppState::build(&settings, "/metrics", None).expect("state builds");
+        let state = AppState::build(&settings, StateOptions::default()).expect("state builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("exporter binds");

@@ -204,7 +204,11 @@ impl Exporter {
         let mut child = Command::new(EXPORTER)
             .args(["serve", "--log.format", "json", "--config.file"])
             .arg(config)
-            .args(["--web.listen-address", "127.0.0.1:0"])
+            .args([
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--web.enable-lifecycle",
+            ])
             .env(CLIENT_SECRET_ENV, DEMO_CLIENT_SECRET)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())

@@ -11,7 +11,7 @@ use crate::collect::Snapshot;
 use crate::config::{CLIENT_SECRET_ENV, ConfigError, Settings, process_env};
 use crate::serve;
 use crate::simulator::{RunningSimulator, SimulatorConfig};
-use crate::state::{AppState, BuildError};
+use crate::state::{AppState, BuildError, StateOptions};
 use crate::web;
 use crate::web_config::{WebConfigError, WebConfigHandle};
 
@@ -81,13 +81,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         "starting avepoint-exporter"
     );
     let web_config = load_web_config(args.web_config_file.as_deref())?;
-    let state = AppState::build(&settings, &args.telemetry_path, Some(&args.config_file))?;
+    let state = AppState::build(
+        &settings,
+        StateOptions {
+            telemetry_path: args.telemetry_path.clone(),
+            config_file: Some(args.config_file.clone()),
+            enable_lifecycle: args.enable_lifecycle,
+        },
+    )?;
     state.reload_on_sighup();
     let listener = bind(&args.listen_address).await?;
     let local = listener.local_addr().map_err(AppError::Serve)?;
     tracing::info!(
         address = %local,
-        telemetry_path = %state.telemetry_path,
+        telemetry_path = %state.telemetry_path(),
         targets = state.rounds().targets().len(),
         tls = web_config.as_ref().is_some_and(|w| w.tls_enabled()),
         "listening"
@@ -101,7 +108,7 @@ const CHECK_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(300);
 /// `check`: fetch every target once, print a table; `Ok(false)` when any failed.
 pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
     let settings = Settings::load(&args.config_file, process_env)?;
-    let state = AppState::build(&settings, "/metrics", None)?;
+    let state = AppState::build(&settings, StateOptions::default())?;
     let pipeline = state.pipeline();
     let mut discovery_failed = false;
     if let Some(discovery) = &pipeline.discovery {
@@ -248,7 +255,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         (name == CLIENT_SECRET_ENV).then(|| secret.clone())
     })?;
     let web_config = load_web_config(args.web_config_file.as_deref())?;
-    let state = AppState::build(&settings, "/metrics", None)?;
+    let state = AppState::build(&settings, StateOptions::default())?;
     let listener = bind(&args.listen_address).await?;
     let local = listener.local_addr().map_err(AppError::Serve)?;
     let local = if web_config.as_ref().is_some_and(|w| w.tls_enabled()) {

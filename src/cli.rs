@@ -46,6 +46,7 @@ impl Cli {
                 ("listen_address", "--web.listen-address"),
                 ("telemetry_path", "--web.telemetry-path"),
                 ("web_config_file", "--web.config.file"),
+                ("enable_lifecycle", "--web.enable-lifecycle"),
             ] {
                 if matches.value_source(id) == Some(ValueSource::CommandLine) {
                     return Err(command.error(
@@ -117,6 +118,9 @@ pub struct ServeArgs {
     /// Path to a web config file (exporter-toolkit format) that enables TLS and/or basic authentication.
     #[arg(long = "web.config.file")]
     pub web_config_file: Option<PathBuf>,
+    /// Enable `POST /-/reload` (as in Prometheus). SIGHUP reloads either way.
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
 }
 
 /// Flags of `check`.

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use futures_util::FutureExt;
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
@@ -106,19 +107,20 @@ pub fn spawn(
         loop {
             ticks.tick().await;
             let previous = Arc::clone(&sender.borrow());
-            // In a task of its own: should a refresh ever panic, discovery
-            // records a failed refresh and carries on instead of dying.
-            let attempt = tokio::spawn({
-                let (client, settings, static_targets, previous) = (
-                    Arc::clone(&client),
-                    settings.clone(),
-                    static_targets.clone(),
-                    Arc::clone(&previous),
-                );
-                async move { refresh(&client, &settings, &static_targets, &previous).await }
-            });
-            let next = attempt.await.unwrap_or_else(|error| {
-                tracing::error!(%error, "discovery refresh failed; keeping the last known targets");
+            // Should a refresh ever panic, discovery records a failed
+            // refresh and carries on instead of dying. Not a task of its
+            // own: aborting this task (a reload replaced it) must stop the
+            // refresh in progress too.
+            let attempt = std::panic::AssertUnwindSafe(refresh(
+                &client,
+                &settings,
+                &static_targets,
+                &previous,
+            ))
+            .catch_unwind()
+            .await;
+            let next = attempt.unwrap_or_else(|_| {
+                tracing::error!("discovery refresh panicked; keeping the last known targets");
                 DiscoveryState {
                     errors_total: previous.errors_total + 1,
                     attempted: true,

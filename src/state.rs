@@ -10,7 +10,8 @@
 //! Imports `config`, `avepoint`, `discovery`, `collect` and `metrics`; never
 //! `web`, `serve` or `app`, which build on it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::avepoint::{ApiClient, ApiMetrics};
@@ -44,52 +45,91 @@ pub enum ReloadError {
 
 /// Everything built from one config: API client, collection rounds and
 /// (when enabled) discovery. Replaced whole by a reload, so a scrape in
-/// flight finishes with the config it started with.
+/// flight finishes with the config it started with; the client and the
+/// discovery are shared with the replacement when the reload left them alone.
 pub struct Pipeline {
+    /// The settings it was built from.
+    pub settings: Settings,
+    /// The API client: token cache, concurrency bound, rate limiter, back-off.
+    pub client: Arc<ApiClient>,
     /// Runs the collection rounds.
     pub rounds: Arc<ScrapeRounds>,
     /// Whether `/metrics` collects the profiles (else only `/probe` does).
     pub metrics_include_profiles: bool,
-    /// Discovery, when enabled; dropping the pipeline stops it.
-    pub discovery: Option<Discovery>,
+    /// Discovery, when enabled; stops when the last pipeline sharing it drops.
+    pub discovery: Option<Arc<Discovery>>,
 }
 
 impl Pipeline {
     /// Build the pipeline of `settings`. Discovery starts in the background
     /// at once, so this must run inside the Tokio runtime. `previous` is the
-    /// pipeline a reload replaces: its back-off carries over, and its
-    /// discovery results serve until the new discovery has refreshed.
+    /// pipeline a reload replaces: its client is kept when the `avepoint`
+    /// settings did not change (else its back-off carries over), its
+    /// discovery is kept when nothing discovery depends on changed (else its
+    /// results serve until the new discovery has refreshed).
     pub fn build(
         settings: &Settings,
         api_metrics: &ApiMetrics,
         previous: Option<&Pipeline>,
     ) -> Result<Self, BuildError> {
-        let client = Arc::new(ApiClient::new(&settings.avepoint, api_metrics.clone())?);
-        if let Some(previous) = previous {
-            client.inherit_backoff(previous.rounds.client());
-        }
-        let discovery = settings.discovery.clone().map(|discovery| {
-            let carried = previous.and_then(Pipeline::discovery_state);
-            crate::discovery::spawn(
-                Arc::clone(&client),
-                discovery,
-                settings.targets.clone(),
-                carried.as_deref(),
-            )
+        let client = match previous {
+            Some(previous) if previous.settings.avepoint.same_client(&settings.avepoint) => {
+                Arc::clone(&previous.client)
+            }
+            _ => {
+                let client = ApiClient::new(&settings.avepoint, api_metrics.clone())?;
+                if let Some(previous) = previous {
+                    client.inherit_backoff(&previous.client);
+                }
+                Arc::new(client)
+            }
+        };
+        let discovery = settings.discovery.as_ref().map(|discovery| {
+            match previous.and_then(|previous| previous.reusable_discovery(settings, &client)) {
+                Some(running) => running,
+                None => Arc::new(crate::discovery::spawn(
+                    Arc::clone(&client),
+                    discovery.clone(),
+                    settings.targets.clone(),
+                    previous.and_then(Pipeline::discovery_state).as_deref(),
+                )),
+            }
         });
         let targets = match &discovery {
             Some(discovery) => TargetSource::Discovered(discovery.state.clone()),
             None => TargetSource::Static(settings.targets.clone().into()),
         };
         Ok(Self {
+            settings: settings.clone(),
             rounds: Arc::new(ScrapeRounds::new(
-                client,
+                Arc::clone(&client),
                 targets,
                 settings.avepoint.cache_ttl,
             )),
+            client,
             metrics_include_profiles: settings.metrics_include_profiles,
             discovery,
         })
+    }
+
+    /// This pipeline's discovery, if a pipeline for `settings` using
+    /// `client` can share it: same client, same discovery settings, same
+    /// static targets (which it merges in). Restarting it would cost a full
+    /// run of listing every customer for nothing.
+    fn reusable_discovery(
+        &self,
+        settings: &Settings,
+        client: &Arc<ApiClient>,
+    ) -> Option<Arc<Discovery>> {
+        let running = self.discovery.as_ref()?;
+        let (mine, theirs) = (
+            self.settings.discovery.as_ref()?,
+            settings.discovery.as_ref()?,
+        );
+        (Arc::ptr_eq(&self.client, client)
+            && mine.same_as(theirs)
+            && self.settings.targets == settings.targets)
+            .then(|| Arc::clone(running))
     }
 
     /// Discovery's latest state, when discovery is enabled.
@@ -100,40 +140,76 @@ impl Pipeline {
     }
 }
 
+/// How the web face is set up, beside the config file.
+#[derive(Debug, Clone)]
+pub struct StateOptions {
+    /// Where metrics are served (`--web.telemetry-path`).
+    pub telemetry_path: String,
+    /// The config file, which SIGHUP (and `POST /-/reload` when the
+    /// lifecycle API is on) re-reads; `None`: nothing to reload (the demo,
+    /// `check`).
+    pub config_file: Option<PathBuf>,
+    /// Whether `POST /-/reload` works (`--web.enable-lifecycle`), as in
+    /// Prometheus: off by default, since anyone who can reach the port
+    /// could otherwise make the exporter re-read its config at will.
+    pub enable_lifecycle: bool,
+}
+
+impl Default for StateOptions {
+    fn default() -> Self {
+        Self {
+            telemetry_path: "/metrics".to_owned(),
+            config_file: None,
+            enable_lifecycle: false,
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A changed config is in force now.
+    Reloaded,
+    /// The file and the files it names are as they were: nothing was rebuilt.
+    Unchanged,
+}
+
+/// The result of the last reload, handed to every request it covered.
+type SharedReloadResult = Result<ReloadOutcome, Arc<ReloadError>>;
+
 /// What the web handlers share; built once at start.
 pub struct AppState {
     /// What the config built; replaced whole by a reload.
     pipeline: RwLock<Arc<Pipeline>>,
-    /// The config file, when the state came from one (a reload re-reads it).
-    pub config_file: Option<PathBuf>,
+    /// How the state was set up.
+    pub options: StateOptions,
     /// Outcome of the last config reload.
     pub reload_metrics: ReloadMetrics,
     /// The exporter's own API instrumentation (survives reloads).
     pub api_metrics: ApiMetrics,
     /// Version information.
     pub build: BuildInfo,
-    /// Where metrics are served, e.g. `/metrics`.
-    pub telemetry_path: String,
+    /// Reload requests so far; a request is covered by a reload that
+    /// started after it was made.
+    reloads_requested: AtomicU64,
+    /// Serializes reloads; holds how many requests the last one covered,
+    /// and its result.
+    reload_lock: tokio::sync::Mutex<(u64, SharedReloadResult)>,
 }
 
 impl AppState {
-    /// The state for `settings`, serving metrics at `telemetry_path`. With
-    /// `config_file`, SIGHUP and `POST /-/reload` re-read that file; without
-    /// (the demo, `check`), there is nothing to reload.
-    pub fn build(
-        settings: &Settings,
-        telemetry_path: &str,
-        config_file: Option<&Path>,
-    ) -> Result<Arc<Self>, BuildError> {
+    /// The state for `settings`, set up as `options` says.
+    pub fn build(settings: &Settings, options: StateOptions) -> Result<Arc<Self>, BuildError> {
         let api_metrics = ApiMetrics::default();
         let pipeline = Pipeline::build(settings, &api_metrics, None)?;
         Ok(Arc::new(Self {
             pipeline: RwLock::new(Arc::new(pipeline)),
-            config_file: config_file.map(Path::to_owned),
+            options,
             reload_metrics: ReloadMetrics::started(),
             api_metrics,
             build: BuildInfo::default(),
-            telemetry_path: telemetry_path.to_owned(),
+            reloads_requested: AtomicU64::new(0),
+            reload_lock: tokio::sync::Mutex::new((0, Ok(ReloadOutcome::Unchanged))),
         }))
     }
 
@@ -147,28 +223,65 @@ impl AppState {
         Arc::clone(&self.pipeline().rounds)
     }
 
+    /// Where metrics are served, e.g. `/metrics`.
+    pub fn telemetry_path(&self) -> &str {
+        &self.options.telemetry_path
+    }
+
     /// Reload the config file; on failure the old config stays in force.
-    /// The outcome is logged and exported either way.
-    pub fn reload(&self) -> Result<(), ReloadError> {
-        let path = self.config_file.as_ref().ok_or(ReloadError::NoConfigFile)?;
+    ///
+    /// Reloads run one at a time, and requests that arrive while one runs
+    /// share the next: a burst of any size costs at most two reads of the
+    /// file and one rebuild. An unchanged config rebuilds nothing, so it
+    /// costs AvePoint nothing either. The outcome is logged and exported.
+    pub async fn reload(&self) -> SharedReloadResult {
+        let ticket = self.reloads_requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut last = self.reload_lock.lock().await;
+        if last.0 >= ticket {
+            return last.1.clone();
+        }
+        let covered = self.reloads_requested.load(Ordering::SeqCst);
+        let result = self.reload_now().map_err(Arc::new);
+        *last = (covered, result.clone());
+        result
+    }
+
+    /// One reload, start to end.
+    fn reload_now(&self) -> Result<ReloadOutcome, ReloadError> {
+        let path = self
+            .options
+            .config_file
+            .as_ref()
+            .ok_or(ReloadError::NoConfigFile)?;
+        let current = self.pipeline();
         let built = Settings::load(path, process_env)
             .map_err(BuildError::from)
             .and_then(|settings| {
-                Pipeline::build(&settings, &self.api_metrics, Some(&self.pipeline()))
-                    .map(|pipeline| (settings, pipeline))
+                if settings.unchanged_from(&current.settings) {
+                    return Ok(None);
+                }
+                Pipeline::build(&settings, &self.api_metrics, Some(&current)).map(Some)
             });
         match built {
-            Ok((settings, pipeline)) => {
+            Ok(None) => {
+                self.reload_metrics.record(true);
+                tracing::info!(config = %path.display(), "config unchanged; nothing to reload");
+                Ok(ReloadOutcome::Unchanged)
+            }
+            Ok(Some(pipeline)) => {
                 let targets = pipeline.rounds.targets().len();
+                let discovery = pipeline.discovery.is_some();
+                let kept_client = Arc::ptr_eq(&pipeline.client, &current.client);
                 *write(&self.pipeline) = Arc::new(pipeline);
                 self.reload_metrics.record(true);
                 tracing::info!(
                     config = %path.display(),
                     targets,
-                    discovery = settings.discovery.is_some(),
+                    discovery,
+                    kept_client,
                     "config reloaded"
                 );
-                Ok(())
+                Ok(ReloadOutcome::Reloaded)
             }
             Err(error) => {
                 self.reload_metrics.record(false);
@@ -188,13 +301,13 @@ impl AppState {
                 let mut hangups = match signal(SignalKind::hangup()) {
                     Ok(hangups) => hangups,
                     Err(error) => {
-                        tracing::error!(%error, "cannot listen for SIGHUP; reload with POST /-/reload");
+                        tracing::error!(%error, "cannot listen for SIGHUP");
                         return;
                     }
                 };
                 while hangups.recv().await.is_some() {
                     // The outcome is logged and exported by reload itself.
-                    let _ = state.reload();
+                    let _ = state.reload().await;
                 }
             });
         }

@@ -8,12 +8,13 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use avepoint_exporter::config::Settings;
 use avepoint_exporter::config::process_env;
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
-use avepoint_exporter::state::AppState;
+use avepoint_exporter::state::{AppState, ReloadOutcome, StateOptions};
 use avepoint_exporter::{serve, web};
 use common::Exposition;
 
@@ -46,7 +47,15 @@ impl Files {
 
 async fn start(path: &Path) -> (Arc<AppState>, String) {
     let settings = Settings::load(path, process_env).unwrap();
-    let state = AppState::build(&settings, "/metrics", Some(path)).unwrap();
+    let state = AppState::build(
+        &settings,
+        StateOptions {
+            config_file: Some(path.to_owned()),
+            enable_lifecycle: true,
+            ..StateOptions::default()
+        },
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve::serve(
@@ -402,4 +411,174 @@ async fn a_static_target_dropped_by_a_reload_goes_even_while_discovery_fails() {
     let after = profiles(&scrape(&base).await);
     assert_eq!(after.len(), 9);
     assert!(!after.contains(&extra.1));
+}
+
+/// Wait until the simulator's discovery request count stops moving.
+async fn settled_discovery_requests(sim: &RunningSimulator) -> u64 {
+    let count = || sim.stats().discovery_requests.load(Ordering::Relaxed);
+    let mut last = count();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = count();
+        if now == last && now > 0 {
+            return now;
+        }
+        last = now;
+    }
+    panic!("discovery never settled ({last} requests)");
+}
+
+#[tokio::test]
+async fn reload_over_http_is_off_without_the_lifecycle_flag() {
+    let sim = simulator().await;
+    let ids = sim.profile_ids();
+    let files = Files::new();
+    files.write(&sim, &ids[..2], "");
+    let settings = Settings::load(&files.config(), process_env).unwrap();
+    let state = AppState::build(
+        &settings,
+        StateOptions {
+            config_file: Some(files.config()),
+            ..StateOptions::default()
+        },
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve::serve(
+        listener,
+        web::router(Arc::clone(&state)),
+        std::future::pending(),
+    ));
+    files.write(&sim, &ids, "");
+    assert_eq!(
+        post_reload(&base).await,
+        (
+            403,
+            "Lifecycle API is not enabled. Start with --web.enable-lifecycle, or send SIGHUP.\n"
+                .to_owned()
+        )
+    );
+    assert_eq!(profiles(&scrape(&base).await).len(), 2);
+    // The reload itself (what SIGHUP runs) still works.
+    assert_eq!(state.reload().await.unwrap(), ReloadOutcome::Reloaded);
+    assert_eq!(profiles(&scrape(&base).await).len(), 9);
+}
+
+#[tokio::test]
+async fn a_hundred_reloads_of_an_unchanged_config_cost_nothing() {
+    let sim = simulator().await;
+    let files = Files::new();
+    files.write(&sim, &[], "discovery:\n  enabled: true\n");
+    let (state, base) = start(&files.config()).await;
+    let discovery = settled_discovery_requests(&sim).await;
+    assert_eq!(profiles(&scrape(&base).await).len(), 9);
+    let tokens = sim.stats().token_requests.load(Ordering::Relaxed);
+    let before = state.pipeline();
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let client = reqwest::Client::new();
+    let reload = || async {
+        let response = client
+            .post(format!("{base}/-/reload"))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    // Warm the client's connections, so the count of tasks compares like
+    // with like.
+    futures_util::future::join_all((0..10).map(|_| reload())).await;
+    let tasks_before = tasks();
+    for _ in 0..10 {
+        let answers = futures_util::future::join_all((0..10).map(|_| reload())).await;
+        for answer in answers {
+            assert_eq!(answer, (200, "Config unchanged\n".to_owned()));
+        }
+    }
+    assert_eq!(tasks(), tasks_before, "a reload left a task behind");
+    assert!(
+        Arc::ptr_eq(&before, &state.pipeline()),
+        "something was rebuilt"
+    );
+    assert_eq!(settled_discovery_requests(&sim).await, discovery);
+    assert_eq!(profiles(&scrape(&base).await).len(), 9);
+    assert_eq!(sim.stats().token_requests.load(Ordering::Relaxed), tokens);
+}
+
+#[tokio::test]
+async fn a_burst_of_reloads_of_a_changed_config_rebuilds_once_and_stops_the_old_discovery() {
+    let sim = simulator().await;
+    let files = Files::new();
+    // The old discovery refreshes every second: if its task outlived the
+    // reload, the request count would keep climbing.
+    files.write(
+        &sim,
+        &[],
+        "discovery:\n  enabled: true\n  refresh_interval: 1s\n",
+    );
+    let (state, base) = start(&files.config()).await;
+    settled_discovery_requests(&sim).await;
+    let tokens = sim.stats().token_requests.load(Ordering::Relaxed);
+    let old_discovery = Arc::downgrade(state.pipeline().discovery.as_ref().unwrap());
+
+    // A new concurrency: a new client (one new token), a new discovery.
+    let yaml = std::fs::read_to_string(files.config()).unwrap();
+    std::fs::write(
+        files.config(),
+        yaml.replace("refresh_interval: 1s", "refresh_interval: 1h")
+            .replacen("targets:", "  concurrency: 4\ntargets:", 1),
+    )
+    .unwrap();
+    let start_count = sim.stats().discovery_requests.load(Ordering::Relaxed);
+    let answers = futures_util::future::join_all((0..10).map(|_| post_reload(&base))).await;
+    for answer in &answers {
+        assert_eq!(answer.0, 200, "{}", answer.1);
+    }
+    assert!(answers.iter().any(|a| a.1 == "Config reloaded\n"));
+    let settled = settled_discovery_requests(&sim).await;
+    // One discovery run of the new config (customers + 3 profile lists),
+    // give or take one refresh of the old one that was already under way.
+    assert!(
+        (start_count + 4..=start_count + 8).contains(&settled),
+        "{start_count} -> {settled}"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        sim.stats().discovery_requests.load(Ordering::Relaxed),
+        settled,
+        "the replaced discovery kept refreshing"
+    );
+    assert!(
+        old_discovery.upgrade().is_none(),
+        "the old discovery is alive"
+    );
+    assert_eq!(
+        sim.stats().token_requests.load(Ordering::Relaxed),
+        tokens + 1
+    );
+    assert_eq!(state.pipeline().settings.avepoint.concurrency, 4);
+}
+
+#[tokio::test]
+async fn a_reload_that_leaves_the_avepoint_section_alone_keeps_the_client() {
+    let sim = simulator().await;
+    let ids = sim.profile_ids();
+    let files = Files::new();
+    files.write(&sim, &ids[..2], "");
+    let (state, base) = start(&files.config()).await;
+    assert_eq!(profiles(&scrape(&base).await).len(), 2);
+    let client = Arc::clone(&state.pipeline().client);
+    files.write(&sim, &ids[..5], "");
+    assert_eq!(
+        post_reload(&base).await,
+        (200, "Config reloaded\n".to_owned())
+    );
+    assert!(Arc::ptr_eq(&client, &state.pipeline().client));
+    assert_eq!(profiles(&scrape(&base).await).len(), 5);
+    // The token fetched for the first scrape serves on.
+    assert_eq!(sim.stats().token_requests.load(Ordering::Relaxed), 1);
 }

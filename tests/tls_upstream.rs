@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
-use avepoint_exporter::state::AppState;
+use avepoint_exporter::state::{AppState, StateOptions};
 use avepoint_exporter::web_config::WebConfigHandle;
 
 async fn tls_simulator(dir: &Path) -> (RunningSimulator, tls::TlsFiles) {
@@ -43,7 +43,11 @@ async fn https_with_a_private_ca_and_http2() {
         &format!("  ca_file: {}\ntargets:", files.ca_file.display()),
         1,
     );
-    let state = AppState::build(&settings(&yaml, dir.path()).unwrap(), "/metrics", None).unwrap();
+    let state = AppState::build(
+        &settings(&yaml, dir.path()).unwrap(),
+        StateOptions::default(),
+    )
+    .unwrap();
     let snapshot = state.rounds().collect(Duration::from_secs(5)).await;
     assert_eq!(snapshot.failures(), 0, "{:?}", snapshot.profiles[0].outcome);
     let (customer, profile) = &sim.profile_ids()[3];
@@ -60,8 +64,7 @@ async fn an_untrusted_certificate_fails_every_profile_with_a_tls_error() {
     let (sim, _files) = tls_simulator(dir.path()).await;
     let state = AppState::build(
         &settings(&sim.exporter_config(None), dir.path()).unwrap(),
-        "/metrics",
-        None,
+        StateOptions::default(),
     )
     .unwrap();
     let snapshot = state.rounds().collect(Duration::from_secs(5)).await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
-use avepoint_exporter::state::AppState;
+use avepoint_exporter::state::{AppState, StateOptions};
 use avepoint_exporter::web_config::{WebConfig, WebConfigHandle};
 use avepoint_exporter::{serve, web};
 use rcgen::{
@@ -131,7 +131,7 @@ impl Server {
                 (name == CLIENT_SECRET_ENV).then(|| DEMO_CLIENT_SECRET.to_owned())
             })
             .unwrap();
-        let state = AppState::build(&settings, "/metrics", None).unwrap();
+        let state = AppState::build(&settings, StateOptions::default()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();

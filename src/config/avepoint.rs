@@ -36,6 +36,7 @@ pub(super) struct Limits {
     pub(super) cache_ttl: Duration,
     pub(super) max_requests_per_second: Option<f64>,
     pub(super) extra_root_certificates: Vec<reqwest::Certificate>,
+    pub(super) ca_pem: Vec<u8>,
     pub(super) max_response_bytes: usize,
 }
 
@@ -238,8 +239,8 @@ pub(super) fn limits(file: &ConfigFile<'_>, raw: &RawAvePoint) -> Result<Limits,
             ));
         }
     };
-    let extra_root_certificates = match &raw.ca_file {
-        None => Vec::new(),
+    let (extra_root_certificates, ca_pem) = match &raw.ca_file {
+        None => (Vec::new(), Vec::new()),
         Some(ca_file) => root_certificates(file, ca_file)?,
     };
     let max_response_bytes = raw.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
@@ -255,6 +256,7 @@ pub(super) fn limits(file: &ConfigFile<'_>, raw: &RawAvePoint) -> Result<Limits,
         cache_ttl,
         max_requests_per_second,
         extra_root_certificates,
+        ca_pem,
         max_response_bytes,
     })
 }
@@ -278,15 +280,15 @@ fn request_timeout(file: &ConfigFile<'_>, raw: Option<Duration>) -> Result<Durat
     Ok(request_timeout)
 }
 
-/// `ca_file`: a PEM bundle; a file without a single certificate is an error,
-/// since it would silently trust nothing extra.
+/// `ca_file`: a PEM bundle, with its text; a file without a single
+/// certificate is an error, since it would silently trust nothing extra.
 fn root_certificates(
     file: &ConfigFile<'_>,
     ca_file: &Path,
-) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+) -> Result<(Vec<reqwest::Certificate>, Vec<u8>), ConfigError> {
     let (ca_file, pem) = file.read("avepoint.ca_file", ca_file, |path| std::fs::read(path))?;
     match reqwest::Certificate::from_pem_bundle(&pem) {
-        Ok(certificates) if !certificates.is_empty() => Ok(certificates),
+        Ok(certificates) if !certificates.is_empty() => Ok((certificates, pem)),
         _ => Err(file.invalid(
             "avepoint.ca_file",
             format!("{} holds no PEM certificate", ca_file.display()),

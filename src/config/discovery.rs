@@ -56,6 +56,23 @@ impl DiscoveryRule {
 }
 
 impl DiscoverySettings {
+    /// Whether `other` discovers the same way: interval, page size, rules.
+    pub fn same_as(&self, other: &DiscoverySettings) -> bool {
+        fn same_rules(a: &[DiscoveryRule], b: &[DiscoveryRule]) -> bool {
+            let pattern = |re: &Option<Regex>| re.as_ref().map(|re| re.as_str().to_owned());
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(a, b)| {
+                    pattern(&a.customer_id) == pattern(&b.customer_id)
+                        && pattern(&a.organization) == pattern(&b.organization)
+                        && pattern(&a.profile_name) == pattern(&b.profile_name)
+                })
+        }
+        self.refresh_interval == other.refresh_interval
+            && self.page_size == other.page_size
+            && same_rules(&self.include, &other.include)
+            && same_rules(&self.exclude, &other.exclude)
+    }
+
     /// Whether some profile of this customer can still be kept (so its
     /// profiles are worth listing).
     pub fn wants_customer(&self, customer_id: &str, organization: &str) -> bool {

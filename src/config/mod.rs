@@ -24,8 +24,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::avepoint::certificate::ClientCertificate;
@@ -154,6 +155,10 @@ impl ProfileEndpoint {
 pub struct Settings {
     /// Where the settings came from, for messages.
     pub source: PathBuf,
+    /// SHA-256 of the config text: with [`AvePointSettings::same_client`]
+    /// (which covers the files the text names), what tells a reload that
+    /// nothing changed.
+    pub source_digest: [u8; 32],
     /// Connection to AvePoint.
     pub avepoint: AvePointSettings,
     /// The scan profiles listed in the file (discovery may add more).
@@ -188,6 +193,9 @@ pub struct AvePointSettings {
     /// Extra trusted CA certificates (`avepoint.ca_file`), added to the
     /// system's, e.g. for a TLS-inspecting proxy.
     pub extra_root_certificates: Vec<reqwest::Certificate>,
+    /// The PEM text of `avepoint.ca_file` (empty without one): what tells a
+    /// reload whether the trusted certificates changed.
+    pub ca_pem: Vec<u8>,
     /// Space-separated permissions requested with the token.
     pub scope: String,
     /// Which profile endpoint to call.
@@ -202,6 +210,45 @@ pub struct AvePointSettings {
     pub max_requests_per_second: Option<f64>,
     /// Largest response body accepted from the API.
     pub max_response_bytes: usize,
+}
+
+impl AvePointSettings {
+    /// Whether an API client built from `other` would be the same as one
+    /// built from these settings: same URLs, credential (secret, certificate),
+    /// trusted certificates, scope, endpoint and limits. A reload that leaves
+    /// them alone keeps the running client, and with it the token, the
+    /// concurrency bound, the rate limiter and any back-off. (`cache_ttl`
+    /// belongs to the collection rounds, not the client.)
+    pub fn same_client(&self, other: &AvePointSettings) -> bool {
+        let same_certificate = match (&self.client_certificate, &other.client_certificate) {
+            (Some(mine), Some(theirs)) => mine.certificate_der() == theirs.certificate_der(),
+            (None, None) => true,
+            _ => false,
+        };
+        self.environment == other.environment
+            && self.base_url == other.base_url
+            && self.token_url == other.token_url
+            && self.client_id == other.client_id
+            && self.client_secret.expose_secret() == other.client_secret.expose_secret()
+            && same_certificate
+            && self.ca_pem == other.ca_pem
+            && self.scope == other.scope
+            && self.endpoint == other.endpoint
+            && self.request_timeout == other.request_timeout
+            && self.concurrency == other.concurrency
+            && self.max_requests_per_second == other.max_requests_per_second
+            && self.max_response_bytes == other.max_response_bytes
+    }
+}
+
+impl Settings {
+    /// Whether `other` (a reload of the same file) is the very same config:
+    /// the same text, and the same contents of the files it names.
+    pub fn unchanged_from(&self, other: &Settings) -> bool {
+        self.source == other.source
+            && self.source_digest == other.source_digest
+            && self.avepoint.same_client(&other.avepoint)
+    }
 }
 
 /// One scan profile to export.
@@ -267,6 +314,7 @@ impl Settings {
         let targets = targets::validate(&file, &raw.targets, discovery.is_some())?;
         Ok(Settings {
             source: path.to_owned(),
+            source_digest: Sha256::digest(text).into(),
             avepoint: AvePointSettings {
                 environment: section.environment,
                 base_url,
@@ -275,6 +323,7 @@ impl Settings {
                 client_secret: credential.secret,
                 client_certificate: credential.certificate,
                 extra_root_certificates: limits.extra_root_certificates,
+                ca_pem: limits.ca_pem,
                 scope,
                 endpoint: section.endpoint,
                 request_timeout: limits.request_timeout,

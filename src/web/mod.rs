@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::collect::Snapshot;
 use crate::config::ProfileTarget;
 use crate::metrics::{Exposition, Format, encode_probe, encode_scrape};
-use crate::state::{AppState, ReloadError};
+use crate::state::{AppState, ReloadError, ReloadOutcome};
 pub use timeout::{
     DEFAULT_SCRAPE_TIMEOUT, SCRAPE_TIMEOUT_HEADER, SCRAPE_TIMEOUT_OFFSET, request_budget,
 };
@@ -32,7 +32,7 @@ pub use timeout::{
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(landing_page))
-        .route(&state.telemetry_path, get(metrics))
+        .route(state.telemetry_path(), get(metrics))
         .route("/probe", get(probe))
         .route("/sd", get(service_discovery))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
@@ -211,11 +211,20 @@ async fn service_discovery(State(state): State<Arc<AppState>>) -> Json<Vec<SdTar
 }
 
 /// `POST /-/reload`: re-read the config file; the old config stays in
-/// force when the new one is invalid.
+/// force when the new one is invalid. Only with `--web.enable-lifecycle`,
+/// answering as Prometheus does without it.
 async fn reload(State(state): State<Arc<AppState>>) -> Response {
-    match state.reload() {
-        Ok(()) => "Config reloaded\n".into_response(),
-        Err(error @ ReloadError::NoConfigFile) => {
+    if !state.options.enable_lifecycle {
+        return (
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled. Start with --web.enable-lifecycle, or send SIGHUP.\n",
+        )
+            .into_response();
+    }
+    match state.reload().await {
+        Ok(ReloadOutcome::Reloaded) => "Config reloaded\n".into_response(),
+        Ok(ReloadOutcome::Unchanged) => "Config unchanged\n".into_response(),
+        Err(error) if matches!(*error, ReloadError::NoConfigFile) => {
             (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
         }
         Err(error) => (
@@ -243,7 +252,7 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
-    let path = html_escape(&state.telemetry_path);
+    let path = html_escape(state.telemetry_path());
     let version = html_escape(state.build.version);
     Html(format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>AvePoint Exporter</title></head>\n<body>\n\

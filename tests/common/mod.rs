@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
-use avepoint_exporter::state::AppState;
+use avepoint_exporter::state::{AppState, StateOptions};
 use avepoint_exporter::{serve, web};
 use tokio::sync::oneshot;
 
@@ -78,7 +78,7 @@ impl Harness {
             (name == CLIENT_SECRET_ENV).then(|| secret.clone())
         })
         .expect("generated config is valid");
-        let state = AppState::build(&settings, "/metrics", None).expect("state builds");
+        let state = AppState::build(&settings, StateOptions::default()).expect("state builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
