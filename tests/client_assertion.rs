@@ -233,7 +233,7 @@ async fn a_certificate_that_is_not_registered_sets_every_profile_down_and_says_w
         assert!(
             metrics.value(
                 "avepoint_api_requests_total",
-                &[("endpoint", "token"), ("code", "401")]
+                &[("api_endpoint", "token"), ("code", "401")]
             ) >= 1.0
         );
         assert_no_key_material(&other, &metrics.text, "metrics");

@@ -193,14 +193,14 @@ async fn exact_values_on(endpoint: &str) {
     assert_eq!(
         metrics.value(
             "avepoint_api_requests_total",
-            &[("endpoint", "scan_profile"), ("code", "200")]
+            &[("api_endpoint", "scan_profile"), ("code", "200")]
         ),
         targets.len() as f64
     );
     assert_eq!(
         metrics.value(
             "avepoint_api_requests_total",
-            &[("endpoint", "token"), ("code", "200")]
+            &[("api_endpoint", "token"), ("code", "200")]
         ),
         1.0
     );
@@ -224,7 +224,7 @@ async fn exact_values_on(endpoint: &str) {
     assert_eq!(
         metrics.value(
             "avepoint_api_request_duration_seconds_count",
-            &[("endpoint", "scan_profile")]
+            &[("api_endpoint", "scan_profile")]
         ),
         targets.len() as f64
     );
@@ -279,14 +279,14 @@ async fn wrong_secret_sets_every_profile_down_and_says_why() {
     assert!(
         metrics.value(
             "avepoint_api_requests_total",
-            &[("endpoint", "token"), ("code", "401")]
+            &[("api_endpoint", "token"), ("code", "401")]
         ) >= 1.0
     );
     assert!(
         metrics
             .find(
                 "avepoint_api_requests_total",
-                &[("endpoint", "scan_profile")]
+                &[("api_endpoint", "scan_profile")]
             )
             .is_empty()
     );
@@ -319,7 +319,7 @@ async fn revoked_token_mid_run_is_refreshed_once_and_retried() {
     // timing), yet only one new token was fetched for all of them.
     let rejected = second.value(
         "avepoint_api_requests_total",
-        &[("endpoint", "scan_profile"), ("code", "401")],
+        &[("api_endpoint", "scan_profile"), ("code", "401")],
     );
     assert!(
         (1.0..=targets.len() as f64).contains(&rejected),
@@ -475,7 +475,7 @@ async fn server_error_fails_only_that_profile_after_one_retry() {
     assert_eq!(
         metrics.value(
             "avepoint_api_retries_total",
-            &[("endpoint", "scan_profile"), ("code", "500")]
+            &[("api_endpoint", "scan_profile"), ("code", "500")]
         ),
         3.0
     );

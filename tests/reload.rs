@@ -144,7 +144,7 @@ async fn a_good_edit_takes_effect_on_the_next_scrape() {
     assert_eq!(
         after.value(
             "avepoint_api_requests_total",
-            &[("endpoint", "scan_profile"), ("code", "200")]
+            &[("api_endpoint", "scan_profile"), ("code", "200")]
         ),
         7.0
     );

@@ -126,7 +126,7 @@ async fn long_retry_after_fails_fast_and_the_back_off_spares_the_api() {
     assert_eq!(
         metrics.value(
             "avepoint_api_backoff_skipped_requests_total",
-            &[("endpoint", "scan_profile")]
+            &[("api_endpoint", "scan_profile")]
         ),
         5.0 * 9.0
     );
@@ -179,14 +179,14 @@ async fn short_retry_after_is_retried_once_within_the_deadline() {
     assert_eq!(
         metrics.value(
             "avepoint_api_retries_total",
-            &[("endpoint", "scan_profile"), ("code", "429")]
+            &[("api_endpoint", "scan_profile"), ("code", "429")]
         ),
         1.0
     );
     assert_eq!(
         metrics.value(
             "avepoint_api_requests_total",
-            &[("endpoint", "scan_profile"), ("code", "429")]
+            &[("api_endpoint", "scan_profile"), ("code", "429")]
         ),
         2.0
     );
@@ -216,7 +216,7 @@ async fn service_unavailable_with_retry_after_is_retried() {
     assert_eq!(
         metrics.value(
             "avepoint_api_retries_total",
-            &[("endpoint", "scan_profile"), ("code", "503")]
+            &[("api_endpoint", "scan_profile"), ("code", "503")]
         ),
         1.0
     );
@@ -241,7 +241,7 @@ async fn connection_reset_mid_response_is_retried_and_fails_only_that_profile() 
     assert_eq!(
         metrics.value(
             "avepoint_api_retries_total",
-            &[("endpoint", "scan_profile"), ("code", "error")]
+            &[("api_endpoint", "scan_profile"), ("code", "error")]
         ),
         2.0
     );
@@ -308,7 +308,7 @@ async fn token_endpoint_down() {
     assert!(
         metrics.value(
             "avepoint_api_requests_total",
-            &[("endpoint", "token"), ("code", "error")]
+            &[("api_endpoint", "token"), ("code", "error")]
         ) >= 1.0
     );
     let snapshot = harness.state.rounds().collect(Duration::from_secs(2)).await;

@@ -17,7 +17,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use reqwest::StatusCode;
 
-/// Which AvePoint endpoint a request went to (the `endpoint` label).
+/// Which AvePoint endpoint a request went to (the `api_endpoint` label; not
+/// `endpoint`, which prometheus-operator sets on every ServiceMonitor target
+/// and which would rename ours to `exported_endpoint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ApiEndpoint {
     /// The OAuth2 token endpoint.
@@ -44,13 +46,13 @@ impl ApiEndpoint {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    endpoint: &'static str,
+    api_endpoint: &'static str,
     code: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
-    endpoint: &'static str,
+    api_endpoint: &'static str,
 }
 
 fn request_duration_histogram() -> Histogram {
@@ -101,13 +103,13 @@ impl ApiMetrics {
         let code = status.map_or_else(|| "error".to_owned(), |status| status.as_u16().to_string());
         self.requests
             .get_or_create(&RequestLabels {
-                endpoint: endpoint.label(),
+                api_endpoint: endpoint.label(),
                 code,
             })
             .inc();
         self.request_duration
             .get_or_create(&EndpointLabels {
-                endpoint: endpoint.label(),
+                api_endpoint: endpoint.label(),
             })
             .observe(elapsed.as_secs_f64());
     }
@@ -116,7 +118,7 @@ impl ApiMetrics {
     pub fn observe_retry(&self, endpoint: ApiEndpoint, code: &str) {
         self.retries
             .get_or_create(&RequestLabels {
-                endpoint: endpoint.label(),
+                api_endpoint: endpoint.label(),
                 code: code.to_owned(),
             })
             .inc();
@@ -126,7 +128,7 @@ impl ApiMetrics {
     pub fn observe_backoff_skip(&self, endpoint: ApiEndpoint) {
         self.backoff_skips
             .get_or_create(&EndpointLabels {
-                endpoint: endpoint.label(),
+                api_endpoint: endpoint.label(),
             })
             .inc();
     }
@@ -135,17 +137,17 @@ impl ApiMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "avepoint_api_requests",
-            "Requests sent to the AvePoint API, by endpoint and HTTP status code (code=\"error\" when no HTTP answer came)",
+            "Requests sent to the AvePoint API, by API endpoint and HTTP status code (code=\"error\" when no HTTP answer came)",
             self.requests.clone(),
         );
         registry.register(
             "avepoint_api_retries",
-            "Requests to the AvePoint API retried, by endpoint and the status code of the failed attempt",
+            "Requests to the AvePoint API retried, by API endpoint and the status code of the failed attempt",
             self.retries.clone(),
         );
         registry.register_with_unit(
             "avepoint_api_request_duration",
-            "Duration of requests to the AvePoint API, by endpoint",
+            "Duration of requests to the AvePoint API, by API endpoint",
             Unit::Seconds,
             self.request_duration.clone(),
         );
@@ -156,7 +158,7 @@ impl ApiMetrics {
         );
         registry.register(
             "avepoint_api_backoff_skipped_requests",
-            "Requests not sent to AvePoint because a back-off was in force, by endpoint",
+            "Requests not sent to AvePoint because a back-off was in force, by API endpoint",
             self.backoff_skips.clone(),
         );
         registry.register(
