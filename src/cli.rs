@@ -1,6 +1,6 @@
 //! Command-line definitions, following the Prometheus exporters' flag names.
 //!
-//! Plain clap types; imports nothing of the crate.
+//! Plain clap types; imports only `version` from the crate.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Prometheus exporter for AvePoint Elements scan profiles.
 #[derive(Debug, Parser)]
-#[command(name = "avepoint-exporter", version, about)]
+#[command(name = "avepoint-exporter", version, long_version = crate::version::LONG_VERSION, about)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]

@@ -4,7 +4,8 @@
 //! before it (docs/architecture.md has the diagram and the rule;
 //! `tests/architecture.rs` enforces it):
 //!
-//! - [`sync`], [`cli`]: poison-tolerant locks; the command line.
+//! - [`sync`], [`version`], [`cli`]: poison-tolerant locks; what this build
+//!   is; the command line.
 //! - [`config`]: the YAML file and environment, validated into `Settings`.
 //! - [`avepoint`]: AvePoint's API: HTTP helpers, the certificate and its
 //!   JWT, the token source, the client, the wire model, `avepoint_api_*`.
@@ -30,5 +31,6 @@ pub mod serve;
 pub mod simulator;
 pub mod state;
 pub mod sync;
+pub mod version;
 pub mod web;
 pub mod web_config;

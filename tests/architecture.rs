@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 /// What each top-level module may import from the crate, bottom up.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("sync", &[]),
-    ("cli", &[]),
+    ("version", &[]),
+    ("cli", &["version"]),
     // The one import against the flow: the certificate is checked at load,
     // so a bad one is a config error naming the key.
     ("config", &["sync", "avepoint::certificate"]),
@@ -22,7 +23,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("collect", &["sync", "config", "avepoint", "discovery"]),
     (
         "metrics",
-        &["sync", "config", "avepoint", "discovery", "collect"],
+        &[
+            "sync",
+            "version",
+            "config",
+            "avepoint",
+            "discovery",
+            "collect",
+        ],
     ),
     (
         "state",
@@ -63,6 +71,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "app",
         &[
             "sync",
+            "version",
             "cli",
             "config",
             "avepoint",

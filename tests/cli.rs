@@ -72,12 +72,60 @@ fn stderr(output: &Output) -> String {
 
 #[test]
 fn version_prints_the_crate_version() {
-    let output = run(&["--version"]);
+    let output = run(&["-V"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
         stdout(&output),
         format!("avepoint-exporter {}\n", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// `git` in the crate directory, if this is a checkout with git at hand.
+fn git(args: &[&str]) -> Option<String> {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TZ", "UTC")
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+#[test]
+fn long_version_names_revision_branch_build_date_and_compiler_like_prometheus() {
+    let output = run(&["--version"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        lines[0].starts_with(&format!("avepoint-exporter {version} (branch: ")),
+        "{text}"
+    );
+    assert!(lines[1].starts_with("  build date:       "), "{text}");
+    assert!(lines[2].starts_with("  rustc version:    rustc "), "{text}");
+    assert!(lines[3].starts_with("  platform:         linux/"), "{text}");
+    // Built from this checkout: the revision is the commit the binary was
+    // built at (HEAD, unless a commit came after the build), the date the
+    // commit's.
+    if let Some(head) = git(&["rev-parse", "HEAD"]) {
+        assert!(
+            lines[0].ends_with(&format!(", revision: {head})")),
+            "{text}"
+        );
+        let date = git(&[
+            "log",
+            "-1",
+            "--format=%cd",
+            "--date=format-local:%Y%m%d-%H:%M:%S",
+        ])
+        .unwrap();
+        assert_eq!(lines[1], format!("  build date:       {date}"));
+    }
 }
 
 #[test]

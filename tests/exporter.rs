@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use avepoint_exporter::avepoint::ScanProfileReport;
 use avepoint_exporter::avepoint::model::ScanStatus;
 use avepoint_exporter::simulator::{Fault, SimulatorConfig};
+use avepoint_exporter::version;
 use common::{Exposition, Harness, Setup};
 use time::macros::datetime;
 
@@ -215,6 +216,19 @@ async fn exact_values_on(endpoint: &str) {
         ),
         1.0
     );
+    // The same build metadata as --version.
+    let info = metrics.find("avepoint_exporter_build_info", &[]);
+    assert_eq!(info.len(), 1);
+    for (label, value) in [
+        ("revision", version::REVISION),
+        ("branch", version::BRANCH),
+        ("build_date", version::BUILD_DATE),
+        ("rustc_version", version::RUSTC_VERSION),
+    ] {
+        assert_eq!(info[0].labels[label], value, "{label}");
+        assert_ne!(value, "", "{label}");
+    }
+    assert!(version::RUSTC_VERSION.starts_with("rustc "));
     let expiry = metrics.value("avepoint_api_token_expiry_timestamp_seconds", &[]);
     let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
     assert!(

@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::gauges::{NO_LABELS, encode_gauges};
+use crate::version;
 
 /// Outcome of config reloads, as Prometheus and blackbox_exporter report it.
 #[derive(Debug, Clone, Default)]
@@ -57,20 +58,30 @@ impl ReloadMetrics {
     }
 }
 
-/// Version and source revision, for `avepoint_exporter_build_info`.
+/// What `avepoint_exporter_build_info` says about the binary: the same as
+/// `--version` (see [`crate::version`]).
 #[derive(Debug, Clone)]
 pub struct BuildInfo {
     /// Crate version.
     pub version: &'static str,
     /// Git revision the binary was built from, or `unknown`.
     pub revision: &'static str,
+    /// Git branch, `HEAD` for a tag build, or `unknown`.
+    pub branch: &'static str,
+    /// Commit date (UTC), or `unknown`.
+    pub build_date: &'static str,
+    /// `rustc --version` of the compiler.
+    pub rustc_version: &'static str,
 }
 
 impl Default for BuildInfo {
     fn default() -> Self {
         Self {
-            version: env!("CARGO_PKG_VERSION"),
-            revision: option_env!("AVEPOINT_EXPORTER_REVISION").unwrap_or("unknown"),
+            version: version::VERSION,
+            revision: version::REVISION,
+            branch: version::BRANCH,
+            build_date: version::BUILD_DATE,
+            rustc_version: version::RUSTC_VERSION,
         }
     }
 }
@@ -114,12 +125,15 @@ impl Collector for ExporterCollector {
         encode_gauges(
             &mut encoder,
             "avepoint_exporter_build_info",
-            "A metric with a constant '1' value labeled by the version and revision of avepoint-exporter.",
+            "A metric with a constant '1' value labeled by version, revision, branch, build date and rustc version from which avepoint-exporter was built.",
             None,
             [(
                 [
                     ("version", self.build.version),
                     ("revision", self.build.revision),
+                    ("branch", self.build.branch),
+                    ("build_date", self.build.build_date),
+                    ("rustc_version", self.build.rustc_version),
                 ],
                 1_i64,
             )],
