@@ -1,9 +1,19 @@
-//! Serving: binding listeners, the plain and the TLS accept loops, and
+//! Serving: binding listeners, one accept loop for plain HTTP and TLS,
+//! connection limits against slowloris and descriptor exhaustion, and
 //! graceful shutdown on SIGINT/SIGTERM.
 //!
 //! Takes any axum `Router`, so the exporter and the simulator serve the
-//! same way. Imports only `web_config` (TLS settings, basic auth) from the
-//! crate; never `web`, `state` or `app`.
+//! same way. Imports only `sync` and `web_config` (TLS settings, basic
+//! auth) from the crate; never `web`, `state` or `app`.
+//!
+//! - `connections`: which connections are open, busy or waiting; the cap,
+//!   the deadlines and which one to shed.
+//! - `connection`: one connection's task: TLS, hyper, its deadline.
+//! - `limits`: the cap from the open-files limit; accept back-off.
+
+mod connection;
+mod connections;
+mod limits;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,6 +24,9 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::web_config::WebConfigHandle;
+use connection::Connection;
+use connections::Tracker;
+use limits::AcceptErrors;
 
 /// Bind a Prometheus-style listen address (see [`resolve_listen_address`]).
 pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
@@ -39,16 +52,53 @@ pub async fn resolve_listen_address(address: &str) -> std::io::Result<SocketAddr
         })
 }
 
+/// How a listener treats its connections. `Default` is what the exporter
+/// runs with; docs/web-config.md ("Connection limits") explains the numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// The most connections kept open at once (`--web.max-connections`);
+    /// 0 derives it from the open-files limit: the soft `RLIMIT_NOFILE`
+    /// minus a quarter of it (at least 64), between 8 and 1024.
+    pub max_connections: usize,
+    /// How long a connection may take, from its accept (TLS handshake
+    /// included) or from its previous HTTP/1.1 response, to complete a
+    /// request's headers.
+    pub header_read_timeout: Duration,
+    /// How long a connection may go without a new request after its last
+    /// response was handed to hyper: an idle HTTP/2 connection, or a
+    /// response still being written to a reader that does not read.
+    /// (HTTP/1.1 keep-alive connections meet the header timeout first: hyper
+    /// restarts it once a response is written.)
+    pub idle_timeout: Duration,
+}
+
+/// Default [`ServeOptions::header_read_timeout`]: a scraper sends its
+/// headers within milliseconds of connecting; 10 s leaves room for a slow
+/// network and a TLS handshake.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default [`ServeOptions::idle_timeout`].
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 0,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+        }
+    }
+}
+
 /// Serve `router` on `listener` until `shutdown` completes, then let
-/// in-flight requests finish.
+/// in-flight requests finish. Plain HTTP/1.1 and HTTP/2 (prior knowledge),
+/// with [`ServeOptions::default`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with_options(listener, router, shutdown, None, ServeOptions::default()).await
 }
 
 /// Like [`serve`], under a `--web.config.file` when there is one: basic
@@ -60,112 +110,146 @@ pub async fn serve_with_web_config(
     shutdown: impl Future<Output = ()> + Send + 'static,
     web_config: Option<Arc<WebConfigHandle>>,
 ) -> std::io::Result<()> {
-    let Some(web_config) = web_config else {
-        return serve(listener, router, shutdown).await;
-    };
-    let router = crate::web_config::protect(router, Arc::clone(&web_config));
-    if web_config.tls_enabled() {
-        serve_tls(listener, router, shutdown, web_config).await
-    } else {
-        serve(listener, router, shutdown).await
-    }
+    serve_with_options(
+        listener,
+        router,
+        shutdown,
+        web_config,
+        ServeOptions::default(),
+    )
+    .await
 }
 
-/// How long a client may take to complete the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The first byte of a TLS record carrying a handshake (a ClientHello).
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-
-/// The HTTPS accept loop: each new connection takes the TLS settings in
-/// force (re-reading the web config file and certificates if they changed),
-/// then hyper serves the router on it. On `shutdown` the listener closes and
-/// open connections finish their in-flight requests.
-async fn serve_tls(
+/// Like [`serve_with_web_config`], with the connection limits of `options`.
+///
+/// One accept loop for plain and TLS listeners: each connection is tracked
+/// (see `connections.rs`) so that one waiting for a request is closed at
+/// its deadline, the cap sheds the connection that has waited longest, and
+/// every connection gets a fresh look at the web config (certificate
+/// rotation). On `shutdown` the listener closes, connections without a
+/// request in progress close at once, and the others finish their requests.
+/// Accept errors are handled here (backed off and logged), so this returns
+/// `Ok` once shut down.
+pub async fn serve_with_options(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    web_config: Arc<WebConfigHandle>,
+    web_config: Option<Arc<WebConfigHandle>>,
+    options: ServeOptions,
 ) -> std::io::Result<()> {
+    let (router, tls) = match web_config {
+        Some(handle) => (
+            crate::web_config::protect(router, Arc::clone(&handle)),
+            handle.tls_enabled().then_some(handle),
+        ),
+        None => (router, None),
+    };
+    let tracker = Tracker::new(
+        connection_limit(options.max_connections),
+        options.header_read_timeout,
+        options.idle_timeout,
+    );
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut errors = AcceptErrors::default();
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // E.g. EMFILE: back off instead of spinning.
-                    tracing::error!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            biased;
             () = &mut shutdown => break,
+            accepted = accept(&listener, &tracker, &mut errors) => accepted,
         };
-        let web_config = Arc::clone(&web_config);
-        let router = router.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let Some(stream) = refuse_plain_http(stream).await else {
-                return;
-            };
-            let config = web_config.current();
-            let Some(tls) = config.tls_server_config() else {
-                return;
-            };
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-            let stream =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%peer, %error, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let mut builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if !config.http2() {
-                builder = builder.http1_only();
-            }
-            let connection = builder
-                .serve_connection_with_upgrades(
-                    hyper_util::rt::TokioIo::new(stream),
-                    hyper_util::service::TowerToHyperService::new(router),
-                )
-                .into_owned();
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
+        let connection = Connection {
+            registration: tracker.register(),
+            router: router.clone(),
+            tls: tls.clone(),
+            header_read_timeout: options.header_read_timeout,
+            watcher: graceful.watcher(),
+        };
+        tokio::spawn(connection.run(stream, peer));
     }
     drop(listener);
+    tracker.close_waiting();
     graceful.shutdown().await;
     Ok(())
 }
 
-/// Answer a plain HTTP request on the TLS port with a 400 saying so (as Go's
-/// servers do) instead of a confusing handshake failure; `None` when the
-/// connection is done.
-async fn refuse_plain_http(mut stream: tokio::net::TcpStream) -> Option<tokio::net::TcpStream> {
-    use tokio::io::AsyncWriteExt;
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
-        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => Some(stream),
-        Ok(Ok(1)) => {
-            let _ = stream
-                .write_all(
-                    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                      Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
-                )
-                .await;
-            let _ = stream.shutdown().await;
-            None
+/// The cap for `--web.max-connections` (0: derived), logged once.
+fn connection_limit(configured: usize) -> usize {
+    let open_files = limits::open_files_limit();
+    let limit = limits::max_connections(configured, open_files);
+    if configured > 0 && limits::exceeds_open_files_limit(configured, open_files) {
+        tracing::warn!(
+            max_connections = configured,
+            open_files_limit = open_files,
+            derived = limits::derived_max_connections(open_files),
+            "--web.max-connections leaves too few open files for AvePoint and the config files; \
+             accepting may fail with \"Too many open files\""
+        );
+    }
+    tracing::debug!(
+        max_connections = limit,
+        open_files_limit = open_files,
+        "connection limit"
+    );
+    limit
+}
+
+/// "Too many open files" (the process's limit) and "Too many open files in
+/// system", the same numbers on Linux, the BSDs and macOS (std has no
+/// `ErrorKind` for them; `libc` is not a dependency for two constants).
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// The next connection, once there is room for it under the cap.
+///
+/// Running out of descriptors (EMFILE, ENFILE) or memory leaves the
+/// listener readable, so a retry at once would spin: pause (10 ms doubling
+/// to 1 s) and log at most one line per 10 s with the count; out of
+/// descriptors, also shed the connection that has waited longest, which
+/// gives one back. An error about one connection (it was reset before we
+/// took it) is not the listener's: the next accept goes ahead at once.
+async fn accept(
+    listener: &TcpListener,
+    tracker: &Tracker,
+    errors: &mut AcceptErrors,
+) -> (tokio::net::TcpStream, SocketAddr) {
+    use std::io::ErrorKind;
+    loop {
+        tracker.wait_for_room().await;
+        match listener.accept().await {
+            Ok(accepted) => {
+                if let Some(unlogged_failures) = errors.succeeded() {
+                    tracing::info!(unlogged_failures, "accepting connections again");
+                }
+                return accepted;
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ErrorKind::ConnectionAborted
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionRefused
+                ) =>
+            {
+                tracing::debug!(%error, "a connection was gone before it was accepted");
+            }
+            Err(error) => {
+                // Out of descriptors: closing a connection gives one back.
+                let shed = matches!(error.raw_os_error(), Some(EMFILE | ENFILE))
+                    && tracker.shed_oldest_waiting();
+                let failure = errors.failed(std::time::Instant::now());
+                if let Some(failures) = failure.log {
+                    tracing::error!(
+                        %error,
+                        failures,
+                        shed,
+                        pause = ?failure.pause,
+                        "accepting connections failed; backing off"
+                    );
+                }
+                tokio::time::sleep(failure.pause).await;
+            }
         }
-        _ => None,
     }
 }
 
