@@ -54,17 +54,24 @@ fn load_web_config(path: Option<&Path>) -> Result<Option<Arc<WebConfigHandle>>, 
     Ok(path.map(WebConfigHandle::load).transpose()?)
 }
 
-/// Serve the exporter's routes for `state` on `listener` until SIGINT/SIGTERM.
+/// Serve the exporter's routes for `state` on `listener` until SIGINT/SIGTERM,
+/// at most `max_connections` at once (0: derived from the open-files limit).
 async fn serve_until_shutdown(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     web_config: Option<Arc<WebConfigHandle>>,
+    max_connections: usize,
 ) -> Result<(), AppError> {
-    serve::serve_with_web_config(
+    let options = serve::ServeOptions {
+        max_connections,
+        ..serve::ServeOptions::default()
+    };
+    serve::serve_with_options(
         listener,
         web::router(state),
         serve::shutdown_signal(),
         web_config,
+        options,
     )
     .await
     .map_err(AppError::Serve)
@@ -99,7 +106,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         tls = web_config.as_ref().is_some_and(|w| w.tls_enabled()),
         "listening"
     );
-    serve_until_shutdown(listener, state, web_config).await
+    serve_until_shutdown(listener, state, web_config, args.max_connections).await
 }
 
 /// How long `check` waits for the first discovery.
@@ -273,7 +280,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         simulator.base_url(),
     );
     tracing::info!(address = %local, simulator = %simulator.base_url(), "demo listening");
-    let result = serve_until_shutdown(listener, state, web_config).await;
+    let result = serve_until_shutdown(listener, state, web_config, args.max_connections).await;
     simulator.stop();
     result
 }

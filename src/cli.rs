@@ -47,6 +47,7 @@ impl Cli {
                 ("telemetry_path", "--web.telemetry-path"),
                 ("web_config_file", "--web.config.file"),
                 ("enable_lifecycle", "--web.enable-lifecycle"),
+                ("max_connections", "--web.max-connections"),
             ] {
                 if matches.value_source(id) == Some(ValueSource::CommandLine) {
                     return Err(command.error(
@@ -121,6 +122,9 @@ pub struct ServeArgs {
     /// Enable `POST /-/reload` (as in Prometheus). SIGHUP reloads either way.
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
+    /// The most connections kept open at once; at the limit the one waiting longest for a request is closed. 0: derived from the open-files limit (docs/web-config.md).
+    #[arg(long = "web.max-connections", default_value_t = 0)]
+    pub max_connections: usize,
 }
 
 /// Flags of `check`.
@@ -144,6 +148,9 @@ pub struct DemoArgs {
     /// Path to a web config file (exporter-toolkit format) that enables TLS and/or basic authentication.
     #[arg(long = "web.config.file")]
     pub web_config_file: Option<PathBuf>,
+    /// The most connections kept open at once; at the limit the one waiting longest for a request is closed. 0: derived from the open-files limit (docs/web-config.md).
+    #[arg(long = "web.max-connections", default_value_t = 0)]
+    pub max_connections: usize,
     /// Simulated customers.
     #[arg(long, default_value_t = 3)]
     pub customers: usize,
