@@ -86,6 +86,7 @@ impl Pipeline {
                 client,
                 targets,
                 settings.avepoint.cache_ttl,
+                settings.avepoint.round_timeout,
             )),
             metrics_include_profiles: settings.metrics_include_profiles,
             discovery,
