@@ -123,7 +123,7 @@ fn simulator_child(args: &[String]) {
         tokio::spawn(count_and_forward(proxy, sim.addr(), Arc::clone(&accepted)));
 
         let mut yaml = format!(
-            "avepoint:\n  base_url: {scheme}://{proxy_addr}\n  token_url: {scheme}://{proxy_addr}/connect/token\n  client_id: {DEMO_CLIENT_ID}\n  concurrency: {concurrency}\n  request_timeout: 60s\n{}targets:\n",
+            "avepoint:\n  base_url: {scheme}://{proxy_addr}\n  token_url: {scheme}://{proxy_addr}/connect/token\n  client_id: {DEMO_CLIENT_ID}\n  concurrency: {concurrency}\n  request_timeout: 60s\n  round_timeout: 119.5s\n{}targets:\n",
             ca_file.as_ref().map(|path| format!("  ca_file: {}\n", path.display())).unwrap_or_default()
         );
         let mut last_customer = String::new();

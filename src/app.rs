@@ -147,7 +147,7 @@ pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
     }
     // No Prometheus deadline here: give every request its full timeout and one retry.
     let budget = settings.avepoint.request_timeout.saturating_mul(3);
-    let snapshot = pipeline.rounds.collect(budget).await;
+    let snapshot = pipeline.rounds.collect_once(budget).await;
     print!("{}", check_table(&snapshot));
     Ok(snapshot.failures() == 0 && !discovery_failed)
 }

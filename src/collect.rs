@@ -1,9 +1,14 @@
 //! Collection rounds: fetch every target concurrently, bounded, under a
 //! deadline, and hand the result on as a plain [`Snapshot`].
 //!
-//! Concurrent scrapes (Prometheus HA pairs, a human with curl) join the
-//! round already in flight instead of starting another, so AvePoint sees
-//! one call per profile however many scrapers there are.
+//! What AvePoint sees does not depend on how many clients ask or which
+//! timeouts they send. Concurrent scrapes (Prometheus HA pairs, a human
+//! with curl) join the round already in flight, and so do concurrent
+//! probes of the same targets; a round's deadline is `avepoint.round_timeout`
+//! from its start, never a caller's. A caller's own budget only bounds how
+//! long that caller waits: when it runs out first, the caller gets what the
+//! round has so far, and the round goes on for the others. Rounds run as
+//! tasks of their own, so no caller can cancel one.
 //!
 //! Owns [`ScrapeRounds`] and the report cache. Imports `avepoint`, `config`
 //! and `discovery` (for the target list); never `metrics`, `web` or above.
@@ -14,7 +19,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Instant as TokioInstant;
@@ -24,9 +28,12 @@ use crate::config::ProfileTarget;
 use crate::discovery::DiscoveryState;
 use crate::sync::lock;
 
-/// A scrape joins a round in flight whose deadline is at most this much
-/// earlier than its own (HA Prometheus pairs send the same timeout).
-const JOIN_SLACK: Duration = Duration::from_secs(1);
+/// Why a caller got a profile as failed although its round may still
+/// fetch it: the caller's own deadline came first.
+const NOT_YET: &str =
+    "not fetched yet when this caller's deadline passed; the round goes on for the others";
+/// Why every profile a failed round had not fetched is down.
+const ROUND_FAILED: &str = "internal error in the collection round";
 
 /// Result of one collection round: one entry per target, in target order.
 #[derive(Debug, Clone, Default)]
@@ -79,8 +86,6 @@ impl Snapshot {
         self.profiles.iter().filter(|p| p.outcome.is_err()).count()
     }
 }
-
-type SharedRound = Shared<BoxFuture<'static, Arc<Snapshot>>>;
 
 /// Where the list of targets comes from.
 #[derive(Debug, Clone)]
@@ -155,19 +160,152 @@ impl ReportCache {
     }
 }
 
-/// Runs collection rounds for scrapes and probes; owns the single-flight
-/// slot, so concurrent scrapes share one round.
+/// Which callers share a round: every `/metrics` scrape, or the probes of
+/// one target set (a customer, or one of its profiles).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RoundKey {
+    All,
+    Targets(Arc<[ProfileTarget]>),
+}
+
+/// The rounds in flight, by who shares them; a round removes itself when
+/// it ends (see [`Registration`]).
+type InFlight = Arc<Mutex<HashMap<RoundKey, Arc<Round>>>>;
+
+/// One round: its targets, what it has fetched so far, and, once over,
+/// the whole snapshot.
+struct Round {
+    targets: Arc<[ProfileTarget]>,
+    started: Instant,
+    /// By target index, filled as fetches end: what a caller whose own
+    /// deadline comes first gets.
+    results: Mutex<Vec<Option<ProfileResult>>>,
+    /// `Some` once the round is over; closed without a value if its task
+    /// died.
+    done: watch::Receiver<Option<Arc<Snapshot>>>,
+}
+
+/// Takes a round out of the in-flight map when the round's task ends,
+/// normally or not: a panicking round must not be joined forever.
+struct Registration {
+    in_flight: InFlight,
+    key: RoundKey,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // Only this round is under its key: a caller inserts a round only
+        // where there is none, and only this registration removes it.
+        lock(&self.in_flight).remove(&self.key);
+    }
+}
+
+impl Round {
+    fn new(targets: Arc<[ProfileTarget]>) -> (Arc<Self>, watch::Sender<Option<Arc<Snapshot>>>) {
+        let (done_tx, done) = watch::channel(None);
+        let round = Arc::new(Round {
+            results: Mutex::new(vec![None; targets.len()]),
+            targets,
+            started: Instant::now(),
+            done,
+        });
+        (round, done_tx)
+    }
+
+    /// Fetch every target in a task of its own, ending by `deadline`;
+    /// profiles still pending then fail with `timeout_message`.
+    fn run(
+        self: &Arc<Self>,
+        fetcher: Arc<Fetcher>,
+        deadline: TokioInstant,
+        timeout_message: Arc<str>,
+        done: watch::Sender<Option<Arc<Snapshot>>>,
+        registration: Option<Registration>,
+    ) {
+        let round = Arc::clone(self);
+        tokio::spawn(async move {
+            let snapshot = collect_round(fetcher, Arc::clone(&round), deadline, timeout_message);
+            let snapshot = Arc::new(snapshot.await);
+            // Out of the map first: a caller from now on starts a new
+            // round, and every caller that joined this one gets its result.
+            drop(registration);
+            done.send_replace(Some(snapshot));
+        });
+    }
+
+    /// The round's snapshot, or, when `deadline` passes first, what it has
+    /// so far, with the profiles still pending failed as `deadline`.
+    async fn wait_until(&self, deadline: Option<TokioInstant>) -> Arc<Snapshot> {
+        let finished = async {
+            let mut done = self.done.clone();
+            let result = done.wait_for(Option::is_some).await;
+            result.ok().and_then(|snapshot| snapshot.clone())
+        };
+        let outcome = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, finished).await,
+            None => Ok(finished.await),
+        };
+        match outcome {
+            Ok(Some(snapshot)) => snapshot,
+            // The round's task never panics on network input; if it ever
+            // does, the callers still answer, with what it had fetched.
+            Ok(None) => {
+                tracing::error!("collection round failed");
+                Arc::new(self.so_far(ROUND_FAILED))
+            }
+            Err(_) => Arc::new(self.so_far(NOT_YET)),
+        }
+    }
+
+    /// The results so far, in target order; a target still pending fails
+    /// as `deadline` with `pending`.
+    fn so_far(&self, pending: &str) -> Snapshot {
+        let elapsed = self.started.elapsed();
+        let results = lock(&self.results);
+        let profiles = self
+            .targets
+            .iter()
+            .zip(results.iter())
+            .map(|(target, result)| {
+                result.clone().unwrap_or_else(|| ProfileResult {
+                    target: target.clone(),
+                    fetch_duration: elapsed,
+                    outcome: Err(FetchError {
+                        status: FailureKind::Deadline,
+                        request_id: None,
+                        message: pending.into(),
+                    }),
+                    cache_age: None,
+                })
+            })
+            .collect();
+        Snapshot {
+            profiles,
+            collect_duration: elapsed,
+        }
+    }
+}
+
+/// Runs collection rounds for scrapes and probes, and keeps the rounds in
+/// flight so that concurrent callers share them.
 pub struct ScrapeRounds {
     fetcher: Arc<Fetcher>,
     targets: TargetSource,
-    in_flight: Mutex<Option<(TokioInstant, SharedRound)>>,
+    round_timeout: Duration,
+    in_flight: InFlight,
 }
 
 impl ScrapeRounds {
     /// Rounds over the targets of `targets`, as many fetches at once as
-    /// the client allows, serving reports younger than `cache_ttl` from a
-    /// cache (none when zero).
-    pub fn new(client: Arc<ApiClient>, targets: TargetSource, cache_ttl: Duration) -> Self {
+    /// the client allows, each round ending `round_timeout` after its
+    /// start, serving reports younger than `cache_ttl` from a cache (none
+    /// when zero).
+    pub fn new(
+        client: Arc<ApiClient>,
+        targets: TargetSource,
+        cache_ttl: Duration,
+        round_timeout: Duration,
+    ) -> Self {
         let cache = (!cache_ttl.is_zero()).then(|| ReportCache {
             ttl: cache_ttl,
             entries: Mutex::default(),
@@ -175,7 +313,8 @@ impl ScrapeRounds {
         Self {
             fetcher: Arc::new(Fetcher { client, cache }),
             targets,
-            in_flight: Mutex::new(None),
+            round_timeout,
+            in_flight: InFlight::default(),
         }
     }
 
@@ -189,141 +328,118 @@ impl ScrapeRounds {
         self.targets.current()
     }
 
-    /// Collect `targets` now, in a round of their own (for `/probe`).
+    /// All targets, from the round in flight or a new one, waiting at most
+    /// `wait` (for `/metrics`).
+    ///
+    /// `wait` is the caller's budget, not the round's: the round ends by
+    /// `round_timeout` whoever waits for it. When `wait` runs out first the
+    /// caller gets the profiles fetched so far and `deadline` failures for
+    /// the rest, and the round goes on for the others.
+    pub async fn collect(&self, wait: Duration) -> Arc<Snapshot> {
+        let deadline = TokioInstant::now().checked_add(wait);
+        let round = self.join_or_start(RoundKey::All, || self.targets.current());
+        round.wait_until(deadline).await
+    }
+
+    /// `targets`, from the round in flight for the same targets or a new
+    /// one, waiting at most `wait` (for `/probe`); shared and bounded like
+    /// [`ScrapeRounds::collect`].
     pub async fn collect_targets(
         &self,
         targets: Arc<[ProfileTarget]>,
-        budget: Duration,
-    ) -> Snapshot {
-        let deadline = TokioInstant::now() + budget;
-        collect_round(Arc::clone(&self.fetcher), targets, deadline).await
+        wait: Duration,
+    ) -> Arc<Snapshot> {
+        let deadline = TokioInstant::now().checked_add(wait);
+        let key = RoundKey::Targets(Arc::clone(&targets));
+        let round = self.join_or_start(key, || targets);
+        round.wait_until(deadline).await
     }
 
-    /// Collect all targets within `budget`, joining a round already in flight.
-    ///
-    /// The round runs as its own task: a scraper that disconnects does not
-    /// cancel the fetches other scrapers are waiting on.
-    pub async fn collect(&self, budget: Duration) -> Arc<Snapshot> {
-        let deadline = TokioInstant::now() + budget;
-        let (round_deadline, round) = {
-            let mut slot = lock(&self.in_flight);
-            match slot.as_ref() {
-                // Join only a round that may run about as long as this
-                // scrape may: a curl with a short (or no) timeout header must
-                // not cut Prometheus' budget short.
-                Some((round_deadline, round))
-                    if round.peek().is_none() && *round_deadline + JOIN_SLACK >= deadline =>
-                {
-                    (*round_deadline, round.clone())
-                }
-                _ => {
-                    let round = self.start_round(deadline);
-                    *slot = Some((deadline, round.clone()));
-                    (deadline, round)
-                }
-            }
-        };
-        // The round ends by its own deadline; only a joiner whose budget is
-        // shorter than the round's needs a timeout of its own.
-        if deadline >= round_deadline {
-            return round.await;
-        }
-        match tokio::time::timeout_at(deadline, round).await {
-            Ok(snapshot) => snapshot,
-            Err(_) => Arc::new(all_failed(
-                &self.targets.current(),
-                budget,
-                "scrape deadline passed while waiting for the round in flight",
-            )),
-        }
-    }
-
-    fn start_round(&self, deadline: TokioInstant) -> SharedRound {
-        let targets = self.targets.current();
-        let budget = deadline.saturating_duration_since(TokioInstant::now());
-        let task = tokio::spawn(collect_round(
+    /// All targets in a round of their own that ends `round_timeout` after
+    /// its start instead of the configured one, waiting for all of it
+    /// (for `check`, which runs alone and gives every request its time).
+    pub async fn collect_once(&self, round_timeout: Duration) -> Arc<Snapshot> {
+        let (round, done) = Round::new(self.targets.current());
+        let message = format!("no answer within {}s", round_timeout.as_secs_f64());
+        round.run(
             Arc::clone(&self.fetcher),
-            Arc::clone(&targets),
-            deadline,
-        ));
-        async move {
-            match task.await {
-                Ok(snapshot) => Arc::new(snapshot),
-                // The round task never panics on network input; if it ever
-                // does, the scrape still answers, with every profile down.
-                Err(error) => {
-                    tracing::error!(%error, "collection round failed");
-                    Arc::new(all_failed(
-                        &targets,
-                        budget,
-                        "internal error in the collection round",
-                    ))
-                }
+            TokioInstant::now() + round_timeout,
+            message.into(),
+            done,
+            None,
+        );
+        round.wait_until(None).await
+    }
+
+    /// The round in flight under `key`, or a new one over `targets()`.
+    fn join_or_start(
+        &self,
+        key: RoundKey,
+        targets: impl FnOnce() -> Arc<[ProfileTarget]>,
+    ) -> Arc<Round> {
+        let (round, done) = {
+            let mut in_flight = lock(&self.in_flight);
+            if let Some(round) = in_flight.get(&key) {
+                return Arc::clone(round);
             }
-        }
-        .boxed()
-        .shared()
+            let (round, done) = Round::new(targets());
+            in_flight.insert(key.clone(), Arc::clone(&round));
+            (round, done)
+        };
+        // Spawned with the map unlocked: a task dropped at once (runtime
+        // shutting down) unregisters itself, which takes the lock.
+        let registration = Registration {
+            in_flight: Arc::clone(&self.in_flight),
+            key,
+        };
+        // Seconds as the config file has them: "9.5s", not "9s 500ms".
+        let message = format!(
+            "no answer within avepoint.round_timeout ({}s)",
+            self.round_timeout.as_secs_f64()
+        );
+        round.run(
+            Arc::clone(&self.fetcher),
+            TokioInstant::now() + self.round_timeout,
+            message.into(),
+            done,
+            Some(registration),
+        );
+        round
     }
 }
 
-/// A snapshot in which every target failed with `message`.
-fn all_failed(targets: &[ProfileTarget], budget: Duration, message: &str) -> Snapshot {
-    Snapshot {
-        profiles: targets
-            .iter()
-            .map(|target| ProfileResult {
-                target: target.clone(),
-                fetch_duration: budget,
-                outcome: Err(FetchError {
-                    status: FailureKind::Deadline,
-                    request_id: None,
-                    message: message.into(),
-                }),
-                cache_age: None,
-            })
-            .collect(),
-        collect_duration: budget,
-    }
-}
-
+/// Fetch every target of `round`, `concurrency` at a time, recording each
+/// result in the round as it comes.
 async fn collect_round(
     fetcher: Arc<Fetcher>,
-    targets: Arc<[ProfileTarget]>,
+    round: Arc<Round>,
     deadline: TokioInstant,
+    timeout_message: Arc<str>,
 ) -> Snapshot {
-    let started = Instant::now();
     if let Some(cache) = &fetcher.cache {
         cache.prune();
     }
-    let mut profiles: Vec<(usize, ProfileResult)> =
-        stream::iter(targets.iter().cloned().enumerate())
-            .map(|(index, target)| {
-                let fetcher = Arc::clone(&fetcher);
-                async move {
-                    let cached = fetcher.cache.as_ref().and_then(|cache| cache.get(&target));
-                    let result = match cached {
-                        Some(result) => result,
-                        None => {
-                            let result = fetch_one(&fetcher.client, target, deadline).await;
-                            if let Some(cache) = &fetcher.cache {
-                                cache.put(&result);
-                            }
-                            ProfileResult {
-                                cache_age: fetcher.cache.as_ref().map(|_| Duration::ZERO),
-                                ..result
-                            }
-                        }
-                    };
-                    (index, result)
-                }
-            })
-            .buffer_unordered(fetcher.client.concurrency())
-            .collect()
-            .await;
-    profiles.sort_unstable_by_key(|(index, _)| *index);
-    let skipped = profiles
+    stream::iter(round.targets.iter().cloned().enumerate())
+        .map(|(index, target)| {
+            let fetcher = Arc::clone(&fetcher);
+            let timeout_message = Arc::clone(&timeout_message);
+            async move {
+                let result = fetch_cached(&fetcher, target, deadline, &timeout_message).await;
+                (index, result)
+            }
+        })
+        .buffer_unordered(fetcher.client.concurrency())
+        .for_each(|(index, result)| {
+            lock(&round.results)[index] = Some(result);
+            std::future::ready(())
+        })
+        .await;
+    // Every target has its result now.
+    let snapshot = round.so_far(ROUND_FAILED);
+    let skipped = snapshot
+        .profiles
         .iter()
-        .filter(|(_, result)| {
+        .filter(|result| {
             result
                 .outcome
                 .as_ref()
@@ -336,10 +452,6 @@ async fn collect_round(
             "AvePoint asked for a pause (429/503 Retry-After); these profiles were not fetched"
         );
     }
-    let snapshot = Snapshot {
-        profiles: profiles.into_iter().map(|(_, result)| result).collect(),
-        collect_duration: started.elapsed(),
-    };
     tracing::debug!(
         targets = snapshot.profiles.len(),
         failures = snapshot.failures(),
@@ -349,10 +461,32 @@ async fn collect_round(
     snapshot
 }
 
+/// One target's report from the cache, or else from AvePoint (and then
+/// into the cache).
+async fn fetch_cached(
+    fetcher: &Fetcher,
+    target: ProfileTarget,
+    deadline: TokioInstant,
+    timeout_message: &str,
+) -> ProfileResult {
+    if let Some(result) = fetcher.cache.as_ref().and_then(|cache| cache.get(&target)) {
+        return result;
+    }
+    let result = fetch_one(&fetcher.client, target, deadline, timeout_message).await;
+    if let Some(cache) = &fetcher.cache {
+        cache.put(&result);
+    }
+    ProfileResult {
+        cache_age: fetcher.cache.as_ref().map(|_| Duration::ZERO),
+        ..result
+    }
+}
+
 async fn fetch_one(
     client: &ApiClient,
     target: ProfileTarget,
     deadline: TokioInstant,
+    timeout_message: &str,
 ) -> ProfileResult {
     let started = Instant::now();
     let outcome =
@@ -362,7 +496,7 @@ async fn fetch_one(
             Err(_) => Err(FetchError {
                 status: FailureKind::Deadline,
                 request_id: None,
-                message: "no answer before the scrape deadline".into(),
+                message: timeout_message.into(),
             }),
         };
     // During a back-off nothing was sent; the round logs that once.

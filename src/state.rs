@@ -105,6 +105,7 @@ impl Pipeline {
                 Arc::clone(&client),
                 targets,
                 settings.avepoint.cache_ttl,
+                settings.avepoint.round_timeout,
             )),
             client,
             metrics_include_profiles: settings.metrics_include_profiles,

@@ -79,7 +79,7 @@ const INVALID: &[(&str, Vars, &str)] = &[
          unknown field `client_idd`, expected one of `environment`, `base_url`, `token_url`, \
          `client_id`, `client_secret_file`, `client_certificate_file`, `client_private_key_file`, \
          `ca_file`, \
-         `scope`, `endpoint`, `request_timeout`, `concurrency`, \
+         `scope`, `endpoint`, `request_timeout`, `round_timeout`, `concurrency`, \
          `cache_ttl`, `max_requests_per_second`, `max_response_bytes` \
          at line 2 column 3",
     ),
@@ -181,6 +181,18 @@ const INVALID: &[(&str, Vars, &str)] = &[
         &[],
         "config file tests/testdata/config/invalid-zero-timeout.yml: avepoint.request_timeout: \
          must be greater than 0",
+    ),
+    (
+        "invalid-round-timeout-zero.yml",
+        &[],
+        "config file tests/testdata/config/invalid-round-timeout-zero.yml: avepoint.round_timeout: \
+         must be greater than 0",
+    ),
+    (
+        "invalid-round-timeout-too-long.yml",
+        &[],
+        "config file tests/testdata/config/invalid-round-timeout-too-long.yml: avepoint.round_timeout: \
+         must be at most 1h, got 2h 30m",
     ),
     (
         "invalid-concurrency-zero.yml",
@@ -331,6 +343,7 @@ fn valid_minimal_gets_the_defaults() {
     assert_eq!(avepoint.endpoint, ProfileEndpoint::ScanProfilesV2);
     assert_eq!(avepoint.endpoint.name(), "scan-profiles-v2");
     assert_eq!(avepoint.request_timeout, Duration::from_secs(10));
+    assert_eq!(avepoint.round_timeout, Duration::from_millis(9500));
     assert_eq!(avepoint.concurrency, 8);
     let targets: Vec<(&str, &str)> = settings
         .targets
@@ -362,6 +375,10 @@ fn valid_full_has_every_value_as_written() {
     );
     assert_eq!(avepoint.endpoint, ProfileEndpoint::Changes);
     assert_eq!(avepoint.request_timeout, Duration::from_secs(90));
+    assert_eq!(
+        avepoint.round_timeout,
+        Duration::from_secs(29) + Duration::from_millis(500)
+    );
     assert_eq!(avepoint.concurrency, 16);
     let targets: Vec<(&str, &str)> = settings
         .targets
@@ -563,6 +580,17 @@ fn durations_are_written_like_prometheus_ones() {
     ] {
         let settings = from_yaml(&yaml(&format!("  request_timeout: {text}\n"))).unwrap();
         assert_eq!(settings.avepoint.request_timeout, expected, "{text}");
+    }
+}
+
+#[test]
+fn round_timeout_bounds_are_inclusive() {
+    for (text, expected) in [
+        ("1ms", Duration::from_millis(1)),
+        ("1h", Duration::from_secs(3600)),
+    ] {
+        let settings = from_yaml(&yaml(&format!("  round_timeout: {text}\n"))).unwrap();
+        assert_eq!(settings.avepoint.round_timeout, expected, "{text}");
     }
 }
 

@@ -2,10 +2,12 @@
 //! typed errors, the `request-id` of every failure, and one token refresh
 //! when the API answers 401.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 use url::Url;
 
@@ -152,20 +154,26 @@ impl PartialEq<&str> for FailureKind {
 }
 
 /// Client for the scan profile endpoints.
-#[derive(Debug)]
+///
+/// A clone is another handle on the same client: every piece of state
+/// (tokens, the concurrency bound, the rate limit, the back-off) sits
+/// behind an `Arc`, so each request can run in a task of its own (see
+/// `call_in_task`). A new stateful field must be shared the
+/// same way; `derive(Clone)` refuses a bare `Mutex` or `Semaphore`.
+#[derive(Debug, Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
     base_url: Url,
     endpoint: ProfileEndpoint,
-    tokens: TokenSource,
+    tokens: Arc<TokenSource>,
     metrics: ApiMetrics,
     request_timeout: Duration,
-    in_flight: tokio::sync::Semaphore,
+    in_flight: Arc<Semaphore>,
     concurrency: usize,
     max_response_bytes: usize,
-    rate_limit: Option<RateLimiter>,
+    rate_limit: Option<Arc<RateLimiter>>,
     /// Until when AvePoint asked for a pause, and the status that asked.
-    backoff: std::sync::Mutex<Option<(Instant, StatusCode)>>,
+    backoff: Arc<std::sync::Mutex<Option<(Instant, StatusCode)>>>,
 }
 
 impl ApiClient {
@@ -188,14 +196,16 @@ impl ApiClient {
             http,
             base_url: settings.base_url.clone(),
             endpoint: settings.endpoint,
-            tokens,
+            tokens: Arc::new(tokens),
             metrics,
             request_timeout: settings.request_timeout,
-            in_flight: tokio::sync::Semaphore::new(settings.concurrency),
+            in_flight: Arc::new(Semaphore::new(settings.concurrency)),
             concurrency: settings.concurrency,
             max_response_bytes: settings.max_response_bytes,
-            rate_limit: settings.max_requests_per_second.map(RateLimiter::new),
-            backoff: std::sync::Mutex::new(None),
+            rate_limit: settings
+                .max_requests_per_second
+                .map(|rate| Arc::new(RateLimiter::new(rate))),
+            backoff: Arc::default(),
         })
     }
 
@@ -267,22 +277,22 @@ impl ApiClient {
         .await
     }
 
-    /// [`ApiClient::call`], and once more after a retryable failure if the
-    /// wait fits before `deadline`.
+    /// [`ApiClient::call_in_task`], and once more after a retryable failure
+    /// if the wait fits before `deadline`.
     ///
     /// A 429 or 503 whose `Retry-After` does not fit starts a back-off
     /// instead: until it ends, calls fail at once without reaching AvePoint,
     /// so the next scrapes do not hammer an API that asked for a pause.
-    async fn call_with_retry<T: DeserializeOwned>(
+    async fn call_with_retry<T: DeserializeOwned + Send + 'static>(
         &self,
         endpoint: ApiEndpoint,
         url: &Url,
         body: Option<&serde_json::Value>,
-        what: &str,
+        what: &'static str,
         deadline: Instant,
     ) -> Result<T, ApiError> {
         self.check_backoff(endpoint)?;
-        let error = match self.call(endpoint, url, body, what).await {
+        let error = match self.call_in_task(endpoint, url, body, what).await {
             Err(error) => error,
             ok => return ok,
         };
@@ -297,7 +307,7 @@ impl ApiClient {
         tracing::debug!(url = %url, error = %error, ?delay, "retrying once");
         tokio::time::sleep(delay).await;
         self.check_backoff(endpoint)?;
-        let result = self.call(endpoint, url, body, what).await;
+        let result = self.call_in_task(endpoint, url, body, what).await;
         if let Err(error) = &result
             && let Some(delay) = retry_delay(error)
         {
@@ -350,6 +360,60 @@ impl ApiClient {
         }
     }
 
+    /// [`ApiClient::call`] in a task of its own, which holds a concurrency
+    /// permit from before the request is sent until it has ended.
+    ///
+    /// The caller's future may be dropped at any time: a scraper hangs up,
+    /// a deadline passes. A request dropped mid-flight still costs AvePoint
+    /// its work, so were the permit held by the caller's future, it would
+    /// be released while AvePoint is still busy, and the next request would
+    /// start beside it: `concurrency` would bound only the callers still
+    /// waiting. In a task, the request runs to its end (within
+    /// `request_timeout`) and the permit with it. A caller that leaves
+    /// before the task got its permit costs nothing: nothing is sent.
+    ///
+    /// Every call needs a permit, across `/metrics` rounds, probes and
+    /// discovery alike: `concurrency` bounds what AvePoint sees.
+    async fn call_in_task<T>(
+        &self,
+        endpoint: ApiEndpoint,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        what: &'static str,
+    ) -> Result<T, ApiError>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let client = self.clone();
+        let (url, body) = (url.clone(), body.cloned());
+        // Never sent on: dropped with this future, it tells a task still
+        // waiting for its permit that nobody wants the answer.
+        let (_waiting, mut caller_gone) = oneshot::channel::<std::convert::Infallible>();
+        let task = tokio::spawn(async move {
+            let permit = tokio::select! {
+                // A caller already gone wins over a free permit: a fetch
+                // polled once after its deadline must not send anything.
+                biased;
+                _ = &mut caller_gone => return None,
+                permit = client.in_flight.acquire() => permit,
+            };
+            let result = client.call(endpoint, &url, body.as_ref(), what).await;
+            drop(permit);
+            Some(result)
+        });
+        match task.await {
+            Ok(Some(result)) => result,
+            // A bug in the call is a bug in the caller, as before.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down (the task was cancelled); the
+            // task cannot give up on a caller that is still here.
+            Ok(None) | Err(_) => Err(ApiError::Transport {
+                message: "request cancelled: the exporter is shutting down".into(),
+                timeout: false,
+            }),
+        }
+    }
+
     /// One authorized call: GET, or POST with a JSON body; one token refresh
     /// and retry on 401; the body read within `max_response_bytes` and decoded.
     async fn call<T: DeserializeOwned>(
@@ -360,9 +424,6 @@ impl ApiClient {
         what: &str,
     ) -> Result<T, ApiError> {
         let token = self.tokens.token().await?;
-        // One permit per request in flight, across /metrics rounds, probes
-        // and discovery alike: `concurrency` bounds what AvePoint sees.
-        let permit = self.in_flight.acquire().await;
         let (response, token) = match self.send(endpoint, url, body, &token).await? {
             // The token may have been revoked or expired early: one fresh
             // token and one retry, never a loop.
@@ -400,7 +461,6 @@ impl ApiClient {
                     request_id: request_id.clone(),
                 },
             })?;
-        drop(permit);
         serde_json::from_slice(&body).map_err(|error| ApiError::Decode {
             message: format!("not {what}: {error}"),
             request_id,

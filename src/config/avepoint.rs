@@ -16,7 +16,8 @@ use url::Url;
 use super::raw::RawAvePoint;
 use super::{
     CLIENT_ID_ENV, CLIENT_SECRET_ENV, CUSTOMERS_SCOPE, ConfigError, ConfigFile,
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_SCOPE, MAX_CONCURRENCY,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_ROUND_TIMEOUT, DEFAULT_SCOPE, MAX_CONCURRENCY,
+    MAX_ROUND_TIMEOUT,
 };
 use crate::avepoint::certificate::{CertificateError, ClientCertificate};
 
@@ -32,6 +33,7 @@ pub(super) struct Credential {
 /// field is the [`super::AvePointSettings`] field of the same name.
 pub(super) struct Limits {
     pub(super) request_timeout: Duration,
+    pub(super) round_timeout: Duration,
     pub(super) concurrency: usize,
     pub(super) cache_ttl: Duration,
     pub(super) max_requests_per_second: Option<f64>,
@@ -217,10 +219,11 @@ fn client_secret(
 }
 
 /// The limits, checked in the order of their keys' errors: request_timeout,
-/// concurrency, max_requests_per_second, ca_file, max_response_bytes
-/// (cache_ttl takes any duration).
+/// round_timeout, concurrency, max_requests_per_second, ca_file,
+/// max_response_bytes (cache_ttl takes any duration).
 pub(super) fn limits(file: &ConfigFile<'_>, raw: &RawAvePoint) -> Result<Limits, ConfigError> {
     let request_timeout = request_timeout(file, raw.request_timeout)?;
+    let round_timeout = round_timeout(file, raw.round_timeout)?;
     let concurrency = raw.concurrency.unwrap_or(8);
     if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
         return Err(file.invalid(
@@ -252,6 +255,7 @@ pub(super) fn limits(file: &ConfigFile<'_>, raw: &RawAvePoint) -> Result<Limits,
     }
     Ok(Limits {
         request_timeout,
+        round_timeout,
         concurrency,
         cache_ttl,
         max_requests_per_second,
@@ -278,6 +282,25 @@ fn request_timeout(file: &ConfigFile<'_>, raw: Option<Duration>) -> Result<Durat
         return Err(file.invalid("avepoint.request_timeout", "must be greater than 0".into()));
     }
     Ok(request_timeout)
+}
+
+/// `round_timeout`: 9.5s by default, at most 1h, and never 0, which would
+/// fail every profile of every round.
+fn round_timeout(file: &ConfigFile<'_>, raw: Option<Duration>) -> Result<Duration, ConfigError> {
+    let round_timeout = raw.unwrap_or(DEFAULT_ROUND_TIMEOUT);
+    if round_timeout > MAX_ROUND_TIMEOUT {
+        return Err(file.invalid(
+            "avepoint.round_timeout",
+            format!(
+                "must be at most 1h, got {}",
+                humantime::format_duration(round_timeout)
+            ),
+        ));
+    }
+    if round_timeout.is_zero() {
+        return Err(file.invalid("avepoint.round_timeout", "must be greater than 0".into()));
+    }
+    Ok(round_timeout)
 }
 
 /// `ca_file`: a PEM bundle, with its text; a file without a single

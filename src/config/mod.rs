@@ -45,6 +45,12 @@ pub const DEFAULT_SCOPE: &str = "elements.scanprofiles.read.all";
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Upper bound for `avepoint.concurrency`; more would only hurt AvePoint.
 pub const MAX_CONCURRENCY: usize = 1024;
+/// Default for `avepoint.round_timeout`: Prometheus' default scrape timeout
+/// (10 s) minus the 0.5 s the exporter keeps back to answer in time.
+pub const DEFAULT_ROUND_TIMEOUT: Duration = Duration::from_millis(9500);
+/// Upper bound for `avepoint.round_timeout`, as for the scrape timeout
+/// header: an hour.
+pub const MAX_ROUND_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Permission needed to list customers.
 pub const CUSTOMERS_SCOPE: &str = "elements.customers.read.all";
 
@@ -202,6 +208,10 @@ pub struct AvePointSettings {
     pub endpoint: ProfileEndpoint,
     /// Upper bound for one HTTP request to AvePoint.
     pub request_timeout: Duration,
+    /// Deadline of a collection round, counted from its start: concurrent
+    /// scrapes and probes share a round, so its length is set here, never
+    /// by a caller's scrape timeout header.
+    pub round_timeout: Duration,
     /// How many profiles are fetched at once.
     pub concurrency: usize,
     /// How long a fetched report may be served again (0 = never).
@@ -327,6 +337,7 @@ impl Settings {
                 scope,
                 endpoint: section.endpoint,
                 request_timeout: limits.request_timeout,
+                round_timeout: limits.round_timeout,
                 concurrency: limits.concurrency,
                 cache_ttl: limits.cache_ttl,
                 max_requests_per_second: limits.max_requests_per_second,

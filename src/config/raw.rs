@@ -44,6 +44,8 @@ pub(super) struct RawAvePoint {
     pub(super) endpoint: ProfileEndpoint,
     #[serde(default, deserialize_with = "duration")]
     pub(super) request_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) round_timeout: Option<Duration>,
     pub(super) concurrency: Option<usize>,
     #[serde(default, deserialize_with = "duration")]
     pub(super) cache_ttl: Option<Duration>,

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -35,8 +35,8 @@ use tokio::sync::oneshot;
 use crate::avepoint::model::ScanProfileReport;
 use crate::sync::lock;
 use data::SimCustomer;
-use state::SimState;
 use state::TrustedCertificate;
+use state::{InFlight, SimState};
 pub use state::{ProtocolStats, SimStats};
 
 /// Client id the simulator accepts unless told otherwise.
@@ -79,6 +79,13 @@ pub struct SimulatorConfig {
     pub trusted_certificate: Option<Vec<u8>>,
     /// Start with [`RunningSimulator::set_respelled_ids`] on.
     pub respelled_ids: bool,
+    /// Finish an API request whose client went away instead of dropping
+    /// it, as a real server does: AvePoint does not stop working on a
+    /// request because the connection closed or the stream was reset. The
+    /// request stays in [`SimStats::api_in_flight`] until its answer would
+    /// have been sent, so the counters show the load an abandoned request
+    /// still puts on the API. Off: the request ends with its connection.
+    pub finish_abandoned_requests: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -98,6 +105,7 @@ impl Default for SimulatorConfig {
             permissions: ALL_PERMISSIONS.to_owned(),
             trusted_certificate: None,
             respelled_ids: false,
+            finish_abandoned_requests: false,
         }
     }
 }
@@ -324,10 +332,9 @@ impl Drop for RunningSimulator {
 }
 
 /// Every route the simulator answers, counting the HTTP version of each
-/// request.
+/// request and the API requests in flight.
 fn router(state: Arc<SimState>) -> Router {
     Router::new()
-        .route("/connect/token", post(token::token))
         .route(
             "/partner/external/v3/general/customers/{customer_id}/scan-profiles-v2/{profile_id}",
             get(api::profile::<false>),
@@ -341,6 +348,13 @@ fn router(state: Arc<SimState>) -> Router {
             "/partner/external/v3/general/customers/{customer_id}/scan-profiles/batch",
             post(api::profiles_batch),
         )
+        // Only the routes above: the token endpoint is not what
+        // `avepoint.concurrency` bounds.
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_in_flight,
+        ))
+        .route("/connect/token", post(token::token))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             count_http_version,
@@ -361,6 +375,33 @@ async fn count_http_version(
     };
     counter.fetch_add(1, Ordering::Relaxed);
     next.run(request).await
+}
+
+/// Counts the API request in [`SimStats::api_in_flight`] while its handler
+/// runs: until it answers or hyper drops it, or, with
+/// [`SimulatorConfig::finish_abandoned_requests`], until it would have
+/// answered even if its client left.
+async fn count_in_flight(
+    State(state): State<Arc<SimState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let in_flight = InFlight::enter(&state);
+    if !state.config.finish_abandoned_requests {
+        let response = next.run(request).await;
+        drop(in_flight);
+        return response;
+    }
+    // A task of its own is not dropped with the connection.
+    let handler = tokio::spawn(async move {
+        let response = next.run(request).await;
+        drop(in_flight);
+        response
+    });
+    handler.await.unwrap_or_else(|error| {
+        tracing::error!(%error, "simulator handler failed");
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    })
 }
 
 /// Serve `app` on `listener` in the background until the returned sender

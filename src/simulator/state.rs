@@ -5,8 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -32,6 +32,35 @@ pub struct SimStats {
     pub profile_requests: AtomicU64,
     /// Discovery requests (both endpoints).
     pub discovery_requests: AtomicU64,
+    /// API (not token) requests being handled right now: what AvePoint
+    /// would see in flight from the exporter.
+    pub api_in_flight: AtomicU64,
+    /// The most API requests ever handled at once (the high-water mark of
+    /// `api_in_flight`), to check `avepoint.concurrency` from outside.
+    pub max_api_in_flight: AtomicU64,
+}
+
+/// One API request in flight, counted in [`SimStats::api_in_flight`] until
+/// dropped. A guard rather than a decrement at the end of the handler:
+/// hyper drops a handler's future when its client goes away (a closed
+/// HTTP/1 connection, a reset HTTP/2 stream), and the request must stop
+/// counting then too, or the gauge would report requests nobody serves.
+pub(super) struct InFlight(Arc<SimState>);
+
+impl InFlight {
+    /// Count one more API request in flight, and the high-water mark.
+    pub(super) fn enter(state: &Arc<SimState>) -> Self {
+        let stats = &state.stats;
+        let now = stats.api_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.max_api_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(Arc::clone(state))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.stats.api_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// HTTP version counters, to show what clients negotiated (TLS + ALPN).

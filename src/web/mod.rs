@@ -46,6 +46,8 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let format = negotiated_format(&headers);
     let pipeline = state.pipeline();
     let snapshot = if pipeline.metrics_include_profiles {
+        // The header bounds how long this scrape waits, never the round it
+        // shares with the others (`avepoint.round_timeout` does).
         pipeline.rounds.collect(budget).await
     } else {
         Arc::new(Snapshot::default())
@@ -152,7 +154,8 @@ async fn probe(
     }
     let budget = request_budget(&headers);
     let format = negotiated_format(&headers);
-    let snapshot = Arc::new(pipeline.rounds.collect_targets(targets, budget).await);
+    // Probes of the same targets share a round, as scrapes do.
+    let snapshot = pipeline.rounds.collect_targets(targets, budget).await;
     let customer = pipeline.discovery_state().and_then(|discovery| {
         discovery
             .customers
