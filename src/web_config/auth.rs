@@ -50,30 +50,28 @@ impl Authenticator {
         }
     }
 
-    /// Whether `user` and `password` match `config`. An unknown user is
-    /// checked against the dummy hash all the same, so that the time taken
-    /// does not tell which users exist.
-    async fn check(&self, config: &WebConfig, user: &str, password: &str) -> bool {
-        let (hash, known) = match (config.users.get(user), &config.dummy_hash) {
-            (Some(hash), _) => (hash.expose_secret().to_owned(), true),
-            (None, Some(dummy)) => (dummy.clone(), false),
-            (None, None) => return false,
-        };
-        let key = cache_key(user, &hash, password);
-        if known && lock(&self.cache).contains(&key) {
+    /// Whether `user` and `password` match `config`.
+    async fn check(&self, config: &Arc<WebConfig>, user: &str, password: &str) -> bool {
+        if config.stand_in.is_none() {
+            return false;
+        }
+        let key = config
+            .users
+            .get(user)
+            .map(|known| cache_key(user, known.hash.expose_secret(), password));
+        if key.is_some_and(|key| lock(&self.cache).contains(&key)) {
             return true;
         }
         let Ok(_permit) = self.permits.acquire().await else {
             return false;
         };
+        let (config, user) = (Arc::clone(config), user.to_owned());
         let password = SecretString::from(password);
-        let matches = tokio::task::spawn_blocking(move || {
-            bcrypt::verify(password.expose_secret(), &hash).unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
-        let ok = matches && known;
-        if ok {
+        let ok =
+            tokio::task::spawn_blocking(move || verify(&config, &user, password.expose_secret()))
+                .await
+                .unwrap_or(false);
+        if let (true, Some(key)) = (ok, key) {
             let mut cache = lock(&self.cache);
             if cache.len() >= AUTH_CACHE_CAPACITY {
                 cache.clear();
@@ -82,6 +80,25 @@ impl Authenticator {
         }
         ok
     }
+}
+
+/// The bcrypt part of a check, on a blocking thread. Every refusal costs at
+/// least one check at the stand-in's cost, the highest: an unknown user is
+/// checked against the stand-in's hash (and refused whatever the result), a
+/// wrong password of a cheaper user is checked against it once more.
+fn verify(config: &WebConfig, user: &str, password: &str) -> bool {
+    let Some(stand_in) = config.stand_in.as_ref().and_then(|u| config.users.get(u)) else {
+        return false;
+    };
+    let (hash, known) = match config.users.get(user) {
+        Some(hash) => (hash, true),
+        None => (stand_in, false),
+    };
+    let ok = known && bcrypt::verify(password, hash.hash.expose_secret()).unwrap_or(false);
+    if !known || (!ok && hash.cost < stand_in.cost) {
+        let _ = bcrypt::verify(password, stand_in.hash.expose_secret());
+    }
+    ok
 }
 
 /// Each part is prefixed by its length, so that moving characters from one
