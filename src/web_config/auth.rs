@@ -1,7 +1,22 @@
 //! The middleware in front of every route: basic authentication against
-//! `basic_auth_users` (bcrypt, with a cache of successes and a bound on
-//! concurrent bcrypt work) and the configured response headers, both from
-//! the config in force for each request.
+//! `basic_auth_users` and the configured response headers, both from the
+//! config in force for each request.
+//!
+//! A check costs one bcrypt verification (tens of milliseconds to a second of
+//! CPU, by the hash's cost), so:
+//!
+//! - successes are remembered (a scraper pays bcrypt once, not per scrape);
+//!   failures are not, so that only someone who knows a password can put
+//!   anything in the cache or push anything out of it;
+//! - every refusal costs the same: an unknown user is checked against the
+//!   hash of the user with the highest cost (the stand-in), and a wrong
+//!   password of a cheaper user is followed by a check against the stand-in
+//!   too, so that the response time tells neither whether the user exists
+//!   nor what its cost is;
+//! - bcrypt runs on blocking threads, a bounded number at once, with turns
+//!   between user names ([`BcryptPool`]), so that a flood of wrong passwords
+//!   can neither stall the async runtime nor push a valid first login behind
+//!   the whole flood.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -14,8 +29,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 
+use super::pool::{BcryptPool, Limits};
 use super::{WebConfig, WebConfigHandle};
 use crate::sync::lock;
 
@@ -29,56 +44,90 @@ pub const UNAUTHENTICATED_PATHS: &[&str] = &["/-/healthy"];
 /// seconds does not cost a bcrypt verification each time.
 const AUTH_CACHE_CAPACITY: usize = 1024;
 
-/// Basic authentication checks: bcrypt, a cache of successes, and a bound on
-/// concurrent bcrypt work.
+/// Checks that may wait under one user name. A Prometheus pair and a retry
+/// or two; more from one name is a flood, refused at once with a 429.
+const WAITING_PER_USER: usize = 4;
+
+/// Checks that may wait under all names together. Each waits for the ones
+/// ahead of it, so a longer queue only answers later than a scrape timeout.
+const WAITING_TOTAL: usize = 32;
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// The user and password match.
+    Allowed,
+    /// No credentials, an unknown user or a wrong password: a 401.
+    Refused,
+    /// Too many checks waiting, the password was not checked: a 429.
+    Busy,
+}
+
+/// Basic authentication checks: bcrypt on a bounded pool, and a cache of
+/// successes.
 pub(super) struct Authenticator {
     /// SHA-256 of (user, hash, password) of recent successful checks; never
     /// the password itself.
     cache: Mutex<HashSet<[u8; 32]>>,
-    /// bcrypt is deliberately slow: this many verifications at once.
-    permits: Semaphore,
+    pool: BcryptPool,
 }
 
 impl Authenticator {
     /// bcrypt may use half the CPUs (at least one), so that a burst of
-    /// logins cannot take them all.
+    /// logins leaves the other half to scrapes, health checks and TLS
+    /// handshakes.
     pub(super) fn new() -> Self {
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         Authenticator {
             cache: Mutex::new(HashSet::new()),
-            permits: Semaphore::new((cpus / 2).max(1)),
+            pool: BcryptPool::new(Limits {
+                permits: (cpus / 2).max(1),
+                per_user: WAITING_PER_USER,
+                total: WAITING_TOTAL,
+            }),
         }
     }
 
     /// Whether `user` and `password` match `config`.
-    async fn check(&self, config: &Arc<WebConfig>, user: &str, password: &str) -> bool {
+    pub(super) async fn check(
+        &self,
+        config: &Arc<WebConfig>,
+        user: &str,
+        password: &str,
+    ) -> Verdict {
         if config.stand_in.is_none() {
-            return false;
+            return Verdict::Refused;
         }
         let key = config
             .users
             .get(user)
             .map(|known| cache_key(user, known.hash.expose_secret(), password));
         if key.is_some_and(|key| lock(&self.cache).contains(&key)) {
-            return true;
+            return Verdict::Allowed;
         }
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
+        let Ok(permit) = self.pool.acquire(user).await else {
+            return Verdict::Busy;
         };
         let (config, user) = (Arc::clone(config), user.to_owned());
         let password = SecretString::from(password);
-        let ok =
-            tokio::task::spawn_blocking(move || verify(&config, &user, password.expose_secret()))
-                .await
-                .unwrap_or(false);
-        if let (true, Some(key)) = (ok, key) {
-            let mut cache = lock(&self.cache);
-            if cache.len() >= AUTH_CACHE_CAPACITY {
-                cache.clear();
+        let ok = tokio::task::spawn_blocking(move || {
+            // Held until bcrypt is done, even if the request is cancelled.
+            let _permit = permit;
+            verify(&config, &user, password.expose_secret())
+        })
+        .await
+        .unwrap_or(false);
+        match (ok, key) {
+            (true, Some(key)) => {
+                let mut cache = lock(&self.cache);
+                if cache.len() >= AUTH_CACHE_CAPACITY {
+                    cache.clear();
+                }
+                cache.insert(key);
+                Verdict::Allowed
             }
-            cache.insert(key);
+            _ => Verdict::Refused,
         }
-        ok
     }
 }
 
@@ -140,21 +189,42 @@ async fn guard(
 ) -> Response {
     let config = handle.current();
     let open = !config.auth_enabled() || UNAUTHENTICATED_PATHS.contains(&request.uri().path());
-    let allowed = open
-        || match basic_credentials(request.headers()) {
-            Some((user, password)) => handle.auth.check(&config, &user, &password).await,
-            None => false,
-        };
-    let mut response = if allowed {
-        next.run(request).await
+    let verdict = if open {
+        Verdict::Allowed
     } else {
-        unauthorized()
+        match basic_credentials(request.headers()) {
+            Some((user, password)) => handle.auth.check(&config, &user, &password).await,
+            None => Verdict::Refused,
+        }
+    };
+    let mut response = match verdict {
+        Verdict::Allowed => next.run(request).await,
+        Verdict::Refused => unauthorized(),
+        Verdict::Busy => too_many_logins(),
     };
     // On refusals too: `X-Frame-Options` and the like protect any page.
     for (name, value) in &config.headers {
         response.headers_mut().insert(name.clone(), value.clone());
     }
     response
+}
+
+/// The answer when too many checks wait: 429 (as exporter-toolkit's
+/// `rate_limit` answers), with a hint to come back, and no 401, since the
+/// password was not checked.
+fn too_many_logins() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::RETRY_AFTER, HeaderValue::from_static("1")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+        ],
+        "Too many logins waiting for a password check; retry later\n",
+    )
+        .into_response()
 }
 
 /// The 401 that makes clients ask for (or send) credentials.

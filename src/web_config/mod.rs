@@ -21,8 +21,8 @@
 //! or a log line.
 //!
 //! The parts: `parse` (the file's keys and their checks), `tls` (the rustls
-//! server config), `auth` (the basic-auth middleware) and `handle`
-//! (reloading).
+//! server config), `auth` (the basic-auth middleware), `pool` (turns for
+//! bcrypt checks) and `handle` (reloading).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,6 +36,7 @@ use secrecy::SecretString;
 mod auth;
 mod handle;
 mod parse;
+mod pool;
 mod tls;
 
 pub use auth::{REALM, UNAUTHENTICATED_PATHS, protect};
