@@ -18,7 +18,7 @@
 //!   can neither stall the async runtime nor push a valid first login behind
 //!   the whole flood.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -40,8 +40,10 @@ pub const REALM: &str = "avepoint-exporter";
 /// Paths that stay open when `basic_auth_users` is set.
 pub const UNAUTHENTICATED_PATHS: &[&str] = &["/-/healthy"];
 
-/// Most successful (user, password) checks remembered, so a scrape every few
-/// seconds does not cost a bcrypt verification each time.
+/// Most successful (user, password) checks remembered. Only successes are
+/// stored, so this is about the users times the scrapers' passwords, a
+/// handful; the bound is against a user who sends endless variants of a
+/// password that all match (bcrypt reads only the first 72 bytes).
 const AUTH_CACHE_CAPACITY: usize = 1024;
 
 /// Checks that may wait under one user name. A Prometheus pair and a retry
@@ -66,10 +68,11 @@ pub(super) enum Verdict {
 /// Basic authentication checks: bcrypt on a bounded pool, and a cache of
 /// successes.
 pub(super) struct Authenticator {
-    /// SHA-256 of (user, hash, password) of recent successful checks; never
-    /// the password itself.
-    cache: Mutex<HashSet<[u8; 32]>>,
+    cache: Mutex<SuccessCache>,
     pool: BcryptPool,
+    /// How many checks went to bcrypt (not answered from the cache).
+    #[cfg(test)]
+    bcrypt_checks: std::sync::atomic::AtomicUsize,
 }
 
 impl Authenticator {
@@ -79,12 +82,14 @@ impl Authenticator {
     pub(super) fn new() -> Self {
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         Authenticator {
-            cache: Mutex::new(HashSet::new()),
+            cache: Mutex::new(SuccessCache::default()),
             pool: BcryptPool::new(Limits {
                 permits: (cpus / 2).max(1),
                 per_user: WAITING_PER_USER,
                 total: WAITING_TOTAL,
             }),
+            #[cfg(test)]
+            bcrypt_checks: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -108,6 +113,9 @@ impl Authenticator {
         let Ok(permit) = self.pool.acquire(user).await else {
             return Verdict::Busy;
         };
+        #[cfg(test)]
+        self.bcrypt_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (config, user) = (Arc::clone(config), user.to_owned());
         let password = SecretString::from(password);
         let ok = tokio::task::spawn_blocking(move || {
@@ -119,11 +127,7 @@ impl Authenticator {
         .unwrap_or(false);
         match (ok, key) {
             (true, Some(key)) => {
-                let mut cache = lock(&self.cache);
-                if cache.len() >= AUTH_CACHE_CAPACITY {
-                    cache.clear();
-                }
-                cache.insert(key);
+                lock(&self.cache).insert(key);
                 Verdict::Allowed
             }
             _ => Verdict::Refused,
@@ -148,6 +152,33 @@ fn verify(config: &WebConfig, user: &str, password: &str) -> bool {
         let _ = bcrypt::verify(password, stand_in.hash.expose_secret());
     }
     ok
+}
+
+/// SHA-256 keys of recent successful checks, oldest first out.
+#[derive(Default)]
+struct SuccessCache {
+    keys: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl SuccessCache {
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        self.keys.contains(key)
+    }
+
+    /// Remember `key`, forgetting the oldest entry when full (not all of
+    /// them: one more success must not send every scraper back to bcrypt).
+    fn insert(&mut self, key: [u8; 32]) {
+        if !self.keys.insert(key) {
+            return;
+        }
+        self.order.push_back(key);
+        if self.order.len() > AUTH_CACHE_CAPACITY
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.keys.remove(&oldest);
+        }
+    }
 }
 
 /// Each part is prefixed by its length, so that moving characters from one
@@ -269,5 +300,64 @@ mod tests {
     #[test]
     fn cache_keys_separate_fields() {
         assert_ne!(cache_key("ab", "h", "c"), cache_key("a", "h", "bc"));
+    }
+
+    fn config(users: &[(&str, &str)]) -> Arc<WebConfig> {
+        let mut yaml = String::from("basic_auth_users:\n");
+        for (user, password) in users {
+            let hash = bcrypt::hash(password, 4).unwrap();
+            yaml.push_str(&format!("  {user}: '{hash}'\n"));
+        }
+        Arc::new(WebConfig::from_yaml(&yaml, std::path::Path::new("w.yml")).unwrap())
+    }
+
+    fn bcrypt_checks(auth: &Authenticator) -> usize {
+        auth.bcrypt_checks
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A scraper pays bcrypt once; a wrong password or an unknown user every
+    /// time (nothing of theirs is stored); a new hash is checked anew.
+    #[tokio::test]
+    async fn only_successes_are_cached() {
+        let auth = Authenticator::new();
+        let first = config(&[("alice", "right"), ("bob", "other")]);
+        for expected_checks in [1, 1, 1] {
+            assert_eq!(auth.check(&first, "alice", "right").await, Verdict::Allowed);
+            assert_eq!(bcrypt_checks(&auth), expected_checks);
+        }
+        for expected_checks in [2, 3] {
+            assert_eq!(auth.check(&first, "alice", "wrong").await, Verdict::Refused);
+            assert_eq!(bcrypt_checks(&auth), expected_checks);
+        }
+        for expected_checks in [4, 5] {
+            assert_eq!(auth.check(&first, "carol", "right").await, Verdict::Refused);
+            assert_eq!(bcrypt_checks(&auth), expected_checks);
+        }
+        // Another user with alice's password is not alice.
+        assert_eq!(auth.check(&first, "bob", "right").await, Verdict::Refused);
+        assert_eq!(bcrypt_checks(&auth), 6);
+        // The same password under a new hash (a reload): checked again.
+        let second = config(&[("alice", "right")]);
+        assert_eq!(
+            auth.check(&second, "alice", "right").await,
+            Verdict::Allowed
+        );
+        assert_eq!(bcrypt_checks(&auth), 7);
+    }
+
+    #[test]
+    fn a_full_cache_forgets_only_the_oldest() {
+        let mut cache = SuccessCache::default();
+        let key = |i: usize| cache_key("user", "hash", &i.to_string());
+        for i in 0..=AUTH_CACHE_CAPACITY {
+            cache.insert(key(i));
+        }
+        assert!(!cache.contains(&key(0)));
+        assert!((1..=AUTH_CACHE_CAPACITY).all(|i| cache.contains(&key(i))));
+        assert_eq!(cache.keys.len(), AUTH_CACHE_CAPACITY);
+        // Inserting a known key again changes nothing.
+        cache.insert(key(1));
+        assert_eq!(cache.order.len(), AUTH_CACHE_CAPACITY);
     }
 }
