@@ -14,8 +14,9 @@
 //! [`WebConfigHandle::current`] looks at the modification time of the file
 //! and of the certificate files it names on every new connection and request
 //! (a `stat` each) and reads them again when one changed, so certificates
-//! rotate without a restart. A file that fails to load then is logged once
-//! and the last good config stays in force.
+//! rotate without a restart. One request at a time looks and reloads; the
+//! others go on with the config in force meanwhile. A file that fails to load
+//! then is logged once and the last good config stays in force.
 //!
 //! Secrets (bcrypt hashes, private keys) are never part of a `Debug` output
 //! or a log line.
