@@ -1,9 +1,24 @@
 //! The middleware in front of every route: basic authentication against
-//! `basic_auth_users` (bcrypt, with a cache of successes and a bound on
-//! concurrent bcrypt work) and the configured response headers, both from
-//! the config in force for each request.
+//! `basic_auth_users` and the configured response headers, both from the
+//! config in force for each request.
+//!
+//! A check costs one bcrypt verification (tens of milliseconds to a second of
+//! CPU, by the hash's cost), so:
+//!
+//! - successes are remembered (a scraper pays bcrypt once, not per scrape);
+//!   failures are not, so that only someone who knows a password can put
+//!   anything in the cache or push anything out of it;
+//! - every refusal costs the same: an unknown user is checked against the
+//!   hash of the user with the highest cost (the stand-in), and a wrong
+//!   password of a cheaper user is followed by a check against the stand-in
+//!   too, so that the response time tells neither whether the user exists
+//!   nor what its cost is;
+//! - bcrypt runs on blocking threads, a bounded number at once, with turns
+//!   between user names ([`BcryptPool`]), so that a flood of wrong passwords
+//!   can neither stall the async runtime nor push a valid first login behind
+//!   the whole flood.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -14,8 +29,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 
+use super::pool::{BcryptPool, Limits};
 use super::{WebConfig, WebConfigHandle};
 use crate::sync::lock;
 
@@ -25,62 +40,144 @@ pub const REALM: &str = "avepoint-exporter";
 /// Paths that stay open when `basic_auth_users` is set.
 pub const UNAUTHENTICATED_PATHS: &[&str] = &["/-/healthy"];
 
-/// Most successful (user, password) checks remembered, so a scrape every few
-/// seconds does not cost a bcrypt verification each time.
+/// Most successful (user, password) checks remembered. Only successes are
+/// stored, so this is about the users times the scrapers' passwords, a
+/// handful; the bound is against a user who sends endless variants of a
+/// password that all match (bcrypt reads only the first 72 bytes).
 const AUTH_CACHE_CAPACITY: usize = 1024;
 
-/// Basic authentication checks: bcrypt, a cache of successes, and a bound on
-/// concurrent bcrypt work.
+/// Checks that may wait under one user name. A Prometheus pair and a retry
+/// or two; more from one name is a flood, refused at once with a 429.
+const WAITING_PER_USER: usize = 4;
+
+/// Checks that may wait under all names together. Each waits for the ones
+/// ahead of it, so a longer queue only answers later than a scrape timeout.
+const WAITING_TOTAL: usize = 32;
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// The user and password match.
+    Allowed,
+    /// No credentials, an unknown user or a wrong password: a 401.
+    Refused,
+    /// Too many checks waiting, the password was not checked: a 429.
+    Busy,
+}
+
+/// Basic authentication checks: bcrypt on a bounded pool, and a cache of
+/// successes.
 pub(super) struct Authenticator {
-    /// SHA-256 of (user, hash, password) of recent successful checks; never
-    /// the password itself.
-    cache: Mutex<HashSet<[u8; 32]>>,
-    /// bcrypt is deliberately slow: this many verifications at once.
-    permits: Semaphore,
+    cache: Mutex<SuccessCache>,
+    pool: BcryptPool,
+    /// How many checks went to bcrypt (not answered from the cache).
+    #[cfg(test)]
+    bcrypt_checks: std::sync::atomic::AtomicUsize,
 }
 
 impl Authenticator {
     /// bcrypt may use half the CPUs (at least one), so that a burst of
-    /// logins cannot take them all.
+    /// logins leaves the other half to scrapes, health checks and TLS
+    /// handshakes.
     pub(super) fn new() -> Self {
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         Authenticator {
-            cache: Mutex::new(HashSet::new()),
-            permits: Semaphore::new((cpus / 2).max(1)),
+            cache: Mutex::new(SuccessCache::default()),
+            pool: BcryptPool::new(Limits {
+                permits: (cpus / 2).max(1),
+                per_user: WAITING_PER_USER,
+                total: WAITING_TOTAL,
+            }),
+            #[cfg(test)]
+            bcrypt_checks: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
-    /// Whether `user` and `password` match `config`. An unknown user is
-    /// checked against the dummy hash all the same, so that the time taken
-    /// does not tell which users exist.
-    async fn check(&self, config: &WebConfig, user: &str, password: &str) -> bool {
-        let (hash, known) = match (config.users.get(user), &config.dummy_hash) {
-            (Some(hash), _) => (hash.expose_secret().to_owned(), true),
-            (None, Some(dummy)) => (dummy.clone(), false),
-            (None, None) => return false,
-        };
-        let key = cache_key(user, &hash, password);
-        if known && lock(&self.cache).contains(&key) {
-            return true;
+    /// Whether `user` and `password` match `config`.
+    pub(super) async fn check(
+        &self,
+        config: &Arc<WebConfig>,
+        user: &str,
+        password: &str,
+    ) -> Verdict {
+        if config.stand_in.is_none() {
+            return Verdict::Refused;
         }
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
+        let key = config
+            .users
+            .get(user)
+            .map(|known| cache_key(user, known.hash.expose_secret(), password));
+        if key.is_some_and(|key| lock(&self.cache).contains(&key)) {
+            return Verdict::Allowed;
+        }
+        let Ok(permit) = self.pool.acquire(user).await else {
+            return Verdict::Busy;
         };
+        #[cfg(test)]
+        self.bcrypt_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (config, user) = (Arc::clone(config), user.to_owned());
         let password = SecretString::from(password);
-        let matches = tokio::task::spawn_blocking(move || {
-            bcrypt::verify(password.expose_secret(), &hash).unwrap_or(false)
+        let ok = tokio::task::spawn_blocking(move || {
+            // Held until bcrypt is done, even if the request is cancelled.
+            let _permit = permit;
+            verify(&config, &user, password.expose_secret())
         })
         .await
         .unwrap_or(false);
-        let ok = matches && known;
-        if ok {
-            let mut cache = lock(&self.cache);
-            if cache.len() >= AUTH_CACHE_CAPACITY {
-                cache.clear();
+        match (ok, key) {
+            (true, Some(key)) => {
+                lock(&self.cache).insert(key);
+                Verdict::Allowed
             }
-            cache.insert(key);
+            _ => Verdict::Refused,
         }
-        ok
+    }
+}
+
+/// The bcrypt part of a check, on a blocking thread. Every refusal costs at
+/// least one check at the stand-in's cost, the highest: an unknown user is
+/// checked against the stand-in's hash (and refused whatever the result), a
+/// wrong password of a cheaper user is checked against it once more.
+fn verify(config: &WebConfig, user: &str, password: &str) -> bool {
+    let Some(stand_in) = config.stand_in.as_ref().and_then(|u| config.users.get(u)) else {
+        return false;
+    };
+    let (hash, known) = match config.users.get(user) {
+        Some(hash) => (hash, true),
+        None => (stand_in, false),
+    };
+    let ok = known && bcrypt::verify(password, hash.hash.expose_secret()).unwrap_or(false);
+    if !known || (!ok && hash.cost < stand_in.cost) {
+        let _ = bcrypt::verify(password, stand_in.hash.expose_secret());
+    }
+    ok
+}
+
+/// SHA-256 keys of recent successful checks, oldest first out.
+#[derive(Default)]
+struct SuccessCache {
+    keys: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl SuccessCache {
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        self.keys.contains(key)
+    }
+
+    /// Remember `key`, forgetting the oldest entry when full (not all of
+    /// them: one more success must not send every scraper back to bcrypt).
+    fn insert(&mut self, key: [u8; 32]) {
+        if !self.keys.insert(key) {
+            return;
+        }
+        self.order.push_back(key);
+        if self.order.len() > AUTH_CACHE_CAPACITY
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.keys.remove(&oldest);
+        }
     }
 }
 
@@ -123,21 +220,42 @@ async fn guard(
 ) -> Response {
     let config = handle.current();
     let open = !config.auth_enabled() || UNAUTHENTICATED_PATHS.contains(&request.uri().path());
-    let allowed = open
-        || match basic_credentials(request.headers()) {
-            Some((user, password)) => handle.auth.check(&config, &user, &password).await,
-            None => false,
-        };
-    let mut response = if allowed {
-        next.run(request).await
+    let verdict = if open {
+        Verdict::Allowed
     } else {
-        unauthorized()
+        match basic_credentials(request.headers()) {
+            Some((user, password)) => handle.auth.check(&config, &user, &password).await,
+            None => Verdict::Refused,
+        }
+    };
+    let mut response = match verdict {
+        Verdict::Allowed => next.run(request).await,
+        Verdict::Refused => unauthorized(),
+        Verdict::Busy => too_many_logins(),
     };
     // On refusals too: `X-Frame-Options` and the like protect any page.
     for (name, value) in &config.headers {
         response.headers_mut().insert(name.clone(), value.clone());
     }
     response
+}
+
+/// The answer when too many checks wait: 429 (as exporter-toolkit's
+/// `rate_limit` answers), with a hint to come back, and no 401, since the
+/// password was not checked.
+fn too_many_logins() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::RETRY_AFTER, HeaderValue::from_static("1")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+        ],
+        "Too many logins waiting for a password check; retry later\n",
+    )
+        .into_response()
 }
 
 /// The 401 that makes clients ask for (or send) credentials.
@@ -182,5 +300,64 @@ mod tests {
     #[test]
     fn cache_keys_separate_fields() {
         assert_ne!(cache_key("ab", "h", "c"), cache_key("a", "h", "bc"));
+    }
+
+    fn config(users: &[(&str, &str)]) -> Arc<WebConfig> {
+        let mut yaml = String::from("basic_auth_users:\n");
+        for (user, password) in users {
+            let hash = bcrypt::hash(password, 4).unwrap();
+            yaml.push_str(&format!("  {user}: '{hash}'\n"));
+        }
+        Arc::new(WebConfig::from_yaml(&yaml, std::path::Path::new("w.yml")).unwrap())
+    }
+
+    fn bcrypt_checks(auth: &Authenticator) -> usize {
+        auth.bcrypt_checks
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A scraper pays bcrypt once; a wrong password or an unknown user every
+    /// time (nothing of theirs is stored); a new hash is checked anew.
+    #[tokio::test]
+    async fn only_successes_are_cached() {
+        let auth = Authenticator::new();
+        let first = config(&[("alice", "right"), ("bob", "other")]);
+        for expected_checks in [1, 1, 1] {
+            assert_eq!(auth.check(&first, "alice", "right").await, Verdict::Allowed);
+            assert_eq!(bcrypt_checks(&auth), expected_checks);
+        }
+        for expected_checks in [2, 3] {
+            assert_eq!(auth.check(&first, "alice", "wrong").await, Verdict::Refused);
+            assert_eq!(bcrypt_checks(&auth), expected_checks);
+        }
+        for expected_checks in [4, 5] {
+            assert_eq!(auth.check(&first, "carol", "right").await, Verdict::Refused);
+            assert_eq!(bcrypt_checks(&auth), expected_checks);
+        }
+        // Another user with alice's password is not alice.
+        assert_eq!(auth.check(&first, "bob", "right").await, Verdict::Refused);
+        assert_eq!(bcrypt_checks(&auth), 6);
+        // The same password under a new hash (a reload): checked again.
+        let second = config(&[("alice", "right")]);
+        assert_eq!(
+            auth.check(&second, "alice", "right").await,
+            Verdict::Allowed
+        );
+        assert_eq!(bcrypt_checks(&auth), 7);
+    }
+
+    #[test]
+    fn a_full_cache_forgets_only_the_oldest() {
+        let mut cache = SuccessCache::default();
+        let key = |i: usize| cache_key("user", "hash", &i.to_string());
+        for i in 0..=AUTH_CACHE_CAPACITY {
+            cache.insert(key(i));
+        }
+        assert!(!cache.contains(&key(0)));
+        assert!((1..=AUTH_CACHE_CAPACITY).all(|i| cache.contains(&key(i))));
+        assert_eq!(cache.keys.len(), AUTH_CACHE_CAPACITY);
+        // Inserting a known key again changes nothing.
+        cache.insert(key(1));
+        assert_eq!(cache.order.len(), AUTH_CACHE_CAPACITY);
     }
 }

@@ -2,15 +2,22 @@
 //! file's and the certificate files' stamps (modification time, size, inode)
 //! and reads them all again when one changes, so certificates rotate without
 //! a restart; a failing re-read keeps the last good config.
+//!
+//! Looking for a change and reloading never hold up other requests: the
+//! config in force sits behind its own lock, taken only to copy or replace
+//! an `Arc`; the stamps behind another, which one request at a time takes to
+//! look (and reload) while the others go on with the config in force. A
+//! reload is cheap: it parses, reads the certificate files and checks the
+//! hashes' format and cost, but runs no bcrypt.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, TryLockError};
 use std::time::SystemTime;
 
 use super::auth::Authenticator;
 use super::{Invalid, WebConfig, WebConfigError};
-use crate::sync::lock;
+use crate::sync::{read, write};
 
 /// What identifies a version of a file without reading it.
 type Stamp = Option<(SystemTime, u64, u64)>;
@@ -29,8 +36,9 @@ fn file_stamps(config: &WebConfig) -> Vec<Stamp> {
     config.files.iter().map(|f| stamp(f)).collect()
 }
 
-struct Current {
-    config: Arc<WebConfig>,
+/// What the files looked like when last read.
+struct Watch {
+    /// The stamps of the files of the config in force, as it was read.
     stamps: Vec<Stamp>,
     /// The stamps of the last load that failed, so it is logged once.
     failed: Option<Vec<Stamp>>,
@@ -40,7 +48,10 @@ struct Current {
 pub struct WebConfigHandle {
     path: PathBuf,
     tls: bool,
-    current: Mutex<Current>,
+    /// The config in force; locked only to clone or swap the `Arc`.
+    current: RwLock<Arc<WebConfig>>,
+    /// Taken by the one request that looks for changes and reloads.
+    watch: Mutex<Watch>,
     /// Lives here rather than in a [`WebConfig`] so that its cache and its
     /// bound on bcrypt work outlast a reload.
     pub(super) auth: Authenticator,
@@ -63,8 +74,8 @@ impl WebConfigHandle {
         Ok(Arc::new(WebConfigHandle {
             path: path.to_owned(),
             tls: config.tls_enabled(),
-            current: Mutex::new(Current {
-                config: Arc::new(config),
+            current: RwLock::new(Arc::new(config)),
+            watch: Mutex::new(Watch {
                 stamps,
                 failed: None,
             }),
@@ -78,29 +89,41 @@ impl WebConfigHandle {
     }
 
     /// The config in force: re-read first if the file or a certificate file
-    /// changed since the last read. A failing re-read logs a warning (once
-    /// per change) and keeps the last good config.
+    /// changed since the last read (a `stat` of each). A failing re-read logs
+    /// a warning (once per change) and keeps the last good config. While
+    /// another request is looking or reloading, this one does not wait: it
+    /// gets the config in force.
     pub fn current(&self) -> Arc<WebConfig> {
-        let mut current = lock(&self.current);
-        let stamps = file_stamps(&current.config);
-        if stamps == current.stamps || current.failed.as_ref() == Some(&stamps) {
-            return Arc::clone(&current.config);
+        self.refresh();
+        Arc::clone(&read(&self.current))
+    }
+
+    /// Look for a change and reload, unless another request is doing so.
+    fn refresh(&self) {
+        let mut watch = match self.watch.try_lock() {
+            Ok(watch) => watch,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let in_force = Arc::clone(&read(&self.current));
+        let stamps = file_stamps(&in_force);
+        if stamps == watch.stamps || watch.failed.as_ref() == Some(&stamps) {
+            return;
         }
         match self.reload() {
             Ok(config) => {
                 // Stamps of the files as read (a file may have changed between
                 // the check above and the read; then the next call reads again).
-                current.stamps = file_stamps(&config);
-                current.failed = None;
-                current.config = Arc::new(config);
+                watch.stamps = file_stamps(&config);
+                watch.failed = None;
+                *write(&self.current) = Arc::new(config);
                 tracing::info!(file = %self.path.display(), "web config reloaded");
             }
             Err(error) => {
                 tracing::warn!(%error, "web config reload failed; keeping the last good config");
-                current.failed = Some(stamps);
+                watch.failed = Some(stamps);
             }
         }
-        Arc::clone(&current.config)
     }
 
     /// Read the file again. The listener was set up for TLS or plain HTTP

@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::tls::RawTls;
-use super::{Invalid, WebConfig, WebConfigError};
+use super::{Invalid, MAX_BCRYPT_COST, MIN_BCRYPT_COST, UserHash, WebConfig, WebConfigError};
 
 /// Response headers that may be configured: the name as written in the file
 /// (matched ignoring case, and listed in messages), the header, and its
@@ -78,8 +78,8 @@ impl WebConfig {
         }
         let (http2, headers) =
             http_server_config(raw.http_server_config.unwrap_or_default(), invalid)?;
-        let users = raw.basic_auth_users.unwrap_or_default();
-        let dummy_hash = basic_auth_users(&users, invalid)?;
+        let (users, stand_in) =
+            basic_auth_users(raw.basic_auth_users.unwrap_or_default(), invalid)?;
         let mut files = vec![path.to_owned()];
         let tls = match raw.tls_server_config {
             Some(tls) => super::tls::section(tls, path, &mut files, invalid, http2)?,
@@ -88,7 +88,7 @@ impl WebConfig {
         Ok(WebConfig {
             tls,
             users,
-            dummy_hash,
+            stand_in,
             headers,
             http2,
             files,
@@ -147,34 +147,69 @@ fn response_header(
     Ok((header.clone(), value))
 }
 
-/// `basic_auth_users`: checks every user and hash, and returns the hash to
-/// check unknown users against (see `WebConfig::dummy_hash`), if any users.
+/// `basic_auth_users`: checks every user and hash (in name order, so that a
+/// file with several mistakes gets the same message every time), and picks
+/// the stand-in (see `WebConfig::stand_in`). No bcrypt work happens here: a
+/// load, and so a reload on the request path, costs the same whatever the
+/// users' costs.
 fn basic_auth_users(
-    users: &HashMap<String, SecretString>,
+    raw: HashMap<String, SecretString>,
     invalid: Invalid<'_>,
-) -> Result<Option<String>, WebConfigError> {
-    let mut max_cost = None;
-    for (user, hash) in users {
-        let key = format!("basic_auth_users.{user}");
-        if user.contains(':') {
-            return Err(invalid.at(
-                &key,
-                "a user name must not contain ':' (HTTP basic authentication cannot send it)",
-            ));
+) -> Result<(HashMap<String, UserHash>, Option<String>), WebConfigError> {
+    let mut raw: Vec<(String, SecretString)> = raw.into_iter().collect();
+    raw.sort_by(|(a, _), (b, _)| a.cmp(b));
+    let mut users = HashMap::with_capacity(raw.len());
+    let mut stand_in: Option<(u32, String)> = None;
+    for (user, hash) in raw {
+        let cost = user_hash_cost(&user, &hash, invalid)?;
+        // Strictly higher: among equal costs the first name wins.
+        if stand_in.as_ref().is_none_or(|(highest, _)| cost > *highest) {
+            stand_in = Some((cost, user.clone()));
         }
-        let parts: bcrypt::HashParts = hash.expose_secret().parse().map_err(|_| {
-            invalid.at(
-                &key,
-                "not a bcrypt hash (expected $2a$, $2b$ or $2y$, a cost and 53 characters; \
-                 see docs/web-config.md for how to make one)",
-            )
-        })?;
-        max_cost = max_cost.max(Some(parts.get_cost()));
+        users.insert(user, UserHash { hash, cost });
     }
-    max_cost
-        .map(|cost| {
-            bcrypt::hash("avepoint-exporter: not a password", cost)
-                .map_err(|error| invalid.at("basic_auth_users", error.to_string()))
-        })
-        .transpose()
+    Ok((users, stand_in.map(|(_, user)| user)))
+}
+
+/// The checks of one entry of `basic_auth_users`; the cost of its hash.
+fn user_hash_cost(
+    user: &str,
+    hash: &SecretString,
+    invalid: Invalid<'_>,
+) -> Result<u32, WebConfigError> {
+    let key = format!("basic_auth_users.{user}");
+    if user.contains(':') {
+        return Err(invalid.at(
+            &key,
+            "a user name must not contain ':' (HTTP basic authentication cannot send it)",
+        ));
+    }
+    let parts: bcrypt::HashParts = hash.expose_secret().parse().map_err(|_| {
+        invalid.at(
+            &key,
+            "not a bcrypt hash (expected $2a$, $2b$ or $2y$, a cost and 53 characters; \
+             see docs/web-config.md for how to make one)",
+        )
+    })?;
+    let cost = parts.get_cost();
+    if cost > MAX_BCRYPT_COST {
+        return Err(invalid.at(
+            &key,
+            format!(
+                "bcrypt cost {cost} is above the maximum of {MAX_BCRYPT_COST} (every login and \
+                 every wrong password would take seconds of CPU); make the hash again with \
+                 cost 10 to 12, see docs/web-config.md"
+            ),
+        ));
+    }
+    if cost < MIN_BCRYPT_COST {
+        return Err(invalid.at(
+            &key,
+            format!(
+                "bcrypt cost {cost} is below the minimum of {MIN_BCRYPT_COST} (no password can \
+                 match it); make the hash again with cost 10 to 12, see docs/web-config.md"
+            ),
+        ));
+    }
+    Ok(cost)
 }
