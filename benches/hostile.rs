@@ -72,9 +72,8 @@ impl Options {
             print!("{USAGE}");
             std::process::exit(0);
         }
-        let number = |name: &str, default: &str| {
-            flag(&args, name).unwrap_or_else(|| default.to_owned())
-        };
+        let number =
+            |name: &str, default: &str| flag(&args, name).unwrap_or_else(|| default.to_owned());
         Options {
             minutes: parse_number(&number("--minutes", "3"), "--minutes"),
             customers: parse_number(&number("--customers", "3"), "--customers"),
@@ -104,7 +103,11 @@ impl Exporter {
             .arg(dir.join("avepoint.yml"))
             .arg("--web.config.file")
             .arg(dir.join("web.yml"))
-            .args(["--web.listen-address", "127.0.0.1:0", "--web.enable-lifecycle"])
+            .args([
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--web.enable-lifecycle",
+            ])
             .env(CLIENT_SECRET_ENV, DEMO_CLIENT_SECRET)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -129,7 +132,8 @@ impl Exporter {
                 }
                 if address_tx.is_some() && line.contains("\"message\":\"listening\"") {
                     let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                    if let (Some(tx), Some(address)) = (address_tx.take(), event["address"].as_str())
+                    if let (Some(tx), Some(address)) =
+                        (address_tx.take(), event["address"].as_str())
                     {
                         let _ = tx.send(address.to_owned());
                     }
@@ -260,7 +264,10 @@ async fn staggered(base: String, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
             let request = http
                 .get(format!("{base}/metrics"))
                 .basic_auth(USER, Some(PASSWORD))
-                .header("X-Prometheus-Scrape-Timeout-Seconds", (10 + 2 * i).to_string());
+                .header(
+                    "X-Prometheus-Scrape-Timeout-Seconds",
+                    (10 + 2 * i).to_string(),
+                );
             async move { request.send().await.map(|r| r.status().as_u16()) }
         });
         for result in futures_util::future::join_all(burst).await {
@@ -274,7 +281,12 @@ async fn staggered(base: String, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
 }
 
 /// Five probes a second of random customers, each abandoned after 100 ms.
-async fn abandoned_probes(base: String, customers: Vec<String>, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+async fn abandoned_probes(
+    base: String,
+    customers: Vec<String>,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) {
     let http = client();
     let mut turn = 0usize;
     while !stop.load(Ordering::Relaxed) {
@@ -304,7 +316,7 @@ async fn reload_bursts(
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_secs(15)).await;
         burst += 1;
-        if burst % 2 == 0 {
+        if burst.is_multiple_of(2) {
             write_config(&dir, &sim, concurrency, burst);
         }
         let posts = (0..20).map(|_| {
@@ -342,7 +354,9 @@ async fn password_floods(base: String, stop: Arc<AtomicBool>, tally: Arc<Tally>)
         for result in futures_util::future::join_all(flood).await {
             tally.wrong_passwords.fetch_add(1, Ordering::Relaxed);
             if result.ok() != Some(401) {
-                tally.wrong_passwords_not_401.fetch_add(1, Ordering::Relaxed);
+                tally
+                    .wrong_passwords_not_401
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -352,7 +366,13 @@ async fn password_floods(base: String, stop: Arc<AtomicBool>, tally: Arc<Tally>)
 /// The scraper that matters: as Prometheus, every `every`, with a 10 s
 /// timeout; a scrape meets the target when it answers 200 inside the
 /// deadline with every profile up.
-async fn prometheus(base: String, profiles: usize, every: Duration, until: Instant, started: Instant) -> Vec<Scrape> {
+async fn prometheus(
+    base: String,
+    profiles: usize,
+    every: Duration,
+    until: Instant,
+    started: Instant,
+) -> Vec<Scrape> {
     let http = client();
     let mut scrapes = Vec::new();
     let mut next = Instant::now();
@@ -454,9 +474,23 @@ async fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
     let attackers = vec![
-        tokio::spawn(slowloris(addr.clone(), options.slowloris, Arc::clone(&stop), Arc::clone(&tally))),
-        tokio::spawn(staggered(exporter.base.clone(), Arc::clone(&stop), Arc::clone(&tally))),
-        tokio::spawn(abandoned_probes(exporter.base.clone(), customers, Arc::clone(&stop), Arc::clone(&tally))),
+        tokio::spawn(slowloris(
+            addr.clone(),
+            options.slowloris,
+            Arc::clone(&stop),
+            Arc::clone(&tally),
+        )),
+        tokio::spawn(staggered(
+            exporter.base.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&tally),
+        )),
+        tokio::spawn(abandoned_probes(
+            exporter.base.clone(),
+            customers,
+            Arc::clone(&stop),
+            Arc::clone(&tally),
+        )),
         tokio::spawn(reload_bursts(
             exporter.base.clone(),
             dir.path().to_owned(),
@@ -465,7 +499,11 @@ async fn main() {
             Arc::clone(&stop),
             Arc::clone(&tally),
         )),
-        tokio::spawn(password_floods(exporter.base.clone(), Arc::clone(&stop), Arc::clone(&tally))),
+        tokio::spawn(password_floods(
+            exporter.base.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&tally),
+        )),
     ];
     let memory = tokio::spawn({
         let stop = Arc::clone(&stop);
@@ -480,14 +518,23 @@ async fn main() {
             samples
         }
     });
-    let scrapes = prometheus(exporter.base.clone(), profiles, options.scrape_every, until, started).await;
+    let scrapes = prometheus(
+        exporter.base.clone(),
+        profiles,
+        options.scrape_every,
+        until,
+        started,
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     for attacker in attackers {
         let _ = tokio::time::timeout(Duration::from_secs(40), attacker).await;
     }
     let memory = memory.await.unwrap_or_default();
     let clean_exit = exporter.terminate();
-    report(&options, profiles, &scrapes, &memory, &tally, &sim, &exporter, clean_exit);
+    report(
+        &options, profiles, &scrapes, &memory, &tally, &sim, &exporter, clean_exit,
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -522,7 +569,11 @@ fn report(
     let growth = if early > 0.0 { late / early - 1.0 } else { 0.0 };
     let mib = |b: f64| format!("{:.1} MiB", b / 1_048_576.0);
 
-    println!("\nlegitimate scrapes: {} ({} failed)", scrapes.len(), failed.len());
+    println!(
+        "\nlegitimate scrapes: {} ({} failed)",
+        scrapes.len(),
+        failed.len()
+    );
     println!(
         "  duration p50 {:?}, p99 {:?}, max {:?} (deadline 9.5 s)",
         percentile(&durations, 0.5),
@@ -530,7 +581,10 @@ fn report(
         durations.last().copied().unwrap_or_default()
     );
     for scrape in failed.iter().take(5) {
-        println!("  FAILED at {:.0} s after {:?}: {}", scrape.at, scrape.took, scrape.note);
+        println!(
+            "  FAILED at {:.0} s after {:?}: {}",
+            scrape.at, scrape.took, scrape.note
+        );
     }
     println!(
         "attackers: slowloris closed by the exporter {}, staggered scrapes {} ({} not 200), \
@@ -568,11 +622,17 @@ fn report(
     if !failed.is_empty() || scrapes.is_empty() {
         misses.push(format!("{} legitimate scrapes failed", failed.len()));
     }
-    if scrapes.iter().any(|s| s.took > Duration::from_millis(9_500)) {
+    if scrapes
+        .iter()
+        .any(|s| s.took > Duration::from_millis(9_500))
+    {
         misses.push("a legitimate scrape took longer than 9.5 s".into());
     }
     if max_in_flight > options.concurrency {
-        misses.push(format!("{max_in_flight} requests in flight upstream, concurrency {}", options.concurrency));
+        misses.push(format!(
+            "{max_in_flight} requests in flight upstream, concurrency {}",
+            options.concurrency
+        ));
     }
     if options.minutes >= 2.5 && growth > 0.10 {
         misses.push(format!("RSS grew {:+.1} %", growth * 100.0));
