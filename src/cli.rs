@@ -110,7 +110,7 @@ pub struct ServeArgs {
         env = "AVEPOINT_CONFIG_FILE"
     )]
     pub config_file: PathBuf,
-    /// Address to listen on for web interface and telemetry (`:port` = every interface).
+    /// Address to listen on for web interface and telemetry (`:port` = every interface, IPv4 and IPv6).
     #[arg(long = "web.listen-address", default_value = ":10290")]
     pub listen_address: String,
     /// Path under which to expose metrics.

@@ -29,15 +29,28 @@ use connections::Tracker;
 use limits::AcceptErrors;
 
 /// Bind a Prometheus-style listen address (see [`resolve_listen_address`]).
+///
+/// `:port` listens on every address, IPv4 and IPv6, as Prometheus' Go
+/// servers do: one socket on `[::]`, which Linux makes dual-stack (unless
+/// `net.ipv6.bindv6only` is set), falling back to `0.0.0.0` on a host
+/// without IPv6.
 pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
-    TcpListener::bind(resolve_listen_address(address).await?).await
+    let resolved = resolve_listen_address(address).await?;
+    match TcpListener::bind(resolved).await {
+        Err(error) if address.starts_with(':') && resolved.is_ipv6() => {
+            let ipv4 = SocketAddr::from(([0, 0, 0, 0], resolved.port()));
+            tracing::debug!(%error, "no IPv6 here; listening on IPv4 only");
+            TcpListener::bind(ipv4).await
+        }
+        result => result,
+    }
 }
 
 /// Resolve a Prometheus-style listen address: `:10290` means every
-/// interface, anything else is `host:port`.
+/// interface (`[::]:10290`, see [`bind`]), anything else is `host:port`.
 pub async fn resolve_listen_address(address: &str) -> std::io::Result<SocketAddr> {
     let address = if address.starts_with(':') {
-        format!("0.0.0.0{address}")
+        format!("[::]{address}")
     } else {
         address.to_owned()
     };
@@ -290,12 +303,40 @@ mod tests {
     async fn listen_addresses() {
         assert_eq!(
             resolve_listen_address(":10290").await.unwrap(),
-            "0.0.0.0:10290".parse().unwrap()
+            "[::]:10290".parse().unwrap()
         );
         assert_eq!(
             resolve_listen_address("127.0.0.1:0").await.unwrap(),
             "127.0.0.1:0".parse().unwrap()
         );
         assert!(resolve_listen_address("no-port").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_bare_port_listens_on_ipv4_and_ipv6() {
+        let listener = bind(":0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepting = tokio::spawn(async move {
+            for _ in 0..2 {
+                let _ = listener.accept().await.unwrap();
+            }
+        });
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("IPv4 connects");
+        // Where the host has no IPv6 loopback, bind fell back to IPv4 only.
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            tokio::net::TcpStream::connect(("::1", port))
+                .await
+                .expect("IPv6 connects");
+        } else {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(5), accepting)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
