@@ -205,19 +205,7 @@ async fn static_and_discovered_targets_merge_without_duplicates() {
 }
 
 async fn discovering_harness() -> Harness {
-    let harness = Harness::start(Setup {
-        static_targets: false,
-        config_tail: "discovery:\n  enabled: true\n".into(),
-        ..Setup::default()
-    })
-    .await;
-    for _ in 0..100 {
-        if harness.get("/-/ready", &[]).await.status == 200 {
-            return harness;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("discovery never finished");
+    Harness::start_discovering(SimulatorConfig::default(), "").await
 }
 
 #[tokio::test]
@@ -410,18 +398,11 @@ async fn not_ready_until_the_first_discovery_finished() {
 
 #[tokio::test]
 async fn metrics_can_leave_the_profiles_to_probe() {
-    let harness = Harness::start(Setup {
-        static_targets: false,
-        config_tail: "discovery:\n  enabled: true\nmetrics:\n  include_profiles: false\n".into(),
-        ..Setup::default()
-    })
+    let harness = Harness::start_discovering(
+        SimulatorConfig::default(),
+        "metrics:\n  include_profiles: false\n",
+    )
     .await;
-    for _ in 0..100 {
-        if harness.get("/-/ready", &[]).await.status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let metrics = harness.scrape().await;
     assert!(metrics.find("avepoint_scan_profile_up", &[]).is_empty());
     assert_eq!(metrics.value("avepoint_exporter_targets", &[]), 9.0);
@@ -521,22 +502,14 @@ async fn one_id_in_three_spellings_is_one_customer_and_one_profile() {
 
 #[tokio::test]
 async fn respelled_ids_give_one_series_per_customer_and_one_fetch_per_profile() {
-    let harness = Harness::start(Setup {
-        sim: SimulatorConfig {
+    let harness = Harness::start_discovering(
+        SimulatorConfig {
             respelled_ids: true,
             ..SimulatorConfig::default()
         },
-        static_targets: false,
-        config_tail: "discovery:\n  enabled: true\n".into(),
-        ..Setup::default()
-    })
+        "",
+    )
     .await;
-    for _ in 0..100 {
-        if harness.get("/-/ready", &[]).await.status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let metrics = harness.scrape().await;
     assert_eq!(metrics.find("avepoint_customer_job_status", &[]).len(), 3);
     assert_eq!(metrics.find("avepoint_customer_tenants", &[]).len(), 3);

@@ -8,10 +8,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use avepoint_exporter::simulator::{Fault, SimulatorConfig};
-use common::{Exposition, Harness, Setup};
+use common::{Exposition, Harness};
 
 /// Target labels of Prometheus (`job`, `instance`), Kubernetes SD and
 /// prometheus-operator's ServiceMonitor/PodMonitor relabelling.
@@ -42,23 +41,15 @@ fn clashes(exposition: &Exposition) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn no_output_carries_a_label_that_prometheus_or_kubernetes_set_on_targets() {
-    let harness = Harness::start(Setup {
-        sim: SimulatorConfig {
+    let harness = Harness::start_discovering(
+        SimulatorConfig {
             customers: 2,
             profiles_per_customer: 3,
             ..SimulatorConfig::default()
         },
-        static_targets: false,
-        config_tail: "discovery:\n  enabled: true\n".into(),
-        ..Setup::default()
-    })
+        "",
+    )
     .await;
-    for _ in 0..100 {
-        if harness.get("/-/ready", &[]).await.status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // Every family with labels gets series: a retried 500, a throttle
     // that starts a back-off, skipped requests while it lasts.
     let ids = harness.sim.profile_ids();

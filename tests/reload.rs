@@ -45,13 +45,18 @@ impl Files {
     }
 }
 
+/// The exporter for the config at `path`, with `POST /-/reload` enabled.
 async fn start(path: &Path) -> (Arc<AppState>, String) {
+    start_with(path, true).await
+}
+
+async fn start_with(path: &Path, enable_lifecycle: bool) -> (Arc<AppState>, String) {
     let settings = Settings::load(path, process_env).unwrap();
     let state = AppState::build(
         &settings,
         StateOptions {
             config_file: Some(path.to_owned()),
-            enable_lifecycle: true,
+            enable_lifecycle,
             ..StateOptions::default()
         },
     )
@@ -434,22 +439,7 @@ async fn reload_over_http_is_off_without_the_lifecycle_flag() {
     let ids = sim.profile_ids();
     let files = Files::new();
     files.write(&sim, &ids[..2], "");
-    let settings = Settings::load(&files.config(), process_env).unwrap();
-    let state = AppState::build(
-        &settings,
-        StateOptions {
-            config_file: Some(files.config()),
-            ..StateOptions::default()
-        },
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve::serve(
-        listener,
-        web::router(Arc::clone(&state)),
-        std::future::pending(),
-    ));
+    let (state, base) = start_with(&files.config(), false).await;
     files.write(&sim, &ids, "");
     assert_eq!(
         post_reload(&base).await,

@@ -222,8 +222,18 @@ fn client_secret(
 /// round_timeout, concurrency, max_requests_per_second, ca_file,
 /// max_response_bytes (cache_ttl takes any duration).
 pub(super) fn limits(file: &ConfigFile<'_>, raw: &RawAvePoint) -> Result<Limits, ConfigError> {
-    let request_timeout = request_timeout(file, raw.request_timeout)?;
-    let round_timeout = round_timeout(file, raw.round_timeout)?;
+    let request_timeout = timeout(
+        file,
+        "avepoint.request_timeout",
+        raw.request_timeout,
+        (Duration::from_secs(10), Duration::from_secs(600), "10m"),
+    )?;
+    let round_timeout = timeout(
+        file,
+        "avepoint.round_timeout",
+        raw.round_timeout,
+        (DEFAULT_ROUND_TIMEOUT, MAX_ROUND_TIMEOUT, "1h"),
+    )?;
     let concurrency = raw.concurrency.unwrap_or(8);
     if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
         return Err(file.invalid(
@@ -265,42 +275,29 @@ pub(super) fn limits(file: &ConfigFile<'_>, raw: &RawAvePoint) -> Result<Limits,
     })
 }
 
-/// `request_timeout`: 10s by default, at most 10m, and never 0, which
-/// would fail every request.
-fn request_timeout(file: &ConfigFile<'_>, raw: Option<Duration>) -> Result<Duration, ConfigError> {
-    let request_timeout = raw.unwrap_or(Duration::from_secs(10));
-    if request_timeout > Duration::from_secs(600) {
+/// A timeout key: `default` when unset, at most `max` (named `max_text` in
+/// the message), and never 0. `request_timeout` (10s, at most 10m): 0 would
+/// fail every request; `round_timeout` (9.5s, at most 1h): every round.
+fn timeout(
+    file: &ConfigFile<'_>,
+    key: &str,
+    raw: Option<Duration>,
+    (default, max, max_text): (Duration, Duration, &str),
+) -> Result<Duration, ConfigError> {
+    let timeout = raw.unwrap_or(default);
+    if timeout > max {
         return Err(file.invalid(
-            "avepoint.request_timeout",
+            key,
             format!(
-                "must be at most 10m, got {}",
-                humantime::format_duration(request_timeout)
+                "must be at most {max_text}, got {}",
+                humantime::format_duration(timeout)
             ),
         ));
     }
-    if request_timeout.is_zero() {
-        return Err(file.invalid("avepoint.request_timeout", "must be greater than 0".into()));
+    if timeout.is_zero() {
+        return Err(file.invalid(key, "must be greater than 0".into()));
     }
-    Ok(request_timeout)
-}
-
-/// `round_timeout`: 9.5s by default, at most 1h, and never 0, which would
-/// fail every profile of every round.
-fn round_timeout(file: &ConfigFile<'_>, raw: Option<Duration>) -> Result<Duration, ConfigError> {
-    let round_timeout = raw.unwrap_or(DEFAULT_ROUND_TIMEOUT);
-    if round_timeout > MAX_ROUND_TIMEOUT {
-        return Err(file.invalid(
-            "avepoint.round_timeout",
-            format!(
-                "must be at most 1h, got {}",
-                humantime::format_duration(round_timeout)
-            ),
-        ));
-    }
-    if round_timeout.is_zero() {
-        return Err(file.invalid("avepoint.round_timeout", "must be greater than 0".into()));
-    }
-    Ok(round_timeout)
+    Ok(timeout)
 }
 
 /// `ca_file`: a PEM bundle, with its text; a file without a single

@@ -54,6 +54,26 @@ impl Default for Setup {
 }
 
 impl Harness {
+    /// A harness whose targets come from discovery only (`config_tail` is
+    /// added after `discovery: enabled: true`), once the first discovery
+    /// has finished (`/-/ready`).
+    pub async fn start_discovering(sim: SimulatorConfig, config_tail: &str) -> Harness {
+        let harness = Harness::start(Setup {
+            sim,
+            static_targets: false,
+            config_tail: format!("discovery:\n  enabled: true\n{config_tail}"),
+            ..Setup::default()
+        })
+        .await;
+        for _ in 0..100 {
+            if harness.get("/-/ready", &[]).await.status == 200 {
+                return harness;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("discovery never finished");
+    }
+
     pub async fn start(setup: Setup) -> Harness {
         let sim = RunningSimulator::start(setup.sim, ([127, 0, 0, 1], 0).into())
             .await
