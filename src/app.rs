@@ -148,12 +148,29 @@ pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
     // No Prometheus deadline here: give every request its full timeout and one retry.
     let budget = settings.avepoint.request_timeout.saturating_mul(3);
     let snapshot = pipeline.rounds.collect_once(budget).await;
-    print!("{}", check_table(&snapshot));
+    let path = profile_path_line(&settings, &pipeline.client);
+    print!("{}", check_table(&snapshot, &path));
     Ok(snapshot.failures() == 0 && !discovery_failed)
 }
 
-/// The `check` report: one row per target, then a summary line.
-pub fn check_table(snapshot: &Snapshot) -> String {
+/// Which path answered for the scan profiles, as `check` reports it.
+fn profile_path_line(settings: &Settings, client: &crate::avepoint::ApiClient) -> String {
+    let path = client.profile_path().name();
+    match settings.avepoint.endpoint {
+        crate::config::ProfileEndpoint::Auto if path == "changes" => {
+            "profile path: changes (avepoint.endpoint: auto; scan-profiles-v2 answered 404)"
+                .to_owned()
+        }
+        crate::config::ProfileEndpoint::Auto => {
+            format!("profile path: {path} (avepoint.endpoint: auto)")
+        }
+        _ => format!("profile path: {path}"),
+    }
+}
+
+/// The `check` report: one row per target, then `footer` (which path
+/// answered) and a summary line.
+pub fn check_table(snapshot: &Snapshot, footer: &str) -> String {
     let mut rows = vec![[
         "CUSTOMER".to_owned(),
         "PROFILE".to_owned(),
@@ -219,7 +236,7 @@ pub fn check_table(snapshot: &Snapshot) -> String {
     }
     let failed = snapshot.failures();
     table.push_str(&format!(
-        "\n{} profiles: {} ok, {} failed\n",
+        "\n{footer}\n{} profiles: {} ok, {} failed\n",
         snapshot.profiles.len(),
         snapshot.profiles.len() - failed,
         failed

@@ -217,7 +217,7 @@ const INVALID: &[(&str, Vars, &str)] = &[
         "invalid-unknown-endpoint.yml",
         &[],
         "config file tests/testdata/config/invalid-unknown-endpoint.yml: avepoint.endpoint: \
-         unknown variant `scan-profiles-v3`, expected `scan-profiles-v2` or `changes` \
+         unknown variant `scan-profiles-v3`, expected one of `auto`, `scan-profiles-v2`, `changes` \
          at line 4 column 13",
     ),
     (
@@ -340,8 +340,8 @@ fn valid_minimal_gets_the_defaults() {
     assert_eq!(avepoint.client_id, "11111111-2222-3333-4444-555555555555");
     assert_eq!(avepoint.client_secret.expose_secret(), ENV_SECRET);
     assert_eq!(avepoint.scope, "elements.scanprofiles.read.all");
-    assert_eq!(avepoint.endpoint, ProfileEndpoint::ScanProfilesV2);
-    assert_eq!(avepoint.endpoint.name(), "scan-profiles-v2");
+    assert_eq!(avepoint.endpoint, ProfileEndpoint::Auto);
+    assert_eq!(avepoint.endpoint.name(), "auto");
     assert_eq!(avepoint.request_timeout, Duration::from_secs(10));
     assert_eq!(avepoint.round_timeout, Duration::from_millis(9500));
     assert_eq!(avepoint.concurrency, 8);

@@ -404,6 +404,7 @@ async fn unknown_profile_is_a_404_that_names_the_other_endpoint_and_spares_the_o
     );
     let harness = Harness::start(Setup {
         extra_targets: vec![unknown.clone()],
+        avepoint_extra: "  endpoint: scan-profiles-v2\n".into(),
         ..Setup::default()
     })
     .await;

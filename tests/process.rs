@@ -303,6 +303,11 @@ async fn check_prints_a_table_and_fails_when_a_profile_fails() {
         failed.contains("FAILED: HTTP 404 Not Found: customer or scan profile not found"),
         "{failed}"
     );
+    // Which path answered: the seed path, with the default endpoint: auto.
+    assert_eq!(
+        lines[lines.len() - 2],
+        "profile path: scan-profiles-v2 (avepoint.endpoint: auto)"
+    );
     assert_eq!(lines.last().unwrap(), &"3 profiles: 2 ok, 1 failed");
 }
 

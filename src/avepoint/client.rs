@@ -174,6 +174,9 @@ pub struct ApiClient {
     rate_limit: Option<Arc<RateLimiter>>,
     /// Until when AvePoint asked for a pause, and the status that asked.
     backoff: Arc<std::sync::Mutex<Option<(Instant, StatusCode)>>>,
+    /// With `endpoint: auto`: whether `changes` answered where
+    /// `scan-profiles-v2` said 404, so every profile now uses `changes`.
+    use_changes: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ApiClient {
@@ -192,6 +195,11 @@ impl ApiClient {
             .tls_certs_merge(settings.extra_root_certificates.iter().cloned())
             .build()?;
         let tokens = TokenSource::new(http.clone(), settings, metrics.clone());
+        let first_path = match settings.endpoint {
+            ProfileEndpoint::Auto => ProfileEndpoint::ScanProfilesV2,
+            explicit => explicit,
+        };
+        metrics.set_profile_path(first_path.name());
         Ok(Self {
             http,
             base_url: settings.base_url.clone(),
@@ -206,6 +214,7 @@ impl ApiClient {
                 .max_requests_per_second
                 .map(|rate| Arc::new(RateLimiter::new(rate))),
             backoff: Arc::default(),
+            use_changes: Arc::default(),
         })
     }
 
@@ -218,12 +227,83 @@ impl ApiClient {
     /// The latest daily report of one scan profile. At most one retry
     /// (after a 429/503 `Retry-After`, a 5xx or a dropped connection), and
     /// only when it can still finish before `deadline`.
+    ///
+    /// With `endpoint: auto`, a 404 on `scan-profiles-v2` asks `changes`
+    /// for the same profile at once; if that answers, every profile uses
+    /// `changes` from then on (until a new client: a restart, or a reload
+    /// that changes the `avepoint:` section). If both say 404, the profile
+    /// really does not exist, and the error says so.
     pub async fn scan_profile(
         &self,
         target: &ProfileTarget,
         deadline: Instant,
     ) -> Result<ScanProfileReport, ApiError> {
-        let url = self.url(&self.endpoint.path(&target.customer_id, &target.profile_id));
+        let path = self.profile_path();
+        let result = self.fetch_profile(path, target, deadline).await;
+        let seed_missing = matches!(&result, Err(ApiError::Status { status, .. }) if *status == StatusCode::NOT_FOUND);
+        if !(seed_missing
+            && self.endpoint == ProfileEndpoint::Auto
+            && path == ProfileEndpoint::ScanProfilesV2)
+        {
+            return result;
+        }
+        match self.fetch_profile(ProfileEndpoint::Changes, target, deadline).await {
+            Ok(report) => {
+                self.switch_to_changes();
+                Ok(report)
+            }
+            Err(ApiError::Status {
+                status,
+                message,
+                request_id,
+                retry_after,
+                ..
+            }) if status == StatusCode::NOT_FOUND => Err(ApiError::Status {
+                status,
+                hint: "customer or scan profile not found: neither the scan-profiles-v2 nor the changes path knows it; check the ids".to_owned(),
+                message,
+                request_id,
+                retry_after,
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The path profiles are fetched from now: `scan-profiles-v2` or
+    /// `changes` (never `auto`).
+    pub fn profile_path(&self) -> ProfileEndpoint {
+        match self.endpoint {
+            ProfileEndpoint::Auto
+                if self.use_changes.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                ProfileEndpoint::Changes
+            }
+            ProfileEndpoint::Auto => ProfileEndpoint::ScanProfilesV2,
+            explicit => explicit,
+        }
+    }
+
+    /// Remember that `changes` is the path that answers; logged once.
+    fn switch_to_changes(&self) {
+        if !self
+            .use_changes
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.metrics
+                .set_profile_path(ProfileEndpoint::Changes.name());
+            tracing::info!(
+                "scan-profiles-v2 answered 404 where changes answered: using the changes path for every profile (avepoint.endpoint: auto)"
+            );
+        }
+    }
+
+    async fn fetch_profile(
+        &self,
+        path: ProfileEndpoint,
+        target: &ProfileTarget,
+        deadline: Instant,
+    ) -> Result<ScanProfileReport, ApiError> {
+        let url = self.url(&path.path(&target.customer_id, &target.profile_id));
         self.call_with_retry(
             ApiEndpoint::ScanProfile,
             &url,

@@ -51,6 +51,11 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabels {
+    path: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     api_endpoint: &'static str,
 }
@@ -73,6 +78,8 @@ pub struct ApiMetrics {
     /// Pauses in token requests after the API refused a fresh token.
     pub auth_backoffs: Counter,
     backoff_skips: Family<EndpointLabels, Counter>,
+    /// The path profiles are fetched from (`avepoint_api_profile_path_info`).
+    profile_path: Family<PathLabels, Gauge>,
     /// Expiry of the current token, Unix seconds.
     pub token_expiry: Gauge<f64, AtomicU64>,
 }
@@ -86,6 +93,7 @@ impl Default for ApiMetrics {
             token_refreshes: Counter::default(),
             backoffs: Counter::default(),
             auth_backoffs: Counter::default(),
+            profile_path: Family::default(),
             backoff_skips: Family::default(),
             token_expiry: Gauge::default(),
         }
@@ -133,6 +141,13 @@ impl ApiMetrics {
             .inc();
     }
 
+    /// Say which path profiles are fetched from now (`scan-profiles-v2` or
+    /// `changes`); the previous one's series goes.
+    pub fn set_profile_path(&self, path: &'static str) {
+        self.profile_path.clear();
+        self.profile_path.get_or_create(&PathLabels { path }).set(1);
+    }
+
     /// Register every `avepoint_api_*` family into a scrape's registry.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
@@ -160,6 +175,11 @@ impl ApiMetrics {
             "avepoint_api_backoff_skipped_requests",
             "Requests not sent to AvePoint because a back-off was in force, by API endpoint",
             self.backoff_skips.clone(),
+        );
+        registry.register(
+            "avepoint_api_profile_path_info",
+            "The path scan profile reports are fetched from: scan-profiles-v2 or changes (with avepoint.endpoint: auto, changes once scan-profiles-v2 answered 404 where changes answered); constant 1",
+            self.profile_path.clone(),
         );
         registry.register(
             "avepoint_api_auth_backoffs",

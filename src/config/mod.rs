@@ -117,8 +117,13 @@ impl Environment {
 /// Which path serves a profile's daily report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum ProfileEndpoint {
-    /// `.../scan-profiles-v2/{id}`: the seed's path (default).
+    /// `scan-profiles-v2` first; when it answers 404 and `changes` answers
+    /// for the same profile, `changes` from then on (the default: AvePoint's
+    /// published docs name only `changes`).
     #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// `.../scan-profiles-v2/{id}`: the path this project was specified with.
     #[serde(rename = "scan-profiles-v2")]
     ScanProfilesV2,
     /// `.../scan-profiles/{id}/changes`: the current public path.
@@ -130,6 +135,7 @@ impl ProfileEndpoint {
     /// The config spelling, for messages.
     pub fn name(self) -> &'static str {
         match self {
+            ProfileEndpoint::Auto => "auto",
             ProfileEndpoint::ScanProfilesV2 => "scan-profiles-v2",
             ProfileEndpoint::Changes => "changes",
         }
@@ -138,15 +144,16 @@ impl ProfileEndpoint {
     /// The other endpoint, suggested when this one answers 404.
     pub fn other(self) -> Self {
         match self {
-            ProfileEndpoint::ScanProfilesV2 => ProfileEndpoint::Changes,
+            ProfileEndpoint::Auto | ProfileEndpoint::ScanProfilesV2 => ProfileEndpoint::Changes,
             ProfileEndpoint::Changes => ProfileEndpoint::ScanProfilesV2,
         }
     }
 
-    /// Path of one profile's report below the API base URL.
+    /// Path of one profile's report below the API base URL (`auto` starts
+    /// with `scan-profiles-v2`'s).
     pub fn path(self, customer_id: &str, profile_id: &str) -> String {
         match self {
-            ProfileEndpoint::ScanProfilesV2 => format!(
+            ProfileEndpoint::Auto | ProfileEndpoint::ScanProfilesV2 => format!(
                 "/partner/external/v3/general/customers/{customer_id}/scan-profiles-v2/{profile_id}"
             ),
             ProfileEndpoint::Changes => format!(

@@ -129,7 +129,20 @@ pub(super) async fn profile<const WITH_LISTS: bool>(
     headers: HeaderMap,
 ) -> Answer {
     state.stats.profile_requests.fetch_add(1, Ordering::Relaxed);
+    if !WITH_LISTS {
+        state
+            .stats
+            .v2_profile_requests
+            .fetch_add(1, Ordering::Relaxed);
+    }
     let request_id = admit(&state, &headers, SCAN_PROFILES_READ).await?;
+    if !WITH_LISTS && state.v2_path_absent.load(Ordering::Relaxed) {
+        return Err(api_error(
+            StatusCode::NOT_FOUND,
+            request_id,
+            "resource not found",
+        ));
+    }
     let fault = state.fault(&profile_id);
     let body = profile_body(
         &state,

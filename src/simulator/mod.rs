@@ -272,6 +272,12 @@ impl RunningSimulator {
         self.state.reject_all_tokens.store(on, Ordering::Relaxed);
     }
 
+    /// Answer 404 on the `scan-profiles-v2` path (the `changes` path keeps
+    /// answering), as an AvePoint that serves only its published path would.
+    pub fn set_v2_path_absent(&self, absent: bool) {
+        self.state.v2_path_absent.store(absent, Ordering::Relaxed);
+    }
+
     /// Remove all injected faults.
     pub fn clear_faults(&self) {
         lock(&self.state.faults).clear();

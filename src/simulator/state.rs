@@ -30,6 +30,8 @@ pub struct SimStats {
     pub client_assertions: AtomicU64,
     /// Profile requests (all outcomes, both paths).
     pub profile_requests: AtomicU64,
+    /// Of those, requests on the `scan-profiles-v2` path.
+    pub v2_profile_requests: AtomicU64,
     /// Discovery requests (both endpoints).
     pub discovery_requests: AtomicU64,
     /// API (not token) requests being handled right now: what AvePoint
@@ -100,6 +102,8 @@ pub(super) struct SimState {
     pub(super) token_redirect: Mutex<Option<String>>,
     /// Answer 401 to every API request.
     pub(super) reject_all_tokens: AtomicBool,
+    /// Answer 404 on the scan-profiles-v2 path, as if AvePoint did not serve it.
+    pub(super) v2_path_absent: AtomicBool,
     request_counter: AtomicU64,
     pub(super) stats: SimStats,
     /// `http` or `https`: the scheme clients use (token URL checks).
@@ -142,6 +146,7 @@ impl SimState {
             respelled_ids,
             token_redirect: Mutex::default(),
             reject_all_tokens: AtomicBool::default(),
+            v2_path_absent: AtomicBool::default(),
             request_counter: AtomicU64::new(1),
             stats: SimStats::default(),
         }

@@ -1,0 +1,122 @@
+//! Issue #11: `avepoint.endpoint: auto` (the default) finds the path
+//! AvePoint serves. The seed path `scan-profiles-v2` is asked first; when
+//! it answers 404, `changes` is asked for the same profile at once, and if
+//! that answers, every profile uses `changes` from then on.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{Harness, Setup};
+
+fn v2_requests(harness: &Harness) -> u64 {
+    harness
+        .sim
+        .stats()
+        .v2_profile_requests
+        .load(Ordering::Relaxed)
+}
+
+fn all_requests(harness: &Harness) -> u64 {
+    harness.sim.stats().profile_requests.load(Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn auto_moves_to_changes_when_the_seed_path_is_not_served() {
+    let harness = Harness::start(Setup::default()).await;
+    harness.sim.set_v2_path_absent(true);
+    let profiles = harness.sim.profile_ids().len() as u64;
+
+    let first = harness.scrape().await;
+    assert_eq!(
+        first
+            .find("avepoint_scan_profile_up", &[])
+            .iter()
+            .filter(|s| s.value == 1.0)
+            .count() as u64,
+        profiles,
+        "every profile is up on the first scrape"
+    );
+    assert_eq!(
+        first.value("avepoint_api_profile_path_info", &[("path", "changes")]),
+        1.0
+    );
+    assert!(
+        first
+            .find(
+                "avepoint_api_profile_path_info",
+                &[("path", "scan-profiles-v2")]
+            )
+            .is_empty()
+    );
+    // At most the profiles in flight before the switch asked the seed path.
+    let seed = v2_requests(&harness);
+    assert!(
+        (1..=8).contains(&seed),
+        "{seed} requests on scan-profiles-v2"
+    );
+    assert_eq!(all_requests(&harness), profiles + seed);
+
+    let second = harness.scrape().await;
+    assert_eq!(v2_requests(&harness), seed, "the seed path was asked again");
+    assert_eq!(all_requests(&harness), 2 * profiles + seed);
+    assert_eq!(
+        second
+            .find("avepoint_scan_profile_up", &[])
+            .iter()
+            .filter(|s| s.value == 1.0)
+            .count() as u64,
+        profiles
+    );
+}
+
+#[tokio::test]
+async fn auto_keeps_the_seed_path_while_it_answers() {
+    let harness = Harness::start(Setup::default()).await;
+    let profiles = harness.sim.profile_ids().len() as u64;
+    let metrics = harness.scrape().await;
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_profile_path_info",
+            &[("path", "scan-profiles-v2")]
+        ),
+        1.0
+    );
+    assert_eq!(v2_requests(&harness), profiles);
+    assert_eq!(all_requests(&harness), profiles);
+}
+
+#[tokio::test]
+async fn a_profile_neither_path_knows_is_reported_as_not_existing() {
+    let unknown = (
+        "caf90000-2cc6-4000-b04b-794c00005ea3".to_owned(),
+        "47dba9a1-1004-4c2d-b2ce-8f5e66f5842d".to_owned(),
+    );
+    let harness = Harness::start(Setup {
+        extra_targets: vec![unknown.clone()],
+        ..Setup::default()
+    })
+    .await;
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
+    let failed: Vec<_> = snapshot
+        .profiles
+        .iter()
+        .filter_map(|p| p.outcome.as_ref().err().map(|e| (&p.target, e)))
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0.profile_id, unknown.1);
+    assert_eq!(failed[0].1.status, "404");
+    assert!(
+        failed[0].1.message.starts_with(
+            "HTTP 404 Not Found: customer or scan profile not found: neither the scan-profiles-v2 nor the changes path knows it; check the ids"
+        ),
+        "{}",
+        failed[0].1.message
+    );
+    // The seed path answers for the real profiles, so no switch happened.
+    assert_eq!(
+        harness.state.pipeline().client.profile_path().name(),
+        "scan-profiles-v2"
+    );
+}
