@@ -4,7 +4,7 @@
 //! log), [`instrumentation`] (`avepoint_api_*` counters), [`model`] (the
 //! wire types), [`certificate`] (the certificate credential and its JWT),
 //! [`auth`] (the OAuth2 token source), [`pacing`] (rate limit, Retry-After,
-//! jitter), [`client`] (one typed call per
+//! jitter), [`error`] (why a call failed), [`client`] (one typed call per
 //! endpoint, retries, back-off, rate limit, the concurrency bound).
 //!
 //! Imports only `config` (settings, targets) and `sync` from the crate;
@@ -13,12 +13,14 @@
 pub mod auth;
 pub mod certificate;
 pub mod client;
+pub mod error;
 pub mod http;
 pub mod instrumentation;
 pub mod model;
 pub mod pacing;
 
 pub use auth::{AccessToken, AuthError, TokenSource};
-pub use client::{ApiClient, ApiError, FailureKind};
+pub use client::ApiClient;
+pub use error::{ApiError, FailureKind};
 pub use instrumentation::{ApiEndpoint, ApiMetrics};
 pub use model::{ScanProfileReport, ScanStatus};
