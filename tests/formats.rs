@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use avepoint_exporter::avepoint::ScanProfileReport;
 use avepoint_exporter::simulator::Fault;
-use common::{Harness, Setup, tool_available};
+use common::{Exposition, Harness, Setup, tool_available};
 
 const WEIRD_NAME: &str =
     "Finance \"Q4\" \\ backup\nsecond line – Ünïcødé 档案 🚀 {a=\"b\"} # not a comment";
@@ -191,4 +191,59 @@ async fn landing_page_and_health_endpoints() {
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+}
+
+/// A raw GET: status, `Content-Encoding` and the body's bytes as sent.
+async fn get_raw(harness: &Harness, path: &str, accept_encoding: &str) -> (u16, String, Vec<u8>) {
+    let response = reqwest::Client::new()
+        .get(format!("http://{}{path}", harness.addr))
+        .header("Accept-Encoding", accept_encoding)
+        .header("Accept", "application/openmetrics-text;version=1.0.0")
+        .send()
+        .await
+        .expect("exporter answers");
+    let encoding = response
+        .headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let status = response.status().as_u16();
+    (status, encoding, response.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn metrics_and_probe_are_gzipped_for_clients_that_accept_it() {
+    use std::io::Read;
+    let harness = Harness::start(Setup::default()).await;
+    let (customer, profile) = harness.sim.profile_ids()[0].clone();
+    for path in [
+        "/metrics".to_owned(),
+        format!("/probe?customer_id={customer}"),
+    ] {
+        let (status, encoding, plain) = get_raw(&harness, &path, "identity").await;
+        assert_eq!((status, encoding.as_str()), (200, ""), "{path}");
+        // What Prometheus sends.
+        let (status, encoding, gzipped) = get_raw(&harness, &path, "gzip").await;
+        assert_eq!((status, encoding.as_str()), (200, "gzip"), "{path}");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(gzipped.as_slice())
+            .read_to_string(&mut text)
+            .expect("valid gzip");
+        assert!(
+            gzipped.len() * 3 < plain.len(),
+            "{path}: {} bytes gzipped, {} plain",
+            gzipped.len(),
+            plain.len()
+        );
+        let metrics = Exposition::parse(&text);
+        assert!(text.ends_with("# EOF\n"), "{path}");
+        assert_eq!(
+            metrics.profile_value("avepoint_scan_profile_up", &customer, &profile),
+            1.0,
+            "{path}"
+        );
+    }
+    // The small pages stay as they are.
+    let (_, encoding, _) = get_raw(&harness, "/-/healthy", "gzip").await;
+    assert_eq!(encoding, "");
 }
