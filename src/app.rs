@@ -155,16 +155,16 @@ pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
 
 /// Which path answered for the scan profiles, as `check` reports it.
 fn profile_path_line(settings: &Settings, client: &crate::avepoint::ApiClient) -> String {
-    let path = client.profile_path().name();
+    let path = client.profile_path();
     match settings.avepoint.endpoint {
-        crate::config::ProfileEndpoint::Auto if path == "changes" => {
+        crate::config::ProfileEndpoint::Auto if path == crate::config::ProfileEndpoint::Changes => {
             "profile path: changes (avepoint.endpoint: auto; scan-profiles-v2 answered 404)"
                 .to_owned()
         }
         crate::config::ProfileEndpoint::Auto => {
-            format!("profile path: {path} (avepoint.endpoint: auto)")
+            format!("profile path: {} (avepoint.endpoint: auto)", path.name())
         }
-        _ => format!("profile path: {path}"),
+        _ => format!("profile path: {}", path.name()),
     }
 }
 

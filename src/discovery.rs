@@ -22,7 +22,7 @@ use tokio::time::MissedTickBehavior;
 use crate::avepoint::http::sanitize_public;
 use crate::avepoint::model::{Customer, Page, ScanProfileSummary};
 use crate::avepoint::{ApiClient, ApiError};
-use crate::config::{DiscoverySettings, ProfileTarget};
+use crate::config::{DiscoverySettings, ProfileTarget, canonical_uuid};
 
 /// Upper bound of pages read from one list, whatever the server claims.
 const MAX_PAGES: u32 = 1000;
@@ -293,13 +293,6 @@ fn wanted_targets<'a>(
 /// spelled twice (case, braces, hyphens) is one customer or profile.
 fn canonical_key(id: &str) -> String {
     canonical_uuid(id).unwrap_or_else(|| id.to_owned())
-}
-
-/// The lower-case hyphenated form of a UUID, or `None` if it is not one.
-fn canonical_uuid(id: &str) -> Option<String> {
-    uuid::Uuid::parse_str(id.trim())
-        .ok()
-        .map(|id| id.to_string())
 }
 
 async fn list_profiles(

@@ -54,8 +54,6 @@ pub struct Pipeline {
     pub client: Arc<ApiClient>,
     /// Runs the collection rounds.
     pub rounds: Arc<ScrapeRounds>,
-    /// Whether `/metrics` collects the profiles (else only `/probe` does).
-    pub metrics_include_profiles: bool,
     /// Discovery, when enabled; stops when the last pipeline sharing it drops.
     pub discovery: Option<Arc<Discovery>>,
 }
@@ -108,7 +106,6 @@ impl Pipeline {
                 settings.avepoint.round_timeout,
             )),
             client,
-            metrics_include_profiles: settings.metrics_include_profiles,
             discovery,
         })
     }

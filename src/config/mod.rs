@@ -268,6 +268,16 @@ impl Settings {
     }
 }
 
+/// The form every id in a [`ProfileTarget`] takes: the lower-case,
+/// hyphenated UUID, whatever spelling it came in (case, braces, no hyphens),
+/// or `None` when it is not a UUID. Discovery and `/probe` use it, so that
+/// one id is one target everywhere.
+pub fn canonical_uuid(id: &str) -> Option<String> {
+    uuid::Uuid::parse_str(id.trim())
+        .ok()
+        .map(|id| id.to_string())
+}
+
 /// One scan profile to export.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProfileTarget {

@@ -22,12 +22,10 @@ use serde::Serialize;
 use tower_http::compression::CompressionLayer;
 
 use crate::collect::Snapshot;
-use crate::config::ProfileTarget;
+use crate::config::{ProfileTarget, canonical_uuid};
 use crate::metrics::{Exposition, Format, encode_probe, encode_scrape};
 use crate::state::{AppState, ReloadError, ReloadOutcome};
-pub use timeout::{
-    DEFAULT_SCRAPE_TIMEOUT, SCRAPE_TIMEOUT_HEADER, SCRAPE_TIMEOUT_OFFSET, request_budget,
-};
+pub use timeout::{SCRAPE_TIMEOUT_HEADER, request_budget};
 
 /// The exporter's routes.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -60,7 +58,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let budget = request_budget(&headers);
     let format = negotiated_format(&headers);
     let pipeline = state.pipeline();
-    let snapshot = if pipeline.metrics_include_profiles {
+    let snapshot = if pipeline.settings.metrics_include_profiles {
         // The header bounds how long this scrape waits, never the round it
         // shares with the others (`avepoint.round_timeout` does).
         pipeline.rounds.collect(budget).await
@@ -127,9 +125,9 @@ fn bad_request(message: String) -> Response {
 fn uuid_parameter(query: &HashMap<String, String>, name: &str) -> Result<Option<String>, String> {
     match query.get(name) {
         None => Ok(None),
-        Some(value) => uuid::Uuid::parse_str(value.trim())
-            .map(|id| Some(id.to_string()))
-            .map_err(|_| format!("{name} {value:?} is not a UUID")),
+        Some(value) => canonical_uuid(value)
+            .map(Some)
+            .ok_or_else(|| format!("{name} {value:?} is not a UUID")),
     }
 }
 

@@ -11,9 +11,9 @@ use axum::http::HeaderMap;
 pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
 
 /// Deadline used when the scraper does not send `X-Prometheus-Scrape-Timeout-Seconds`.
-pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kept back from Prometheus' timeout so the answer arrives before it gives up.
-pub const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
 /// The most time a scrape is given, whatever the header says.
 const MAX_SCRAPE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The least time a scrape is given, whatever the header says.
