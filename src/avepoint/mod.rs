@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod certificate;
 pub mod client;
+pub mod details_stub;
 pub mod error;
 pub mod http;
 pub mod instrumentation;
