@@ -70,6 +70,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             snapshot,
             pipeline.rounds.targets().len(),
             pipeline.discovery_state(),
+            pipeline.profile_details_state(),
             &state.api_metrics,
             &state.reload_metrics,
             &state.build,
@@ -176,7 +177,10 @@ async fn probe(
             .find(|c| c.id.eq_ignore_ascii_case(&customer_id))
             .cloned()
     });
-    metrics_response(encode_probe(snapshot, customer, format), format)
+    metrics_response(
+        encode_probe(snapshot, customer, pipeline.profile_details_state(), format),
+        format,
+    )
 }
 
 /// One entry of Prometheus' HTTP service discovery format.
