@@ -15,11 +15,16 @@ use std::time::Duration;
 use avepoint_exporter::avepoint::ApiMetrics;
 use avepoint_exporter::collect::{ProfileResult, Snapshot};
 use avepoint_exporter::config::ProfileTarget;
-use avepoint_exporter::metrics::{BuildInfo, Format, ReloadMetrics, encode_probe, encode_scrape};
+use avepoint_exporter::metrics::{
+    BuildInfo, Format, ReloadMetrics, ScrapeSources, encode_probe, encode_scrape,
+};
 use avepoint_exporter::simulator::data;
 use time::OffsetDateTime;
 
 const PROFILES: usize = 10_000;
+/// The customer a probe asks for (none of the snapshot's: only the
+/// per-profile families are measured).
+const CUSTOMER: &str = "00000000-0000-4000-8000-000000000000";
 
 fn snapshot(customers: usize, per_customer: usize) -> Arc<Snapshot> {
     let now = OffsetDateTime::now_utc();
@@ -78,10 +83,17 @@ fn profiles_10k(bencher: divan::Bencher, format: Format) {
         .counter(divan::counter::ItemsCount::new(PROFILES))
         .bench(|| {
             // Every chunk, as the server streams them, without keeping them.
-            encode_probe(Arc::clone(&SNAPSHOT), None, None, format)
-                .expect("encodes")
-                .map(|chunk| chunk.len())
-                .sum::<usize>()
+            encode_probe(
+                Arc::clone(&SNAPSHOT),
+                CUSTOMER,
+                None,
+                None,
+                Default::default(),
+                format,
+            )
+            .expect("encodes")
+            .map(|chunk| chunk.len())
+            .sum::<usize>()
         });
 }
 
@@ -97,9 +109,10 @@ fn scrape_10k(bencher: divan::Bencher, format: Format) {
         .bench(|| {
             encode_scrape(
                 Arc::clone(&SNAPSHOT),
-                SNAPSHOT.profiles.len(),
-                None,
-                None,
+                ScrapeSources {
+                    targets: SNAPSHOT.profiles.len(),
+                    ..Default::default()
+                },
                 &api,
                 &reload,
                 &build,

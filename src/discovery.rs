@@ -187,7 +187,11 @@ pub async fn refresh(
             };
         }
     };
-    let (discovered, failed) = list_wanted_profiles(client, settings, &customers, previous).await;
+    let (discovered, failed) = if settings.list_profiles {
+        list_wanted_profiles(client, settings, &customers, previous).await
+    } else {
+        (Vec::new(), false)
+    };
     let targets = merge_targets(static_targets, &discovered);
     customers.sort_by(|a, b| a.id.cmp(&b.id));
     tracing::info!(
@@ -342,7 +346,7 @@ async fn list_profiles(
 /// Read every page of a list. Stops at `totalCount`, at an empty page, at a
 /// page that brings nothing new (a server repeating itself), or after
 /// [`MAX_PAGES`]: a server that lies about its totals cannot keep us paging.
-async fn list_all<T, F, Fut, K>(
+pub async fn list_all<T, F, Fut, K>(
     list: &str,
     page_size: u32,
     mut fetch: F,

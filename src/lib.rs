@@ -11,6 +11,7 @@
 //!   JWT, the token source, the client, the wire model, `avepoint_api_*`.
 //! - [`discovery`]: which customers and profiles, in the background.
 //! - [`profile_details`]: each profile's schedule and settings, in the background.
+//! - [`backup`]: backup jobs and coverage per customer, in the background.
 //! - [`collect`]: collection rounds, a plain [`collect::Snapshot`] each.
 //! - [`metrics`]: encoding snapshots and counters as a scrape or a probe.
 //! - [`state`]: what one config builds, the shared state, reloads.
@@ -23,6 +24,7 @@
 
 pub mod app;
 pub mod avepoint;
+pub mod backup;
 pub mod cli;
 pub mod collect;
 pub mod config;

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::avepoint::{ApiClient, ApiMetrics};
+use crate::backup::{BackgroundCollector, BackupSnapshot, Coverage, CustomerSource, LatestJob};
 use crate::collect::ScrapeRounds;
 use crate::config::{ConfigError, Settings, process_env};
 use crate::discovery::{Discovery, DiscoveryState, TargetSource};
@@ -59,6 +60,17 @@ pub struct Pipeline {
     pub discovery: Option<Arc<Discovery>>,
     /// The profile details refresher, unless disabled; shared like discovery.
     pub profile_details: Option<Arc<ProfileDetails>>,
+    /// The backup collectors that are enabled; shared like discovery.
+    pub backup: BackupCollectors,
+}
+
+/// The running backup collectors of a pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct BackupCollectors {
+    /// `collectors.backup_jobs`, when enabled.
+    pub jobs: Option<Arc<BackgroundCollector<LatestJob>>>,
+    /// `collectors.backup_coverage`, when enabled.
+    pub coverage: Option<Arc<BackgroundCollector<Coverage>>>,
 }
 
 impl Pipeline {
@@ -106,6 +118,12 @@ impl Pipeline {
             Some(running) => Some(running),
             None => spawn_details(settings, &client, &targets, previous),
         };
+        let backup = match previous
+            .filter(|previous| previous.can_share_backup(settings, &client, &discovery))
+        {
+            Some(previous) => previous.backup.clone(),
+            None => spawn_backup(settings, &client, &discovery),
+        };
         Ok(Self {
             settings: settings.clone(),
             rounds: Arc::new(ScrapeRounds::new(
@@ -117,7 +135,43 @@ impl Pipeline {
             client,
             discovery,
             profile_details,
+            backup,
         })
+    }
+
+    /// Whether a pipeline for `settings` can keep this one's backup
+    /// collectors: same client, same customers, same collector settings.
+    fn can_share_backup(
+        &self,
+        settings: &Settings,
+        client: &Arc<ApiClient>,
+        discovery: &Option<Arc<Discovery>>,
+    ) -> bool {
+        let same_discovery = match (&self.discovery, discovery) {
+            (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
+            (None, None) => true,
+            _ => false,
+        };
+        Arc::ptr_eq(&self.client, client)
+            && same_discovery
+            && self.settings.customers == settings.customers
+            && self.settings.collectors == settings.collectors
+    }
+
+    /// The backup collectors' latest states, as plain data.
+    pub fn backup_snapshot(&self) -> BackupSnapshot {
+        BackupSnapshot {
+            jobs: self
+                .backup
+                .jobs
+                .as_ref()
+                .map(|c| Arc::clone(&c.state.borrow())),
+            coverage: self
+                .backup
+                .coverage
+                .as_ref()
+                .map(|c| Arc::clone(&c.state.borrow())),
+        }
     }
 
     /// This pipeline's details refresher, if the one for `settings` can
@@ -202,6 +256,36 @@ fn spawn_details(
             .and_then(Pipeline::profile_details_state)
             .as_deref(),
     )))
+}
+
+/// The enabled backup collectors of `settings`, reading the config's
+/// customers and the ones `discovery` finds.
+fn spawn_backup(
+    settings: &Settings,
+    client: &Arc<ApiClient>,
+    discovery: &Option<Arc<Discovery>>,
+) -> BackupCollectors {
+    let customers = CustomerSource {
+        configured: settings.customers.clone(),
+        discovered: discovery.as_ref().map(|d| d.state.clone()),
+    };
+    let collectors = &settings.collectors;
+    BackupCollectors {
+        jobs: collectors.backup_jobs.as_ref().map(|jobs| {
+            Arc::new(crate::backup::spawn_jobs(
+                Arc::clone(client),
+                customers.clone(),
+                jobs,
+            ))
+        }),
+        coverage: collectors.backup_coverage.as_ref().map(|coverage| {
+            Arc::new(crate::backup::spawn_coverage(
+                Arc::clone(client),
+                customers,
+                coverage,
+            ))
+        }),
+    }
 }
 
 /// How the web face is set up, beside the config file.

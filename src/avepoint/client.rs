@@ -34,7 +34,7 @@ pub struct ApiClient {
     endpoint: ProfileEndpoint,
     tokens: Arc<TokenSource>,
     metrics: ApiMetrics,
-    request_timeout: Duration,
+    pub(super) request_timeout: Duration,
     in_flight: Arc<Semaphore>,
     concurrency: usize,
     max_response_bytes: usize,
@@ -230,7 +230,7 @@ impl ApiClient {
     /// A 429 or 503 whose `Retry-After` does not fit starts a back-off
     /// instead: until it ends, calls fail at once without reaching AvePoint,
     /// so the next scrapes do not hammer an API that asked for a pause.
-    async fn call_with_retry<T: DeserializeOwned + Send + 'static>(
+    pub(super) async fn call_with_retry<T: DeserializeOwned + Send + 'static>(
         &self,
         endpoint: ApiEndpoint,
         url: &Url,
@@ -470,10 +470,11 @@ impl ApiClient {
             }
             StatusCode::FORBIDDEN => format!(
                 "the app registration lacks the permission {}; grant it in Elements > API app registration",
-                if endpoint == ApiEndpoint::CustomersBatch {
-                    crate::config::CUSTOMERS_SCOPE
-                } else {
-                    crate::config::DEFAULT_SCOPE
+                match endpoint {
+                    ApiEndpoint::CustomersBatch => crate::config::CUSTOMERS_SCOPE,
+                    ApiEndpoint::BackupJobsBatch => crate::config::BACKUP_JOBS_SCOPE,
+                    ApiEndpoint::BackupCoverage => crate::config::BACKUP_COVERAGE_SCOPE,
+                    _ => crate::config::SCAN_PROFILES_SCOPE,
                 }
             ),
             StatusCode::NOT_FOUND if endpoint != ApiEndpoint::ScanProfile => {
@@ -504,7 +505,7 @@ impl ApiClient {
         }
     }
 
-    fn url(&self, path: &str) -> Url {
+    pub(super) fn url(&self, path: &str) -> Url {
         let mut url = self.base_url.clone();
         let base_path = url.path().trim_end_matches('/').to_owned();
         url.set_path(&format!("{base_path}{path}"));
@@ -530,7 +531,7 @@ fn retry_delay(error: &ApiError) -> Option<Duration> {
     }
 }
 
-fn set_page(url: &mut Url, page_index: u32, page_size: u32) {
+pub(super) fn set_page(url: &mut Url, page_index: u32, page_size: u32) {
     url.query_pairs_mut()
         .append_pair("pageIndex", &page_index.to_string())
         .append_pair("pageSize", &page_size.to_string());

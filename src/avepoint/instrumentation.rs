@@ -30,6 +30,10 @@ pub enum ApiEndpoint {
     CustomersBatch,
     /// Profile discovery.
     ScanProfilesBatch,
+    /// A page of a customer's backup jobs.
+    BackupJobsBatch,
+    /// A page of a customer's protection coverage.
+    BackupCoverage,
 }
 
 impl ApiEndpoint {
@@ -40,6 +44,8 @@ impl ApiEndpoint {
             ApiEndpoint::ScanProfile => "scan_profile",
             ApiEndpoint::CustomersBatch => "customers_batch",
             ApiEndpoint::ScanProfilesBatch => "scan_profiles_batch",
+            ApiEndpoint::BackupJobsBatch => "backup_jobs_batch",
+            ApiEndpoint::BackupCoverage => "backup_coverage",
         }
     }
 }

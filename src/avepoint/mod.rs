@@ -11,6 +11,7 @@
 //! never `discovery`, `collect`, `metrics` or anything above.
 
 pub mod auth;
+pub mod backup;
 pub mod certificate;
 pub mod client;
 pub mod details_stub;

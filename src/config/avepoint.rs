@@ -13,11 +13,11 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use super::collectors::{BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE, CollectorSettings};
 use super::raw::RawAvePoint;
 use super::{
     CLIENT_ID_ENV, CLIENT_SECRET_ENV, CUSTOMERS_SCOPE, ConfigError, ConfigFile,
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_ROUND_TIMEOUT, DEFAULT_SCOPE, MAX_CONCURRENCY,
-    MAX_ROUND_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_ROUND_TIMEOUT, MAX_CONCURRENCY, MAX_ROUND_TIMEOUT,
 };
 use crate::avepoint::certificate::{CertificateError, ClientCertificate};
 
@@ -324,20 +324,38 @@ pub(super) fn scope(
     file: &ConfigFile<'_>,
     raw: Option<String>,
     discovery_enabled: bool,
+    collectors: &CollectorSettings,
 ) -> Result<String, ConfigError> {
-    let scope = match raw {
-        Some(scope) => scope,
-        None if discovery_enabled => format!("{DEFAULT_SCOPE} {CUSTOMERS_SCOPE}"),
-        None => DEFAULT_SCOPE.to_owned(),
-    };
+    let mut needed = collectors.scopes();
+    if discovery_enabled {
+        needed.push(CUSTOMERS_SCOPE);
+    }
+    let scope = raw.unwrap_or_else(|| needed.join(" "));
     if scope.trim().is_empty() {
         return Err(file.invalid("avepoint.scope", "must not be empty".into()));
     }
-    if discovery_enabled && !scope.split_whitespace().any(|s| s == CUSTOMERS_SCOPE) {
-        return Err(file.invalid(
-            "avepoint.scope",
-            format!("discovery needs the permission {CUSTOMERS_SCOPE}; add it to the scope"),
-        ));
+    // The scan profile permission is not checked: scopes written before
+    // collectors existed may spell it differently and work.
+    let required = [
+        (discovery_enabled, CUSTOMERS_SCOPE, "discovery"),
+        (
+            collectors.backup_jobs.is_some(),
+            BACKUP_JOBS_SCOPE,
+            "collectors.backup_jobs",
+        ),
+        (
+            collectors.backup_coverage.is_some(),
+            BACKUP_COVERAGE_SCOPE,
+            "collectors.backup_coverage",
+        ),
+    ];
+    for (wanted, permission, what) in required {
+        if wanted && !scope.split_whitespace().any(|s| s == permission) {
+            return Err(file.invalid(
+                "avepoint.scope",
+                format!("{what} needs the permission {permission}; add it to the scope"),
+            ));
+        }
     }
     Ok(scope)
 }

@@ -20,6 +20,10 @@ pub struct DiscoverySettings {
     pub include: Vec<DiscoveryRule>,
     /// ... and none of these match.
     pub exclude: Vec<DiscoveryRule>,
+    /// Whether each customer's scan profiles are listed too (not when
+    /// the scan profile collector is off: the backup collectors need only
+    /// the customers).
+    pub list_profiles: bool,
 }
 
 /// One include or exclude rule: every field given must match (anchored regex).
@@ -69,6 +73,7 @@ impl DiscoverySettings {
         }
         self.refresh_interval == other.refresh_interval
             && self.page_size == other.page_size
+            && self.list_profiles == other.list_profiles
             && same_rules(&self.include, &other.include)
             && same_rules(&self.exclude, &other.exclude)
     }
@@ -131,6 +136,7 @@ pub(super) fn validate(
         page_size,
         include: discovery.include.into_iter().map(rule).collect(),
         exclude: discovery.exclude.into_iter().map(rule).collect(),
+        list_profiles: true,
     }))
 }
 

@@ -15,6 +15,7 @@
 //! naming the key, not a failure at the first token request.
 
 mod avepoint;
+mod collectors;
 mod discovery;
 mod profile_details;
 mod raw;
@@ -32,6 +33,10 @@ use url::Url;
 
 use crate::avepoint::certificate::ClientCertificate;
 
+pub use collectors::{
+    BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE, BackupCollectorSettings, CollectorSettings,
+    SCAN_PROFILES_SCOPE,
+};
 pub use discovery::{DiscoveryRule, DiscoverySettings};
 pub use profile_details::ProfileDetailsSettings;
 pub(crate) use yaml::parse_yaml;
@@ -40,8 +45,6 @@ pub(crate) use yaml::parse_yaml;
 pub const CLIENT_ID_ENV: &str = "AVEPOINT_CLIENT_ID";
 /// Environment variable that overrides `avepoint.client_secret_file`.
 pub const CLIENT_SECRET_ENV: &str = "AVEPOINT_CLIENT_SECRET";
-/// The permission the exporter needs for the profile endpoints.
-pub const DEFAULT_SCOPE: &str = "elements.scanprofiles.read.all";
 /// Default for `avepoint.max_response_bytes`: 1 MiB, far above a profile
 /// report; raise it for the `changes` endpoint's object lists if needed.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -178,8 +181,13 @@ pub struct Settings {
     pub avepoint: AvePointSettings,
     /// The scan profiles listed in the file (discovery may add more).
     pub targets: Vec<ProfileTarget>,
+    /// Every customer `targets` names, in file order (for the per-customer
+    /// collectors; discovery may add more).
+    pub customers: Vec<String>,
     /// Finding customers and profiles through the API, when enabled.
     pub discovery: Option<DiscoverySettings>,
+    /// Which collectors run.
+    pub collectors: CollectorSettings,
     /// Fetching each profile's details in the background, unless disabled.
     pub profile_details: Option<ProfileDetailsSettings>,
     /// Whether `/metrics` fetches and serves every target's profile
@@ -340,11 +348,17 @@ impl Settings {
         let client_id = avepoint::client_id(&file, &section, &env)?;
         let credential = avepoint::credential(&file, &section, &env)?;
         let limits = avepoint::limits(&file, &section)?;
-        let discovery = discovery::validate(&file, raw.discovery)?;
-        let profile_details =
-            profile_details::validate(&file, raw.profile_details, discovery.as_ref())?;
-        let scope = avepoint::scope(&file, section.scope, discovery.is_some())?;
-        let targets = targets::validate(&file, &raw.targets, discovery.is_some())?;
+        let collectors = collectors::validate(&file, raw.collectors)?;
+        let mut discovery = discovery::validate(&file, raw.discovery)?;
+        if let Some(discovery) = &mut discovery {
+            discovery.list_profiles = collectors.scan_profiles;
+        }
+        let profile_details = match collectors.scan_profiles {
+            true => profile_details::validate(&file, raw.profile_details, discovery.as_ref())?,
+            false => None,
+        };
+        let scope = avepoint::scope(&file, section.scope, discovery.is_some(), &collectors)?;
+        let targets = targets::validate(&file, &raw.targets, discovery.is_some(), &collectors)?;
         Ok(Settings {
             source: path.to_owned(),
             source_digest: Sha256::digest(text).into(),
@@ -366,9 +380,11 @@ impl Settings {
                 max_requests_per_second: limits.max_requests_per_second,
                 max_response_bytes: limits.max_response_bytes,
             },
-            targets,
+            targets: targets.profiles,
+            customers: targets.customers,
             discovery,
             profile_details,
+            collectors,
             metrics_include_profiles: raw
                 .metrics
                 .and_then(|metrics| metrics.include_profiles)

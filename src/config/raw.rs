@@ -18,7 +18,7 @@ use super::{Environment, ProfileEndpoint};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 #[serde(
-    expecting = "a mapping with the keys avepoint, targets, discovery, profile_details and metrics"
+    expecting = "a mapping with the keys avepoint, targets, discovery, profile_details, collectors and metrics"
 )]
 pub(super) struct RawConfig {
     pub(super) avepoint: Option<RawAvePoint>,
@@ -26,6 +26,7 @@ pub(super) struct RawConfig {
     pub(super) targets: Vec<RawTarget>,
     pub(super) discovery: Option<RawDiscovery>,
     pub(super) profile_details: Option<RawProfileDetails>,
+    pub(super) collectors: Option<RawCollectors>,
     pub(super) metrics: Option<RawMetrics>,
 }
 
@@ -63,7 +64,7 @@ pub(super) struct RawAvePoint {
 pub(super) struct RawTarget {
     #[serde(deserialize_with = "uuid")]
     pub(super) customer_id: Uuid,
-    #[serde(deserialize_with = "uuids")]
+    #[serde(default, deserialize_with = "uuids")]
     pub(super) profile_ids: Vec<Uuid>,
 }
 
@@ -103,6 +104,32 @@ pub(super) struct RawRule {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProfileDetails {
     pub(super) enabled: Option<bool>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) refresh_interval: Option<Duration>,
+}
+
+/// The `collectors:` section.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCollectors {
+    pub(super) scan_profiles: Option<RawScanProfilesCollector>,
+    pub(super) backup_jobs: Option<RawBackupCollector>,
+    pub(super) backup_coverage: Option<RawBackupCollector>,
+}
+
+/// `collectors.scan_profiles`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScanProfilesCollector {
+    pub(super) enabled: Option<bool>,
+}
+
+/// `collectors.backup_jobs` and `collectors.backup_coverage`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackupCollector {
+    #[serde(default)]
+    pub(super) enabled: bool,
     #[serde(default, deserialize_with = "duration")]
     pub(super) refresh_interval: Option<Duration>,
 }

@@ -4,7 +4,14 @@
 use std::collections::HashSet;
 
 use super::raw::RawTarget;
-use super::{ConfigError, ConfigFile, ProfileTarget};
+use super::{CollectorSettings, ConfigError, ConfigFile, ProfileTarget};
+
+/// What `targets:` lists: the profiles to collect, and every customer
+/// named (for the per-customer collectors).
+pub(super) struct Targets {
+    pub(super) profiles: Vec<ProfileTarget>,
+    pub(super) customers: Vec<String>,
+}
 
 /// Flatten the listed targets. The list may only be empty when discovery
 /// finds the profiles instead; a profile listed twice is reported rather
@@ -13,7 +20,8 @@ pub(super) fn validate(
     file: &ConfigFile<'_>,
     raw: &[RawTarget],
     discovery_enabled: bool,
-) -> Result<Vec<ProfileTarget>, ConfigError> {
+    collectors: &CollectorSettings,
+) -> Result<Targets, ConfigError> {
     if raw.is_empty() && !discovery_enabled {
         return Err(file.invalid(
             "targets",
@@ -23,7 +31,16 @@ pub(super) fn validate(
     }
     let mut seen = HashSet::new();
     let mut targets = Vec::new();
+    let mut customers: Vec<String> = Vec::new();
     for (index, target) in raw.iter().enumerate() {
+        let customer_id = target.customer_id.to_string();
+        if !customers.contains(&customer_id) {
+            customers.push(customer_id);
+        }
+        if !collectors.scan_profiles {
+            // Only the customer matters to the per-customer collectors.
+            continue;
+        }
         if target.profile_ids.is_empty() {
             return Err(file.invalid(
                 &format!("targets[{index}].profile_ids"),
@@ -47,5 +64,8 @@ pub(super) fn validate(
             targets.push(target);
         }
     }
-    Ok(targets)
+    Ok(Targets {
+        profiles: targets,
+        customers,
+    })
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
+use super::backup::{BackupCollector, CollectorHealth};
 use super::customers::{CustomerCollector, DiscoveryCollector};
 use super::details::{DetailFamilies, DetailsCollector};
 use super::exporter::{BuildInfo, ExporterCollector, ProbeCollector, ReloadMetrics};
@@ -13,6 +14,7 @@ use super::process::ProcessCollector;
 use super::profiles::ProfileFamilies;
 use crate::avepoint::instrumentation::ApiMetrics;
 use crate::avepoint::model::Customer;
+use crate::backup::BackupSnapshot;
 use crate::collect::Snapshot;
 use crate::discovery::DiscoveryState;
 use crate::profile_details::ProfileDetailsState;
@@ -73,14 +75,28 @@ impl Iterator for Exposition {
     }
 }
 
+/// What a scrape encodes besides the snapshot: plain data from each stage.
+#[derive(Debug, Clone, Default)]
+pub struct ScrapeSources {
+    /// Targets collected.
+    pub targets: usize,
+    /// Discovery's state, when discovery runs.
+    pub discovery: Option<Arc<DiscoveryState>>,
+    /// Profile details, when they are read.
+    pub details: Option<Arc<ProfileDetailsState>>,
+    /// The backup collectors' states.
+    pub backup: BackupSnapshot,
+    /// Whether the per-customer backup series are part of this scrape
+    /// (`metrics.include_profiles`; else `/probe` serves them).
+    pub backup_per_customer: bool,
+}
+
 /// Encode a scrape: the snapshot's profiles and their details, discovery
-/// and customer metrics, the exporter's own metrics and the process metrics.
-#[allow(clippy::too_many_arguments)] // plain data from each stage, by name
+/// and customer metrics, the backup collectors, the exporter's own metrics
+/// and the process metrics.
 pub fn encode_scrape(
     snapshot: Arc<Snapshot>,
-    targets: usize,
-    discovery: Option<Arc<DiscoveryState>>,
-    details: Option<Arc<ProfileDetailsState>>,
+    sources: ScrapeSources,
     api: &ApiMetrics,
     reload: &ReloadMetrics,
     build: &BuildInfo,
@@ -89,19 +105,26 @@ pub fn encode_scrape(
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ExporterCollector {
         collect_duration: snapshot.collect_duration,
-        targets,
+        targets: sources.targets,
         build: build.clone(),
     }));
-    if let Some(discovery) = discovery {
+    if let Some(discovery) = sources.discovery {
         registry.register_collector(Box::new(DiscoveryCollector(discovery)));
     }
-    if let Some(details) = &details {
+    if let Some(details) = &sources.details {
         registry.register_collector(Box::new(DetailsCollector(Arc::clone(details))));
+    }
+    registry.register_collector(Box::new(CollectorHealth(sources.backup.clone())));
+    if sources.backup_per_customer {
+        registry.register_collector(Box::new(BackupCollector {
+            snapshot: sources.backup,
+            customer: None,
+        }));
     }
     api.register(&mut registry);
     reload.register(&mut registry);
     registry.register_collector(Box::new(ProcessCollector));
-    Exposition::new(&registry, snapshot, details.as_deref(), format)
+    Exposition::new(&registry, snapshot, sources.details.as_deref(), format)
 }
 
 /// Encode one `/probe`: in a fresh registry, only the probed customer's
@@ -110,8 +133,10 @@ pub fn encode_scrape(
 /// `avepoint_probe_duration_seconds`.
 pub fn encode_probe(
     snapshot: Arc<Snapshot>,
+    customer_id: &str,
     customer: Option<Customer>,
     details: Option<Arc<ProfileDetailsState>>,
+    backup: BackupSnapshot,
     format: Format,
 ) -> Result<Exposition, std::fmt::Error> {
     let mut registry = Registry::default();
@@ -122,5 +147,9 @@ pub fn encode_probe(
     if let Some(customer) = customer {
         registry.register_collector(Box::new(CustomerCollector(vec![customer].into())));
     }
+    registry.register_collector(Box::new(BackupCollector {
+        snapshot: backup,
+        customer: Some(customer_id.to_owned()),
+    }));
     Exposition::new(&registry, snapshot, details.as_deref(), format)
 }

@@ -8,6 +8,7 @@
 //! ([`crate::avepoint::ApiMetrics`], [`ReloadMetrics`]) are registered into a
 //! fresh registry per scrape. Must not import `web`, `serve` or `state`.
 
+mod backup;
 mod customers;
 mod details;
 mod exporter;
@@ -18,7 +19,7 @@ mod process;
 pub mod profiles;
 
 pub use exporter::{BuildInfo, ReloadMetrics};
-pub use exposition::{Exposition, encode_probe, encode_scrape};
+pub use exposition::{Exposition, ScrapeSources, encode_probe, encode_scrape};
 pub use format::Format;
 
 #[cfg(test)]

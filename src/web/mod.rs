@@ -23,7 +23,7 @@ use tower_http::compression::CompressionLayer;
 
 use crate::collect::Snapshot;
 use crate::config::{ProfileTarget, canonical_uuid};
-use crate::metrics::{Exposition, Format, encode_probe, encode_scrape};
+use crate::metrics::{Exposition, Format, ScrapeSources, encode_probe, encode_scrape};
 use crate::state::{AppState, ReloadError, ReloadOutcome};
 pub use timeout::{SCRAPE_TIMEOUT_HEADER, request_budget};
 
@@ -65,12 +65,17 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     } else {
         Arc::new(Snapshot::default())
     };
+    let sources = ScrapeSources {
+        targets: pipeline.rounds.targets().len(),
+        discovery: pipeline.discovery_state(),
+        details: pipeline.profile_details_state(),
+        backup: pipeline.backup_snapshot(),
+        backup_per_customer: pipeline.settings.metrics_include_profiles,
+    };
     metrics_response(
         encode_scrape(
             snapshot,
-            pipeline.rounds.targets().len(),
-            pipeline.discovery_state(),
-            pipeline.profile_details_state(),
+            sources,
             &state.api_metrics,
             &state.reload_metrics,
             &state.build,
@@ -158,7 +163,10 @@ async fn probe(
         .filter(|t| profile_id.as_ref().is_none_or(|p| t.profile_id == *p))
         .cloned()
         .collect();
-    if targets.is_empty() {
+    let backup = pipeline.backup_snapshot();
+    // A customer without scan profiles still has its backup data.
+    let backup_only = profile_id.is_none() && backup.knows(&customer_id);
+    if targets.is_empty() && !backup_only {
         return bad_request(match profile_id {
             Some(profile_id) => format!(
                 "profile {profile_id} of customer {customer_id} is not a configured or discovered target"
@@ -169,7 +177,10 @@ async fn probe(
     let budget = request_budget(&headers);
     let format = negotiated_format(&headers);
     // Probes of the same targets share a round, as scrapes do.
-    let snapshot = pipeline.rounds.collect_targets(targets, budget).await;
+    let snapshot = match targets.is_empty() {
+        true => Arc::new(Snapshot::default()),
+        false => pipeline.rounds.collect_targets(targets, budget).await,
+    };
     let customer = pipeline.discovery_state().and_then(|discovery| {
         discovery
             .customers
@@ -178,7 +189,14 @@ async fn probe(
             .cloned()
     });
     metrics_response(
-        encode_probe(snapshot, customer, pipeline.profile_details_state(), format),
+        encode_probe(
+            snapshot,
+            &customer_id,
+            customer,
+            pipeline.profile_details_state(),
+            backup,
+            format,
+        ),
         format,
     )
 }
@@ -208,21 +226,30 @@ async fn service_discovery(State(state): State<Arc<AppState>>) -> Json<Vec<SdTar
         .iter()
         .map(|c| (c.id.as_str(), c.organization.as_str()))
         .collect();
+    // Customers with scan profiles first, then those only the backup
+    // collectors read.
+    let backup_customers = pipeline.backup_snapshot().customers();
+    let profile_customers = pipeline
+        .rounds
+        .targets()
+        .iter()
+        .map(|target| target.customer_id.clone())
+        .collect::<Vec<_>>();
     let mut entries: Vec<SdTarget> = Vec::new();
     let mut seen = HashSet::new();
-    for target in pipeline.rounds.targets().iter() {
-        if !seen.insert(target.customer_id.clone()) {
+    for customer_id in profile_customers.into_iter().chain(backup_customers) {
+        if !seen.insert(customer_id.clone()) {
             continue;
         }
         // Both sides hold canonical (lower-case) UUIDs.
         let organization = organizations
-            .get(target.customer_id.as_str())
+            .get(customer_id.as_str())
             .map(|org| (*org).to_owned())
             .unwrap_or_default();
         entries.push(SdTarget {
-            targets: [target.customer_id.clone()],
+            targets: [customer_id.clone()],
             labels: SdLabels {
-                customer_id: target.customer_id.clone(),
+                customer_id,
                 organization,
             },
         });

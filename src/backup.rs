@@ -1,0 +1,462 @@
+//! The backup collectors: each customer's backup jobs and protection
+//! coverage, read in the background on their own cadence (backups run a
+//! few times a day, not per scrape) and served from memory, so a scrape
+//! never waits for them.
+//!
+//! Each collector is a task that, every `refresh_interval`, pages through
+//! its endpoint for every customer (static `targets` customers and the ones
+//! discovery found), a few customers at a time, under the client's
+//! concurrency bound, rate limit, back-off and token. A customer whose read
+//! fails is `up 0` for that collector and has no other series from it
+//! until a read works again; the other customers are not disturbed.
+//!
+//! Imports `config`, `avepoint` and `discovery`; never `collect`, `metrics`
+//! or above.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use crate::avepoint::ApiClient;
+use crate::avepoint::ScanStatus;
+use crate::avepoint::backup::{BackupJob, CoverageItem, job_module_label, job_type_label};
+use crate::config::BackupCollectorSettings;
+use crate::discovery::{DiscoveryState, list_all};
+
+/// Customers read at the same time by one collector.
+const CUSTOMER_CONCURRENCY: usize = 2;
+/// Items per page (AvePoint allows at most 100).
+const PAGE_SIZE: u32 = 100;
+
+/// The latest job of one (job type, job module) of a customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestJob {
+    /// `job_type` label.
+    pub job_type: String,
+    /// `job_module` label.
+    pub job_module: String,
+    /// Raw status code (the `lastScanStatus` codes).
+    pub status: i64,
+    /// Start, as a Unix timestamp.
+    pub start: Option<f64>,
+    /// End, as a Unix timestamp; absent while the job runs.
+    pub end: Option<f64>,
+    /// `jobDuration` in seconds.
+    pub duration: Option<f64>,
+    /// Object counts by result: total, failed, successful, skipped, warning.
+    pub objects: [u64; 5],
+    /// `backupSize` in bytes.
+    pub size_bytes: Option<f64>,
+    /// End of the latest job of this type and module that finished, with or
+    /// without exception, this process has seen (in any list it read).
+    pub last_success: Option<f64>,
+}
+
+/// The `result` label values of [`LatestJob::objects`], in order.
+pub const OBJECT_RESULTS: [&str; 5] = ["total", "failed", "successful", "skipped", "warning"];
+
+/// One coverage row of a customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coverage {
+    /// `service_type` label.
+    pub service_type: String,
+    /// `service_module` label.
+    pub service_module: String,
+    /// `totalScannedObjects`.
+    pub scanned_objects: u64,
+    /// `totalProtectedObjects`.
+    pub protected_objects: u64,
+    /// Bytes stored in AvePoint's storage.
+    pub stored_avepoint: Option<f64>,
+    /// Bytes stored in the customer's own storage (BYOS).
+    pub stored_byos: Option<f64>,
+}
+
+/// One customer's result in one collector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerData<T> {
+    /// Whether the last read of this customer worked.
+    pub up: bool,
+    /// What it read (empty when `up` is false).
+    pub items: Arc<[T]>,
+}
+
+/// What a collector knows right now; replaced whole after every refresh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectorState<T> {
+    /// By customer id.
+    pub customers: BTreeMap<String, CustomerData<T>>,
+    /// End of the last refresh in which every customer was read.
+    pub last_success: Option<SystemTime>,
+}
+
+impl<T> Default for CollectorState<T> {
+    fn default() -> Self {
+        Self {
+            customers: BTreeMap::new(),
+            last_success: None,
+        }
+    }
+}
+
+/// Where the customers come from: the config's, and discovery's.
+#[derive(Debug, Clone)]
+pub struct CustomerSource {
+    /// The customers `targets` names.
+    pub configured: Vec<String>,
+    /// Discovery's state, when discovery runs.
+    pub discovered: Option<watch::Receiver<Arc<DiscoveryState>>>,
+}
+
+impl CustomerSource {
+    /// Every customer right now: the configured ones first, no duplicates.
+    pub fn current(&self) -> Vec<String> {
+        let mut customers = self.configured.clone();
+        if let Some(discovery) = &self.discovered {
+            for customer in discovery.borrow().customers.iter() {
+                if !customers.contains(&customer.id) {
+                    customers.push(customer.id.clone());
+                }
+            }
+        }
+        customers
+    }
+}
+
+/// A running collector; its task stops when the handle is dropped.
+#[derive(Debug)]
+pub struct BackgroundCollector<T> {
+    /// Always the latest state.
+    pub state: watch::Receiver<Arc<CollectorState<T>>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl<T> Drop for BackgroundCollector<T> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What one collector does on each refresh.
+trait Refresh: Send + 'static {
+    /// What it keeps per customer.
+    type Item: Send + Sync + 'static;
+    /// Read every one of `customers`.
+    fn refresh(
+        &mut self,
+        customers: Vec<String>,
+    ) -> impl Future<Output = CollectorState<Self::Item>> + Send + '_;
+}
+
+/// Start the backup jobs collector: every customer's job list, reduced to
+/// the latest job per (type, module).
+pub fn spawn_jobs(
+    client: Arc<ApiClient>,
+    customers: CustomerSource,
+    settings: &BackupCollectorSettings,
+) -> BackgroundCollector<LatestJob> {
+    let jobs = Jobs {
+        client,
+        successes: Successes::new(),
+    };
+    spawn(settings.refresh_interval, customers, jobs)
+}
+
+/// Start the protection coverage collector.
+pub fn spawn_coverage(
+    client: Arc<ApiClient>,
+    customers: CustomerSource,
+    settings: &BackupCollectorSettings,
+) -> BackgroundCollector<Coverage> {
+    spawn(
+        settings.refresh_interval,
+        customers,
+        CoverageReader { client },
+    )
+}
+
+/// The collector task: a refresh at once, then every `interval`.
+fn spawn<R: Refresh>(
+    interval: Duration,
+    customers: CustomerSource,
+    mut reader: R,
+) -> BackgroundCollector<R::Item> {
+    let (sender, receiver) = watch::channel(Arc::new(CollectorState::default()));
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let state = reader.refresh(customers.current()).await;
+            if sender.send(Arc::new(state)).is_err() {
+                return;
+            }
+        }
+    });
+    BackgroundCollector {
+        state: receiver,
+        task: task.abort_handle(),
+    }
+}
+
+/// Last successful job end per (customer, job type, job module), kept
+/// across refreshes: a list holding only the latest job per module forgets
+/// the last success as soon as a job fails.
+type Successes = HashMap<(String, String, String), f64>;
+
+struct Jobs {
+    client: Arc<ApiClient>,
+    successes: Successes,
+}
+
+impl Refresh for Jobs {
+    type Item = LatestJob;
+
+    async fn refresh(&mut self, customers: Vec<String>) -> CollectorState<LatestJob> {
+        let client = &self.client;
+        let results = read_customers(customers, |customer| async move {
+            let list = format!("backup jobs of customer {customer}");
+            list_all(
+                &list,
+                PAGE_SIZE,
+                |page, size| client.backup_jobs_page(&customer, page, size),
+                job_key,
+            )
+            .await
+        })
+        .await;
+        let successes = &mut self.successes;
+        CollectorState::from_results(results, |customer, jobs| {
+            latest_jobs(customer, &jobs, successes)
+        })
+    }
+}
+
+struct CoverageReader {
+    client: Arc<ApiClient>,
+}
+
+impl Refresh for CoverageReader {
+    type Item = Coverage;
+
+    async fn refresh(&mut self, customers: Vec<String>) -> CollectorState<Coverage> {
+        let client = &self.client;
+        let results = read_customers(customers, |customer| async move {
+            let list = format!("protection coverage of customer {customer}");
+            list_all(
+                &list,
+                PAGE_SIZE,
+                |page, size| client.coverage_page(&customer, page, size),
+                |item: &CoverageItem| format!("{:?}/{:?}", item.service_type, item.service_module),
+            )
+            .await
+        })
+        .await;
+        CollectorState::from_results(results, |_, items| coverage_rows(&items))
+    }
+}
+
+/// Read every customer with `read`, [`CUSTOMER_CONCURRENCY`] at a time.
+async fn read_customers<T, F, Fut, E>(
+    customers: Vec<String>,
+    read: F,
+) -> Vec<(String, Result<Vec<T>, E>)>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<Vec<T>, E>>,
+{
+    stream::iter(customers)
+        .map(|customer| {
+            let read = read(customer.clone());
+            async move { (customer, read.await) }
+        })
+        .buffered(CUSTOMER_CONCURRENCY)
+        .collect()
+        .await
+}
+
+impl<T> CollectorState<T> {
+    /// The state after reading every customer: each read reduced by
+    /// `reduce`; a failed one `up 0` and logged.
+    fn from_results<R, E: std::fmt::Display>(
+        results: Vec<(String, Result<Vec<R>, E>)>,
+        mut reduce: impl FnMut(&str, Vec<R>) -> Vec<T>,
+    ) -> Self {
+        let mut complete = true;
+        let customers = results
+            .into_iter()
+            .map(|(customer, result)| {
+                let data = match result {
+                    Ok(items) => CustomerData {
+                        up: true,
+                        items: reduce(&customer, items).into(),
+                    },
+                    Err(error) => {
+                        complete = false;
+                        tracing::warn!(customer_id = %customer, %error, "reading a customer's backup data failed");
+                        CustomerData {
+                            up: false,
+                            items: Arc::new([]),
+                        }
+                    }
+                };
+                (customer, data)
+            })
+            .collect();
+        CollectorState {
+            customers,
+            last_success: complete.then(SystemTime::now),
+        }
+    }
+}
+
+/// What makes two job list items the same item (for paging).
+fn job_key(job: &BackupJob) -> String {
+    format!(
+        "{}/{}/{}/{:?}",
+        job.job_id, job.job_type, job.job_module, job.last_modify_time
+    )
+}
+
+fn unix(at: time::OffsetDateTime) -> f64 {
+    at.unix_timestamp_nanos() as f64 / 1e9
+}
+
+/// Whether a job status means the job finished (with or without exception).
+fn finished(status: i64) -> bool {
+    matches!(
+        ScanStatus::from_code(status),
+        Some(ScanStatus::Finished | ScanStatus::FinishedWithException)
+    )
+}
+
+/// The latest job per (type, module) by `lastModifyTime` (then end, then
+/// start), whether the list is a history or holds one job per module; and
+/// the last success of each, remembered in `successes`.
+pub fn latest_jobs(
+    customer: &str,
+    jobs: &[BackupJob],
+    successes: &mut Successes,
+) -> Vec<LatestJob> {
+    let order = |job: &BackupJob| (job.last_modify_time, job.end_time, job.start_time);
+    let mut latest: BTreeMap<(String, String), &BackupJob> = BTreeMap::new();
+    for job in jobs {
+        let key = (
+            job_type_label(job.job_type),
+            job_module_label(job.job_module),
+        );
+        if finished(job.status)
+            && let Some(end) = job.end_time
+        {
+            let success = successes
+                .entry((customer.to_owned(), key.0.clone(), key.1.clone()))
+                .or_insert(f64::MIN);
+            *success = success.max(unix(end));
+        }
+        let slot = latest.entry(key).or_insert(job);
+        if order(job) > order(slot) {
+            *slot = job;
+        }
+    }
+    latest
+        .into_iter()
+        .map(|((job_type, job_module), job)| {
+            let last_success = successes
+                .get(&(customer.to_owned(), job_type.clone(), job_module.clone()))
+                .copied();
+            LatestJob {
+                status: job.status,
+                start: job.start_time.map(unix),
+                end: job.end_time.map(unix),
+                duration: job.job_duration.map(|d| d.as_secs_f64()),
+                objects: [
+                    job.objects.total_count,
+                    job.objects.failed_count,
+                    job.objects.successful_count,
+                    job.objects.skipped_count,
+                    job.objects.warning_count,
+                ],
+                size_bytes: job.backup_size,
+                last_success,
+                job_type,
+                job_module,
+            }
+        })
+        .collect()
+}
+
+/// Coverage rows, one per (service type, module); a module listed twice
+/// adds up.
+pub fn coverage_rows(items: &[CoverageItem]) -> Vec<Coverage> {
+    let mut rows: BTreeMap<(String, String), Coverage> = BTreeMap::new();
+    for item in items {
+        let service_type = item.service_type.label(job_type_label);
+        let service_module = item.service_module.label(job_module_label);
+        let row = rows
+            .entry((service_type.clone(), service_module.clone()))
+            .or_insert_with(|| Coverage {
+                service_type,
+                service_module,
+                scanned_objects: 0,
+                protected_objects: 0,
+                stored_avepoint: None,
+                stored_byos: None,
+            });
+        row.scanned_objects += item.total_scanned_objects;
+        row.protected_objects += item.total_protected_objects;
+        row.stored_avepoint = add(row.stored_avepoint, item.stored_in_avepoint);
+        row.stored_byos = add(row.stored_byos, item.stored_in_byos);
+    }
+    rows.into_values().collect()
+}
+
+fn add(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Both collectors' latest states, as plain data for the encoders.
+#[derive(Debug, Clone, Default)]
+pub struct BackupSnapshot {
+    /// Backup jobs, when that collector runs.
+    pub jobs: Option<Arc<CollectorState<LatestJob>>>,
+    /// Protection coverage, when that collector runs.
+    pub coverage: Option<Arc<CollectorState<Coverage>>>,
+}
+
+impl BackupSnapshot {
+    /// Every customer either collector read, sorted, no duplicates.
+    pub fn customers(&self) -> Vec<String> {
+        let mut customers: Vec<String> = self
+            .jobs
+            .iter()
+            .flat_map(|s| s.customers.keys().cloned())
+            .chain(
+                self.coverage
+                    .iter()
+                    .flat_map(|s| s.customers.keys().cloned()),
+            )
+            .collect();
+        customers.sort();
+        customers.dedup();
+        customers
+    }
+
+    /// Whether either collector knows `customer_id`.
+    pub fn knows(&self, customer_id: &str) -> bool {
+        self.jobs
+            .as_ref()
+            .is_some_and(|s| s.customers.contains_key(customer_id))
+            || self
+                .coverage
+                .as_ref()
+                .is_some_and(|s| s.customers.contains_key(customer_id))
+    }
+}

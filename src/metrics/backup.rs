@@ -1,0 +1,251 @@
+//! The backup collectors' families: per customer (on `/metrics`, or the
+//! customer's `/probe`) and the collectors' own health (`/metrics` only).
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Unit;
+
+use super::gauges::encode_gauges;
+use crate::backup::{
+    BackupSnapshot, CollectorState, Coverage, CustomerData, LatestJob, OBJECT_RESULTS,
+};
+
+/// One value of a job, when it has one.
+type JobValue = fn(&LatestJob) -> Option<f64>;
+
+/// Per-customer backup series, for every customer or only one.
+#[derive(Debug)]
+pub(super) struct BackupCollector {
+    pub(super) snapshot: BackupSnapshot,
+    /// `Some`: only this customer (a probe).
+    pub(super) customer: Option<String>,
+}
+
+impl BackupCollector {
+    fn wanted<'a, T>(
+        &'a self,
+        state: &'a CollectorState<T>,
+    ) -> impl Iterator<Item = (&'a String, &'a CustomerData<T>)> + 'a {
+        state
+            .customers
+            .iter()
+            .filter(|(id, _)| self.customer.as_ref().is_none_or(|only| only == *id))
+    }
+}
+
+/// Help text of `avepoint_backup_job_status`: the documented codes.
+const JOB_STATUS_HELP: &str = "Raw status code of the latest backup job of this type and module: the lastScanStatus codes (0=None, 1=Running, 2=Finished, 3=Failed, 4=Finished with exception, 5=Skipped, 6=Pending, 7=Failed to start, 8=Canceled, 9=Rejected, 10=Stopped, 11=Not scanned, 12=Disabled, 13=Not started, 14=Wait for configuration).";
+
+impl Collector for BackupCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut up = Vec::new();
+        if let Some(jobs) = &self.snapshot.jobs {
+            up.extend(self.wanted(jobs).map(|(c, d)| ("backup_jobs", c, d.up)));
+        }
+        if let Some(coverage) = &self.snapshot.coverage {
+            up.extend(
+                self.wanted(coverage)
+                    .map(|(c, d)| ("backup_coverage", c, d.up)),
+            );
+        }
+        encode_gauges(
+            &mut encoder,
+            "avepoint_backup_collector_up",
+            "1 when the collector's last read of this customer worked, 0 when it failed (the customer's other series from that collector are then absent).",
+            None,
+            up.into_iter().map(|(collector, customer, up)| {
+                (
+                    [("collector", collector), ("customer_id", customer.as_str())],
+                    i64::from(up),
+                )
+            }),
+        )?;
+        if let Some(jobs) = &self.snapshot.jobs {
+            self.encode_jobs(&mut encoder, jobs)?;
+        }
+        if let Some(coverage) = &self.snapshot.coverage {
+            self.encode_coverage(&mut encoder, coverage)?;
+        }
+        Ok(())
+    }
+}
+
+/// The job families in seconds: name, help, value.
+const JOB_SECONDS: [(&str, &str, JobValue); 4] = [
+    (
+        "avepoint_backup_job_start_timestamp",
+        "When the latest backup job of this type and module started (startTime), as a Unix timestamp.",
+        |job| job.start,
+    ),
+    (
+        "avepoint_backup_job_end_timestamp",
+        "When the latest backup job of this type and module ended (endTime), as a Unix timestamp; absent while it runs.",
+        |job| job.end,
+    ),
+    (
+        "avepoint_backup_job_duration",
+        "Duration of the latest backup job of this type and module (jobDuration).",
+        |job| job.duration,
+    ),
+    (
+        "avepoint_backup_last_success_timestamp",
+        "End of the latest backup job of this type and module that finished (with or without exception) the exporter has seen, as a Unix timestamp.",
+        |job| job.last_success,
+    ),
+];
+
+impl BackupCollector {
+    fn encode_jobs(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        state: &CollectorState<LatestJob>,
+    ) -> Result<(), std::fmt::Error> {
+        let rows: Vec<_> = self
+            .wanted(state)
+            .flat_map(|(customer, data)| data.items.iter().map(move |job| (customer, job)))
+            .collect();
+        let labels = |customer: &str, job: &LatestJob| {
+            [
+                ("customer_id", customer.to_owned()),
+                ("job_type", job.job_type.clone()),
+                ("job_module", job.job_module.clone()),
+            ]
+        };
+        let gauge = |value: JobValue| {
+            rows.iter()
+                .filter_map(|(customer, job)| Some((labels(customer, job), value(job)?)))
+                .collect::<Vec<_>>()
+        };
+        encode_gauges(
+            encoder,
+            "avepoint_backup_job_status",
+            JOB_STATUS_HELP,
+            None,
+            rows.iter()
+                .map(|(customer, job)| (labels(customer, job), job.status)),
+        )?;
+        for (name, help, value) in JOB_SECONDS {
+            encode_gauges(encoder, name, help, Some(&Unit::Seconds), gauge(value))?;
+        }
+        encode_gauges(
+            encoder,
+            "avepoint_backup_job_objects",
+            "Objects of the latest backup job of this type and module, by result (totalCount, failedCount, successfulCount, skippedCount, warningCount).",
+            None,
+            rows.iter().flat_map(|(customer, job)| {
+                OBJECT_RESULTS
+                    .iter()
+                    .zip(job.objects)
+                    .map(move |(result, count)| {
+                        let [customer, job_type, job_module] = labels(customer, job);
+                        (
+                            [
+                                customer,
+                                job_type,
+                                job_module,
+                                ("result", (*result).to_owned()),
+                            ],
+                            count as i64,
+                        )
+                    })
+            }),
+        )?;
+        encode_gauges(
+            encoder,
+            "avepoint_backup_job_size",
+            "Size of the latest backup job of this type and module (backupSize; KB, MB, GB and TB counted as powers of 1024).",
+            Some(&Unit::Bytes),
+            gauge(|job| job.size_bytes),
+        )
+    }
+
+    fn encode_coverage(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        state: &CollectorState<Coverage>,
+    ) -> Result<(), std::fmt::Error> {
+        let rows: Vec<_> = self
+            .wanted(state)
+            .flat_map(|(customer, data)| data.items.iter().map(move |row| (customer, row)))
+            .collect();
+        let labels = |customer: &str, row: &Coverage| {
+            [
+                ("customer_id", customer.to_owned()),
+                ("service_type", row.service_type.clone()),
+                ("service_module", row.service_module.clone()),
+            ]
+        };
+        encode_gauges(
+            encoder,
+            "avepoint_backup_scanned_objects",
+            "Objects found in the tenant for this service module (totalScannedObjects).",
+            None,
+            rows.iter()
+                .map(|(c, row)| (labels(c, row), row.scanned_objects as i64)),
+        )?;
+        encode_gauges(
+            encoder,
+            "avepoint_backup_protected_objects",
+            "Objects under backup protection for this service module (totalProtectedObjects).",
+            None,
+            rows.iter()
+                .map(|(c, row)| (labels(c, row), row.protected_objects as i64)),
+        )?;
+        encode_gauges(
+            encoder,
+            "avepoint_backup_stored",
+            "Backup data stored for this service module, by storage: avepoint (dataSizeStoredInAvePoint) or byos (dataSizeStoredInBYOS, the customer's own storage); units as powers of 1024.",
+            Some(&Unit::Bytes),
+            rows.iter().flat_map(|(c, row)| {
+                [("avepoint", row.stored_avepoint), ("byos", row.stored_byos)]
+                    .into_iter()
+                    .filter_map(move |(storage, bytes)| {
+                        let [customer, service_type, service_module] = labels(c, row);
+                        Some((
+                            [
+                                customer,
+                                service_type,
+                                service_module,
+                                ("storage", storage.to_owned()),
+                            ],
+                            bytes?,
+                        ))
+                    })
+            }),
+        )
+    }
+}
+
+/// When each collector last read every customer (`/metrics` only).
+#[derive(Debug)]
+pub(super) struct CollectorHealth(pub(super) BackupSnapshot);
+
+impl Collector for CollectorHealth {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let seconds = |at: Option<std::time::SystemTime>| {
+            at.and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64())
+        };
+        let rows = [
+            (
+                "backup_jobs",
+                self.0.jobs.as_ref().and_then(|s| seconds(s.last_success)),
+            ),
+            (
+                "backup_coverage",
+                self.0
+                    .coverage
+                    .as_ref()
+                    .and_then(|s| seconds(s.last_success)),
+            ),
+        ];
+        encode_gauges(
+            &mut encoder,
+            "avepoint_collector_last_success_timestamp",
+            "End of the collector's last refresh that read every customer, as a Unix timestamp.",
+            Some(&Unit::Seconds),
+            rows.into_iter()
+                .filter_map(|(collector, at)| Some(([("collector", collector)], at?))),
+        )
+    }
+}
