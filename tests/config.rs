@@ -70,7 +70,7 @@ const INVALID: &[(&str, Vars, &str)] = &[
         "invalid-unknown-key.yml",
         &[],
         "config file tests/testdata/config/invalid-unknown-key.yml: scrape_interval: \
-         unknown field `scrape_interval`, expected one of `avepoint`, `targets`, `discovery`, `profile_details`, `metrics` at line 7 column 1",
+         unknown field `scrape_interval`, expected one of `avepoint`, `targets`, `discovery`, `profile_details`, `collectors`, `metrics` at line 7 column 1",
     ),
     (
         "invalid-unknown-avepoint-key.yml",
@@ -181,6 +181,25 @@ const INVALID: &[(&str, Vars, &str)] = &[
         &[],
         "config file tests/testdata/config/invalid-zero-timeout.yml: avepoint.request_timeout: \
          must be greater than 0",
+    ),
+    (
+        "invalid-collectors-all-disabled.yml",
+        &[],
+        "config file tests/testdata/config/invalid-collectors-all-disabled.yml: collectors: \
+         every collector is disabled: enable at least one",
+    ),
+    (
+        "invalid-backup-scope-missing.yml",
+        &[],
+        "config file tests/testdata/config/invalid-backup-scope-missing.yml: avepoint.scope: \
+         collectors.backup_jobs needs the permission elements.jobs.read.all; add it to the scope",
+    ),
+    (
+        "invalid-backup-interval.yml",
+        &[],
+        "config file tests/testdata/config/invalid-backup-interval.yml: \
+         collectors.backup_coverage.refresh_interval: must be at least 1m: every refresh asks \
+         AvePoint for every customer's pages",
     ),
     (
         "invalid-profile-details-interval.yml",
@@ -388,6 +407,35 @@ fn profile_details_follow_discovery_unless_set_or_disabled() {
         )),
         None
     );
+}
+
+#[test]
+fn each_collector_adds_only_its_own_permission() {
+    let base = yaml("");
+    let scope = |text: String| from_yaml(&text).unwrap().avepoint.scope;
+    assert_eq!(scope(base.clone()), "elements.scanprofiles.read.all");
+    assert_eq!(
+        scope(format!(
+            "{base}collectors:\n  backup_jobs:\n    enabled: true\n  backup_coverage:\n    enabled: true\n"
+        )),
+        "elements.scanprofiles.read.all elements.jobs.read.all elements.cbprotected.read.all"
+    );
+    let backup_only = format!(
+        "avepoint:\n  client_id: c\ntargets:\n  - customer_id: {CUSTOMER}\n  - customer_id: {CUSTOMER_2}\n    profile_ids: [{PROFILE}]\ncollectors:\n  scan_profiles:\n    enabled: false\n  backup_coverage:\n    enabled: true\ndiscovery:\n  enabled: true\n"
+    );
+    let settings = from_yaml(&backup_only).unwrap();
+    assert_eq!(
+        settings.avepoint.scope,
+        "elements.cbprotected.read.all elements.customers.read.all"
+    );
+    // Without the scan profile collector only the customers count: no
+    // profile targets, no details, and discovery lists customers only.
+    assert!(settings.targets.is_empty());
+    assert_eq!(settings.customers, [CUSTOMER, CUSTOMER_2]);
+    assert!(settings.profile_details.is_none());
+    assert!(!settings.discovery.unwrap().list_profiles);
+    let coverage = settings.collectors.backup_coverage.unwrap();
+    assert_eq!(coverage.refresh_interval, Duration::from_secs(3600));
 }
 
 #[test]
