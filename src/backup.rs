@@ -460,3 +460,118 @@ impl BackupSnapshot {
                 .is_some_and(|s| s.customers.contains_key(customer_id))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(module: i64, status: i64, modified: &str, end: Option<&str>) -> BackupJob {
+        let end = end.map_or("null".to_owned(), |end| format!("\"{end}\""));
+        serde_json::from_str(&format!(
+            r#"{{"jobId": "{module}-{modified}", "jobType": 7, "jobModule": {module},
+                "status": {status}, "totalCount": "10", "failedCount": "1",
+                "successfulCount": "8", "skippedCount": "1", "warningCount": "0",
+                "backupSize": "2 GB", "startTime": "2026-11-01T00:00:00Z",
+                "endTime": {end}, "lastModifyTime": "{modified}", "jobDuration": "17m39s"}}"#
+        ))
+        .expect("a valid job")
+    }
+
+    fn at(text: &str) -> f64 {
+        unix(crate::avepoint::model::api_time::parse(text).unwrap())
+    }
+
+    #[test]
+    fn the_latest_job_per_module_wins_and_the_last_success_is_remembered() {
+        let history = [
+            job(303, 2, "2026-11-01T01:00:00Z", Some("2026-11-01T01:00:00Z")),
+            job(303, 3, "2026-11-02T01:00:00Z", Some("2026-11-02T01:00:00Z")),
+            job(305, 4, "2026-11-02T02:00:00Z", Some("2026-11-02T02:00:00Z")),
+            job(305, 1, "2026-11-03T02:00:00Z", None),
+        ];
+        let mut successes = Successes::new();
+        let jobs = latest_jobs("c", &history, &mut successes);
+        assert_eq!(jobs.len(), 2);
+        let exchange = &jobs[0];
+        assert_eq!(
+            (exchange.job_type.as_str(), exchange.job_module.as_str()),
+            ("microsoft_365", "exchange_online")
+        );
+        assert_eq!(exchange.status, 3);
+        assert_eq!(exchange.last_success, Some(at("2026-11-01T01:00:00Z")));
+        assert_eq!(exchange.objects, [10, 1, 8, 1, 0]);
+        assert_eq!(exchange.size_bytes, Some(2.0 * 1024f64.powi(3)));
+        assert_eq!(exchange.duration, Some(17.0 * 60.0 + 39.0));
+        let onedrive = &jobs[1];
+        assert_eq!(onedrive.job_module, "onedrive");
+        assert_eq!((onedrive.status, onedrive.end), (1, None));
+        assert_eq!(onedrive.last_success, Some(at("2026-11-02T02:00:00Z")));
+
+        // A list of the latest job per module only: the failure hides the
+        // success, which is remembered from the earlier read.
+        let latest_only = [job(
+            303,
+            3,
+            "2026-11-04T01:00:00Z",
+            Some("2026-11-04T01:00:00Z"),
+        )];
+        let jobs = latest_jobs("c", &latest_only, &mut successes);
+        assert_eq!(jobs[0].last_success, Some(at("2026-11-01T01:00:00Z")));
+        // ... per customer.
+        let jobs = latest_jobs("other", &latest_only, &mut successes);
+        assert_eq!(jobs[0].last_success, None);
+    }
+
+    #[test]
+    fn coverage_adds_up_per_module() {
+        let items: Vec<CoverageItem> = serde_json::from_str(
+            r#"[
+              {"customerId": "c", "customer": "admin@contoso.example", "serviceType": 7,
+               "serviceModule": 303, "totalScannedObjects": "120", "totalProtectedObjects": "118",
+               "dataSizeStoredInAvePoint": "1.5 GB", "dataSizeStoredInBYOS": "0 GB"},
+              {"customerId": "c", "serviceType": "7", "serviceModule": "303",
+               "totalScannedObjects": 5, "totalProtectedObjects": 5,
+               "dataSizeStoredInAvePoint": "512 MB", "dataSizeStoredInBYOS": null},
+              {"customerId": "c", "serviceType": 7, "serviceModule": "Viva Engage",
+               "totalScannedObjects": "1", "totalProtectedObjects": "0"}
+            ]"#,
+        )
+        .unwrap();
+        let rows = coverage_rows(&items);
+        assert_eq!(
+            rows,
+            [
+                Coverage {
+                    service_type: "microsoft_365".into(),
+                    service_module: "exchange_online".into(),
+                    scanned_objects: 125,
+                    protected_objects: 123,
+                    stored_avepoint: Some(2.0 * 1024f64.powi(3)),
+                    stored_byos: Some(0.0),
+                },
+                Coverage {
+                    service_type: "microsoft_365".into(),
+                    service_module: "viva_engage".into(),
+                    scanned_objects: 1,
+                    protected_objects: 0,
+                    stored_avepoint: None,
+                    stored_byos: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_customer_is_down_without_disturbing_the_others() {
+        let results: Vec<(String, Result<Vec<u32>, String>)> = vec![
+            ("a".into(), Ok(vec![1, 2])),
+            ("b".into(), Err("HTTP 403".into())),
+        ];
+        let state = CollectorState::from_results(results, |_, items| items);
+        assert!(state.customers["a"].up);
+        assert_eq!(&*state.customers["a"].items, [1, 2]);
+        assert!(!state.customers["b"].up);
+        assert!(state.customers["b"].items.is_empty());
+        assert_eq!(state.last_success, None);
+    }
+}
