@@ -149,8 +149,64 @@ pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
     let budget = settings.avepoint.request_timeout.saturating_mul(3);
     let snapshot = pipeline.rounds.collect_once(budget).await;
     let path = profile_path_line(&settings, &pipeline.client);
-    print!("{}", check_table(&snapshot, &path));
-    Ok(snapshot.failures() == 0 && !discovery_failed)
+    if settings.collectors.scan_profiles {
+        print!("{}", check_table(&snapshot, &path));
+    }
+    let backup_ok = check_backup_collectors(&settings, &pipeline).await;
+    Ok(snapshot.failures() == 0 && !discovery_failed && backup_ok)
+}
+
+/// `check` for the backup collectors: each one's permission, then the
+/// first page of every customer's list (or why it failed).
+async fn check_backup_collectors(settings: &Settings, pipeline: &crate::state::Pipeline) -> bool {
+    use crate::config::{BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE};
+    let customers = crate::backup::CustomerSource {
+        configured: settings.customers.clone(),
+        discovered: pipeline.discovery.as_ref().map(|d| d.state.clone()),
+    }
+    .current();
+    let client = &pipeline.client;
+    let mut all_ok = true;
+    let collectors = &settings.collectors;
+    for (enabled, name, permission) in [
+        (
+            collectors.backup_jobs.is_some(),
+            "backup_jobs",
+            BACKUP_JOBS_SCOPE,
+        ),
+        (
+            collectors.backup_coverage.is_some(),
+            "backup_coverage",
+            BACKUP_COVERAGE_SCOPE,
+        ),
+    ] {
+        if !enabled {
+            continue;
+        }
+        println!("\ncollector {name} (permission {permission}):");
+        for customer in &customers {
+            let first_page = match name {
+                "backup_jobs" => client
+                    .backup_jobs_page(customer, 1, 100)
+                    .await
+                    .map(|page| (page.data.len(), page.metadata.total_count)),
+                _ => client
+                    .coverage_page(customer, 1, 100)
+                    .await
+                    .map(|page| (page.data.len(), page.metadata.total_count)),
+            };
+            match first_page {
+                Ok((items, total)) => {
+                    println!("  customer {customer}: first page {items} items of {total}")
+                }
+                Err(error) => {
+                    all_ok = false;
+                    println!("  customer {customer}: FAILED: {error}");
+                }
+            }
+        }
+    }
+    all_ok
 }
 
 /// Which path answered for the scan profiles, as `check` reports it.

@@ -249,3 +249,134 @@ impl Collector for CollectorHealth {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::BackupSnapshot;
+    use prometheus_client::registry::Registry;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn snapshot() -> BackupSnapshot {
+        let job = LatestJob {
+            job_type: "microsoft_365".into(),
+            job_module: "exchange_online".into(),
+            status: 3,
+            start: Some(100.0),
+            end: Some(160.5),
+            duration: Some(60.5),
+            objects: [10, 1, 8, 1, 0],
+            size_bytes: Some(2048.0),
+            last_success: Some(50.0),
+        };
+        let mut jobs = BTreeMap::new();
+        jobs.insert(
+            "a".to_owned(),
+            CustomerData {
+                up: true,
+                items: vec![job].into(),
+            },
+        );
+        jobs.insert(
+            "b".to_owned(),
+            CustomerData {
+                up: false,
+                items: Arc::new([]),
+            },
+        );
+        let mut coverage = BTreeMap::new();
+        coverage.insert(
+            "a".to_owned(),
+            CustomerData {
+                up: true,
+                items: vec![Coverage {
+                    service_type: "microsoft_365".into(),
+                    service_module: "onedrive".into(),
+                    scanned_objects: 7,
+                    protected_objects: 6,
+                    stored_avepoint: Some(1024.0),
+                    stored_byos: None,
+                }]
+                .into(),
+            },
+        );
+        BackupSnapshot {
+            jobs: Some(Arc::new(CollectorState {
+                customers: jobs,
+                last_success: None,
+            })),
+            coverage: Some(Arc::new(CollectorState {
+                customers: coverage,
+                last_success: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(42)),
+            })),
+        }
+    }
+
+    fn series(collector: impl Collector + 'static) -> Vec<String> {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(collector));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_family_with_exact_values_for_one_customer() {
+        let lines = series(BackupCollector {
+            snapshot: snapshot(),
+            customer: Some("a".into()),
+        });
+        let job = r#"customer_id="a",job_type="microsoft_365",job_module="exchange_online""#;
+        let module = r#"customer_id="a",service_type="microsoft_365",service_module="onedrive""#;
+        assert_eq!(
+            lines,
+            [
+                r#"avepoint_backup_collector_up{collector="backup_jobs",customer_id="a"} 1"#
+                    .to_owned(),
+                r#"avepoint_backup_collector_up{collector="backup_coverage",customer_id="a"} 1"#
+                    .to_owned(),
+                format!("avepoint_backup_job_status{{{job}}} 3"),
+                format!("avepoint_backup_job_start_timestamp_seconds{{{job}}} 100.0"),
+                format!("avepoint_backup_job_end_timestamp_seconds{{{job}}} 160.5"),
+                format!("avepoint_backup_job_duration_seconds{{{job}}} 60.5"),
+                format!("avepoint_backup_last_success_timestamp_seconds{{{job}}} 50.0"),
+                format!("avepoint_backup_job_objects{{{job},result=\"total\"}} 10"),
+                format!("avepoint_backup_job_objects{{{job},result=\"failed\"}} 1"),
+                format!("avepoint_backup_job_objects{{{job},result=\"successful\"}} 8"),
+                format!("avepoint_backup_job_objects{{{job},result=\"skipped\"}} 1"),
+                format!("avepoint_backup_job_objects{{{job},result=\"warning\"}} 0"),
+                format!("avepoint_backup_job_size_bytes{{{job}}} 2048.0"),
+                format!("avepoint_backup_scanned_objects{{{module}}} 7"),
+                format!("avepoint_backup_protected_objects{{{module}}} 6"),
+                format!("avepoint_backup_stored_bytes{{{module},storage=\"avepoint\"}} 1024.0"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failing_customer_has_only_its_up_series() {
+        let lines = series(BackupCollector {
+            snapshot: snapshot(),
+            customer: Some("b".into()),
+        });
+        assert_eq!(
+            lines,
+            [r#"avepoint_backup_collector_up{collector="backup_jobs",customer_id="b"} 0"#]
+        );
+    }
+
+    #[test]
+    fn collector_health_says_when_each_collector_last_read_everyone() {
+        let lines = series(CollectorHealth(snapshot()));
+        assert_eq!(
+            lines,
+            [
+                r#"avepoint_collector_last_success_timestamp_seconds{collector="backup_coverage"} 42.0"#
+            ]
+        );
+    }
+}
