@@ -22,7 +22,9 @@
 #     prometheus binary); tests/e2e/probe_e2e.py does the same against the
 #     real exporter's demo (it needs the binary: .ci/run runs it)
 #   - systemd-analyze verify and security (threshold 2.0) of
-#     deploy/systemd/avepoint-exporter.service
+#     deploy/systemd/avepoint-exporter.service, and verify of
+#     deploy/systemd/avepoint-exporter.socket beside it (the ExecStart= its
+#     comment tells users to set is the service's plus --web.systemd-socket)
 #
 # Run from anywhere:  bash tests/e2e/check_kubernetes.sh
 # Needs (installs nothing itself):
@@ -161,13 +163,21 @@ systemd_unit() {
   grep -q '^ExecStart=/bin/true ' "$unit" || { echo "ExecStart= line not found"; return 1; }
   # verify exits 0 on settings it ignores ("Failed to parse ..., ignoring"):
   # any output at all is a failure.
+  # The socket unit finds its service in the same directory.
+  cp deploy/systemd/avepoint-exporter.socket "$WORK/"
   local out
-  out=$("$SYSTEMD_ANALYZE" verify "$unit" 2>&1) || { echo "$out"; return 1; }
+  out=$("$SYSTEMD_ANALYZE" verify "$WORK/avepoint-exporter.socket" "$unit" 2>&1) || { echo "$out"; return 1; }
   if [ -n "$out" ]; then
     echo "$out"
     return 1
   fi
-  echo "systemd-analyze verify: no complaints"
+  echo "systemd-analyze verify (service and socket): no complaints"
+  local exec_start
+  exec_start=$(sed -n 's/^ExecStart=//p' deploy/systemd/avepoint-exporter.service)
+  grep -qxF "#     ExecStart=$exec_start --web.systemd-socket" deploy/systemd/avepoint-exporter.socket || {
+    echo "avepoint-exporter.socket's comment does not show the service's ExecStart= plus --web.systemd-socket"
+    return 1
+  }
   "$SYSTEMD_ANALYZE" security --offline=true --threshold=20 "$unit" | tail -1
   [ "${PIPESTATUS[0]}" = 0 ]
 }
