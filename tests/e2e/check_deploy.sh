@@ -64,7 +64,7 @@ step "promtool test rules" "$PROMTOOL" test rules deploy/prometheus/avepoint-ale
 step "promtool check config" "$PROMTOOL" check config deploy/prometheus/prometheus.yml
 step "amtool check-config" "$AMTOOL" check-config "$AM_CONFIG"
 step "amtool config routes test" routes
-step "dashboard lint" "$PYTHON" tests/e2e/dashboard_lint.py dashboards/avepoint-scan-profiles.json
+step "dashboard lint (+ self-test of its query classifier)" "$PYTHON" tests/e2e/dashboard_lint.py --self-test dashboards/avepoint-scan-profiles.json
 if [ -n "${AVEPOINT_EXPORTER:-}" ]; then
   step "dashboard e2e" "$PYTHON" tests/e2e/dashboard_e2e.py --exporter "$AVEPOINT_EXPORTER"
 fi
