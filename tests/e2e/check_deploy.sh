@@ -5,6 +5,7 @@
 #   - amtool check-config                 deploy/alertmanager/alertmanager.yml
 #   - amtool config routes test           severity routing of the example
 #   - dashboard structure lint            dashboards/avepoint-scan-profiles.json
+#   - Grafana provisioning example        deploy/grafana/provisioning/dashboards/avepoint.yaml
 #
 # Run from the repository root:  bash tests/e2e/check_deploy.sh
 # Needs: promtool (package prometheus), amtool (prometheus-alertmanager), python3.
@@ -64,7 +65,40 @@ step "promtool test rules" "$PROMTOOL" test rules deploy/prometheus/avepoint-ale
 step "promtool check config" "$PROMTOOL" check config deploy/prometheus/prometheus.yml
 step "amtool check-config" "$AMTOOL" check-config "$AM_CONFIG"
 step "amtool config routes test" routes
-step "dashboard lint" "$PYTHON" tests/e2e/dashboard_lint.py dashboards/avepoint-scan-profiles.json
+step "dashboard lint (+ self-test of its query classifier)" "$PYTHON" tests/e2e/dashboard_lint.py --self-test dashboards/avepoint-scan-profiles.json
+# The provider the docs show: apiVersion 1, one file provider whose path is
+# where the docs tell users to put the JSON. PyYAML when present, else skipped.
+grafana_provisioning() {
+  "$PYTHON" - <<'EOF'
+import sys
+try:
+    import yaml
+except ImportError:
+    print("skipped: no PyYAML (python3 -m pip install pyyaml)")
+    sys.exit(0)
+doc = yaml.safe_load(open("deploy/grafana/provisioning/dashboards/avepoint.yaml", encoding="utf-8"))
+problems = []
+if doc.get("apiVersion") != 1:
+    problems.append("apiVersion must be 1")
+providers = doc.get("providers") or []
+if len(providers) != 1:
+    problems.append("want one provider")
+for p in providers:
+    if p.get("type") != "file":
+        problems.append("provider type must be file")
+    path = (p.get("options") or {}).get("path", "")
+    docs = open("docs/dashboard-and-alerts.md", encoding="utf-8").read()
+    if not path.startswith("/") or path not in docs:
+        problems.append("options.path %r must be absolute and the one docs/dashboard-and-alerts.md names" % path)
+    if not p.get("folder"):
+        problems.append("provider has no folder")
+for pr in problems:
+    print("FAIL " + pr)
+print("grafana provisioning: %s" % ("OK" if not problems else "FAILED"))
+sys.exit(1 if problems else 0)
+EOF
+}
+step "Grafana provisioning example" grafana_provisioning
 if [ -n "${AVEPOINT_EXPORTER:-}" ]; then
   step "dashboard e2e" "$PYTHON" tests/e2e/dashboard_e2e.py --exporter "$AVEPOINT_EXPORTER"
 fi
