@@ -74,7 +74,10 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             &state.reload_metrics,
             &state.build,
             format,
-        ),
+        )
+        .map(|exposition| {
+            exposition.with_last_status_state(pipeline.settings.metrics_last_status_state)
+        }),
         format,
     )
 }
@@ -176,7 +179,12 @@ async fn probe(
             .find(|c| c.id.eq_ignore_ascii_case(&customer_id))
             .cloned()
     });
-    metrics_response(encode_probe(snapshot, customer, format), format)
+    let states = pipeline.settings.metrics_last_status_state;
+    metrics_response(
+        encode_probe(snapshot, customer, format)
+            .map(|exposition| exposition.with_last_status_state(states)),
+        format,
+    )
 }
 
 /// One entry of Prometheus' HTTP service discovery format.

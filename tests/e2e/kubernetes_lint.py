@@ -267,6 +267,11 @@ def check_scrapeconfig(sc, svc):
     addr = [r for r in rl if r.get("targetLabel") == "__address__"]
     expect(len(addr) == 1 and addr[0].get("replacement") == address and "sourceLabels" not in addr[0],
            f"ScrapeConfig: __address__ must be replaced by {address}")
+    # The alerts' `exporter` label is namespace/service on both jobs: the
+    # probe targets must carry the Service's, as the ServiceMonitor's do.
+    for label, want in (("namespace", ns), ("service", name)):
+        got = [r.get("replacement") for r in rl if r.get("targetLabel") == label and "sourceLabels" not in r]
+        expect(got == [want], f"ScrapeConfig: relabelings must set {label} to {want!r} (the Service's), got {got}")
     order = [r.get("targetLabel") for r in rl]
     if "__param_customer_id" in order and "__address__" in order:
         expect(order.index("__param_customer_id") < order.index("__address__"),
