@@ -14,6 +14,7 @@ use super::profiles::ProfileFamilies;
 use crate::avepoint::instrumentation::ApiMetrics;
 use crate::avepoint::model::Customer;
 use crate::collect::Snapshot;
+use crate::config::LastStatusState;
 use crate::discovery::DiscoveryState;
 use crate::profile_details::ProfileDetailsState;
 
@@ -51,6 +52,13 @@ impl Exposition {
             profiles: ProfileFamilies::new(snapshot, format),
             eof: (format == Format::OpenMetrics).then_some("# EOF\n"),
         })
+    }
+
+    /// Which series of `avepoint_scan_last_status_state` each profile gets
+    /// (`metrics.last_status_state`; without this call, all of them).
+    pub fn with_last_status_state(mut self, states: LastStatusState) -> Self {
+        self.profiles = self.profiles.with_last_status_state(states);
+        self
     }
 
     /// The whole exposition as one string (tests, benchmarks, small outputs).
