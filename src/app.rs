@@ -32,6 +32,9 @@ pub enum AppError {
         /// Why.
         source: std::io::Error,
     },
+    /// `--web.listen-address` or `--web.systemd-socket` cannot be used.
+    #[error(transparent)]
+    Listeners(#[from] serve::ListenError),
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(std::io::Error),
@@ -54,10 +57,10 @@ fn load_web_config(path: Option<&Path>) -> Result<Option<Arc<WebConfigHandle>>, 
     Ok(path.map(WebConfigHandle::load).transpose()?)
 }
 
-/// Serve the exporter's routes for `state` on `listener` until SIGINT/SIGTERM,
+/// Serve the exporter's routes for `state` on `listeners` until SIGINT/SIGTERM,
 /// at most `max_connections` at once (0: derived from the open-files limit).
 async fn serve_until_shutdown(
-    listener: tokio::net::TcpListener,
+    listeners: Vec<tokio::net::TcpListener>,
     state: Arc<AppState>,
     web_config: Option<Arc<WebConfigHandle>>,
     max_connections: usize,
@@ -66,8 +69,8 @@ async fn serve_until_shutdown(
         max_connections,
         ..serve::ServeOptions::default()
     };
-    serve::serve_with_options(
-        listener,
+    serve::serve_listeners(
+        listeners,
         web::router(state),
         serve::shutdown_signal(),
         web_config,
@@ -79,6 +82,12 @@ async fn serve_until_shutdown(
 
 /// `serve`: run the exporter until SIGINT/SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
+    // First of all: taking systemd's sockets clears LISTEN_FDS/LISTEN_PID
+    // from the environment, which must not race other threads reading it.
+    let systemd = args
+        .systemd_socket
+        .then(serve::systemd_listeners)
+        .transpose()?;
     let settings = Settings::load(&args.config_file, process_env)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -97,16 +106,22 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         },
     )?;
     state.reload_on_sighup();
-    let listener = bind(&args.listen_address).await?;
-    let local = listener.local_addr().map_err(AppError::Serve)?;
-    tracing::info!(
-        address = %local,
-        telemetry_path = %state.telemetry_path(),
-        targets = state.rounds().targets().len(),
-        tls = web_config.as_ref().is_some_and(|w| w.tls_enabled()),
-        "listening"
-    );
-    serve_until_shutdown(listener, state, web_config, args.max_connections).await
+    let listeners = match systemd {
+        Some(listeners) => listeners,
+        None => serve::bind_all(&args.listen_addresses).await?,
+    };
+    for listener in &listeners {
+        let local = listener.local_addr().map_err(AppError::Serve)?;
+        tracing::info!(
+            address = %local,
+            systemd_socket = args.systemd_socket,
+            telemetry_path = %state.telemetry_path(),
+            targets = state.rounds().targets().len(),
+            tls = web_config.as_ref().is_some_and(|w| w.tls_enabled()),
+            "listening"
+        );
+    }
+    serve_until_shutdown(listeners, state, web_config, args.max_connections).await
 }
 
 /// How long `check` waits for the first discovery.
@@ -353,7 +368,8 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         simulator.base_url(),
     );
     tracing::info!(address = %local, simulator = %simulator.base_url(), "demo listening");
-    let result = serve_until_shutdown(listener, state, web_config, args.max_connections).await;
+    let result =
+        serve_until_shutdown(vec![listener], state, web_config, args.max_connections).await;
     simulator.stop();
     result
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 /// Prometheus exporter for AvePoint Elements scan profiles.
 #[derive(Debug, Parser)]
@@ -43,7 +43,8 @@ impl Cli {
         if let Some((name, _)) = matches.subcommand() {
             for (id, flag) in [
                 ("config_file", "--config.file"),
-                ("listen_address", "--web.listen-address"),
+                ("listen_addresses", "--web.listen-address"),
+                ("systemd_socket", "--web.systemd-socket"),
                 ("telemetry_path", "--web.telemetry-path"),
                 ("web_config_file", "--web.config.file"),
                 ("enable_lifecycle", "--web.enable-lifecycle"),
@@ -110,9 +111,16 @@ pub struct ServeArgs {
         env = "AVEPOINT_CONFIG_FILE"
     )]
     pub config_file: PathBuf,
-    /// Address to listen on for web interface and telemetry (`:port` = every interface, IPv4 and IPv6).
-    #[arg(long = "web.listen-address", default_value = ":10290")]
-    pub listen_address: String,
+    /// Address to listen on for web interface and telemetry (`:port` = every interface, IPv4 and IPv6). Repeat the flag to listen on several.
+    #[arg(
+        long = "web.listen-address",
+        default_value = ":10290",
+        action = ArgAction::Append
+    )]
+    pub listen_addresses: Vec<String>,
+    /// Use the sockets systemd passes (socket activation) instead of binding; not with --web.listen-address.
+    #[arg(long = "web.systemd-socket", conflicts_with = "listen_addresses")]
+    pub systemd_socket: bool,
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = telemetry_path)]
     pub telemetry_path: String,
@@ -271,7 +279,47 @@ mod tests {
         let cli = Cli::try_parse_from(["avepoint-exporter", "--config.file", "x.yml"]).unwrap();
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.config_file, PathBuf::from("x.yml"));
-        assert_eq!(cli.serve.listen_address, ":10290");
+        assert_eq!(cli.serve.listen_addresses, [":10290"]);
+        assert!(!cli.serve.systemd_socket);
+    }
+
+    #[test]
+    fn listen_addresses_repeat_and_replace_the_default() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--web.listen-address",
+            "127.0.0.1:1",
+            "--web.listen-address=[::1]:2",
+        ])
+        .unwrap();
+        assert_eq!(cli.serve.listen_addresses, ["127.0.0.1:1", "[::1]:2"]);
+    }
+
+    #[test]
+    fn the_systemd_socket_excludes_an_explicit_listen_address() {
+        // The default address does not count: the flag alone is fine.
+        let cli = Cli::try_parse_from(["x", "serve", "--web.systemd-socket"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("not the serve command");
+        };
+        assert!(args.systemd_socket);
+        let error =
+            Cli::try_parse_from(["x", "--web.systemd-socket", "--web.listen-address", ":1"])
+                .unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let message = error.to_string();
+        assert!(
+            message.contains("--web.systemd-socket") && message.contains("--web.listen-address"),
+            "{message}"
+        );
+        // Before a subcommand it is refused like serve's other flags.
+        let error = Cli::try_parse_args_from(["x", "--web.systemd-socket", "check"]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("--web.systemd-socket must come after the subcommand"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use avepoint_exporter::config::{ConfigError, Environment, ProfileEndpoint, Settings};
+use avepoint_exporter::config::{
+    ConfigError, Environment, LastStatusState, ProfileEndpoint, Settings,
+};
 use secrecy::ExposeSecret;
 
 const DIR: &str = "tests/testdata/config";
@@ -237,6 +239,13 @@ const INVALID: &[(&str, Vars, &str)] = &[
         "config file tests/testdata/config/invalid-unknown-environment.yml: avepoint.environment: \
          unknown variant `azure`, expected one of `commercial`, `gov`, `aos2`, `fedramp` \
          at line 2 column 16",
+    ),
+    (
+        "invalid-last-status-state.yml",
+        &[],
+        "config file tests/testdata/config/invalid-last-status-state.yml: metrics.last_status_state: \
+         unknown variant `some`, expected one of `all`, `current`, `none` \
+         at line 8 column 22",
     ),
     (
         "invalid-unknown-endpoint.yml",
@@ -720,4 +729,26 @@ fn shipped_example_configs_are_valid() {
         settings.avepoint.scope,
         "elements.scanprofiles.read.all elements.customers.read.all"
     );
+}
+
+#[test]
+fn last_status_state_defaults_to_all_and_takes_each_mode() {
+    let settings = from_yaml(&yaml("")).unwrap();
+    assert_eq!(settings.metrics_last_status_state, LastStatusState::All);
+    assert!(settings.metrics_include_profiles);
+    for (text, mode) in [
+        ("all", LastStatusState::All),
+        ("current", LastStatusState::Current),
+        ("none", LastStatusState::None),
+    ] {
+        let settings = from_yaml(&format!(
+            "{}metrics:\n  last_status_state: {text}\n",
+            yaml("")
+        ))
+        .unwrap();
+        assert_eq!(settings.metrics_last_status_state, mode, "{text}");
+        assert_eq!(mode.name(), text);
+        // The other metrics key keeps its default.
+        assert!(settings.metrics_include_profiles);
+    }
 }

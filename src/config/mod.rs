@@ -168,6 +168,34 @@ impl ProfileEndpoint {
     }
 }
 
+/// Which series of the status state set `avepoint_scan_last_status_state`
+/// each profile gets (`metrics.last_status_state`). The raw code gauge
+/// `avepoint_scan_last_status` is exported in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LastStatusState {
+    /// One series per documented state, 1 for the current one and 0 for
+    /// the others (the default: 15 series per profile).
+    #[default]
+    All,
+    /// Only the current state's series, with value 1 (none for an
+    /// undocumented status code).
+    Current,
+    /// No state set at all; the raw code gauge remains.
+    None,
+}
+
+impl LastStatusState {
+    /// The config spelling, for messages and docs.
+    pub fn name(self) -> &'static str {
+        match self {
+            LastStatusState::All => "all",
+            LastStatusState::Current => "current",
+            LastStatusState::None => "none",
+        }
+    }
+}
+
 /// Validated settings: everything the exporter needs, checked once at start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -195,6 +223,10 @@ pub struct Settings {
     /// Prometheus scrapes customers through `/sd` + `/probe`, so the API is
     /// not called twice for the same profiles.
     pub metrics_include_profiles: bool,
+    /// Which series of `avepoint_scan_last_status_state` are exported
+    /// (`metrics.last_status_state`, default `all`), on `/metrics` and
+    /// `/probe` alike.
+    pub metrics_last_status_state: LastStatusState,
 }
 
 /// How to reach and authenticate to AvePoint.
@@ -359,6 +391,7 @@ impl Settings {
         };
         let scope = avepoint::scope(&file, section.scope, discovery.is_some(), &collectors)?;
         let targets = targets::validate(&file, &raw.targets, discovery.is_some(), &collectors)?;
+        let metrics = raw.metrics.unwrap_or_default();
         Ok(Settings {
             source: path.to_owned(),
             source_digest: Sha256::digest(text).into(),
@@ -385,10 +418,8 @@ impl Settings {
             discovery,
             profile_details,
             collectors,
-            metrics_include_profiles: raw
-                .metrics
-                .and_then(|metrics| metrics.include_profiles)
-                .unwrap_or(true),
+            metrics_include_profiles: metrics.include_profiles.unwrap_or(true),
+            metrics_last_status_state: metrics.last_status_state,
         })
     }
 }

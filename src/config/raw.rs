@@ -12,7 +12,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::yaml::{duration, regex, uuid, uuids};
-use super::{Environment, ProfileEndpoint};
+use super::{Environment, LastStatusState, ProfileEndpoint};
 
 /// The whole document.
 #[derive(Deserialize)]
@@ -135,8 +135,10 @@ pub(super) struct RawBackupCollector {
 }
 
 /// The `metrics:` section.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub(super) include_profiles: Option<bool>,
+    #[serde(default)]
+    pub(super) last_status_state: LastStatusState,
 }

@@ -16,6 +16,7 @@ use crate::avepoint::instrumentation::ApiMetrics;
 use crate::avepoint::model::Customer;
 use crate::backup::BackupSnapshot;
 use crate::collect::Snapshot;
+use crate::config::LastStatusState;
 use crate::discovery::DiscoveryState;
 use crate::profile_details::ProfileDetailsState;
 
@@ -53,6 +54,13 @@ impl Exposition {
             profiles: ProfileFamilies::new(snapshot, format),
             eof: (format == Format::OpenMetrics).then_some("# EOF\n"),
         })
+    }
+
+    /// Which series of `avepoint_scan_last_status_state` each profile gets
+    /// (`metrics.last_status_state`; without this call, all of them).
+    pub fn with_last_status_state(mut self, states: LastStatusState) -> Self {
+        self.profiles = self.profiles.with_last_status_state(states);
+        self
     }
 
     /// The whole exposition as one string (tests, benchmarks, small outputs).

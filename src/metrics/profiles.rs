@@ -17,6 +17,7 @@ use super::Format;
 use crate::avepoint::ScanStatus;
 use crate::avepoint::model::{ScanProfileReport, scan_mode_label};
 use crate::collect::{ProfileResult, Snapshot};
+use crate::config::LastStatusState;
 
 /// Output is handed out in pieces of about this size.
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -67,8 +68,11 @@ impl Family {
         }
     }
 
-    fn help(self) -> &'static str {
+    fn help(self, states: LastStatusState) -> &'static str {
         match self {
+            Family::State if states == LastStatusState::Current => {
+                "1 for the documented state of the profile's last scan; only that state's series is exported (metrics.last_status_state: current), none for an undocumented status code."
+            }
             Family::Up => {
                 "1 when this scan profile's report was fetched in this scrape (or, with avepoint.cache_ttl set, served from a fetch younger than the TTL), 0 when the fetch failed (its other series are then absent)."
             }
@@ -114,19 +118,26 @@ impl Family {
 
     /// Whether this profile has series in this family: failed profiles
     /// only have `up` and the fetch duration, reports without a timestamp
-    /// lack that timestamp's series.
-    fn has_rows(self, result: &ProfileResult) -> bool {
+    /// lack that timestamp's series, and `states` decides the state set's.
+    fn has_rows(self, result: &ProfileResult, states: LastStatusState) -> bool {
         match (self, &result.outcome) {
             (Family::Up | Family::FetchDuration, _) => true,
             (Family::CacheAge, _) => result.cache_age.is_some(),
             (_, Err(_)) => false,
+            (Family::State, Ok(report)) => match states {
+                LastStatusState::All => true,
+                LastStatusState::Current => {
+                    ScanStatus::from_code(report.last_scan_status).is_some()
+                }
+                LastStatusState::None => false,
+            },
             (Family::LastUpdate, Ok(report)) => report.last_update_time.is_some(),
             (Family::Modified, Ok(report)) => report.modified_time.is_some(),
             (_, Ok(_)) => true,
         }
     }
 
-    fn write_rows(self, out: &mut String, result: &ProfileResult) {
+    fn write_rows(self, out: &mut String, result: &ProfileResult, states: LastStatusState) {
         let name = self.name();
         let report = result.outcome.as_ref().ok();
         match (self, report) {
@@ -153,7 +164,7 @@ impl Family {
             (Family::LastStatus, Some(report)) => {
                 line_int(out, name, result, report.last_scan_status)
             }
-            (Family::State, Some(report)) => state_lines(out, result, report),
+            (Family::State, Some(report)) => state_lines(out, result, report, states),
             (Family::LastUpdate, Some(report)) => {
                 if let Some(at) = report.last_update_time {
                     line_float(out, name, result, unix_seconds(at));
@@ -180,19 +191,29 @@ fn unix_seconds(at: time::OffsetDateTime) -> f64 {
 pub struct ProfileFamilies {
     snapshot: Arc<Snapshot>,
     format: Format,
+    states: LastStatusState,
     family: usize,
     next_profile: usize,
 }
 
 impl ProfileFamilies {
-    /// Chunks of the per-profile families of `snapshot` in `format`.
+    /// Chunks of the per-profile families of `snapshot` in `format`, with
+    /// the whole status state set (`metrics.last_status_state: all`).
     pub fn new(snapshot: Arc<Snapshot>, format: Format) -> Self {
         Self {
             snapshot,
             format,
+            states: LastStatusState::All,
             family: 0,
             next_profile: 0,
         }
+    }
+
+    /// The same, with `states` deciding which series of
+    /// `avepoint_scan_last_status_state` each profile gets.
+    pub fn with_last_status_state(mut self, states: LastStatusState) -> Self {
+        self.states = states;
+        self
     }
 
     fn write_header(&self, out: &mut String, family: Family) {
@@ -200,7 +221,7 @@ impl ProfileFamilies {
         out.push_str("# HELP ");
         out.push_str(name);
         out.push(' ');
-        out.push_str(family.help());
+        out.push_str(family.help(self.states));
         out.push_str("\n# TYPE ");
         out.push_str(name);
         out.push_str(" gauge\n");
@@ -222,14 +243,17 @@ impl Iterator for ProfileFamilies {
         let mut out = String::with_capacity(CHUNK_BYTES + 4096);
         while let Some(&family) = FAMILIES.get(self.family) {
             if self.next_profile == 0 {
-                if !profiles.iter().any(|result| family.has_rows(result)) {
+                if !profiles
+                    .iter()
+                    .any(|result| family.has_rows(result, self.states))
+                {
                     self.family += 1;
                     continue;
                 }
                 self.write_header(&mut out, family);
             }
             while let Some(result) = profiles.get(self.next_profile) {
-                family.write_rows(&mut out, result);
+                family.write_rows(&mut out, result, self.states);
                 self.next_profile += 1;
                 if out.len() >= CHUNK_BYTES {
                     return Some(out);
@@ -307,13 +331,24 @@ fn info_line(out: &mut String, result: &ProfileResult, report: &ScanProfileRepor
     out.push_str("\"} 1\n");
 }
 
-fn state_lines(out: &mut String, result: &ProfileResult, report: &ScanProfileReport) {
+fn state_lines(
+    out: &mut String,
+    result: &ProfileResult,
+    report: &ScanProfileReport,
+    states: LastStatusState,
+) {
+    let current = ScanStatus::from_code(report.last_scan_status);
+    if states == LastStatusState::None {
+        return;
+    }
     // Fifteen lines share everything up to the state's value: escape once.
     let mut prefix = String::with_capacity(160);
     open_series(&mut prefix, Family::State.name(), result);
     prefix.push_str(",state=\"");
-    let current = ScanStatus::from_code(report.last_scan_status);
     for status in ScanStatus::ALL {
+        if states == LastStatusState::Current && current != Some(status) {
+            continue;
+        }
         out.push_str(&prefix);
         out.push_str(status.label());
         out.push_str(if current == Some(status) {
@@ -381,7 +416,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            format!("# HELP avepoint_scan_profile_up {}", Family::Up.help())
+            format!(
+                "# HELP avepoint_scan_profile_up {}",
+                Family::Up.help(LastStatusState::All)
+            )
         );
         assert_eq!(lines[1], "# TYPE avepoint_scan_profile_up gauge");
         assert_eq!(

@@ -10,14 +10,17 @@
 //!   the deadlines and which one to shed.
 //! - `connection`: one connection's task: TLS, hyper, its deadline.
 //! - `limits`: the cap from the open-files limit; accept back-off.
+//! - `listen`: binding the listen addresses, or taking systemd's sockets.
 
 mod connection;
 mod connections;
 mod limits;
+mod listen;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
@@ -27,43 +30,7 @@ use crate::web_config::WebConfigHandle;
 use connection::Connection;
 use connections::Tracker;
 use limits::AcceptErrors;
-
-/// Bind a Prometheus-style listen address (see [`resolve_listen_address`]).
-///
-/// `:port` listens on every address, IPv4 and IPv6, as Prometheus' Go
-/// servers do: one socket on `[::]`, which Linux makes dual-stack (unless
-/// `net.ipv6.bindv6only` is set), falling back to `0.0.0.0` on a host
-/// without IPv6.
-pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
-    let resolved = resolve_listen_address(address).await?;
-    match TcpListener::bind(resolved).await {
-        Err(error) if address.starts_with(':') && resolved.is_ipv6() => {
-            let ipv4 = SocketAddr::from(([0, 0, 0, 0], resolved.port()));
-            tracing::debug!(%error, "no IPv6 here; listening on IPv4 only");
-            TcpListener::bind(ipv4).await
-        }
-        result => result,
-    }
-}
-
-/// Resolve a Prometheus-style listen address: `:10290` means every
-/// interface (`[::]:10290`, see [`bind`]), anything else is `host:port`.
-pub async fn resolve_listen_address(address: &str) -> std::io::Result<SocketAddr> {
-    let address = if address.starts_with(':') {
-        format!("[::]{address}")
-    } else {
-        address.to_owned()
-    };
-    tokio::net::lookup_host(&address)
-        .await?
-        .next()
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("listen address {address:?} resolves to nothing"),
-            )
-        })
-}
+pub use listen::{ListenError, bind, bind_all, overlap, resolve_listen_address, systemd_listeners};
 
 /// How a listener treats its connections. `Default` is what the exporter
 /// runs with; docs/web-config.md ("Connection limits") explains the numbers.
@@ -134,17 +101,30 @@ pub async fn serve_with_web_config(
 }
 
 /// Like [`serve_with_web_config`], with the connection limits of `options`.
+pub async fn serve_with_options(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    web_config: Option<Arc<WebConfigHandle>>,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    serve_listeners(vec![listener], router, shutdown, web_config, options).await
+}
+
+/// Like [`serve_with_options`], on every one of `listeners` (the addresses
+/// of a repeated `--web.listen-address`, or systemd's sockets).
 ///
-/// One accept loop for plain and TLS listeners: each connection is tracked
-/// (see `connections.rs`) so that one waiting for a request is closed at
-/// its deadline, the cap sheds the connection that has waited longest, and
+/// One accept loop for all listeners, plain and TLS: each connection is
+/// tracked (see `connections.rs`) so that one waiting for a request is
+/// closed at its deadline, the cap (one for the process, as the open-files
+/// limit it guards is) sheds the connection that has waited longest, and
 /// every connection gets a fresh look at the web config (certificate
-/// rotation). On `shutdown` the listener closes, connections without a
+/// rotation). On `shutdown` the listeners close, connections without a
 /// request in progress close at once, and the others finish their requests.
 /// Accept errors are handled here (backed off and logged), so this returns
 /// `Ok` once shut down.
-pub async fn serve_with_options(
-    listener: TcpListener,
+pub async fn serve_listeners(
+    listeners: Vec<TcpListener>,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     web_config: Option<Arc<WebConfigHandle>>,
@@ -165,11 +145,12 @@ pub async fn serve_with_options(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut errors = AcceptErrors::default();
+    let mut next = 0;
     loop {
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            accepted = accept(&listener, &tracker, &mut errors) => accepted,
+            accepted = accept(&listeners, &mut next, &tracker, &mut errors) => accepted,
         };
         let connection = Connection {
             registration: tracker.register(),
@@ -180,7 +161,7 @@ pub async fn serve_with_options(
         };
         tokio::spawn(connection.run(stream, peer));
     }
-    drop(listener);
+    drop(listeners);
     tracker.close_waiting();
     graceful.shutdown().await;
     Ok(())
@@ -222,14 +203,15 @@ const ENFILE: i32 = 23;
 /// gives one back. An error about one connection (it was reset before we
 /// took it) is not the listener's: the next accept goes ahead at once.
 async fn accept(
-    listener: &TcpListener,
+    listeners: &[TcpListener],
+    next: &mut usize,
     tracker: &Tracker,
     errors: &mut AcceptErrors,
 ) -> (tokio::net::TcpStream, SocketAddr) {
     use std::io::ErrorKind;
     loop {
         tracker.wait_for_room().await;
-        match listener.accept().await {
+        match accept_any(listeners, next).await {
             Ok(accepted) => {
                 if let Some(unlogged_failures) = errors.succeeded() {
                     tracing::info!(unlogged_failures, "accepting connections again");
@@ -264,6 +246,29 @@ async fn accept(
             }
         }
     }
+}
+
+/// The next connection on any of `listeners`. They are asked in turn from
+/// `next` (then moved past the one that answered), so that one flooded
+/// listener cannot starve the others. With no listeners, never completes.
+async fn accept_any(
+    listeners: &[TcpListener],
+    next: &mut usize,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        let count = listeners.len();
+        for offset in 0..count {
+            let index = (*next + offset) % count;
+            if let Some(listener) = listeners.get(index)
+                && let Poll::Ready(result) = listener.poll_accept(cx)
+            {
+                *next = (index + 1) % count;
+                return Poll::Ready(result);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Completes on SIGINT or SIGTERM.

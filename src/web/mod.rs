@@ -80,7 +80,10 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             &state.reload_metrics,
             &state.build,
             format,
-        ),
+        )
+        .map(|exposition| {
+            exposition.with_last_status_state(pipeline.settings.metrics_last_status_state)
+        }),
         format,
     )
 }
@@ -188,6 +191,7 @@ async fn probe(
             .find(|c| c.id.eq_ignore_ascii_case(&customer_id))
             .cloned()
     });
+    let states = pipeline.settings.metrics_last_status_state;
     metrics_response(
         encode_probe(
             snapshot,
@@ -196,7 +200,8 @@ async fn probe(
             pipeline.profile_details_state(),
             backup,
             format,
-        ),
+        )
+        .map(|exposition| exposition.with_last_status_state(states)),
         format,
     )
 }

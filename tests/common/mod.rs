@@ -302,8 +302,10 @@ pub fn tool_available(check: &mut std::process::Command, what: &str) -> bool {
 /// [`RunningBinary::terminate`].
 pub struct RunningBinary {
     child: std::process::Child,
-    /// `host:port` from the `listening` line.
+    /// `host:port` from the (first) `listening` line.
     pub address: String,
+    /// `host:port` from every `listening` line [`RunningBinary::spawn_listening`] waited for.
+    pub addresses: Vec<String>,
     log: std::sync::Arc<std::sync::Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -311,7 +313,13 @@ pub struct RunningBinary {
 impl RunningBinary {
     /// Start `command` (the binary with its arguments and environment; it
     /// must listen on `127.0.0.1:0` and log in logfmt) and wait for it to listen.
-    pub fn spawn(mut command: std::process::Command) -> RunningBinary {
+    pub fn spawn(command: std::process::Command) -> RunningBinary {
+        Self::spawn_listening(command, 1)
+    }
+
+    /// Like [`RunningBinary::spawn`], for a binary that logs `count`
+    /// `listening` lines (one per address).
+    pub fn spawn_listening(mut command: std::process::Command, count: usize) -> RunningBinary {
         use std::io::{BufRead, BufReader};
         let mut child = command
             .stdout(std::process::Stdio::null())
@@ -339,12 +347,19 @@ impl RunningBinary {
         let mut binary = RunningBinary {
             child,
             address: String::new(),
+            addresses: Vec::new(),
             log,
             reader: Some(reader),
         };
-        binary.address = address_rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("the binary did not start listening:\n{}", binary.log()));
+        while binary.addresses.len() < count {
+            let address = address_rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| {
+                    panic!("the binary did not start listening:\n{}", binary.log())
+                });
+            binary.addresses.push(address);
+        }
+        binary.address = binary.addresses[0].clone();
         binary
     }
 

@@ -38,12 +38,24 @@ getent passwd avepoint-exporter >/dev/null || fail "no system user avepoint-expo
 unit=$(dpkg -L avepoint-exporter | grep '/systemd/system/avepoint-exporter.service$') || fail "no systemd unit"
 grep -q '^ConditionPathExists=/etc/avepoint-exporter/avepoint.yml$' "$unit" || fail "the unit starts without a config"
 grep -q '^ExecReload=' "$unit" || fail "the unit has no ExecReload"
-step "ownerships and files as expected; unit $unit"
+# Socket activation is opt-in: the socket unit is an example to copy, never
+# installed as a unit (enabled, it would hold :10290 against the service).
+socket=/usr/share/avepoint-exporter/systemd/avepoint-exporter.socket
+[ "$(owner "$socket")" = "root:root 644" ] || fail "no example socket unit at $socket"
+if dpkg -L avepoint-exporter | grep -q '/systemd/system/.*\.socket$'; then
+  fail "the package installs a socket unit; the service would lose its port to it"
+fi
+step "ownerships and files as expected; unit $unit; example socket $socket"
 
 if command -v systemd-analyze >/dev/null 2>&1; then
   # The example config stands in for the admin's, so verify sees a unit that can start.
   systemd-analyze verify "$unit"
-  step "systemd-analyze verify: OK"
+  # The example socket, as the admin installs it, next to the package's service.
+  socket_dir=$(mktemp -d)
+  cp "$socket" "$unit" "$socket_dir/"
+  systemd-analyze verify "$socket_dir/avepoint-exporter.socket"
+  rm -r "$socket_dir"
+  step "systemd-analyze verify (service, example socket): OK"
 else
   step "systemd-analyze not installed: unit not verified"
 fi

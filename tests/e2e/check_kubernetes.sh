@@ -14,6 +14,12 @@
 #     the ServiceMonitor/ScrapeConfig scrape settings go through promtool
 #   - a test overlay that replaces the config and the secret, as
 #     kustomization.yaml tells users to
+#   - deploy/kubernetes/grafana-dashboard: its copy of the dashboard is
+#     identical to dashboards/avepoint-scan-profiles.json; it renders one
+#     ConfigMap for the Grafana sidecar (label grafana_dashboard: "1",
+#     grafana_folder annotation, that very file), valid for kubernetes-validate
+#     and small enough for kubectl apply; an overlay with the base and it
+#     renders both
 #   - promtool check config deploy/prometheus/prometheus-sd.yml, and the
 #     configs shown in docs/scaling-out.md
 #   - tests/e2e/relabel_e2e.py: a real Prometheus with prometheus-sd.yml's
@@ -22,7 +28,9 @@
 #     prometheus binary); tests/e2e/probe_e2e.py does the same against the
 #     real exporter's demo (it needs the binary: .ci/run runs it)
 #   - systemd-analyze verify and security (threshold 2.0) of
-#     deploy/systemd/avepoint-exporter.service
+#     deploy/systemd/avepoint-exporter.service, and verify of
+#     deploy/systemd/avepoint-exporter.socket beside it (the ExecStart= its
+#     comment tells users to set is the service's plus --web.systemd-socket)
 #
 # Run from anywhere:  bash tests/e2e/check_kubernetes.sh
 # Needs (installs nothing itself):
@@ -126,6 +134,37 @@ EOF
     "$PYTHON" tests/e2e/kubernetes_lint.py overlay "$WORK/overlay.yaml"
 }
 
+DASHBOARD_DIR=deploy/kubernetes/grafana-dashboard
+dashboard_configmap() {
+  if ! cmp dashboards/avepoint-scan-profiles.json "$DASHBOARD_DIR/avepoint-scan-profiles.json"; then
+    echo "$DASHBOARD_DIR/avepoint-scan-profiles.json differs from dashboards/avepoint-scan-profiles.json:"
+    echo "  cp dashboards/avepoint-scan-profiles.json $DASHBOARD_DIR/"
+    return 1
+  fi
+  kustomize_build "$DASHBOARD_DIR" >"$WORK/dashboard.yaml" &&
+    "$PYTHON" tests/e2e/kubernetes_lint.py dashboard "$WORK/dashboard.yaml" || return 1
+  local version
+  for version in 1.28.0 1.37.0; do
+    "$KUBERNETES_VALIDATE" --strict --quiet --kubernetes-version "$version" "$WORK/dashboard.yaml" || return 1
+  done
+  # As its kustomization.yaml suggests: an overlay with the base and the dashboard.
+  local dir="$WORK/with-dashboard" base
+  mkdir -p "$dir"
+  base=$("$PYTHON" -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' \
+    "$ROOT/deploy/kubernetes" "$dir") || return 1
+  printf 'resources:\n  - %s\n  - %s/grafana-dashboard\n' "$base" "$base" >"$dir/kustomization.yaml"
+  kustomize_build "$dir" >"$WORK/with-dashboard.yaml" || return 1
+  "$PYTHON" - "$WORK/with-dashboard.yaml" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1], encoding="utf-8")) if d]
+names = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap")
+config = [n for n in names if n.startswith("avepoint-exporter-config-")]
+if "avepoint-exporter-dashboard" not in names or len(config) != 1 or len(names) != 2:
+    sys.exit(f"overlay with base + grafana-dashboard: ConfigMaps {names}")
+print(f"overlay with base + grafana-dashboard: {len(docs)} objects, ConfigMaps {names}")
+EOF
+}
+
 # Fenced yaml blocks in docs/scaling-out.md whose first line is
 # "# promtool check config [--agent]" are complete configs: check them.
 docs_configs() {
@@ -161,13 +200,21 @@ systemd_unit() {
   grep -q '^ExecStart=/bin/true ' "$unit" || { echo "ExecStart= line not found"; return 1; }
   # verify exits 0 on settings it ignores ("Failed to parse ..., ignoring"):
   # any output at all is a failure.
+  # The socket unit finds its service in the same directory.
+  cp deploy/systemd/avepoint-exporter.socket "$WORK/"
   local out
-  out=$("$SYSTEMD_ANALYZE" verify "$unit" 2>&1) || { echo "$out"; return 1; }
+  out=$("$SYSTEMD_ANALYZE" verify "$WORK/avepoint-exporter.socket" "$unit" 2>&1) || { echo "$out"; return 1; }
   if [ -n "$out" ]; then
     echo "$out"
     return 1
   fi
-  echo "systemd-analyze verify: no complaints"
+  echo "systemd-analyze verify (service and socket): no complaints"
+  local exec_start
+  exec_start=$(sed -n 's/^ExecStart=//p' deploy/systemd/avepoint-exporter.service)
+  grep -qxF "#     ExecStart=$exec_start --web.systemd-socket" deploy/systemd/avepoint-exporter.socket || {
+    echo "avepoint-exporter.socket's comment does not show the service's ExecStart= plus --web.systemd-socket"
+    return 1
+  }
   "$SYSTEMD_ANALYZE" security --offline=true --threshold=20 "$unit" | tail -1
   [ "${PIPESTATUS[0]}" = 0 ]
 }
@@ -178,6 +225,7 @@ step "kustomize build deploy/kubernetes" render
 step "kubernetes-validate built-in kinds" validate_builtin
 step "operator kinds and consistency (kubernetes_lint + promtool)" lint
 step "overlay replaces config and secret" overlay
+step "Grafana dashboard ConfigMap (copy identical, sidecar label, validate)" dashboard_configmap
 step "promtool check config prometheus-sd.yml" "$PROMTOOL" check config deploy/prometheus/prometheus-sd.yml
 step "promtool check config: docs/scaling-out.md" docs_configs
 step "relabelling end to end (real Prometheus, fake exporter)" "$PYTHON" tests/e2e/relabel_e2e.py --require

@@ -11,6 +11,13 @@
     python3 tests/e2e/kubernetes_lint.py overlay RENDERED
         checks a rendered test overlay (tests/e2e/check_kubernetes.sh builds
         it): its config and secret replaced the base's placeholders
+    python3 tests/e2e/kubernetes_lint.py dashboard RENDERED
+        checks the rendered deploy/kubernetes/grafana-dashboard: one
+        ConfigMap, labelled grafana_dashboard: "1" for the Grafana sidecar,
+        a grafana_folder annotation, no hash suffix, its one key holding
+        exactly dashboards/avepoint-scan-profiles.json, small enough for
+        `kubectl apply` (client-side apply keeps a copy in an annotation of
+        at most 256 KiB)
 
 What `check` asserts:
   - every object: apiVersion, kind, metadata.name, namespace
@@ -260,6 +267,11 @@ def check_scrapeconfig(sc, svc):
     addr = [r for r in rl if r.get("targetLabel") == "__address__"]
     expect(len(addr) == 1 and addr[0].get("replacement") == address and "sourceLabels" not in addr[0],
            f"ScrapeConfig: __address__ must be replaced by {address}")
+    # The alerts' `exporter` label is namespace/service on both jobs: the
+    # probe targets must carry the Service's, as the ServiceMonitor's do.
+    for label, want in (("namespace", ns), ("service", name)):
+        got = [r.get("replacement") for r in rl if r.get("targetLabel") == label and "sourceLabels" not in r]
+        expect(got == [want], f"ScrapeConfig: relabelings must set {label} to {want!r} (the Service's), got {got}")
     order = [r.get("targetLabel") for r in rl]
     if "__param_customer_id" in order and "__address__" in order:
         expect(order.index("__param_customer_id") < order.index("__address__"),
@@ -339,6 +351,49 @@ def overlay(rendered):
     return report("overlay")
 
 
+DASHBOARD = ROOT / "dashboards" / "avepoint-scan-profiles.json"
+LAST_APPLIED_LIMIT = 262144
+
+
+def dashboard(rendered):
+    import json
+    docs = load(rendered)
+    if not expect(len(docs) == 1 and docs[0].get("kind") == "ConfigMap",
+                  f"want exactly one ConfigMap, got {[d.get('kind') for d in docs]}"):
+        return report("dashboard")
+    cm = docs[0]
+    name = get(cm, "metadata.name")
+    expect(name == "avepoint-exporter-dashboard",
+           f"ConfigMap name {name!r}: want avepoint-exporter-dashboard, no hash suffix (a suffix "
+           "leaves old copies behind for the sidecar to load)")
+    expect(bool(get(cm, "metadata.namespace")), "ConfigMap: no namespace")
+    labels = get(cm, "metadata.labels", {}) or {}
+    expect(labels.get("grafana_dashboard") == "1",
+           f"ConfigMap: label grafana_dashboard must be \"1\" (the sidecar's default), got {labels.get('grafana_dashboard')!r}")
+    expect(labels.get("app.kubernetes.io/part-of") == "avepoint-exporter",
+           "ConfigMap: missing label app.kubernetes.io/part-of=avepoint-exporter")
+    expect(bool((get(cm, "metadata.annotations", {}) or {}).get("grafana_folder")),
+           "ConfigMap: annotation grafana_folder missing")
+    data = cm.get("data") or {}
+    expect(list(data) == [DASHBOARD.name], f"ConfigMap keys {list(data)}, want [{DASHBOARD.name!r}]")
+    text = data.get(DASHBOARD.name, "")
+    expect(text == DASHBOARD.read_text(encoding="utf-8"),
+           f"ConfigMap {DASHBOARD.name} differs from dashboards/{DASHBOARD.name}: "
+           "cp dashboards/avepoint-scan-profiles.json deploy/kubernetes/grafana-dashboard/")
+    try:
+        uid = json.loads(text).get("uid")
+    except ValueError as e:
+        uid = None
+        expect(False, f"ConfigMap {DASHBOARD.name}: not JSON: {e}")
+    expect(uid == "avepoint-scan-profiles", f"dashboard uid {uid!r}")
+    size = len(text.encode("utf-8"))
+    expect(size < LAST_APPLIED_LIMIT // 2,
+           f"dashboard is {size} bytes: kubectl apply (client-side) stores it again in an annotation "
+           f"limited to {LAST_APPLIED_LIMIT} bytes; keep it under half of that or document --server-side")
+    print(f"dashboard ConfigMap {get(cm, 'metadata.namespace')}/{name}: {size} bytes, labels {labels}")
+    return report("dashboard")
+
+
 def report(what):
     for e in errors:
         print(f"  FAIL: {e}")
@@ -356,6 +411,8 @@ def main(argv):
         return check(*argv[1:])
     if len(argv) == 2 and argv[0] == "overlay":
         return overlay(argv[1])
+    if len(argv) == 2 and argv[0] == "dashboard":
+        return dashboard(argv[1])
     print(__doc__, file=sys.stderr)
     return 2
 
