@@ -89,6 +89,7 @@ fn profiles_10k(bencher: divan::Bencher, format: Format) {
                 None,
                 None,
                 Default::default(),
+                Default::default(),
                 format,
             )
             .expect("encodes")

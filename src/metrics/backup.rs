@@ -6,9 +6,11 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
 use super::gauges::encode_gauges;
+use crate::avepoint::ScanStatus;
 use crate::backup::{
     BackupSnapshot, CollectorState, Coverage, CustomerData, LatestJob, OBJECT_RESULTS,
 };
+use crate::config::LastStatusState;
 
 /// One value of a job, when it has one.
 type JobValue = fn(&LatestJob) -> Option<f64>;
@@ -17,6 +19,9 @@ type JobValue = fn(&LatestJob) -> Option<f64>;
 #[derive(Debug)]
 pub(super) struct BackupCollector {
     pub(super) snapshot: BackupSnapshot,
+    /// Which series of the job status state set to write
+    /// (`metrics.last_status_state`, as for the scan status).
+    pub(super) states: LastStatusState,
     /// `Some`: only this customer (a probe).
     pub(super) customer: Option<String>,
 }
@@ -123,6 +128,34 @@ impl BackupCollector {
             None,
             rows.iter()
                 .map(|(customer, job)| (labels(customer, job), job.status)),
+        )?;
+        encode_gauges(
+            encoder,
+            "avepoint_backup_job_status_state",
+            "1 for the documented state of the latest backup job of this type and module, 0 for the others (metrics.last_status_state: all), or only the 1 (current); all 0 or absent for an undocumented code.",
+            None,
+            rows.iter().flat_map(|(customer, job)| {
+                let current = ScanStatus::from_code(job.status);
+                ScanStatus::ALL
+                    .into_iter()
+                    .filter(move |status| match self.states {
+                        LastStatusState::All => true,
+                        LastStatusState::Current => current == Some(*status),
+                        LastStatusState::None => false,
+                    })
+                    .map(move |status| {
+                        let [customer, job_type, job_module] = labels(customer, job);
+                        (
+                            [
+                                customer,
+                                job_type,
+                                job_module,
+                                ("state", status.label().to_owned()),
+                            ],
+                            i64::from(current == Some(status)),
+                        )
+                    })
+            }),
         )?;
         for (name, help, value) in JOB_SECONDS {
             encode_gauges(encoder, name, help, Some(&Unit::Seconds), gauge(value))?;
@@ -328,6 +361,7 @@ mod tests {
     fn every_family_with_exact_values_for_one_customer() {
         let lines = series(BackupCollector {
             snapshot: snapshot(),
+            states: LastStatusState::Current,
             customer: Some("a".into()),
         });
         let job = r#"customer_id="a",job_type="microsoft_365",job_module="exchange_online""#;
@@ -340,6 +374,7 @@ mod tests {
                 r#"avepoint_backup_collector_up{collector="backup_coverage",customer_id="a"} 1"#
                     .to_owned(),
                 format!("avepoint_backup_job_status{{{job}}} 3"),
+                format!("avepoint_backup_job_status_state{{{job},state=\"failed\"}} 1"),
                 format!("avepoint_backup_job_start_timestamp_seconds{{{job}}} 100.0"),
                 format!("avepoint_backup_job_end_timestamp_seconds{{{job}}} 160.5"),
                 format!("avepoint_backup_job_duration_seconds{{{job}}} 60.5"),
@@ -361,12 +396,32 @@ mod tests {
     fn a_failing_customer_has_only_its_up_series() {
         let lines = series(BackupCollector {
             snapshot: snapshot(),
+            states: LastStatusState::All,
             customer: Some("b".into()),
         });
         assert_eq!(
             lines,
             [r#"avepoint_backup_collector_up{collector="backup_jobs",customer_id="b"} 0"#]
         );
+    }
+
+    #[test]
+    fn the_job_state_set_follows_the_series_budget() {
+        let state_lines = |states| {
+            series(BackupCollector {
+                snapshot: snapshot(),
+                states,
+                customer: None,
+            })
+            .into_iter()
+            .filter(|line| line.starts_with("avepoint_backup_job_status_state{"))
+            .collect::<Vec<_>>()
+        };
+        let all = state_lines(LastStatusState::All);
+        assert_eq!(all.len(), 15);
+        assert_eq!(all.iter().filter(|line| line.ends_with(" 1")).count(), 1);
+        assert!(all.iter().any(|line| line.contains(r#"state="failed"} 1"#)));
+        assert_eq!(state_lines(LastStatusState::None), Vec::<String>::new());
     }
 
     #[test]

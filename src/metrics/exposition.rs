@@ -97,6 +97,8 @@ pub struct ScrapeSources {
     /// Whether the per-customer backup series are part of this scrape
     /// (`metrics.include_profiles`; else `/probe` serves them).
     pub backup_per_customer: bool,
+    /// `metrics.last_status_state`, for the backup job state set.
+    pub last_status_state: LastStatusState,
 }
 
 /// Encode a scrape: the snapshot's profiles and their details, discovery
@@ -126,6 +128,7 @@ pub fn encode_scrape(
     if sources.backup_per_customer {
         registry.register_collector(Box::new(BackupCollector {
             snapshot: sources.backup,
+            states: sources.last_status_state,
             customer: None,
         }));
     }
@@ -145,6 +148,7 @@ pub fn encode_probe(
     customer: Option<Customer>,
     details: Option<Arc<ProfileDetailsState>>,
     backup: BackupSnapshot,
+    states: LastStatusState,
     format: Format,
 ) -> Result<Exposition, std::fmt::Error> {
     let mut registry = Registry::default();
@@ -157,6 +161,7 @@ pub fn encode_probe(
     }
     registry.register_collector(Box::new(BackupCollector {
         snapshot: backup,
+        states,
         customer: Some(customer_id.to_owned()),
     }));
     Exposition::new(&registry, snapshot, details.as_deref(), format)

@@ -71,6 +71,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         details: pipeline.profile_details_state(),
         backup: pipeline.backup_snapshot(),
         backup_per_customer: pipeline.settings.metrics_include_profiles,
+        last_status_state: pipeline.settings.metrics_last_status_state,
     };
     metrics_response(
         encode_scrape(
@@ -199,6 +200,7 @@ async fn probe(
             customer,
             pipeline.profile_details_state(),
             backup,
+            states,
             format,
         )
         .map(|exposition| exposition.with_last_status_state(states)),
