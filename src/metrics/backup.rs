@@ -75,6 +75,15 @@ impl Collector for BackupCollector {
     }
 }
 
+/// The labels of one job's series.
+fn job_labels(customer: &str, job: &LatestJob) -> [(&'static str, String); 3] {
+    [
+        ("customer_id", customer.to_owned()),
+        ("job_type", job.job_type.clone()),
+        ("job_module", job.job_module.clone()),
+    ]
+}
+
 /// The job families in seconds: name, help, value.
 const JOB_SECONDS: [(&str, &str, JobValue); 4] = [
     (
@@ -109,13 +118,7 @@ impl BackupCollector {
             .wanted(state)
             .flat_map(|(customer, data)| data.items.iter().map(move |job| (customer, job)))
             .collect();
-        let labels = |customer: &str, job: &LatestJob| {
-            [
-                ("customer_id", customer.to_owned()),
-                ("job_type", job.job_type.clone()),
-                ("job_module", job.job_module.clone()),
-            ]
-        };
+        let labels = job_labels;
         let gauge = |value: JobValue| {
             rows.iter()
                 .filter_map(|(customer, job)| Some((labels(customer, job), value(job)?)))
@@ -129,34 +132,7 @@ impl BackupCollector {
             rows.iter()
                 .map(|(customer, job)| (labels(customer, job), job.status)),
         )?;
-        encode_gauges(
-            encoder,
-            "avepoint_backup_job_status_state",
-            "1 for the documented state of the latest backup job of this type and module, 0 for the others (metrics.last_status_state: all), or only the 1 (current); all 0 or absent for an undocumented code.",
-            None,
-            rows.iter().flat_map(|(customer, job)| {
-                let current = ScanStatus::from_code(job.status);
-                ScanStatus::ALL
-                    .into_iter()
-                    .filter(move |status| match self.states {
-                        LastStatusState::All => true,
-                        LastStatusState::Current => current == Some(*status),
-                        LastStatusState::None => false,
-                    })
-                    .map(move |status| {
-                        let [customer, job_type, job_module] = labels(customer, job);
-                        (
-                            [
-                                customer,
-                                job_type,
-                                job_module,
-                                ("state", status.label().to_owned()),
-                            ],
-                            i64::from(current == Some(status)),
-                        )
-                    })
-            }),
-        )?;
+        self.encode_job_states(encoder, &rows)?;
         for (name, help, value) in JOB_SECONDS {
             encode_gauges(encoder, name, help, Some(&Unit::Seconds), gauge(value))?;
         }
@@ -189,6 +165,42 @@ impl BackupCollector {
             "Size of the latest backup job of this type and module (backupSize; KB, MB, GB and TB counted as powers of 1024).",
             Some(&Unit::Bytes),
             gauge(|job| job.size_bytes),
+        )
+    }
+
+    /// `avepoint_backup_job_status_state`, as `metrics.last_status_state` says.
+    fn encode_job_states(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        rows: &[(&String, &LatestJob)],
+    ) -> Result<(), std::fmt::Error> {
+        encode_gauges(
+            encoder,
+            "avepoint_backup_job_status_state",
+            "1 for the documented state of the latest backup job of this type and module, 0 for the others (metrics.last_status_state: all), or only the 1 (current); all 0 or absent for an undocumented code.",
+            None,
+            rows.iter().flat_map(|(customer, job)| {
+                let current = ScanStatus::from_code(job.status);
+                ScanStatus::ALL
+                    .into_iter()
+                    .filter(move |status| match self.states {
+                        LastStatusState::All => true,
+                        LastStatusState::Current => current == Some(*status),
+                        LastStatusState::None => false,
+                    })
+                    .map(move |status| {
+                        let [customer, job_type, job_module] = job_labels(customer, job);
+                        (
+                            [
+                                customer,
+                                job_type,
+                                job_module,
+                                ("state", status.label().to_owned()),
+                            ],
+                            i64::from(current == Some(status)),
+                        )
+                    })
+            }),
         )
     }
 
