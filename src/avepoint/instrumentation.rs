@@ -30,6 +30,8 @@ pub enum ApiEndpoint {
     CustomersBatch,
     /// Profile discovery.
     ScanProfilesBatch,
+    /// A profile's settings (`.../scan-profiles/{id}`).
+    ProfileDetails,
 }
 
 impl ApiEndpoint {
@@ -40,6 +42,7 @@ impl ApiEndpoint {
             ApiEndpoint::ScanProfile => "scan_profile",
             ApiEndpoint::CustomersBatch => "customers_batch",
             ApiEndpoint::ScanProfilesBatch => "scan_profiles_batch",
+            ApiEndpoint::ProfileDetails => "profile_details",
         }
     }
 }
