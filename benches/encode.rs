@@ -78,7 +78,7 @@ fn profiles_10k(bencher: divan::Bencher, format: Format) {
         .counter(divan::counter::ItemsCount::new(PROFILES))
         .bench(|| {
             // Every chunk, as the server streams them, without keeping them.
-            encode_probe(Arc::clone(&SNAPSHOT), None, format)
+            encode_probe(Arc::clone(&SNAPSHOT), None, None, format)
                 .expect("encodes")
                 .map(|chunk| chunk.len())
                 .sum::<usize>()
@@ -98,6 +98,7 @@ fn scrape_10k(bencher: divan::Bencher, format: Format) {
             encode_scrape(
                 Arc::clone(&SNAPSHOT),
                 SNAPSHOT.profiles.len(),
+                None,
                 None,
                 &api,
                 &reload,

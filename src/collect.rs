@@ -25,7 +25,7 @@ use tokio::time::Instant as TokioInstant;
 
 use crate::avepoint::{ApiClient, ApiError, FailureKind, ScanProfileReport};
 use crate::config::ProfileTarget;
-use crate::discovery::DiscoveryState;
+use crate::discovery::TargetSource;
 use crate::sync::lock;
 
 /// Why a caller got a profile as failed although its round may still
@@ -84,25 +84,6 @@ impl Snapshot {
     /// How many profiles failed.
     pub fn failures(&self) -> usize {
         self.profiles.iter().filter(|p| p.outcome.is_err()).count()
-    }
-}
-
-/// Where the list of targets comes from.
-#[derive(Debug, Clone)]
-pub enum TargetSource {
-    /// The config file's list, fixed.
-    Static(Arc<[ProfileTarget]>),
-    /// The config file's list merged with discovery's latest result.
-    Discovered(watch::Receiver<Arc<DiscoveryState>>),
-}
-
-impl TargetSource {
-    /// The targets right now (cheap: an `Arc` clone).
-    pub fn current(&self) -> Arc<[ProfileTarget]> {
-        match self {
-            TargetSource::Static(targets) => Arc::clone(targets),
-            TargetSource::Discovered(state) => Arc::clone(&state.borrow().targets),
-        }
     }
 }
 

@@ -47,6 +47,34 @@ pub struct DiscoveryState {
     pub attempted: bool,
 }
 
+/// Where the list of targets comes from.
+#[derive(Debug, Clone)]
+pub enum TargetSource {
+    /// The config file's list, fixed.
+    Static(Arc<[ProfileTarget]>),
+    /// The config file's list merged with discovery's latest result.
+    Discovered(watch::Receiver<Arc<DiscoveryState>>),
+}
+
+impl TargetSource {
+    /// The targets right now (cheap: an `Arc` clone).
+    pub fn current(&self) -> Arc<[ProfileTarget]> {
+        match self {
+            TargetSource::Static(targets) => Arc::clone(targets),
+            TargetSource::Discovered(state) => Arc::clone(&state.borrow().targets),
+        }
+    }
+
+    /// Wait until the targets may have changed. `false` when they never
+    /// will again (the discovery task is gone); a static list never returns.
+    pub async fn changed(&mut self) -> bool {
+        match self {
+            TargetSource::Static(_) => std::future::pending().await,
+            TargetSource::Discovered(state) => state.changed().await.is_ok(),
+        }
+    }
+}
+
 /// Why a list could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {

@@ -10,6 +10,7 @@
 //! - [`avepoint`]: AvePoint's API: HTTP helpers, the certificate and its
 //!   JWT, the token source, the client, the wire model, `avepoint_api_*`.
 //! - [`discovery`]: which customers and profiles, in the background.
+//! - [`profile_details`]: each profile's schedule and settings, in the background.
 //! - [`collect`]: collection rounds, a plain [`collect::Snapshot`] each.
 //! - [`metrics`]: encoding snapshots and counters as a scrape or a probe.
 //! - [`state`]: what one config builds, the shared state, reloads.
@@ -27,6 +28,7 @@ pub mod collect;
 pub mod config;
 pub mod discovery;
 pub mod metrics;
+pub mod profile_details;
 pub mod serve;
 pub mod simulator;
 pub mod state;

@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::avepoint::{ApiClient, ApiMetrics};
-use crate::collect::{ScrapeRounds, TargetSource};
+use crate::collect::ScrapeRounds;
 use crate::config::{ConfigError, Settings, process_env};
-use crate::discovery::{Discovery, DiscoveryState};
+use crate::discovery::{Discovery, DiscoveryState, TargetSource};
 use crate::metrics::{BuildInfo, ReloadMetrics};
+use crate::profile_details::{ProfileDetails, ProfileDetailsState, ProfileSettings};
 use crate::sync::{read, write};
 
 /// Why a config could not be built into a pipeline.
@@ -56,6 +57,8 @@ pub struct Pipeline {
     pub rounds: Arc<ScrapeRounds>,
     /// Discovery, when enabled; stops when the last pipeline sharing it drops.
     pub discovery: Option<Arc<Discovery>>,
+    /// The profile details refresher, unless disabled; shared like discovery.
+    pub profile_details: Option<Arc<ProfileDetails>>,
 }
 
 impl Pipeline {
@@ -97,6 +100,12 @@ impl Pipeline {
             Some(discovery) => TargetSource::Discovered(discovery.state.clone()),
             None => TargetSource::Static(settings.targets.clone().into()),
         };
+        let profile_details = match previous
+            .and_then(|previous| previous.reusable_details(settings, &client, &discovery))
+        {
+            Some(running) => Some(running),
+            None => spawn_details(settings, &client, &targets, previous),
+        };
         Ok(Self {
             settings: settings.clone(),
             rounds: Arc::new(ScrapeRounds::new(
@@ -107,7 +116,37 @@ impl Pipeline {
             )),
             client,
             discovery,
+            profile_details,
         })
+    }
+
+    /// This pipeline's details refresher, if the one for `settings` can
+    /// share it: same client, same targets (the same discovery, whose
+    /// updates it follows, and the same static list) and same interval.
+    fn reusable_details(
+        &self,
+        settings: &Settings,
+        client: &Arc<ApiClient>,
+        discovery: &Option<Arc<Discovery>>,
+    ) -> Option<Arc<ProfileDetails>> {
+        let running = self.profile_details.as_ref()?;
+        let same_discovery = match (&self.discovery, discovery) {
+            (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
+            (None, None) => true,
+            _ => false,
+        };
+        (Arc::ptr_eq(&self.client, client)
+            && same_discovery
+            && self.settings.targets == settings.targets
+            && self.settings.profile_details == settings.profile_details)
+            .then(|| Arc::clone(running))
+    }
+
+    /// The latest profile details, unless their refresher is disabled.
+    pub fn profile_details_state(&self) -> Option<Arc<ProfileDetailsState>> {
+        self.profile_details
+            .as_ref()
+            .map(|d| Arc::clone(&d.state.borrow()))
     }
 
     /// This pipeline's discovery, if a pipeline for `settings` using
@@ -136,6 +175,33 @@ impl Pipeline {
             .as_ref()
             .map(|d| Arc::clone(&d.state.borrow()))
     }
+}
+
+/// A new details refresher for `settings`, unless details are disabled;
+/// it serves `previous`'s details until its first refresh ends.
+fn spawn_details(
+    settings: &Settings,
+    client: &Arc<ApiClient>,
+    targets: &TargetSource,
+    previous: Option<&Pipeline>,
+) -> Option<Arc<ProfileDetails>> {
+    let details = settings.profile_details.as_ref()?;
+    let client = Arc::clone(client);
+    let fetch = move |target| {
+        let client = Arc::clone(&client);
+        async move {
+            let details = client.fetch_profile_details(&target).await?;
+            Ok::<_, crate::avepoint::ApiError>(ProfileSettings::from(&details))
+        }
+    };
+    Some(Arc::new(crate::profile_details::spawn(
+        fetch,
+        targets.clone(),
+        details.refresh_interval,
+        previous
+            .and_then(Pipeline::profile_details_state)
+            .as_deref(),
+    )))
 }
 
 /// How the web face is set up, beside the config file.

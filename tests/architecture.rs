@@ -20,6 +20,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &["sync", "avepoint::certificate"]),
     ("avepoint", &["sync", "config"]),
     ("discovery", &["sync", "config", "avepoint"]),
+    (
+        "profile_details",
+        &["sync", "config", "avepoint", "discovery"],
+    ),
     ("collect", &["sync", "config", "avepoint", "discovery"]),
     (
         "metrics",
@@ -30,6 +34,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "avepoint",
             "discovery",
             "collect",
+            "profile_details",
         ],
     ),
     (
@@ -40,6 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "avepoint",
             "discovery",
             "collect",
+            "profile_details",
             "metrics",
         ],
     ),
@@ -52,6 +58,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "avepoint",
             "discovery",
             "collect",
+            "profile_details",
             "metrics",
             "state",
         ],
@@ -77,6 +84,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "avepoint",
             "discovery",
             "collect",
+            "profile_details",
             "metrics",
             "state",
             "web_config",

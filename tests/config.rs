@@ -72,7 +72,7 @@ const INVALID: &[(&str, Vars, &str)] = &[
         "invalid-unknown-key.yml",
         &[],
         "config file tests/testdata/config/invalid-unknown-key.yml: scrape_interval: \
-         unknown field `scrape_interval`, expected one of `avepoint`, `targets`, `discovery`, `metrics` at line 7 column 1",
+         unknown field `scrape_interval`, expected one of `avepoint`, `targets`, `discovery`, `profile_details`, `metrics` at line 7 column 1",
     ),
     (
         "invalid-unknown-avepoint-key.yml",
@@ -183,6 +183,12 @@ const INVALID: &[(&str, Vars, &str)] = &[
         &[],
         "config file tests/testdata/config/invalid-zero-timeout.yml: avepoint.request_timeout: \
          must be greater than 0",
+    ),
+    (
+        "invalid-profile-details-interval.yml",
+        &[],
+        "config file tests/testdata/config/invalid-profile-details-interval.yml: \
+         profile_details.refresh_interval: must be at least 1m: every refresh asks AvePoint once per profile",
     ),
     (
         "invalid-round-timeout-zero.yml",
@@ -360,6 +366,37 @@ fn valid_minimal_gets_the_defaults() {
         .map(|target| (target.customer_id.as_str(), target.profile_id.as_str()))
         .collect();
     assert_eq!(targets, [(CUSTOMER, PROFILE)]);
+}
+
+#[test]
+fn profile_details_follow_discovery_unless_set_or_disabled() {
+    let interval = |text: &str| {
+        from_yaml(text)
+            .unwrap()
+            .profile_details
+            .map(|details| details.refresh_interval)
+    };
+    let base = yaml("");
+    // On by default: hourly without discovery, on discovery's cadence with it.
+    assert_eq!(interval(&base), Some(Duration::from_secs(3600)));
+    assert_eq!(
+        interval(&format!(
+            "{base}discovery:\n  enabled: true\n  refresh_interval: 20m\n"
+        )),
+        Some(Duration::from_secs(1200))
+    );
+    assert_eq!(
+        interval(&format!(
+            "{base}discovery:\n  enabled: true\n  refresh_interval: 20m\nprofile_details:\n  refresh_interval: 6h\n"
+        )),
+        Some(Duration::from_secs(6 * 3600))
+    );
+    assert_eq!(
+        interval(&format!(
+            "{base}profile_details:\n  enabled: false\n  refresh_interval: 1s\n"
+        )),
+        None
+    );
 }
 
 #[test]

@@ -228,3 +228,178 @@ async fn a_round_reports_the_body_request_id_when_the_header_is_missing() {
     )));
     assert_eq!(snapshot.failures(), 1);
 }
+
+/// The exporter with the details refresher on, once it has read every
+/// profile's details (`failing` of them with an error); `prepare` runs on
+/// the simulator first.
+async fn exporter_with_details(prepare: Option<common::PrepareSim>, failing: usize) -> Harness {
+    let harness = Harness::start(Setup {
+        profile_details: true,
+        prepare_sim: prepare,
+        ..Setup::default()
+    })
+    .await;
+    let total = harness.sim.profile_ids().len();
+    for _ in 0..200 {
+        let metrics = harness.scrape().await;
+        let known = metrics.find("avepoint_profile_details_profiles", &[]);
+        let errors = metrics.find("avepoint_profile_details_errors_total", &[]);
+        if known.first().map(|s| s.value) == Some((total - failing) as f64)
+            && errors.first().map(|s| s.value) == Some(failing as f64)
+        {
+            return harness;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the details refresher never read every profile");
+}
+#[tokio::test]
+async fn every_profile_exports_exactly_its_simulated_details() {
+    let harness = exporter_with_details(None, 0).await;
+    let metrics = harness.scrape().await;
+    let value =
+        |name: &str, customer: &str, profile: &str| metrics.profile_value(name, customer, profile);
+    for customer in harness.sim.customers() {
+        for profile in &customer.profiles {
+            let (c, p) = (customer.id.as_str(), profile.id.as_str());
+            let enabled = profile.daily_scan.is_some();
+            assert_eq!(
+                value("avepoint_scan_profile_daily_scan_enabled", c, p),
+                f64::from(u8::from(enabled))
+            );
+            let time = metrics.find(
+                "avepoint_scan_profile_daily_scan_time_seconds",
+                &[("customer_id", c), ("profile_id", p)],
+            );
+            match profile.daily_scan {
+                Some((h, m)) => assert_eq!(time[0].value, f64::from(h * 3600 + m * 60)),
+                None => assert!(time.is_empty(), "{time:?}"),
+            }
+            assert_eq!(
+                value("avepoint_scan_profile_created_timestamp_seconds", c, p),
+                profile.created_time.unix_timestamp_nanos() as f64 / 1e9
+            );
+            let mut expected: std::collections::BTreeMap<&str, f64> = Default::default();
+            for (_, code) in &profile.containers {
+                *expected
+                    .entry(avepoint_exporter::avepoint::details::object_type_label(
+                        *code,
+                    ))
+                    .or_default() += 1.0;
+            }
+            let exported: std::collections::BTreeMap<&str, f64> = metrics
+                .find(
+                    "avepoint_scan_profile_containers",
+                    &[("customer_id", c), ("profile_id", p)],
+                )
+                .iter()
+                .map(|s| (s.labels["object_type"].as_str(), s.value))
+                .collect();
+            assert_eq!(exported, expected, "{p}");
+            // The documented sample's settings are all false.
+            for flag in [
+                "avepoint_scan_profile_out_of_policy_notification_enabled",
+                "avepoint_scan_profile_inplace_archived_mailboxes_enabled",
+                "avepoint_scan_profile_ignore_locked_sites_enabled",
+            ] {
+                assert_eq!(value(flag, c, p), 0.0, "{flag}");
+            }
+        }
+    }
+    assert!(
+        !metrics
+            .find(
+                "avepoint_scan_profile_containers",
+                &[("object_type", "other")]
+            )
+            .is_empty(),
+        "the simulated world has an undocumented objectType"
+    );
+    assert_eq!(
+        metrics
+            .find(
+                "avepoint_profile_details_last_success_timestamp_seconds",
+                &[]
+            )
+            .len(),
+        1
+    );
+    // One request per profile per refresh, never one per scrape.
+    let requests = harness.sim.stats().details_requests.load(Ordering::Relaxed);
+    assert_eq!(requests, harness.sim.profile_ids().len() as u64);
+
+    // A probe shows its own customer's details only.
+    let customers = harness.sim.customers();
+    let probed = &customers[1];
+    let response = harness
+        .get(&format!("/probe?customer_id={}", probed.id), &[])
+        .await;
+    let probe = common::Exposition::parse(&response.body);
+    let detailed: std::collections::BTreeSet<&str> = probe
+        .find("avepoint_scan_profile_daily_scan_enabled", &[])
+        .iter()
+        .map(|s| s.labels["profile_id"].as_str())
+        .collect();
+    let own: std::collections::BTreeSet<&str> =
+        probed.profiles.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(detailed, own);
+    assert!(
+        probe
+            .find("avepoint_profile_details_profiles", &[])
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_profile_whose_details_fail_lacks_them_and_nothing_else_is_disturbed() {
+    // The third simulated profile (same seed, same ids every run).
+    let failing = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let remember = std::sync::Arc::clone(&failing);
+    let prepare = Box::new(move |sim: &RunningSimulator| {
+        let (customer, profile) = sim.profile_ids()[2].clone();
+        sim.set_details_fault(&profile, Fault::Status(500));
+        *remember.lock().unwrap() = Some((customer, profile));
+    });
+    let harness = exporter_with_details(Some(prepare), 1).await;
+    let (customer, profile) = failing.lock().unwrap().clone().unwrap();
+    let metrics = harness.scrape().await;
+    // Its report is unaffected; only its details are missing.
+    assert_eq!(
+        metrics.profile_value("avepoint_scan_profile_up", &customer, &profile),
+        1.0
+    );
+    let own = [
+        ("customer_id", customer.as_str()),
+        ("profile_id", profile.as_str()),
+    ];
+    assert!(
+        metrics
+            .find("avepoint_scan_profile_daily_scan_enabled", &own)
+            .is_empty()
+    );
+    for (c, p) in harness
+        .sim
+        .profile_ids()
+        .iter()
+        .filter(|(_, p)| *p != profile)
+    {
+        assert_eq!(
+            metrics
+                .find(
+                    "avepoint_scan_profile_daily_scan_enabled",
+                    &[("customer_id", c), ("profile_id", p)]
+                )
+                .len(),
+            1
+        );
+    }
+    // A refresh with a failure is not a complete one.
+    assert!(
+        metrics
+            .find(
+                "avepoint_profile_details_last_success_timestamp_seconds",
+                &[]
+            )
+            .is_empty()
+    );
+}

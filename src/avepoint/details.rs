@@ -100,13 +100,13 @@ const OBJECT_TYPES: [(i64, &str); 29] = [
     (105, "google_vault_matter"),
 ];
 
-/// The snake_case name of a documented `objectType` code, `unknown` for
-/// any other (AvePoint adds types; an unknown one is never an error).
+/// The snake_case name of a documented `objectType` code, `other` for any
+/// other (AvePoint adds types; an unknown one is never an error).
 pub fn object_type_label(code: i64) -> &'static str {
     OBJECT_TYPES
         .iter()
         .find(|(known, _)| *known == code)
-        .map_or("unknown", |(_, label)| label)
+        .map_or("other", |(_, label)| label)
 }
 
 /// `enableDailyScan`: `"No"` is off, `"hh:mm"` a time of day; anything else
@@ -156,10 +156,10 @@ mod tests {
     }
 
     #[test]
-    fn object_types_are_named_or_unknown() {
+    fn object_types_are_named_or_other() {
         assert_eq!(object_type_label(6), "project_online");
         assert_eq!(object_type_label(105), "google_vault_matter");
-        assert_eq!(object_type_label(42), "unknown");
-        assert_eq!(object_type_label(-1), "unknown");
+        assert_eq!(object_type_label(42), "other");
+        assert_eq!(object_type_label(-1), "other");
     }
 }

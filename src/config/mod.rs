@@ -16,6 +16,7 @@
 
 mod avepoint;
 mod discovery;
+mod profile_details;
 mod raw;
 mod targets;
 mod yaml;
@@ -32,6 +33,7 @@ use url::Url;
 use crate::avepoint::certificate::ClientCertificate;
 
 pub use discovery::{DiscoveryRule, DiscoverySettings};
+pub use profile_details::ProfileDetailsSettings;
 pub(crate) use yaml::parse_yaml;
 
 /// Environment variable that overrides `avepoint.client_id`.
@@ -207,6 +209,8 @@ pub struct Settings {
     pub targets: Vec<ProfileTarget>,
     /// Finding customers and profiles through the API, when enabled.
     pub discovery: Option<DiscoverySettings>,
+    /// Fetching each profile's details in the background, unless disabled.
+    pub profile_details: Option<ProfileDetailsSettings>,
     /// Whether `/metrics` fetches and serves every target's profile
     /// metrics (`metrics.include_profiles`, default true). Off when
     /// Prometheus scrapes customers through `/sd` + `/probe`, so the API is
@@ -370,6 +374,8 @@ impl Settings {
         let credential = avepoint::credential(&file, &section, &env)?;
         let limits = avepoint::limits(&file, &section)?;
         let discovery = discovery::validate(&file, raw.discovery)?;
+        let profile_details =
+            profile_details::validate(&file, raw.profile_details, discovery.as_ref())?;
         let scope = avepoint::scope(&file, section.scope, discovery.is_some())?;
         let targets = targets::validate(&file, &raw.targets, discovery.is_some())?;
         let metrics = raw.metrics.unwrap_or_default();
@@ -396,6 +402,7 @@ impl Settings {
             },
             targets,
             discovery,
+            profile_details,
             metrics_include_profiles: metrics.include_profiles.unwrap_or(true),
             metrics_last_status_state: metrics.last_status_state,
         })

@@ -17,12 +17,15 @@ use super::{Environment, LastStatusState, ProfileEndpoint};
 /// The whole document.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[serde(expecting = "a mapping with the keys avepoint, targets, discovery and metrics")]
+#[serde(
+    expecting = "a mapping with the keys avepoint, targets, discovery, profile_details and metrics"
+)]
 pub(super) struct RawConfig {
     pub(super) avepoint: Option<RawAvePoint>,
     #[serde(default)]
     pub(super) targets: Vec<RawTarget>,
     pub(super) discovery: Option<RawDiscovery>,
+    pub(super) profile_details: Option<RawProfileDetails>,
     pub(super) metrics: Option<RawMetrics>,
 }
 
@@ -93,6 +96,15 @@ pub(super) struct RawRule {
     pub(super) organization: Option<Regex>,
     #[serde(default, deserialize_with = "regex")]
     pub(super) profile_name: Option<Regex>,
+}
+
+/// The `profile_details:` section.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProfileDetails {
+    pub(super) enabled: Option<bool>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) refresh_interval: Option<Duration>,
 }
 
 /// The `metrics:` section.

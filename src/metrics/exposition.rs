@@ -6,6 +6,7 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 
 use super::customers::{CustomerCollector, DiscoveryCollector};
+use super::details::{DetailFamilies, DetailsCollector};
 use super::exporter::{BuildInfo, ExporterCollector, ProbeCollector, ReloadMetrics};
 use super::format::Format;
 use super::process::ProcessCollector;
@@ -15,14 +16,17 @@ use crate::avepoint::model::Customer;
 use crate::collect::Snapshot;
 use crate::config::LastStatusState;
 use crate::discovery::DiscoveryState;
+use crate::profile_details::ProfileDetailsState;
 
 /// An encoded scrape, handed out in chunks: the small families encoded by
 /// prometheus-client, then the per-profile families written straight from
-/// the snapshot (see [`profiles`]), then OpenMetrics' `# EOF`.
+/// the snapshot (see [`profiles`]) and their details, then OpenMetrics'
+/// `# EOF`.
 #[derive(Debug)]
 pub struct Exposition {
     head: Option<String>,
     profiles: ProfileFamilies,
+    details: DetailFamilies,
     eof: Option<&'static str>,
 }
 
@@ -30,6 +34,7 @@ impl Exposition {
     fn new(
         registry: &Registry,
         snapshot: Arc<Snapshot>,
+        details: Option<&ProfileDetailsState>,
         format: Format,
     ) -> Result<Self, std::fmt::Error> {
         let mut head = String::with_capacity(16 * 1024);
@@ -43,6 +48,7 @@ impl Exposition {
         }
         Ok(Self {
             head: Some(head),
+            details: DetailFamilies::new(&snapshot, details, format),
             profiles: ProfileFamilies::new(snapshot, format),
             eof: (format == Format::OpenMetrics).then_some("# EOF\n"),
         })
@@ -70,16 +76,19 @@ impl Iterator for Exposition {
         }
         self.profiles
             .next()
+            .or_else(|| self.details.next())
             .or_else(|| self.eof.take().map(str::to_owned))
     }
 }
 
-/// Encode a scrape: the snapshot's profiles, discovery and customer
-/// metrics, the exporter's own metrics and the process metrics.
+/// Encode a scrape: the snapshot's profiles and their details, discovery
+/// and customer metrics, the exporter's own metrics and the process metrics.
+#[allow(clippy::too_many_arguments)] // plain data from each stage, by name
 pub fn encode_scrape(
     snapshot: Arc<Snapshot>,
     targets: usize,
     discovery: Option<Arc<DiscoveryState>>,
+    details: Option<Arc<ProfileDetailsState>>,
     api: &ApiMetrics,
     reload: &ReloadMetrics,
     build: &BuildInfo,
@@ -94,18 +103,23 @@ pub fn encode_scrape(
     if let Some(discovery) = discovery {
         registry.register_collector(Box::new(DiscoveryCollector(discovery)));
     }
+    if let Some(details) = &details {
+        registry.register_collector(Box::new(DetailsCollector(Arc::clone(details))));
+    }
     api.register(&mut registry);
     reload.register(&mut registry);
     registry.register_collector(Box::new(ProcessCollector));
-    Exposition::new(&registry, snapshot, format)
+    Exposition::new(&registry, snapshot, details.as_deref(), format)
 }
 
 /// Encode one `/probe`: in a fresh registry, only the probed customer's
-/// profiles (and its customer metrics, when discovery knows it), plus
-/// `avepoint_probe_success` and `avepoint_probe_duration_seconds`.
+/// profiles and their details (and its customer metrics, when discovery
+/// knows it), plus `avepoint_probe_success` and
+/// `avepoint_probe_duration_seconds`.
 pub fn encode_probe(
     snapshot: Arc<Snapshot>,
     customer: Option<Customer>,
+    details: Option<Arc<ProfileDetailsState>>,
     format: Format,
 ) -> Result<Exposition, std::fmt::Error> {
     let mut registry = Registry::default();
@@ -116,5 +130,5 @@ pub fn encode_probe(
     if let Some(customer) = customer {
         registry.register_collector(Box::new(CustomerCollector(vec![customer].into())));
     }
-    Exposition::new(&registry, snapshot, format)
+    Exposition::new(&registry, snapshot, details.as_deref(), format)
 }

@@ -3,11 +3,13 @@
 //!
 //! Plain data in, text out: the per-profile gauges come from a
 //! [`crate::collect::Snapshot`], discovery's from a
-//! [`crate::discovery::DiscoveryState`], and the process-long counters
+//! [`crate::discovery::DiscoveryState`], profile details from a
+//! [`crate::profile_details::ProfileDetailsState`], and the process-long counters
 //! ([`crate::avepoint::ApiMetrics`], [`ReloadMetrics`]) are registered into a
 //! fresh registry per scrape. Must not import `web`, `serve` or `state`.
 
 mod customers;
+mod details;
 mod exporter;
 mod exposition;
 mod format;

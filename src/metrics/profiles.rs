@@ -267,7 +267,7 @@ impl Iterator for ProfileFamilies {
 }
 
 /// Append a label value, escaped as both text formats require.
-fn push_escaped(out: &mut String, value: &str) {
+pub(super) fn push_escaped(out: &mut String, value: &str) {
     if !value.contains(['\\', '"', '\n']) {
         out.push_str(value);
         return;
@@ -308,7 +308,7 @@ fn line_float(out: &mut String, name: &str, result: &ProfileResult, value: f64) 
 
 /// Rust's `Display` gives the shortest round-trip decimal, never an
 /// exponent; only the non-finite values need the exposition's spelling.
-fn push_float(out: &mut String, value: f64) {
+pub(super) fn push_float(out: &mut String, value: f64) {
     if value.is_nan() {
         out.push_str("NaN");
     } else if value.is_infinite() {

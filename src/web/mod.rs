@@ -70,6 +70,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             snapshot,
             pipeline.rounds.targets().len(),
             pipeline.discovery_state(),
+            pipeline.profile_details_state(),
             &state.api_metrics,
             &state.reload_metrics,
             &state.build,
@@ -181,7 +182,7 @@ async fn probe(
     });
     let states = pipeline.settings.metrics_last_status_state;
     metrics_response(
-        encode_probe(snapshot, customer, format)
+        encode_probe(snapshot, customer, pipeline.profile_details_state(), format)
             .map(|exposition| exposition.with_last_status_state(states)),
         format,
     )

@@ -1,0 +1,385 @@
+//! The profile details families (schedule, settings, containers) of the
+//! profiles in a snapshot, and the refresher's own health.
+//!
+//! Written like `profiles.rs`, straight into text chunks: they are per
+//! profile too, and follow the snapshot's profiles, so `/probe` shows the
+//! probed customer's details and `/metrics` those of every target it
+//! serves. A profile whose details were never fetched has none of them,
+//! and neither has one whose report fetch failed in this scrape (`up 0`
+//! means no other series, as the README promises).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::registry::Unit;
+
+use super::Format;
+use super::gauges::{NO_LABELS, encode_gauges};
+use super::profiles::{CHUNK_BYTES, push_escaped, push_float};
+use crate::collect::Snapshot;
+use crate::config::ProfileTarget;
+use crate::profile_details::{ProfileDetailsState, ProfileSettings};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    DailyScanEnabled,
+    DailyScanTime,
+    Created,
+    Containers,
+    OutOfPolicyNotification,
+    InplaceArchivedMailboxes,
+    IgnoreLockedSites,
+}
+
+const FAMILIES: [Family; 7] = [
+    Family::DailyScanEnabled,
+    Family::DailyScanTime,
+    Family::Created,
+    Family::Containers,
+    Family::OutOfPolicyNotification,
+    Family::InplaceArchivedMailboxes,
+    Family::IgnoreLockedSites,
+];
+
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::DailyScanEnabled => "avepoint_scan_profile_daily_scan_enabled",
+            Family::DailyScanTime => "avepoint_scan_profile_daily_scan_time_seconds",
+            Family::Created => "avepoint_scan_profile_created_timestamp_seconds",
+            Family::Containers => "avepoint_scan_profile_containers",
+            Family::OutOfPolicyNotification => {
+                "avepoint_scan_profile_out_of_policy_notification_enabled"
+            }
+            Family::InplaceArchivedMailboxes => {
+                "avepoint_scan_profile_inplace_archived_mailboxes_enabled"
+            }
+            Family::IgnoreLockedSites => "avepoint_scan_profile_ignore_locked_sites_enabled",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Family::DailyScanEnabled => {
+                "1 when the profile's daily scan is on (enableDailyScan is a time), 0 when it is off (\"No\")."
+            }
+            Family::DailyScanTime => {
+                "Time of day of the profile's daily scan (enableDailyScan), in seconds after midnight, in AvePoint's time zone (not documented). Absent when daily scan is off."
+            }
+            Family::Created => {
+                "When the scan profile was created (createdTime), as a Unix timestamp."
+            }
+            Family::Containers => {
+                "Containers in the scan profile's scope per object type (containers[].objectType); undocumented types count as other."
+            }
+            Family::OutOfPolicyNotification => {
+                "1 when the profile sends out-of-policy notifications (isSendOutOfPolicyNotification)."
+            }
+            Family::InplaceArchivedMailboxes => {
+                "1 when the profile scans in-place archived mailboxes (scanInplaceArchivedMailboxes)."
+            }
+            Family::IgnoreLockedSites => {
+                "1 when the profile ignores locked sites (isIgnoreLockedSiteEnabled)."
+            }
+        }
+    }
+
+    fn unit(self) -> Option<&'static str> {
+        matches!(self, Family::DailyScanTime | Family::Created).then_some("seconds")
+    }
+
+    fn has_rows(self, settings: &ProfileSettings) -> bool {
+        match self {
+            Family::DailyScanTime => settings.daily_scan_time.is_some(),
+            Family::Created => settings.created_timestamp.is_some(),
+            Family::Containers => !settings.containers.is_empty(),
+            Family::OutOfPolicyNotification => settings.send_out_of_policy_notification.is_some(),
+            Family::InplaceArchivedMailboxes => settings.scan_inplace_archived_mailboxes.is_some(),
+            Family::IgnoreLockedSites => settings.ignore_locked_sites.is_some(),
+            Family::DailyScanEnabled => true,
+        }
+    }
+
+    fn write_rows(self, out: &mut String, target: &ProfileTarget, settings: &ProfileSettings) {
+        let name = self.name();
+        let flag = |value: bool| if value { 1.0 } else { 0.0 };
+        match self {
+            Family::DailyScanEnabled => line(
+                out,
+                name,
+                target,
+                "",
+                flag(settings.daily_scan_time.is_some()),
+            ),
+            Family::DailyScanTime => {
+                if let Some(seconds) = settings.daily_scan_time {
+                    line(out, name, target, "", f64::from(seconds));
+                }
+            }
+            Family::Created => {
+                if let Some(at) = settings.created_timestamp {
+                    line(out, name, target, "", at);
+                }
+            }
+            Family::Containers => {
+                for (object_type, count) in &settings.containers {
+                    // The labels are our own snake_case names: no escaping.
+                    let label = format!(",object_type=\"{object_type}\"");
+                    line(out, name, target, &label, *count as f64);
+                }
+            }
+            Family::OutOfPolicyNotification => {
+                flag_line(out, name, target, settings.send_out_of_policy_notification)
+            }
+            Family::InplaceArchivedMailboxes => {
+                flag_line(out, name, target, settings.scan_inplace_archived_mailboxes)
+            }
+            Family::IgnoreLockedSites => flag_line(out, name, target, settings.ignore_locked_sites),
+        }
+    }
+}
+
+/// A 0/1 line for a setting AvePoint sent; nothing for one it left out.
+fn flag_line(out: &mut String, name: &str, target: &ProfileTarget, value: Option<bool>) {
+    if let Some(value) = value {
+        line(out, name, target, "", if value { 1.0 } else { 0.0 });
+    }
+}
+
+/// `name{customer_id="...",profile_id="..."<extra>} value`.
+fn line(out: &mut String, name: &str, target: &ProfileTarget, extra: &str, value: f64) {
+    out.push_str(name);
+    out.push_str("{customer_id=\"");
+    push_escaped(out, &target.customer_id);
+    out.push_str("\",profile_id=\"");
+    push_escaped(out, &target.profile_id);
+    out.push('"');
+    out.push_str(extra);
+    out.push_str("} ");
+    push_float(out, value);
+    out.push('\n');
+}
+
+/// The details families of a snapshot's profiles, as text chunks.
+#[derive(Debug)]
+pub struct DetailFamilies {
+    rows: Vec<(ProfileTarget, Arc<ProfileSettings>)>,
+    format: Format,
+    family: usize,
+    next_row: usize,
+}
+
+impl DetailFamilies {
+    /// Chunks of the details of `snapshot`'s profiles that `details` knows.
+    pub fn new(snapshot: &Snapshot, details: Option<&ProfileDetailsState>, format: Format) -> Self {
+        let rows = details
+            .map(|details| {
+                snapshot
+                    .profiles
+                    .iter()
+                    // Like every other per-profile series, none while
+                    // the profile's report fetch fails (`up 0`).
+                    .filter(|result| result.outcome.is_ok())
+                    .filter_map(|result| {
+                        let settings = details.profiles.get(&result.target)?;
+                        Some((result.target.clone(), Arc::clone(settings)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            rows,
+            format,
+            family: 0,
+            next_row: 0,
+        }
+    }
+
+    fn write_header(&self, out: &mut String, family: Family) {
+        let name = family.name();
+        let _ = write!(
+            out,
+            "# HELP {name} {}\n# TYPE {name} gauge\n",
+            family.help()
+        );
+        if let (Format::OpenMetrics, Some(unit)) = (self.format, family.unit()) {
+            let _ = writeln!(out, "# UNIT {name} {unit}");
+        }
+    }
+}
+
+impl Iterator for DetailFamilies {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        let mut out = String::new();
+        while let Some(&family) = FAMILIES.get(self.family) {
+            if self.next_row == 0 {
+                if !self.rows.iter().any(|(_, s)| family.has_rows(s)) {
+                    self.family += 1;
+                    continue;
+                }
+                self.write_header(&mut out, family);
+            }
+            while let Some((target, settings)) = self.rows.get(self.next_row) {
+                family.write_rows(&mut out, target, settings);
+                self.next_row += 1;
+                if out.len() >= CHUNK_BYTES {
+                    return Some(out);
+                }
+            }
+            self.family += 1;
+            self.next_row = 0;
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+/// The refresher's health: when it last read every profile, how many
+/// fetches failed, how many profiles it knows.
+#[derive(Debug)]
+pub(super) struct DetailsCollector(pub(super) Arc<ProfileDetailsState>);
+
+impl Collector for DetailsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let state = &self.0;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_profile_details_last_success_timestamp",
+            "End of the last profile details refresh in which every fetch succeeded, as a Unix timestamp.",
+            Some(&Unit::Seconds),
+            state.last_success.map(|at| {
+                let seconds = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                (NO_LABELS, seconds)
+            }),
+        )?;
+        let metric = encoder.encode_descriptor(
+            "avepoint_profile_details_errors",
+            "Profile details requests that failed (the profile kept its last known details).",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(state.errors_total).encode(metric)?;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_profile_details_profiles",
+            "Scan profiles whose details are known.",
+            None,
+            [(NO_LABELS, state.profiles.len() as i64)],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::ProfileResult;
+    use std::time::Duration;
+
+    fn target(profile: &str) -> ProfileTarget {
+        ProfileTarget {
+            customer_id: "c".into(),
+            profile_id: profile.into(),
+        }
+    }
+
+    /// Profiles fetched (`up 1`), and the one named `failed` not.
+    fn snapshot(profiles: &[&str]) -> Snapshot {
+        let report: crate::avepoint::ScanProfileReport = serde_json::from_str(
+            r#"{"lastScanStatus": 2, "newRegisteredContentCount": 0,
+                "movedToAnotherContainer": 0, "removedFromMicrosoft365OrOutofPolicy": 0}"#,
+        )
+        .expect("a minimal report");
+        Snapshot {
+            profiles: profiles
+                .iter()
+                .map(|p| ProfileResult {
+                    target: target(p),
+                    fetch_duration: Duration::ZERO,
+                    outcome: match *p {
+                        "failed" => Err(crate::collect::FetchError {
+                            status: crate::avepoint::FailureKind::Deadline,
+                            request_id: None,
+                            message: String::new(),
+                        }),
+                        _ => Ok(report.clone()),
+                    },
+                    cache_age: None,
+                })
+                .collect(),
+            collect_duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn writes_the_known_details_of_the_snapshot_profiles_only() {
+        let mut state = ProfileDetailsState::default();
+        state.profiles.insert(
+            target("a"),
+            Arc::new(ProfileSettings {
+                daily_scan_time: Some(15 * 3600 + 19 * 60),
+                created_timestamp: Some(1_757_560_754.0),
+                send_out_of_policy_notification: Some(true),
+                scan_inplace_archived_mailboxes: Some(false),
+                ignore_locked_sites: Some(false),
+                containers: vec![("onedrive", 1), ("other", 3)],
+            }),
+        );
+        state.profiles.insert(
+            target("off"),
+            Arc::new(ProfileSettings {
+                daily_scan_time: None,
+                created_timestamp: None,
+                send_out_of_policy_notification: Some(false),
+                scan_inplace_archived_mailboxes: Some(true),
+                ignore_locked_sites: Some(true),
+                containers: vec![],
+            }),
+        );
+        state.profiles.insert(
+            target("not-in-snapshot"),
+            Arc::clone(&state.profiles[&target("a")]),
+        );
+        let text: String = DetailFamilies::new(
+            &snapshot(&["a", "off", "unknown", "failed"]),
+            Some(&state),
+            Format::OpenMetrics,
+        )
+        .collect();
+        let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            series,
+            [
+                r#"avepoint_scan_profile_daily_scan_enabled{customer_id="c",profile_id="a"} 1"#,
+                r#"avepoint_scan_profile_daily_scan_enabled{customer_id="c",profile_id="off"} 0"#,
+                r#"avepoint_scan_profile_daily_scan_time_seconds{customer_id="c",profile_id="a"} 55140"#,
+                r#"avepoint_scan_profile_created_timestamp_seconds{customer_id="c",profile_id="a"} 1757560754"#,
+                r#"avepoint_scan_profile_containers{customer_id="c",profile_id="a",object_type="onedrive"} 1"#,
+                r#"avepoint_scan_profile_containers{customer_id="c",profile_id="a",object_type="other"} 3"#,
+                r#"avepoint_scan_profile_out_of_policy_notification_enabled{customer_id="c",profile_id="a"} 1"#,
+                r#"avepoint_scan_profile_out_of_policy_notification_enabled{customer_id="c",profile_id="off"} 0"#,
+                r#"avepoint_scan_profile_inplace_archived_mailboxes_enabled{customer_id="c",profile_id="a"} 0"#,
+                r#"avepoint_scan_profile_inplace_archived_mailboxes_enabled{customer_id="c",profile_id="off"} 1"#,
+                r#"avepoint_scan_profile_ignore_locked_sites_enabled{customer_id="c",profile_id="a"} 0"#,
+                r#"avepoint_scan_profile_ignore_locked_sites_enabled{customer_id="c",profile_id="off"} 1"#,
+            ]
+        );
+        assert!(text.contains(
+            "# TYPE avepoint_scan_profile_daily_scan_time_seconds gauge\n# UNIT avepoint_scan_profile_daily_scan_time_seconds seconds\n"
+        ));
+    }
+
+    #[test]
+    fn nothing_without_details() {
+        let text: String =
+            DetailFamilies::new(&snapshot(&["a"]), None, Format::PrometheusText).collect();
+        assert_eq!(text, "");
+    }
+}
