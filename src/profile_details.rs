@@ -24,7 +24,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use crate::avepoint::details_stub::ScanProfileDetails;
+use crate::avepoint::details::{ScanProfileDetails, object_type_label};
 use crate::config::ProfileTarget;
 use crate::discovery::TargetSource;
 
@@ -42,12 +42,12 @@ pub struct ProfileSettings {
     pub daily_scan_time: Option<u32>,
     /// When the profile was created, as a Unix timestamp.
     pub created_timestamp: Option<f64>,
-    /// `isSendOutOfPolicyNotification`.
-    pub send_out_of_policy_notification: bool,
+    /// `isSendOutOfPolicyNotification` (`None` when AvePoint left it out).
+    pub send_out_of_policy_notification: Option<bool>,
     /// `scanInplaceArchivedMailboxes`.
-    pub scan_inplace_archived_mailboxes: bool,
+    pub scan_inplace_archived_mailboxes: Option<bool>,
     /// `isIgnoreLockedSiteEnabled`.
-    pub ignore_locked_sites: bool,
+    pub ignore_locked_sites: Option<bool>,
     /// Containers per object type, sorted by the type's label; unknown
     /// codes add up under `other`.
     pub containers: Vec<(&'static str, u64)>,
@@ -60,10 +60,10 @@ impl From<&ScanProfileDetails> for ProfileSettings {
             created_timestamp: details
                 .created_time
                 .map(|at| at.unix_timestamp_nanos() as f64 / 1e9),
-            send_out_of_policy_notification: details.send_out_of_policy_notification,
+            send_out_of_policy_notification: details.is_send_out_of_policy_notification,
             scan_inplace_archived_mailboxes: details.scan_inplace_archived_mailboxes,
-            ignore_locked_sites: details.ignore_locked_sites,
-            containers: count_containers(details.containers.iter().map(|(_, code)| *code)),
+            ignore_locked_sites: details.is_ignore_locked_site_enabled,
+            containers: count_containers(details.containers.iter().map(|c| c.object_type)),
         }
     }
 }
@@ -222,48 +222,11 @@ where
     }
 }
 
-/// The `object_type` label of a documented `containers[].objectType` code;
-/// `other` for codes AvePoint does not document.
-pub fn container_type_label(code: i64) -> &'static str {
-    match code {
-        0 => "site_collection",
-        1 => "mailbox",
-        2 => "onedrive",
-        5 => "microsoft_365_group",
-        6 => "project_online",
-        7 => "public_folder",
-        9 => "channel",
-        10 => "user",
-        11 => "none_unified_group",
-        12 => "power_platform_environment",
-        13 => "power_platform_connection",
-        14 => "power_apps",
-        15 => "power_automate",
-        16 => "power_bi_workspace",
-        17 => "active_directory_mailbox",
-        18 => "active_directory_user",
-        19 => "active_directory_group",
-        20 => "power_platform_solution",
-        21 => "power_copilot_studio",
-        22 => "power_page",
-        23 => "loop_container",
-        24 => "sharepoint_agent",
-        25 => "azure_ai_foundry_agent",
-        100 => "google_user",
-        101 => "google_shared_drive",
-        102 => "google_classroom",
-        103 => "google_mailbox",
-        104 => "google_group",
-        105 => "google_vault_matter",
-        _ => "other",
-    }
-}
-
 /// Containers counted per object type label, sorted by label.
 pub fn count_containers(codes: impl IntoIterator<Item = i64>) -> Vec<(&'static str, u64)> {
     let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
     for code in codes {
-        *counts.entry(container_type_label(code)).or_default() += 1;
+        *counts.entry(object_type_label(code)).or_default() += 1;
     }
     counts.into_iter().collect()
 }
@@ -284,9 +247,9 @@ mod tests {
         ProfileSettings {
             daily_scan_time: daily,
             created_timestamp: Some(1.5),
-            send_out_of_policy_notification: false,
-            scan_inplace_archived_mailboxes: true,
-            ignore_locked_sites: false,
+            send_out_of_policy_notification: Some(false),
+            scan_inplace_archived_mailboxes: Some(true),
+            ignore_locked_sites: None,
             containers: vec![("mailbox", 2)],
         }
     }

@@ -122,6 +122,9 @@ fn pinned_report(profile_id: &str) -> ScanProfileReport {
         new_registered_content_count: 17,
         moved_to_another_container: 3,
         removed_from_m365_or_out_of_policy: 2,
+        new_registered_content_listed: None,
+        moved_to_another_container_listed: None,
+        removed_from_m365_or_out_of_policy_listed: None,
     }
 }
 

@@ -249,7 +249,11 @@ async fn connection_reset_mid_response_is_retried_and_fails_only_that_profile() 
 
 #[tokio::test]
 async fn huge_bodies_are_refused_not_buffered() {
-    let harness = Harness::start(wide()).await;
+    let harness = Harness::start(Setup {
+        avepoint_extra: "  concurrency: 16\n  max_response_bytes: 1048576\n".into(),
+        ..Setup::default()
+    })
+    .await;
     let (_, profile) = harness.sim.profile_ids()[6].clone();
     harness
         .sim
@@ -260,7 +264,7 @@ async fn huge_bodies_are_refused_not_buffered() {
     assert!(
         error
             .message
-            .starts_with("invalid response body: response body larger than 1048576 bytes, refused"),
+            .starts_with("invalid response body: response body larger than avepoint.max_response_bytes (1048576 bytes), refused"),
         "{}",
         error.message
     );
@@ -343,7 +347,7 @@ async fn every_fault_at_once_leaves_the_healthy_profile_exact() {
             profiles_per_customer: 3,
             ..SimulatorConfig::default()
         },
-        avepoint_extra: "  concurrency: 16\n".into(),
+        avepoint_extra: "  concurrency: 16\n  max_response_bytes: 1048576\n".into(),
         ..Setup::default()
     })
     .await;

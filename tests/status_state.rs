@@ -52,6 +52,9 @@ fn report(profile_id: &str, code: i64) -> ScanProfileReport {
         new_registered_content_count: 1,
         moved_to_another_container: 0,
         removed_from_m365_or_out_of_policy: 0,
+        new_registered_content_listed: None,
+        moved_to_another_container_listed: None,
+        removed_from_m365_or_out_of_policy_listed: None,
     }
 }
 

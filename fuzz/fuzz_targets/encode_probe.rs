@@ -100,6 +100,9 @@ fn snapshot(input: Input) -> (Snapshot, Option<Customer>) {
                     new_registered_content_count: r.new_registered,
                     moved_to_another_container: r.moved,
                     removed_from_m365_or_out_of_policy: r.removed,
+                    new_registered_content_listed: None,
+                    moved_to_another_container_listed: None,
+                    removed_from_m365_or_out_of_policy_listed: None,
                 }),
                 Err((kind, request_id, message)) => Err(FetchError {
                     // The kind never reaches the exposition; any will do.

@@ -12,13 +12,20 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::auth::{AccessToken, TokenSource};
+use super::details::ScanProfileDetails;
 use super::error::ApiError;
-use super::http::{BodyError, error_chain, read_body_limited, redirect_target, sanitize};
+use super::http::{decode_streamed, error_chain, read_body_limited};
 use super::instrumentation::{ApiEndpoint, ApiMetrics};
-use super::model::{ApiErrorBody, Customer, Page, ScanProfileReport, ScanProfileSummary};
-use super::pacing::{RateLimiter, jitter, parse_retry_after};
+use super::model::{Customer, Page, ScanProfileReport, ScanProfileSummary};
+use super::pacing::{RateLimiter, jitter};
+use super::response::{body_error, request_id, status_error};
 use crate::config::{AvePointSettings, ProfileEndpoint, ProfileTarget};
 use crate::sync::lock;
+
+/// The most of a body that is read whole before decoding (anything but a
+/// profile report, which is decoded as it streams in): a discovery page of
+/// 100 items or a profile's details are a few dozen KiB.
+const MAX_BUFFERED_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Client for the scan profile endpoints.
 ///
@@ -44,6 +51,9 @@ pub struct ApiClient {
     /// With `endpoint: auto`: whether `changes` answered where
     /// `scan-profiles-v2` said 404, so every profile now uses `changes`.
     use_changes: Arc<std::sync::atomic::AtomicBool>,
+    /// Profiles whose object lists disagreed with their counts, already
+    /// warned about: once per profile, not once per scrape.
+    list_mismatch_warned: Arc<std::sync::Mutex<std::collections::HashSet<ProfileTarget>>>,
 }
 
 impl ApiClient {
@@ -82,6 +92,7 @@ impl ApiClient {
                 .map(|rate| Arc::new(RateLimiter::new(rate))),
             backoff: Arc::default(),
             use_changes: Arc::default(),
+            list_mismatch_warned: Arc::default(),
         })
     }
 
@@ -100,7 +111,22 @@ impl ApiClient {
     /// `changes` from then on (until a new client: a restart, or a reload
     /// that changes the `avepoint:` section). If both say 404, the profile
     /// really does not exist, and the error says so.
+    ///
+    /// The body is decoded as it streams in, counting the `changes` object
+    /// lists without keeping them. A list whose length disagrees with its
+    /// count field is logged once per profile; the count field is what the
+    /// report carries.
     pub async fn scan_profile(
+        &self,
+        target: &ProfileTarget,
+        deadline: Instant,
+    ) -> Result<ScanProfileReport, ApiError> {
+        let report = self.scan_profile_report(target, deadline).await?;
+        self.warn_once_on_list_mismatch(target, &report);
+        Ok(report)
+    }
+
+    async fn scan_profile_report(
         &self,
         target: &ProfileTarget,
         deadline: Instant,
@@ -123,6 +149,7 @@ impl ApiClient {
                 status,
                 message,
                 request_id,
+                trace_id,
                 retry_after,
                 ..
             }) if status == StatusCode::NOT_FOUND => Err(ApiError::Status {
@@ -130,10 +157,58 @@ impl ApiClient {
                 hint: "customer or scan profile not found: neither the scan-profiles-v2 nor the changes path knows it; check the ids".to_owned(),
                 message,
                 request_id,
+                trace_id,
                 retry_after,
             }),
             Err(error) => Err(error),
         }
+    }
+
+    /// Say once per profile (per client and the clients a reload builds
+    /// after it) that an object list disagrees with its count: the lists
+    /// are AvePoint's, and a warning every scrape would drown the logs.
+    fn warn_once_on_list_mismatch(&self, target: &ProfileTarget, report: &ScanProfileReport) {
+        let mismatches = report.list_mismatches();
+        if mismatches.is_empty() || !lock(&self.list_mismatch_warned).insert(target.clone()) {
+            return;
+        }
+        let details: Vec<String> = mismatches
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} holds {} items where {} says {}",
+                    m.list_field, m.listed, m.count_field, m.count
+                )
+            })
+            .collect();
+        tracing::warn!(
+            customer_id = %target.customer_id,
+            profile_id = %target.profile_id,
+            mismatch = %details.join("; "),
+            "an object list of the changes report disagrees with its count; exporting the count (logged once per profile)"
+        );
+    }
+
+    /// A profile's settings (`GET .../customers/{c}/scan-profiles/{p}`):
+    /// daily scan time, containers and switches. Retried, paced and bounded
+    /// like [`ApiClient::scan_profile`], within one request timeout.
+    pub async fn fetch_profile_details(
+        &self,
+        target: &ProfileTarget,
+    ) -> Result<ScanProfileDetails, ApiError> {
+        let url = self.url(&format!(
+            "/partner/external/v3/general/customers/{}/scan-profiles/{}",
+            target.customer_id, target.profile_id
+        ));
+        let deadline = Instant::now() + self.request_timeout;
+        self.call_with_retry(
+            ApiEndpoint::ProfileDetails,
+            &url,
+            None,
+            "scan profile details",
+            deadline,
+        )
+        .await
     }
 
     /// The path profiles are fetched from now: `scan-profiles-v2` or
@@ -264,10 +339,14 @@ impl ApiClient {
     }
 
     /// Take over `previous`'s back-off (a config reload builds a new
-    /// client): AvePoint's request for a pause outlives our config.
+    /// client): AvePoint's request for a pause outlives our config. The
+    /// profiles already warned about carry over too, so a reload does not
+    /// repeat every once-per-profile warning.
     pub fn inherit_backoff(&self, previous: &ApiClient) {
         let inherited = *lock(&previous.backoff);
         *lock(&self.backoff) = inherited;
+        let warned = lock(&previous.list_mismatch_warned).clone();
+        lock(&self.list_mismatch_warned).extend(warned);
     }
 
     /// Fail fast while a back-off lasts.
@@ -362,8 +441,9 @@ impl ApiClient {
     }
 
     /// One authorized call: GET, or POST with a JSON body; one token refresh
-    /// and retry on 401; the body read within `max_response_bytes` and decoded.
-    async fn call<T: DeserializeOwned>(
+    /// and retry on 401; a report's body decoded as it streams in, any
+    /// other read whole; both within `max_response_bytes`.
+    async fn call<T: DeserializeOwned + Send + 'static>(
         &self,
         endpoint: ApiEndpoint,
         url: &Url,
@@ -390,24 +470,26 @@ impl ApiClient {
         let status = response.status();
         let request_id = request_id(&response);
         if !status.is_success() {
-            return Err(self
-                .status_error(endpoint, response, request_id, &token)
-                .await);
+            return Err(status_error(endpoint, self.endpoint, response, request_id, &token).await);
         }
-        let body = read_body_limited(response, self.max_response_bytes)
-            .await
-            .map_err(|error| match error {
-                // A connection that breaks mid-body is a transport failure,
-                // retried like one.
-                BodyError::Read(message) => ApiError::Transport {
-                    message,
-                    timeout: false,
-                },
-                too_large => ApiError::Decode {
-                    message: too_large.to_string(),
-                    request_id: request_id.clone(),
-                },
-            })?;
+        if endpoint == ApiEndpoint::ScanProfile {
+            return decode_streamed(response, self.max_response_bytes)
+                .await
+                .map_err(|error| body_error(error, &request_id, "avepoint.max_response_bytes"))?
+                .map_err(|error| ApiError::Decode {
+                    message: format!("not {what}: {error}"),
+                    request_id,
+                });
+        }
+        let limit = self.max_response_bytes.min(MAX_BUFFERED_BODY_BYTES);
+        let body = read_body_limited(response, limit).await.map_err(|error| {
+            let setting = if limit == self.max_response_bytes {
+                "avepoint.max_response_bytes"
+            } else {
+                "the limit for a discovery page or profile details"
+            };
+            body_error(error, &request_id, setting)
+        })?;
         serde_json::from_slice(&body).map_err(|error| ApiError::Decode {
             message: format!("not {what}: {error}"),
             request_id,
@@ -443,68 +525,6 @@ impl ApiClient {
         })
     }
 
-    async fn status_error(
-        &self,
-        endpoint: ApiEndpoint,
-        response: Response,
-        request_id: Option<String>,
-        token: &AccessToken,
-    ) -> ApiError {
-        let status = response.status();
-        let location = status.is_redirection().then(|| redirect_target(&response));
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(parse_retry_after);
-        let message = read_body_limited(response, 64 * 1024)
-            .await
-            .ok()
-            .and_then(|body| serde_json::from_slice::<ApiErrorBody>(&body).ok())
-            .and_then(|body| body.message)
-            // A proxy may echo the request back: never let our token out.
-            .map(|message| sanitize(&message, token.expose()));
-        let hint = match status {
-            StatusCode::UNAUTHORIZED => {
-                "the API rejected a freshly issued token; check the app registration".to_owned()
-            }
-            StatusCode::FORBIDDEN => format!(
-                "the app registration lacks the permission {}; grant it in Elements > API app registration",
-                match endpoint {
-                    ApiEndpoint::CustomersBatch => crate::config::CUSTOMERS_SCOPE,
-                    ApiEndpoint::BackupJobsBatch => crate::config::BACKUP_JOBS_SCOPE,
-                    ApiEndpoint::BackupCoverage => crate::config::BACKUP_COVERAGE_SCOPE,
-                    _ => crate::config::SCAN_PROFILES_SCOPE,
-                }
-            ),
-            StatusCode::NOT_FOUND if endpoint != ApiEndpoint::ScanProfile => {
-                "customer not found".to_owned()
-            }
-            StatusCode::NOT_FOUND => format!(
-                "customer or scan profile not found on the {} endpoint; check the ids, or try `avepoint.endpoint: {}`",
-                self.endpoint.name(),
-                self.endpoint.other().name()
-            ),
-            _ if status.is_redirection() => format!(
-                "a redirect to {}, not followed: AvePoint's API does not redirect; check avepoint.base_url and any proxy in between",
-                location.as_deref().unwrap_or("no Location")
-            ),
-            StatusCode::TOO_MANY_REQUESTS => match retry_after {
-                Some(wait) => format!("rate limited by AvePoint, retry after {}s", wait.as_secs()),
-                None => "rate limited by AvePoint".to_owned(),
-            },
-            status if status.is_server_error() => "AvePoint server error".to_owned(),
-            _ => "unexpected status".to_owned(),
-        };
-        ApiError::Status {
-            status,
-            hint,
-            message,
-            request_id,
-            retry_after,
-        }
-    }
-
     pub(super) fn url(&self, path: &str) -> Url {
         let mut url = self.base_url.clone();
         let base_path = url.path().trim_end_matches('/').to_owned();
@@ -535,12 +555,4 @@ pub(super) fn set_page(url: &mut Url, page_index: u32, page_size: u32) {
     url.query_pairs_mut()
         .append_pair("pageIndex", &page_index.to_string())
         .append_pair("pageSize", &page_size.to_string());
-}
-
-fn request_id(response: &Response) -> Option<String> {
-    response
-        .headers()
-        .get("request-id")
-        .and_then(|value| value.to_str().ok())
-        .map(|value| sanitize(value, ""))
 }

@@ -17,7 +17,7 @@ pub enum ApiError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// The API answered with a non-success status.
-    #[error("HTTP {status}: {hint}{}{}", detail(.message), request_id_note(.request_id))]
+    #[error("HTTP {status}: {hint}{}{}", detail(.message), ids_note(.request_id, .trace_id))]
     Status {
         /// HTTP status.
         status: StatusCode,
@@ -25,8 +25,11 @@ pub enum ApiError {
         hint: String,
         /// The body's `message`, when there is one.
         message: Option<String>,
-        /// AvePoint's `request-id` header, for support tickets.
+        /// AvePoint's `request-id` header, for support tickets; without
+        /// the header, the error body's `requestId`.
         request_id: Option<String>,
+        /// The error body's `traceId`, when it has one.
+        trace_id: Option<String>,
         /// `Retry-After` of a 429 or 503, when sent.
         retry_after: Option<Duration>,
     },
@@ -65,10 +68,16 @@ fn detail(message: &Option<String>) -> String {
 }
 
 fn request_id_note(request_id: &Option<String>) -> String {
-    request_id
-        .as_deref()
-        .map(|id| format!(" [request-id {id}]"))
-        .unwrap_or_default()
+    ids_note(request_id, &None)
+}
+
+fn ids_note(request_id: &Option<String>, trace_id: &Option<String>) -> String {
+    match (request_id, trace_id) {
+        (Some(request), Some(trace)) => format!(" [request-id {request}, trace-id {trace}]"),
+        (Some(request), None) => format!(" [request-id {request}]"),
+        (None, Some(trace)) => format!(" [trace-id {trace}]"),
+        (None, None) => String::new(),
+    }
 }
 
 impl ApiError {
@@ -78,6 +87,14 @@ impl ApiError {
             ApiError::Status { request_id, .. } | ApiError::Decode { request_id, .. } => {
                 request_id.as_deref()
             }
+            _ => None,
+        }
+    }
+
+    /// The error body's `traceId` of the failed response, if any.
+    pub fn trace_id(&self) -> Option<&str> {
+        match self {
+            ApiError::Status { trace_id, .. } => trace_id.as_deref(),
             _ => None,
         }
     }

@@ -30,6 +30,8 @@ pub enum ApiEndpoint {
     CustomersBatch,
     /// Profile discovery.
     ScanProfilesBatch,
+    /// A profile's settings (`.../scan-profiles/{id}`).
+    ProfileDetails,
     /// A page of a customer's backup jobs.
     BackupJobsBatch,
     /// A page of a customer's protection coverage.
@@ -44,6 +46,7 @@ impl ApiEndpoint {
             ApiEndpoint::ScanProfile => "scan_profile",
             ApiEndpoint::CustomersBatch => "customers_batch",
             ApiEndpoint::ScanProfilesBatch => "scan_profiles_batch",
+            ApiEndpoint::ProfileDetails => "profile_details",
             ApiEndpoint::BackupJobsBatch => "backup_jobs_batch",
             ApiEndpoint::BackupCoverage => "backup_coverage",
         }

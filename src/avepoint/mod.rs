@@ -1,10 +1,11 @@
 //! AvePoint's Graph API: everything that talks to it, and nothing else.
 //!
-//! Inside, from the bottom up: [`http`] (bounded body reads, text safe to
-//! log), [`instrumentation`] (`avepoint_api_*` counters), [`model`] (the
-//! wire types), [`certificate`] (the certificate credential and its JWT),
-//! [`auth`] (the OAuth2 token source), [`pacing`] (rate limit, Retry-After,
-//! jitter), [`error`] (why a call failed), [`client`] (one typed call per
+//! Inside, from the bottom up: [`http`] (bounded and streamed body reads,
+//! text safe to log), [`instrumentation`] (`avepoint_api_*` counters),
+//! [`model`] and [`details`] (the wire types), [`certificate`] (the
+//! certificate credential and its JWT), [`auth`] (the OAuth2 token source), [`pacing`] (rate limit, Retry-After,
+//! jitter), [`error`] (why a call failed), `response` (the error an answer
+//! means), [`client`] (one typed call per
 //! endpoint, retries, back-off, rate limit, the concurrency bound).
 //!
 //! Imports only `config` (settings, targets) and `sync` from the crate;
@@ -14,15 +15,17 @@ pub mod auth;
 pub mod backup;
 pub mod certificate;
 pub mod client;
-pub mod details_stub;
+pub mod details;
 pub mod error;
 pub mod http;
 pub mod instrumentation;
 pub mod model;
 pub mod pacing;
+mod response;
 
 pub use auth::{AccessToken, AuthError, TokenSource};
 pub use client::ApiClient;
+pub use details::{ProfileContainer, ScanProfileDetails};
 pub use error::{ApiError, FailureKind};
 pub use instrumentation::{ApiEndpoint, ApiMetrics};
 pub use model::{ScanProfileReport, ScanStatus};

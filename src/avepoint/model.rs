@@ -4,15 +4,17 @@
 //! (unknown enum codes, extra fields, time formats) and strict where a value
 //! is needed to produce a metric (the counts and the status code).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::OffsetDateTime;
 
 /// One scan profile's latest daily report, as both profile endpoints return it.
 ///
-/// The `changes` endpoint adds three object lists; the exporter only needs
-/// their counts, which are present on both endpoints, so the lists are not
-/// decoded (that keeps a large `changes` body cheap to parse).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The `changes` endpoint adds three object lists with no documented size
+/// limit. The exporter exports the count fields, present on both endpoints;
+/// of the lists it keeps only their lengths ([`list_length`]), counted item
+/// by item as they stream past, so a body of any length decodes in bounded
+/// memory. The lengths say when a list disagrees with its count.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanProfileReport {
     /// Display name of the profile; may contain any Unicode.
@@ -45,6 +47,110 @@ pub struct ScanProfileReport {
     /// Objects removed from Microsoft 365 or out of policy (note AvePoint's `Outof` spelling).
     #[serde(rename = "removedFromMicrosoft365OrOutofPolicy")]
     pub removed_from_m365_or_out_of_policy: i64,
+    /// Items in the `newRegisteredContent` list (`changes` only).
+    #[serde(
+        rename = "newRegisteredContent",
+        default,
+        deserialize_with = "list_length"
+    )]
+    pub new_registered_content_listed: Option<u64>,
+    /// Items in the `movedToAnotherContainerObjects` list (`changes` only).
+    #[serde(
+        rename = "movedToAnotherContainerObjects",
+        default,
+        deserialize_with = "list_length"
+    )]
+    pub moved_to_another_container_listed: Option<u64>,
+    /// Items in the `removedFromMicrosoft365OrOutOfPolicyObjects` list
+    /// (`changes` only; note `OutOf` here, `Outof` in the count's name).
+    #[serde(
+        rename = "removedFromMicrosoft365OrOutOfPolicyObjects",
+        default,
+        deserialize_with = "list_length"
+    )]
+    pub removed_from_m365_or_out_of_policy_listed: Option<u64>,
+}
+
+/// A list whose length disagrees with its count field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListMismatch {
+    /// The count field, as AvePoint spells it.
+    pub count_field: &'static str,
+    /// Its value (the one exported).
+    pub count: i64,
+    /// The list, as AvePoint spells it.
+    pub list_field: &'static str,
+    /// How many items the list held.
+    pub listed: u64,
+}
+
+impl ScanProfileReport {
+    /// Every object list that is present and whose length is not its count.
+    pub fn list_mismatches(&self) -> Vec<ListMismatch> {
+        [
+            (
+                "newRegisteredContentCount",
+                self.new_registered_content_count,
+                "newRegisteredContent",
+                self.new_registered_content_listed,
+            ),
+            (
+                "movedToAnotherContainer",
+                self.moved_to_another_container,
+                "movedToAnotherContainerObjects",
+                self.moved_to_another_container_listed,
+            ),
+            (
+                "removedFromMicrosoft365OrOutofPolicy",
+                self.removed_from_m365_or_out_of_policy,
+                "removedFromMicrosoft365OrOutOfPolicyObjects",
+                self.removed_from_m365_or_out_of_policy_listed,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(count_field, count, list_field, listed)| {
+            let listed = listed?;
+            (u64::try_from(count) != Ok(listed)).then_some(ListMismatch {
+                count_field,
+                count,
+                list_field,
+                listed,
+            })
+        })
+        .collect()
+    }
+}
+
+/// The length of a JSON list, counted without keeping its items: each one
+/// is skipped as [`serde::de::IgnoredAny`]. `null` is `None`; anything else
+/// but a list is an error.
+pub fn list_length<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    struct Counter;
+    impl<'de> serde::de::Visitor<'de> for Counter {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut items: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut length = 0u64;
+            while items.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                length += 1;
+            }
+            Ok(Some(length))
+        }
+    }
+    deserializer.deserialize_any(Counter)
 }
 
 /// `lastScanStatus` codes as documented by AvePoint.
@@ -167,7 +273,7 @@ pub fn scan_mode_label(code: Option<i64>) -> &'static str {
 }
 
 /// OAuth2 token endpoint success body.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct TokenResponse {
     /// The bearer token. Never logged: this type has a redacting `Debug`.
     pub access_token: String,
@@ -194,7 +300,7 @@ impl std::fmt::Debug for TokenResponse {
 }
 
 /// OAuth2 error body (`{"error": "invalid_client", "error_description": ...}`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct OAuthError {
     /// Machine-readable error code such as `invalid_client`.
     #[serde(default)]
@@ -204,16 +310,38 @@ pub struct OAuthError {
     pub error_description: Option<String>,
 }
 
-/// API error body. Its shape is not documented; public clients read `message`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// API error body: `{statusCode, message, errors[], requestId, timestamp,
+/// traceId}`, the one error body AvePoint documents (for another of its
+/// APIs). Every field is optional and a field of an odd type is dropped,
+/// not fatal: what is there still helps the user.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ApiErrorBody {
     /// Human-readable message, when present.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub message: Option<String>,
+    /// AvePoint's id of the request, for support tickets (the `request-id`
+    /// header says the same, when it is sent).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub request_id: Option<String>,
+    /// AvePoint's trace id of the request.
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub trace_id: Option<String>,
+}
+
+/// A string, or a number as text; anything else is `None`.
+fn lenient_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(text) => Some(text),
+        serde_json::Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    })
 }
 
 /// A page of a discovery endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Page<T> {
     /// Items of this page.
     #[serde(default = "Vec::new")]
@@ -223,7 +351,7 @@ pub struct Page<T> {
 }
 
 /// Paging information of a discovery page.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PageMetadata {
     /// 1-based page index.
@@ -237,7 +365,7 @@ pub struct PageMetadata {
 /// A customer from `POST .../customers/batch`.
 ///
 /// `ownerEmail` is personal data: it is not even decoded.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Customer {
     /// Customer id.
@@ -260,7 +388,7 @@ pub struct Customer {
 }
 
 /// A tenant of a customer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Tenant {
     /// Tenant id.
     pub id: String,
@@ -270,7 +398,7 @@ pub struct Tenant {
 }
 
 /// A scan profile from `POST .../customers/{id}/scan-profiles/batch`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanProfileSummary {
     /// Profile name.
@@ -317,19 +445,8 @@ pub mod api_time {
 
     /// Serde adapter for `Option<OffsetDateTime>`; `null` and absent map to `None`.
     pub mod option {
-        use serde::{Deserialize, Deserializer, Serializer};
+        use serde::{Deserialize, Deserializer};
         use time::OffsetDateTime;
-
-        /// Serialize as RFC 3339, `None` as `null`.
-        pub fn serialize<S: Serializer>(
-            value: &Option<OffsetDateTime>,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            match value {
-                Some(at) => serializer.serialize_str(&super::format(*at)),
-                None => serializer.serialize_none(),
-            }
-        }
 
         /// Deserialize an optional API timestamp.
         pub fn deserialize<'de, D: Deserializer<'de>>(

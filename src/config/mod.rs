@@ -45,9 +45,10 @@ pub(crate) use yaml::parse_yaml;
 pub const CLIENT_ID_ENV: &str = "AVEPOINT_CLIENT_ID";
 /// Environment variable that overrides `avepoint.client_secret_file`.
 pub const CLIENT_SECRET_ENV: &str = "AVEPOINT_CLIENT_SECRET";
-/// Default for `avepoint.max_response_bytes`: 1 MiB, far above a profile
-/// report; raise it for the `changes` endpoint's object lists if needed.
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Default for `avepoint.max_response_bytes`: 64 MiB, room for a `changes`
+/// body with a few hundred thousand objects in its lists. Reports are
+/// decoded as they stream in, so this caps bytes read, not memory held.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Upper bound for `avepoint.concurrency`; more would only hurt AvePoint.
 pub const MAX_CONCURRENCY: usize = 1024;
 /// Default for `avepoint.round_timeout`: Prometheus' default scrape timeout

@@ -4,7 +4,9 @@
 //! Written like `profiles.rs`, straight into text chunks: they are per
 //! profile too, and follow the snapshot's profiles, so `/probe` shows the
 //! probed customer's details and `/metrics` those of every target it
-//! serves. A profile whose details were never fetched has none of them.
+//! serves. A profile whose details were never fetched has none of them,
+//! and neither has one whose report fetch failed in this scrape (`up 0`
+//! means no other series, as the README promises).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -95,7 +97,10 @@ impl Family {
             Family::DailyScanTime => settings.daily_scan_time.is_some(),
             Family::Created => settings.created_timestamp.is_some(),
             Family::Containers => !settings.containers.is_empty(),
-            _ => true,
+            Family::OutOfPolicyNotification => settings.send_out_of_policy_notification.is_some(),
+            Family::InplaceArchivedMailboxes => settings.scan_inplace_archived_mailboxes.is_some(),
+            Family::IgnoreLockedSites => settings.ignore_locked_sites.is_some(),
+            Family::DailyScanEnabled => true,
         }
     }
 
@@ -127,24 +132,21 @@ impl Family {
                     line(out, name, target, &label, *count as f64);
                 }
             }
-            Family::OutOfPolicyNotification => line(
-                out,
-                name,
-                target,
-                "",
-                flag(settings.send_out_of_policy_notification),
-            ),
-            Family::InplaceArchivedMailboxes => line(
-                out,
-                name,
-                target,
-                "",
-                flag(settings.scan_inplace_archived_mailboxes),
-            ),
-            Family::IgnoreLockedSites => {
-                line(out, name, target, "", flag(settings.ignore_locked_sites))
+            Family::OutOfPolicyNotification => {
+                flag_line(out, name, target, settings.send_out_of_policy_notification)
             }
+            Family::InplaceArchivedMailboxes => {
+                flag_line(out, name, target, settings.scan_inplace_archived_mailboxes)
+            }
+            Family::IgnoreLockedSites => flag_line(out, name, target, settings.ignore_locked_sites),
         }
+    }
+}
+
+/// A 0/1 line for a setting AvePoint sent; nothing for one it left out.
+fn flag_line(out: &mut String, name: &str, target: &ProfileTarget, value: Option<bool>) {
+    if let Some(value) = value {
+        line(out, name, target, "", if value { 1.0 } else { 0.0 });
     }
 }
 
@@ -179,6 +181,9 @@ impl DetailFamilies {
                 snapshot
                     .profiles
                     .iter()
+                    // Like every other per-profile series, none while
+                    // the profile's report fetch fails (`up 0`).
+                    .filter(|result| result.outcome.is_ok())
                     .filter_map(|result| {
                         let settings = details.profiles.get(&result.target)?;
                         Some((result.target.clone(), Arc::clone(settings)))
@@ -285,18 +290,27 @@ mod tests {
         }
     }
 
+    /// Profiles fetched (`up 1`), and the one named `failed` not.
     fn snapshot(profiles: &[&str]) -> Snapshot {
+        let report: crate::avepoint::ScanProfileReport = serde_json::from_str(
+            r#"{"lastScanStatus": 2, "newRegisteredContentCount": 0,
+                "movedToAnotherContainer": 0, "removedFromMicrosoft365OrOutofPolicy": 0}"#,
+        )
+        .expect("a minimal report");
         Snapshot {
             profiles: profiles
                 .iter()
                 .map(|p| ProfileResult {
                     target: target(p),
                     fetch_duration: Duration::ZERO,
-                    outcome: Err(crate::collect::FetchError {
-                        status: crate::avepoint::FailureKind::Deadline,
-                        request_id: None,
-                        message: String::new(),
-                    }),
+                    outcome: match *p {
+                        "failed" => Err(crate::collect::FetchError {
+                            status: crate::avepoint::FailureKind::Deadline,
+                            request_id: None,
+                            message: String::new(),
+                        }),
+                        _ => Ok(report.clone()),
+                    },
                     cache_age: None,
                 })
                 .collect(),
@@ -312,9 +326,9 @@ mod tests {
             Arc::new(ProfileSettings {
                 daily_scan_time: Some(15 * 3600 + 19 * 60),
                 created_timestamp: Some(1_757_560_754.0),
-                send_out_of_policy_notification: true,
-                scan_inplace_archived_mailboxes: false,
-                ignore_locked_sites: false,
+                send_out_of_policy_notification: Some(true),
+                scan_inplace_archived_mailboxes: Some(false),
+                ignore_locked_sites: Some(false),
                 containers: vec![("onedrive", 1), ("other", 3)],
             }),
         );
@@ -323,9 +337,9 @@ mod tests {
             Arc::new(ProfileSettings {
                 daily_scan_time: None,
                 created_timestamp: None,
-                send_out_of_policy_notification: false,
-                scan_inplace_archived_mailboxes: true,
-                ignore_locked_sites: true,
+                send_out_of_policy_notification: Some(false),
+                scan_inplace_archived_mailboxes: Some(true),
+                ignore_locked_sites: Some(true),
                 containers: vec![],
             }),
         );
@@ -334,7 +348,7 @@ mod tests {
             Arc::clone(&state.profiles[&target("a")]),
         );
         let text: String = DetailFamilies::new(
-            &snapshot(&["a", "off", "unknown"]),
+            &snapshot(&["a", "off", "unknown", "failed"]),
             Some(&state),
             Format::OpenMetrics,
         )

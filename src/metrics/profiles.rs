@@ -391,6 +391,9 @@ mod tests {
             new_registered_content_count: 7,
             moved_to_another_container: 0,
             removed_from_m365_or_out_of_policy: -1,
+            new_registered_content_listed: None,
+            moved_to_another_container_listed: None,
+            removed_from_m365_or_out_of_policy_listed: None,
         }
     }
 

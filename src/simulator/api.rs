@@ -1,6 +1,7 @@
-//! The simulated API routes: both scan profile endpoints (with the injected
-//! faults) and both discovery endpoints (with paging), behind the bearer,
-//! permission, latency and random-fault checks every route shares.
+//! The simulated API routes: both scan profile report endpoints and the
+//! profile details endpoint (with the injected faults), and both discovery
+//! endpoints (with paging), behind the bearer, permission, latency and
+//! random-fault checks every route shares. The bodies come from `wire.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,9 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Fault;
-use super::data::SimProfile;
 use super::state::SimState;
-use crate::avepoint::model::{Page, PageMetadata, ScanProfileSummary};
+use super::wire;
 use crate::sync::lock;
 
 /// Permission of both profile endpoints and of the profile list.
@@ -28,17 +28,30 @@ const CUSTOMERS_READ: &str = "elements.customers.read.all";
 /// the checks; axum sends both sides alike.
 type Answer = Result<Response, Response>;
 
-fn api_error(status: StatusCode, request_id: u64, message: &str) -> Response {
-    with_request_id(
-        (status, Json(json!({"message": message}))).into_response(),
-        request_id,
-    )
+/// An error answer with the documented error body, whose `requestId` is
+/// the header's value and whose `traceId` is derived from it.
+fn api_error(state: &SimState, status: StatusCode, request_id: u64, message: &str) -> Response {
+    let body = wire::error_body(
+        status.as_u16(),
+        message,
+        &request_id_text(request_id),
+        &wire::trace_id(request_id),
+    );
+    with_request_id(state, (status, Json(body)).into_response(), request_id)
+}
+
+fn request_id_text(request_id: u64) -> String {
+    format!("sim-{request_id:08x}")
 }
 
 /// Every answer carries an id, as AvePoint's do, so the exporter's logs of
-/// failures can be tested for it.
-fn with_request_id(mut response: Response, request_id: u64) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&format!("sim-{request_id:08x}")) {
+/// failures can be tested for it; unless told to leave it out, as a
+/// gateway on the way might.
+fn with_request_id(state: &SimState, mut response: Response, request_id: u64) -> Response {
+    if state.omit_request_id_header.load(Ordering::Relaxed) {
+        return response;
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id_text(request_id)) {
         response.headers_mut().insert("request-id", value);
     }
     response
@@ -52,8 +65,9 @@ fn json_response(text: String) -> Response {
         .into_response()
 }
 
-fn throttled(request_id: u64, retry_after: Option<HeaderValue>) -> Response {
+fn throttled(state: &SimState, request_id: u64, retry_after: Option<HeaderValue>) -> Response {
     let mut response = api_error(
+        state,
         StatusCode::TOO_MANY_REQUESTS,
         request_id,
         "rate limit exceeded",
@@ -73,6 +87,7 @@ async fn admit(state: &SimState, headers: &HeaderMap, permission: &str) -> Resul
     }
     if state.reject_all_tokens.load(Ordering::Relaxed) {
         return Err(api_error(
+            state,
             StatusCode::UNAUTHORIZED,
             request_id,
             "token rejected",
@@ -81,6 +96,7 @@ async fn admit(state: &SimState, headers: &HeaderMap, permission: &str) -> Resul
     match bearer_grants(state, headers, permission) {
         None => {
             return Err(api_error(
+                state,
                 StatusCode::UNAUTHORIZED,
                 request_id,
                 "missing, unknown or expired token",
@@ -88,6 +104,7 @@ async fn admit(state: &SimState, headers: &HeaderMap, permission: &str) -> Resul
         }
         Some(false) => {
             return Err(api_error(
+                state,
                 StatusCode::FORBIDDEN,
                 request_id,
                 &format!("the app lacks the permission {permission}"),
@@ -96,10 +113,15 @@ async fn admit(state: &SimState, headers: &HeaderMap, permission: &str) -> Resul
         Some(true) => {}
     }
     if state.coin(request_id, 0x429, state.config.throttle_rate) {
-        return Err(throttled(request_id, Some(HeaderValue::from_static("1"))));
+        return Err(throttled(
+            state,
+            request_id,
+            Some(HeaderValue::from_static("1")),
+        ));
     }
     if state.coin(request_id, 0x500, state.config.error_rate) {
         return Err(api_error(
+            state,
             StatusCode::INTERNAL_SERVER_ERROR,
             request_id,
             "internal server error",
@@ -138,64 +160,106 @@ pub(super) async fn profile<const WITH_LISTS: bool>(
     let request_id = admit(&state, &headers, SCAN_PROFILES_READ).await?;
     if !WITH_LISTS && state.v2_path_absent.load(Ordering::Relaxed) {
         return Err(api_error(
+            &state,
             StatusCode::NOT_FOUND,
             request_id,
             "resource not found",
         ));
     }
     let fault = state.fault(&profile_id);
-    let body = profile_body(
-        &state,
-        &customer_id,
-        &profile_id,
-        fault.as_ref(),
-        WITH_LISTS,
-    )
-    .map_err(|(status, message)| api_error(status, request_id, message))?;
-    Ok(answer_with_fault(fault, body, request_id).await)
+    let report = match &fault {
+        Some(Fault::Report(report)) => Some(report.clone()),
+        _ => state.report(&customer_id, &profile_id),
+    }
+    .ok_or_else(|| {
+        api_error(
+            &state,
+            StatusCode::NOT_FOUND,
+            request_id,
+            "scan profile not found",
+        )
+    })?;
+    let list_length = lock(&state.change_list_sizes).get(&profile_id).copied();
+    if let (true, Some(length), None | Some(Fault::Report(_))) = (WITH_LISTS, list_length, &fault) {
+        let body =
+            wire::streamed_changes(&wire::report_body(&report, false), state.lists_tail(length));
+        let response = (
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            body,
+        );
+        return Ok(with_request_id(
+            &state,
+            response.into_response(),
+            request_id,
+        ));
+    }
+    let body = wire::report_body(&report, WITH_LISTS);
+    Ok(answer_with_fault(&state, fault, body, request_id, &REPORT_FIELDS).await)
 }
 
-/// The report as JSON: the one a [`Fault::Report`] pins, else today's.
-fn profile_body(
-    state: &SimState,
-    customer_id: &str,
-    profile_id: &str,
-    fault: Option<&Fault>,
-    with_lists: bool,
-) -> Result<Value, (StatusCode, &'static str)> {
-    let report = match fault {
-        Some(Fault::Report(report)) => Some(report.clone()),
-        _ => state.report(customer_id, profile_id),
-    };
-    let report = report.ok_or((StatusCode::NOT_FOUND, "scan profile not found"))?;
-    let mut body = serde_json::to_value(&report)
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed"))?;
-    if with_lists {
-        body["newRegisteredContent"] = json!(
-            (0..report.new_registered_content_count.clamp(0, 50))
-                .map(|i| json!({"id": format!("object-{i}"), "type": "Site"}))
-                .collect::<Vec<_>>()
-        );
-        body["movedToAnotherContainerObjects"] = json!([]);
-        body["removedFromMicrosoft365OrOutOfPolicyObjects"] = json!(
-            (0..report.removed_from_m365_or_out_of_policy.clamp(0, 50))
-                .map(|i| format!("removed-object-{i}"))
-                .collect::<Vec<_>>()
-        );
-    }
-    Ok(body)
+/// `GET .../customers/{c}/scan-profiles/{p}`: the profile's details, or
+/// the fault injected for them ([`super::RunningSimulator::set_details_fault`]).
+pub(super) async fn profile_details(
+    State(state): State<Arc<SimState>>,
+    Path((customer_id, profile_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    state.stats.details_requests.fetch_add(1, Ordering::Relaxed);
+    let request_id = admit(&state, &headers, SCAN_PROFILES_READ).await?;
+    let body = state
+        .customers
+        .iter()
+        .find(|c| c.id == customer_id)
+        .and_then(|c| Some((c, c.profiles.iter().find(|p| p.id == profile_id)?)))
+        .map(|(customer, profile)| wire::details_body(customer, profile))
+        .ok_or_else(|| {
+            api_error(
+                &state,
+                StatusCode::NOT_FOUND,
+                request_id,
+                "scan profile not found",
+            )
+        })?;
+    let fault = lock(&state.details_faults).get(&profile_id).cloned();
+    Ok(answer_with_fault(&state, fault, body, request_id, &DETAILS_FIELDS).await)
 }
+
+/// Which fields [`Fault::MissingField`] drops and [`Fault::WrongTypes`]
+/// spoils in a body.
+struct FaultFields {
+    required: &'static str,
+    typed: &'static str,
+    wrong_value: &'static str,
+}
+
+const REPORT_FIELDS: FaultFields = FaultFields {
+    required: "lastScanStatus",
+    typed: "newRegisteredContentCount",
+    wrong_value: "many",
+};
+
+const DETAILS_FIELDS: FaultFields = FaultFields {
+    required: "enableDailyScan",
+    typed: "enableDailyScan",
+    wrong_value: "sometimes",
+};
 
 /// Send `body` as the injected fault bends it (or as is, without one).
-async fn answer_with_fault(fault: Option<Fault>, mut body: Value, request_id: u64) -> Response {
+async fn answer_with_fault(
+    state: &SimState,
+    fault: Option<Fault>,
+    mut body: Value,
+    request_id: u64,
+    fields: &FaultFields,
+) -> Response {
     let response = match fault {
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return api_error(status, request_id, "injected fault");
+            return api_error(state, status, request_id, "injected fault");
         }
         Some(Fault::Throttle(retry_after)) => {
             let retry_after = retry_after.and_then(|v| HeaderValue::from_str(&v).ok());
-            return throttled(request_id, retry_after);
+            return throttled(state, request_id, retry_after);
         }
         Some(Fault::Reset) => return reset(),
         Some(Fault::Redirect(location)) => {
@@ -216,16 +280,16 @@ async fn answer_with_fault(fault: Option<Fault>, mut body: Value, request_id: u6
         )
             .into_response(),
         Some(Fault::MissingField) => {
-            body.as_object_mut().map(|o| o.remove("lastScanStatus"));
+            body.as_object_mut().map(|o| o.remove(fields.required));
             json_response(body.to_string())
         }
         Some(Fault::WrongTypes) => {
-            body["newRegisteredContentCount"] = json!("many");
+            body[fields.typed] = json!(fields.wrong_value);
             json_response(body.to_string())
         }
         Some(Fault::Report(_)) | None => json_response(body.to_string()),
     };
-    with_request_id(response, request_id)
+    with_request_id(state, response, request_id)
 }
 
 /// The first half of `text`, cut on a character boundary.
@@ -266,12 +330,7 @@ pub(super) struct BatchBody {
 
 /// One page of `items`, with the metadata the client pages by (inflated,
 /// and the last page repeated, when paging lies are switched on).
-fn page<T: serde::Serialize>(
-    state: &SimState,
-    items: Vec<T>,
-    query: &PageQuery,
-    request_id: u64,
-) -> Response {
+fn page(state: &SimState, items: Vec<Value>, query: &PageQuery, request_id: u64) -> Response {
     let page_index = query.page_index.unwrap_or(1).max(1);
     let page_size = query.page_size.unwrap_or(50).clamp(1, 100);
     let lying = state.paging_lies.load(Ordering::Relaxed);
@@ -281,20 +340,13 @@ fn page<T: serde::Serialize>(
         // Past the end: send the last page again instead of an empty one.
         skip = items.len().saturating_sub(page_size as usize);
     }
-    let data: Vec<T> = items
+    let data: Vec<Value> = items
         .into_iter()
         .skip(skip)
         .take(page_size as usize)
         .collect();
-    let body = Page {
-        data,
-        metadata: PageMetadata {
-            page_index,
-            page_size,
-            total_count,
-        },
-    };
-    with_request_id(Json(body).into_response(), request_id)
+    let body = wire::page_body(data, page_index, page_size, total_count);
+    with_request_id(state, Json(body).into_response(), request_id)
 }
 
 /// Count a discovery request, admit it, and fail it when discovery
@@ -311,6 +363,7 @@ async fn admit_discovery(
     let request_id = admit(state, headers, permission).await?;
     if state.discovery_failing.load(Ordering::Relaxed) {
         return Err(api_error(
+            state,
             StatusCode::INTERNAL_SERVER_ERROR,
             request_id,
             "injected discovery failure",
@@ -342,19 +395,13 @@ fn customer_items(state: &SimState, wanted: Option<Vec<String>>) -> Vec<Value> {
     let bogus = state
         .bogus_customer
         .load(Ordering::Relaxed)
-        .then(|| json!({"id": "../../etc", "organization": "Bogus", "tenants": []}));
+        .then(wire::bogus_customer_item);
     state
         .customers
         .iter()
         .filter(|c| wanted.as_ref().is_none_or(|ids| ids.contains(&c.id)))
         .filter(|c| !hidden.contains(&c.id))
-        .map(|customer| {
-            // The real API sends the owner's e-mail address: personal data
-            // the exporter must ignore, so the simulator sends one too.
-            let mut item = serde_json::to_value(customer.to_api()).unwrap_or_default();
-            item["ownerEmail"] = json!(format!("owner@{}.example", customer.tenant_domain));
-            item
-        })
+        .map(wire::customer_item)
         .chain(bogus)
         .chain(respelled_customers(state))
         .collect()
@@ -374,7 +421,7 @@ fn respelled_customers(state: &SimState) -> Vec<Value> {
     respellings(&first.id)
         .into_iter()
         .map(|id| {
-            let mut item = serde_json::to_value(first.to_api()).unwrap_or_default();
+            let mut item = wire::customer_item(first);
             item["id"] = json!(id);
             item
         })
@@ -401,27 +448,35 @@ pub(super) async fn profiles_batch(
         .customers
         .iter()
         .find(|c| c.id == customer_id && !hidden)
-        .ok_or_else(|| api_error(StatusCode::NOT_FOUND, request_id, "customer not found"))?;
+        .ok_or_else(|| {
+            api_error(
+                &state,
+                StatusCode::NOT_FOUND,
+                request_id,
+                "customer not found",
+            )
+        })?;
     let wanted = body.and_then(|Json(body)| body.scan_profile_ids);
     let respelled = state.respelled_ids.load(Ordering::Relaxed);
-    let items: Vec<ScanProfileSummary> = customer
+    let items: Vec<Value> = customer
         .profiles
         .iter()
         .filter(|p| wanted.as_ref().is_none_or(|ids| ids.contains(&p.id)))
-        .map(SimProfile::to_summary)
-        .flat_map(|summary| {
-            let copies: Vec<ScanProfileSummary> = if respelled {
-                respellings(&summary.profile_id)
+        .flat_map(|profile| {
+            let item = wire::profile_item(profile);
+            let copies: Vec<Value> = if respelled {
+                respellings(&profile.id)
                     .into_iter()
-                    .map(|profile_id| ScanProfileSummary {
-                        profile_id,
-                        ..summary.clone()
+                    .map(|profile_id| {
+                        let mut copy = item.clone();
+                        copy["profileId"] = json!(profile_id);
+                        copy
                     })
                     .collect()
             } else {
                 Vec::new()
             };
-            std::iter::once(summary).chain(copies)
+            std::iter::once(item).chain(copies)
         })
         .collect();
     Ok(page(&state, items, &query, request_id))

@@ -1,13 +1,15 @@
-//! Deterministic fake tenants: customers, their scan profiles and the daily
-//! reports, all derived from a seed so every run (and every test) sees the
-//! same world, while reports still change as simulated days roll over.
+//! Deterministic fake tenants: customers, their scan profiles (with their
+//! settings) and the daily reports, all derived from a seed so every run
+//! (and every test) sees the same world, while reports still change as
+//! simulated days roll over. Values only: `wire.rs` writes them into
+//! AvePoint's documented JSON.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::avepoint::model::{Customer, ScanProfileReport, ScanProfileSummary, Tenant};
+use crate::avepoint::model::ScanProfileReport;
 
 /// SplitMix64: a tiny, well-known mixer; plenty for fake data, and it keeps
 /// the simulator free of a random-number crate.
@@ -75,6 +77,50 @@ pub struct SimProfile {
     pub modified_time: OffsetDateTime,
     /// The daily report stopped arriving (for "stale report" demos and alerts).
     pub stale: bool,
+    /// When the profile was created (its details' `createdTime`).
+    pub created_time: OffsetDateTime,
+    /// The daily scan's `(hour, minute)`, `None` when daily scan is off
+    /// (`enableDailyScan` `"No"`).
+    pub daily_scan: Option<(u32, u32)>,
+    /// The containers the profile scans: `(containersName, objectType)`.
+    pub containers: Vec<(String, i64)>,
+}
+
+/// Containers a simulated profile may scan, with their `objectType`; 42 is
+/// no documented type, so the exporter meets an unknown one.
+const CONTAINERS: [(&str, i64); 7] = [
+    ("Default Site Collection Group", 0),
+    ("Default Mailbox Group", 1),
+    ("Default OneDrive for Business Group", 2),
+    ("Default Microsoft 365 Group", 5),
+    ("Default_ProjectOnline_Sites_Group", 6),
+    ("Default Teams Channel Group", 9),
+    ("Legacy archive", 42),
+];
+
+/// The daily scan of the profile with world-wide index `index` (customer
+/// by customer, in order): every third one, from the second, is off; the
+/// others run at `(2 + 7 * index) % 24` hours, `(19 + 13 * index) % 60`
+/// minutes.
+pub fn daily_scan(index: u64) -> Option<(u32, u32)> {
+    (index % 3 != 1).then(|| {
+        (
+            ((2 + 7 * index) % 24) as u32,
+            ((19 + 13 * index) % 60) as u32,
+        )
+    })
+}
+
+/// The containers of the profile with world-wide index `index`:
+/// `1 + index % 3` of them, `CONTAINERS[(index + 3 * k) % 7]` for the k-th;
+/// the seventh profile (index 6) is the first with the unknown type 42.
+pub fn containers(index: u64) -> Vec<(String, i64)> {
+    (0..1 + index % 3)
+        .map(|k| {
+            let (name, object_type) = CONTAINERS[((index + 3 * k) % 7) as usize];
+            (name.to_owned(), object_type)
+        })
+        .collect()
 }
 
 /// One simulated customer.
@@ -96,35 +142,6 @@ pub struct SimCustomer {
     pub job_status: i64,
     /// The customer's scan profiles.
     pub profiles: Vec<SimProfile>,
-}
-
-impl SimCustomer {
-    /// The discovery view of this customer.
-    pub fn to_api(&self) -> Customer {
-        Customer {
-            id: self.id.clone(),
-            organization: self.organization.clone(),
-            job_status: Some(self.job_status),
-            country_or_region: Some(self.country.to_owned()),
-            management_mode: Some(self.management_mode),
-            tenants: vec![Tenant {
-                id: self.tenant_id.clone(),
-                name: format!("{}.onmicrosoft.com", self.tenant_domain),
-            }],
-        }
-    }
-}
-
-impl SimProfile {
-    /// The discovery view of this profile.
-    pub fn to_summary(&self) -> ScanProfileSummary {
-        ScanProfileSummary {
-            profile_name: self.name.clone(),
-            profile_id: self.id.clone(),
-            scan_mode: Some(self.scan_mode),
-            modified_time: Some(self.modified_time),
-        }
-    }
 }
 
 /// Build the world for a seed.
@@ -156,15 +173,23 @@ pub fn generate(
                 management_mode: pick(seed, &[4, c], 3) as i64,
                 job_status: [1, 1, 1, 2, 5, 6][pick(seed, &[5, c], 6) as usize],
                 profiles: (0..profiles_per_customer as u64)
-                    .map(|p| SimProfile {
-                        id: uuid(seed, &[6, c, p]).to_string(),
-                        name: PROFILE_NAMES[((c + p) % PROFILE_NAMES.len() as u64) as usize]
-                            .to_owned(),
-                        scan_mode: pick(seed, &[7, c, p], 2) as i64,
-                        modified_time: created
-                            - Duration::from_secs(86_400 * (1 + pick(seed, &[8, c, p], 90))),
-                        // One profile in eleven stopped producing reports.
-                        stale: (c * 7 + p) % 11 == 10,
+                    .map(|p| {
+                        let index = c * profiles_per_customer as u64 + p;
+                        let modified_time = created
+                            - Duration::from_secs(86_400 * (1 + pick(seed, &[8, c, p], 90)));
+                        SimProfile {
+                            id: uuid(seed, &[6, c, p]).to_string(),
+                            name: PROFILE_NAMES[((c + p) % PROFILE_NAMES.len() as u64) as usize]
+                                .to_owned(),
+                            scan_mode: pick(seed, &[7, c, p], 2) as i64,
+                            modified_time,
+                            // One profile in eleven stopped producing reports.
+                            stale: (c * 7 + p) % 11 == 10,
+                            created_time: modified_time
+                                - Duration::from_secs(86_400 * (30 + index % 60)),
+                            daily_scan: daily_scan(index),
+                            containers: containers(index),
+                        }
                     })
                     .collect(),
             }
@@ -230,6 +255,9 @@ pub fn report(
         new_registered_content_count: pick(seed, &[key, day, 2], 40 + profile_index * 10) as i64,
         moved_to_another_container: pick(seed, &[key, day, 3], 12) as i64,
         removed_from_m365_or_out_of_policy: removed,
+        new_registered_content_listed: None,
+        moved_to_another_container_listed: None,
+        removed_from_m365_or_out_of_policy_listed: None,
     }
 }
 
@@ -260,5 +288,22 @@ mod tests {
             .collect();
         let distinct: std::collections::HashSet<_> = days.iter().collect();
         assert!(distinct.len() > 5, "reports barely move: {days:?}");
+    }
+
+    #[test]
+    fn settings_mix_daily_scans_and_container_types() {
+        assert_eq!(daily_scan(0), Some((2, 19)));
+        assert_eq!(daily_scan(1), None);
+        assert_eq!(daily_scan(2), Some((16, 45)));
+        assert_eq!(
+            containers(0),
+            vec![("Default Site Collection Group".into(), 0)]
+        );
+        assert_eq!(
+            containers(6),
+            vec![("Legacy archive".into(), 42)],
+            "the default 3 x 3 world has an unknown objectType"
+        );
+        assert_eq!(containers(2).len(), 3);
     }
 }

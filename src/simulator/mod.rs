@@ -1,6 +1,8 @@
 //! A simulated AvePoint Elements (Graph) API on loopback, for the `demo` and
 //! `simulate` commands, the integration tests and the benchmarks: the token
-//! endpoint, both profile endpoints and both discovery endpoints, with
+//! endpoint, both profile report endpoints, the profile details endpoint
+//! and both discovery endpoints, answering AvePoint's documented example
+//! JSON (`fixtures/`) with simulated values, with
 //! deterministic data, latency, random errors and throttling, and
 //! per-profile faults for tests. Nothing here reaches beyond the address it
 //! is bound to.
@@ -13,12 +15,13 @@
 //! bug there cannot hide itself by changing what the tests are served.
 //!
 //! [`data`] builds the world, `state` holds what requests change, `token`
-//! is the token endpoint and `api` the API routes.
+//! is the token endpoint, `api` the API routes and [`wire`] their JSON.
 
 mod api;
 pub mod data;
 mod state;
 mod token;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -278,9 +281,44 @@ impl RunningSimulator {
         self.state.v2_path_absent.store(absent, Ordering::Relaxed);
     }
 
-    /// Remove all injected faults.
+    /// Inject a fault for one profile's details endpoint (replacing any
+    /// earlier one): the same faults as [`RunningSimulator::set_fault`],
+    /// where [`Fault::MissingField`] drops `enableDailyScan`,
+    /// [`Fault::WrongTypes`] makes it `"sometimes"`, and
+    /// [`Fault::Report`] changes nothing.
+    pub fn set_details_fault(&self, profile_id: &str, fault: Fault) {
+        lock(&self.state.details_faults).insert(profile_id.to_owned(), fault);
+    }
+
+    /// Serve a profile's `changes` body with `objects` items in each of its
+    /// three lists, whatever its counts say (which makes them disagree,
+    /// unless a [`Fault::Report`] pins the counts to match); `None` sizes
+    /// the lists by the counts again. The lists are built once per length
+    /// and streamed in pieces from that shared buffer: 200,000 objects are
+    /// a body of about 50 MB. Built here, so no request pays for it.
+    pub fn set_change_list_size(&self, profile_id: &str, objects: Option<usize>) {
+        if let Some(objects) = objects {
+            self.state.lists_tail(objects);
+        }
+        let mut sizes = lock(&self.state.change_list_sizes);
+        match objects {
+            Some(objects) => sizes.insert(profile_id.to_owned(), objects),
+            None => sizes.remove(profile_id),
+        };
+    }
+
+    /// Leave the `request-id` header out of every API answer (error bodies
+    /// still carry `requestId` and `traceId`), as a gateway might.
+    pub fn set_request_id_header_omitted(&self, omitted: bool) {
+        self.state
+            .omit_request_id_header
+            .store(omitted, Ordering::Relaxed);
+    }
+
+    /// Remove all injected faults (of reports and of details).
     pub fn clear_faults(&self) {
         lock(&self.state.faults).clear();
+        lock(&self.state.details_faults).clear();
     }
 
     /// Forget every issued token: the next API call with one answers 401,
@@ -348,6 +386,10 @@ fn router(state: Arc<SimState>) -> Router {
         .route(
             "/partner/external/v3/general/customers/{customer_id}/scan-profiles/{profile_id}/changes",
             get(api::profile::<true>),
+        )
+        .route(
+            "/partner/external/v3/general/customers/{customer_id}/scan-profiles/{profile_id}",
+            get(api::profile_details),
         )
         .route("/partner/external/v3/general/customers/batch", post(api::customers_batch))
         .route(

@@ -34,6 +34,8 @@ pub struct SimStats {
     pub v2_profile_requests: AtomicU64,
     /// Discovery requests (both endpoints).
     pub discovery_requests: AtomicU64,
+    /// Profile details requests (all outcomes).
+    pub details_requests: AtomicU64,
     /// API (not token) requests being handled right now: what AvePoint
     /// would see in flight from the exporter.
     pub api_in_flight: AtomicU64,
@@ -92,6 +94,16 @@ pub(super) struct SimState {
     pub(super) tokens: Mutex<HashMap<String, IssuedToken>>,
     /// The fault table: profile id to the fault its requests get.
     pub(super) faults: Mutex<HashMap<String, Fault>>,
+    /// The same for the profile details endpoint.
+    pub(super) details_faults: Mutex<HashMap<String, Fault>>,
+    /// Profile id to the length of each list in its `changes` body, for
+    /// profiles whose lists are not sized by their counts.
+    pub(super) change_list_sizes: Mutex<HashMap<String, usize>>,
+    /// The lists part of a `changes` body, per list length, built once and
+    /// shared by every answer that has lists that long.
+    lists_tails: Mutex<HashMap<usize, axum::body::Bytes>>,
+    /// Leave the `request-id` header out of every API answer.
+    pub(super) omit_request_id_header: AtomicBool,
     pub(super) hidden_customers: Mutex<HashSet<String>>,
     pub(super) discovery_failing: AtomicBool,
     pub(super) paging_lies: AtomicBool,
@@ -139,6 +151,10 @@ impl SimState {
             started: Instant::now(),
             tokens: Mutex::default(),
             faults: Mutex::default(),
+            details_faults: Mutex::default(),
+            change_list_sizes: Mutex::default(),
+            lists_tails: Mutex::default(),
+            omit_request_id_header: AtomicBool::default(),
             hidden_customers: Mutex::default(),
             discovery_failing: AtomicBool::default(),
             paging_lies: AtomicBool::default(),
@@ -170,6 +186,19 @@ impl SimState {
         // report already exists when a scrape comes.
         let started = self.started_wall + day_length * day as u32;
         (day + 1, started)
+    }
+
+    /// The lists part of a `changes` body with `length` items per list
+    /// (cheap to clone: shared bytes).
+    pub(super) fn lists_tail(&self, length: usize) -> axum::body::Bytes {
+        if let Some(tail) = lock(&self.lists_tails).get(&length) {
+            return tail.clone();
+        }
+        // Built outside the lock: tens of megabytes take a moment, and two
+        // first requests building it both is harmless.
+        let tail = super::wire::changes_lists_tail(length);
+        lock(&self.lists_tails).insert(length, tail.clone());
+        tail
     }
 
     /// The fault injected for a profile, if any.

@@ -23,6 +23,9 @@ pub struct Harness {
 }
 
 /// Options for [`Harness::start`].
+/// See [`Setup::prepare_sim`].
+pub type PrepareSim = Box<dyn Fn(&RunningSimulator)>;
+
 pub struct Setup {
     pub sim: SimulatorConfig,
     /// Extra (customer, profile) targets besides the simulator's own.
@@ -37,6 +40,13 @@ pub struct Setup {
     pub config_tail: String,
     /// Last edit of the generated config text (e.g. to point a URL elsewhere).
     pub rewrite: Option<Box<dyn Fn(String) -> String>>,
+    /// Runs on the simulator before the exporter starts (e.g. to set a
+    /// fault its background tasks must meet on their first request).
+    pub prepare_sim: Option<PrepareSim>,
+    /// Whether the profile details refresher runs (the default config's
+    /// behaviour). Off unless a test is about it: its background requests
+    /// would otherwise race the request and token counts other tests pin.
+    pub profile_details: bool,
 }
 
 impl Default for Setup {
@@ -49,6 +59,8 @@ impl Default for Setup {
             static_targets: true,
             config_tail: String::new(),
             rewrite: None,
+            prepare_sim: None,
+            profile_details: false,
         }
     }
 }
@@ -78,6 +90,9 @@ impl Harness {
         let sim = RunningSimulator::start(setup.sim, ([127, 0, 0, 1], 0).into())
             .await
             .expect("simulator binds");
+        if let Some(prepare) = &setup.prepare_sim {
+            prepare(&sim);
+        }
         let mut targets = if setup.static_targets {
             sim.profile_ids()
         } else {
@@ -89,6 +104,11 @@ impl Harness {
             &format!("{}targets:", setup.avepoint_extra),
             1,
         ) + &setup.config_tail;
+        let yaml = if setup.profile_details || yaml.contains("profile_details:") {
+            yaml
+        } else {
+            yaml + "profile_details:\n  enabled: false\n"
+        };
         let yaml = match &setup.rewrite {
             Some(rewrite) => rewrite(yaml),
             None => yaml,

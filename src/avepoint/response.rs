@@ -1,0 +1,113 @@
+//! What an answer of the API means when it is not the data asked for: the
+//! [`ApiError`] of a failure status (with a hint for the user, the body's
+//! `message`, and the `request-id` header or, without it, the body's
+//! `requestId` and `traceId`), and of a body that could not be read.
+//!
+//! Imports `avepoint::{auth, error, http, instrumentation, model, pacing}`
+//! and `config`.
+
+use reqwest::{Response, StatusCode};
+
+use super::auth::AccessToken;
+use super::error::ApiError;
+use super::http::{BodyError, read_body_limited, redirect_target, sanitize};
+use super::instrumentation::ApiEndpoint;
+use super::model::ApiErrorBody;
+use super::pacing::parse_retry_after;
+use crate::config::ProfileEndpoint;
+
+/// The error of a non-success answer. `configured` is the
+/// `avepoint.endpoint` setting, for the hint of a 404.
+pub(super) async fn status_error(
+    endpoint: ApiEndpoint,
+    configured: ProfileEndpoint,
+    response: Response,
+    request_id: Option<String>,
+    token: &AccessToken,
+) -> ApiError {
+    let status = response.status();
+    let location = status.is_redirection().then(|| redirect_target(&response));
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(parse_retry_after);
+    let body = read_body_limited(response, 64 * 1024)
+        .await
+        .ok()
+        .and_then(|body| serde_json::from_slice::<ApiErrorBody>(&body).ok())
+        .unwrap_or_default();
+    // A proxy may echo the request back: never let our token out.
+    let clean = |text: String| sanitize(&text, token.expose());
+    let message = body.message.map(clean);
+    // The header is what AvePoint documents; the body's id stands in
+    // for it when a gateway on the way dropped it.
+    let request_id = request_id.or_else(|| body.request_id.map(clean));
+    let trace_id = body.trace_id.map(clean);
+    let hint = match status {
+        StatusCode::UNAUTHORIZED => {
+            "the API rejected a freshly issued token; check the app registration".to_owned()
+        }
+        StatusCode::FORBIDDEN => format!(
+            "the app registration lacks the permission {}; grant it in Elements > API app registration",
+            match endpoint {
+                ApiEndpoint::CustomersBatch => crate::config::CUSTOMERS_SCOPE,
+                ApiEndpoint::BackupJobsBatch => crate::config::BACKUP_JOBS_SCOPE,
+                ApiEndpoint::BackupCoverage => crate::config::BACKUP_COVERAGE_SCOPE,
+                _ => crate::config::SCAN_PROFILES_SCOPE,
+            }
+        ),
+        StatusCode::NOT_FOUND if endpoint == ApiEndpoint::ProfileDetails => {
+            "customer or scan profile not found; check the ids".to_owned()
+        }
+        StatusCode::NOT_FOUND if endpoint != ApiEndpoint::ScanProfile => {
+            "customer not found".to_owned()
+        }
+        StatusCode::NOT_FOUND => format!(
+            "customer or scan profile not found on the {} endpoint; check the ids, or try `avepoint.endpoint: {}`",
+            configured.name(),
+            configured.other().name()
+        ),
+        _ if status.is_redirection() => format!(
+            "a redirect to {}, not followed: AvePoint's API does not redirect; check avepoint.base_url and any proxy in between",
+            location.as_deref().unwrap_or("no Location")
+        ),
+        StatusCode::TOO_MANY_REQUESTS => match retry_after {
+            Some(wait) => format!("rate limited by AvePoint, retry after {}s", wait.as_secs()),
+            None => "rate limited by AvePoint".to_owned(),
+        },
+        status if status.is_server_error() => "AvePoint server error".to_owned(),
+        _ => "unexpected status".to_owned(),
+    };
+    ApiError::Status {
+        status,
+        hint,
+        message,
+        request_id,
+        trace_id,
+        retry_after,
+    }
+}
+
+/// A body that could not be read: one that broke off mid-way is a transport
+/// failure, retried like one; one too large names the setting that caps it.
+pub(super) fn body_error(error: BodyError, request_id: &Option<String>, setting: &str) -> ApiError {
+    match error {
+        BodyError::Read(message) => ApiError::Transport {
+            message,
+            timeout: false,
+        },
+        BodyError::TooLarge { limit } => ApiError::Decode {
+            message: format!("response body larger than {setting} ({limit} bytes), refused"),
+            request_id: request_id.clone(),
+        },
+    }
+}
+
+pub(super) fn request_id(response: &Response) -> Option<String> {
+    response
+        .headers()
+        .get("request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(|value| sanitize(value, ""))
+}

@@ -1,0 +1,170 @@
+//! `changes` bodies of any length: decoded as they stream in (the lists
+//! counted, never held), the count fields exported, a list that disagrees
+//! with its count warned about once, and `avepoint.max_response_bytes` a
+//! cap on bytes read that fails only the profile that exceeds it.
+//!
+//! The memory bound itself is measured from outside the process, by
+//! `cargo bench --bench changes_memory` (BENCHMARKS.md).
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use avepoint_exporter::simulator::{Fault, SimulatorConfig};
+use common::{Exposition, Harness, Setup};
+
+/// Every log line of this test binary (one global subscriber: the
+/// exporter logs from many tasks and threads).
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logs);
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || Capture(Arc::clone(&sink)))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+        logs
+    })
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn log_lines_about(profile_id: &str) -> Vec<String> {
+    String::from_utf8_lossy(&logs().lock().unwrap())
+        .lines()
+        .filter(|line| line.contains(profile_id))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `changes` path, and time for large bodies in a debug build on a
+/// busy machine.
+fn changes_setup(seed: u64, extra: &str) -> Setup {
+    Setup {
+        sim: SimulatorConfig {
+            seed,
+            ..SimulatorConfig::default()
+        },
+        avepoint_extra: format!(
+            "  endpoint: changes\n  request_timeout: 2m\n  round_timeout: 2m\n{extra}"
+        ),
+        ..Setup::default()
+    }
+}
+
+async fn scrape_slowly(harness: &Harness) -> Exposition {
+    let response = harness
+        .get(
+            "/metrics",
+            &[("X-Prometheus-Scrape-Timeout-Seconds", "120")],
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    Exposition::parse(&response.body)
+}
+
+fn up(metrics: &Exposition, profile: &str) -> f64 {
+    metrics.value("avepoint_scan_profile_up", &[("profile_id", profile)])
+}
+
+fn counts(metrics: &Exposition, profile: &str) -> [f64; 3] {
+    [
+        "avepoint_scan_new_registered_content",
+        "avepoint_scan_moved_to_another_container",
+        "avepoint_scan_removed_from_m365_or_out_of_policy",
+    ]
+    .map(|name| metrics.value(name, &[("profile_id", profile)]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50_mb_changes_body_with_200000_objects_per_list_is_up() {
+    logs();
+    let harness = Harness::start(changes_setup(11, "")).await;
+    let (customer, profile) = harness.sim.profile_ids()[2].clone();
+    let mut report = harness.sim.current_report(&customer, &profile).unwrap();
+    report.new_registered_content_count = 200_000;
+    report.moved_to_another_container = 200_000;
+    report.removed_from_m365_or_out_of_policy = 200_000;
+    harness.sim.set_fault(&profile, Fault::Report(report));
+    harness.sim.set_change_list_size(&profile, Some(200_000));
+    let metrics = scrape_slowly(&harness).await;
+    for (_, other) in harness.sim.profile_ids() {
+        assert_eq!(up(&metrics, &other), 1.0, "{other}");
+    }
+    assert_eq!(counts(&metrics, &profile), [200_000.0; 3]);
+    // The lists match their counts: nothing to warn about.
+    assert_eq!(log_lines_about(&profile), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_that_disagrees_with_its_count_exports_the_count_and_warns_once() {
+    logs();
+    let harness = Harness::start(changes_setup(12, "")).await;
+    let (customer, profile) = harness.sim.profile_ids()[4].clone();
+    let mut report = harness.sim.current_report(&customer, &profile).unwrap();
+    report.new_registered_content_count = 3;
+    report.moved_to_another_container = 7;
+    report.removed_from_m365_or_out_of_policy = 5;
+    harness.sim.set_fault(&profile, Fault::Report(report));
+    harness.sim.set_change_list_size(&profile, Some(7));
+    for _ in 0..3 {
+        let metrics = scrape_slowly(&harness).await;
+        assert_eq!(up(&metrics, &profile), 1.0);
+        assert_eq!(counts(&metrics, &profile), [3.0, 7.0, 5.0]);
+    }
+    let lines = log_lines_about(&profile);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains(" WARN "), "{}", lines[0]);
+    assert!(
+        lines[0].contains(&format!(
+            "customer_id={customer} profile_id={profile} mismatch=newRegisteredContent holds 7 items where newRegisteredContentCount says 3; removedFromMicrosoft365OrOutOfPolicyObjects holds 7 items where removedFromMicrosoft365OrOutofPolicy says 5"
+        )),
+        "{}",
+        lines[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_cap_fails_only_its_profile_naming_the_cap() {
+    logs();
+    let harness = Harness::start(changes_setup(13, "  max_response_bytes: 4194304\n")).await;
+    let targets = harness.sim.profile_ids();
+    let (_, profile) = targets[6].clone();
+    // About 12 MB, streamed without a Content-Length: the cap must count.
+    harness.sim.set_change_list_size(&profile, Some(50_000));
+    let snapshot = harness
+        .state
+        .rounds()
+        .collect(Duration::from_secs(60))
+        .await;
+    let failure = snapshot.profiles[6].outcome.as_ref().unwrap_err();
+    assert_eq!(failure.status, "invalid_body");
+    assert!(
+        failure.message.starts_with(
+            "invalid response body: response body larger than avepoint.max_response_bytes (4194304 bytes), refused [request-id sim-"
+        ),
+        "{}",
+        failure.message
+    );
+    assert_eq!(snapshot.failures(), 1);
+    let metrics = scrape_slowly(&harness).await;
+    for (index, (_, other)) in targets.iter().enumerate() {
+        let expected = if index == 6 { 0.0 } else { 1.0 };
+        assert_eq!(up(&metrics, other), expected, "{other}");
+    }
+}
