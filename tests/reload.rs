@@ -174,7 +174,7 @@ async fn a_bad_edit_is_refused_and_the_old_targets_stay() {
         body,
         format!(
             "failed to reload config: config file {}: scrape_interval: unknown field `scrape_interval`, \
-             expected one of `avepoint`, `targets`, `discovery`, `profile_details`, `metrics` at line 23 column 1\n",
+             expected one of `avepoint`, `targets`, `discovery`, `profile_details`, `collectors`, `metrics` at line 23 column 1\n",
             files.config().display()
         )
     );
