@@ -345,7 +345,10 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         })?;
     // Discovery finds the simulated customers, as it would for an MSP.
     let config_text = simulator.exporter_config(Some(&[]))
-        + "discovery:\n  enabled: true\n  refresh_interval: 1m\n";
+        + "discovery:\n  enabled: true\n  refresh_interval: 1m\n"
+        // The demo shows every collector; a real config enables the backup
+        // ones only with their permissions granted.
+        + "collectors:\n  backup_jobs:\n    enabled: true\n    refresh_interval: 1m\n  backup_coverage:\n    enabled: true\n    refresh_interval: 1m\n";
     let settings = Settings::from_yaml(&config_text, Path::new("<demo>"), |name| {
         (name == CLIENT_SECRET_ENV).then(|| secret.clone())
     })?;

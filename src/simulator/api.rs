@@ -26,11 +26,16 @@ const CUSTOMERS_READ: &str = "elements.customers.read.all";
 
 /// What a route answers: a refusal is an `Err` so `?` can pass it on from
 /// the checks; axum sends both sides alike.
-type Answer = Result<Response, Response>;
+pub(super) type Answer = Result<Response, Response>;
 
 /// An error answer with the documented error body, whose `requestId` is
 /// the header's value and whose `traceId` is derived from it.
-fn api_error(state: &SimState, status: StatusCode, request_id: u64, message: &str) -> Response {
+pub(super) fn api_error(
+    state: &SimState,
+    status: StatusCode,
+    request_id: u64,
+    message: &str,
+) -> Response {
     let body = wire::error_body(
         status.as_u16(),
         message,
@@ -80,7 +85,11 @@ fn throttled(state: &SimState, request_id: u64, retry_after: Option<HeaderValue>
 
 /// Bearer check, scope check, latency and random faults shared by every API
 /// route; the request id on success.
-async fn admit(state: &SimState, headers: &HeaderMap, permission: &str) -> Result<u64, Response> {
+pub(super) async fn admit(
+    state: &SimState,
+    headers: &HeaderMap,
+    permission: &str,
+) -> Result<u64, Response> {
     let request_id = state.next_request_id();
     if !state.config.latency.is_zero() {
         tokio::time::sleep(state.config.latency).await;
@@ -330,7 +339,12 @@ pub(super) struct BatchBody {
 
 /// One page of `items`, with the metadata the client pages by (inflated,
 /// and the last page repeated, when paging lies are switched on).
-fn page(state: &SimState, items: Vec<Value>, query: &PageQuery, request_id: u64) -> Response {
+pub(super) fn page(
+    state: &SimState,
+    items: Vec<Value>,
+    query: &PageQuery,
+    request_id: u64,
+) -> Response {
     let page_index = query.page_index.unwrap_or(1).max(1);
     let page_size = query.page_size.unwrap_or(50).clamp(1, 100);
     let lying = state.paging_lies.load(Ordering::Relaxed);

@@ -18,6 +18,7 @@
 //! is the token endpoint, `api` the API routes and [`wire`] their JSON.
 
 mod api;
+pub mod backup;
 pub mod data;
 mod state;
 mod token;
@@ -47,7 +48,7 @@ pub const DEMO_CLIENT_ID: &str = "5e1fc11e-0000-4000-8000-00000000de30";
 /// Client secret the simulator accepts unless told otherwise.
 pub const DEMO_CLIENT_SECRET: &str = "demo-secret-not-for-production";
 /// Every permission the simulated app registration holds by default.
-pub const ALL_PERMISSIONS: &str = "elements.scanprofiles.read.all elements.customers.read.all";
+pub const ALL_PERMISSIONS: &str = "elements.scanprofiles.read.all elements.customers.read.all elements.jobs.read.all elements.cbprotected.read.all";
 
 /// Knobs of a simulated AvePoint.
 #[derive(Debug, Clone)]
@@ -290,6 +291,22 @@ impl RunningSimulator {
         lock(&self.state.details_faults).insert(profile_id.to_owned(), fault);
     }
 
+    /// Make a customer's backup jobs answer with `fault`:
+    /// [`Fault::Status`] an HTTP error, [`Fault::WrongTypes`] a
+    /// `totalCount` of `"12x"`, [`Fault::MissingField`] an item without
+    /// `status`; other faults are ignored.
+    pub fn set_backup_jobs_fault(&self, customer_id: &str, fault: Fault) {
+        lock(&self.state.backup_faults).insert(customer_id.to_owned(), fault);
+    }
+
+    /// Make a customer's protection coverage answer with `fault`, as
+    /// [`RunningSimulator::set_backup_jobs_fault`] (here
+    /// [`Fault::WrongTypes`] is a size of `"1,5 GB"`, and
+    /// [`Fault::MissingField`] drops `serviceModule`).
+    pub fn set_coverage_fault(&self, customer_id: &str, fault: Fault) {
+        lock(&self.state.coverage_faults).insert(customer_id.to_owned(), fault);
+    }
+
     /// Serve a profile's `changes` body with `objects` items in each of its
     /// three lists, whatever its counts say (which makes them disagree,
     /// unless a [`Fault::Report`] pins the counts to match); `None` sizes
@@ -319,6 +336,8 @@ impl RunningSimulator {
     pub fn clear_faults(&self) {
         lock(&self.state.faults).clear();
         lock(&self.state.details_faults).clear();
+        lock(&self.state.backup_faults).clear();
+        lock(&self.state.coverage_faults).clear();
     }
 
     /// Forget every issued token: the next API call with one answers 401,
@@ -392,6 +411,14 @@ fn router(state: Arc<SimState>) -> Router {
             get(api::profile_details),
         )
         .route("/partner/external/v3/general/customers/batch", post(api::customers_batch))
+        .route(
+            "/partner/external/v3/general/customers/{customer_id}/avpt-products/jobs/batch",
+            post(backup::jobs_batch),
+        )
+        .route(
+            "/partner/external/v3/general/customers/{customer_id}/cloud-backup-m365/overview",
+            get(backup::coverage_overview),
+        )
         .route(
             "/partner/external/v3/general/customers/{customer_id}/scan-profiles/batch",
             post(api::profiles_batch),

@@ -96,6 +96,10 @@ pub(super) struct SimState {
     pub(super) faults: Mutex<HashMap<String, Fault>>,
     /// The same for the profile details endpoint.
     pub(super) details_faults: Mutex<HashMap<String, Fault>>,
+    /// Customer id to the fault its backup jobs answer with.
+    pub(super) backup_faults: Mutex<HashMap<String, Fault>>,
+    /// Customer id to the fault its protection coverage answers with.
+    pub(super) coverage_faults: Mutex<HashMap<String, Fault>>,
     /// Profile id to the length of each list in its `changes` body, for
     /// profiles whose lists are not sized by their counts.
     pub(super) change_list_sizes: Mutex<HashMap<String, usize>>,
@@ -152,6 +156,8 @@ impl SimState {
             tokens: Mutex::default(),
             faults: Mutex::default(),
             details_faults: Mutex::default(),
+            backup_faults: Mutex::default(),
+            coverage_faults: Mutex::default(),
             change_list_sizes: Mutex::default(),
             lists_tails: Mutex::default(),
             omit_request_id_header: AtomicBool::default(),

@@ -13,7 +13,7 @@
 //! Imports `config`, `avepoint` and `discovery`; never `collect`, `metrics`
 //! or above.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -23,8 +23,7 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::avepoint::ApiClient;
-use crate::avepoint::ScanStatus;
-use crate::avepoint::backup::{BackupJob, CoverageItem, job_module_label, job_type_label};
+use crate::avepoint::backup::{BackupJob, CoverageItem};
 use crate::config::BackupCollectorSettings;
 use crate::discovery::{DiscoveryState, list_all};
 
@@ -33,49 +32,10 @@ const CUSTOMER_CONCURRENCY: usize = 2;
 /// Items per page (AvePoint allows at most 100).
 const PAGE_SIZE: u32 = 100;
 
-/// The latest job of one (job type, job module) of a customer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LatestJob {
-    /// `job_type` label.
-    pub job_type: String,
-    /// `job_module` label.
-    pub job_module: String,
-    /// Raw status code (the `lastScanStatus` codes).
-    pub status: i64,
-    /// Start, as a Unix timestamp.
-    pub start: Option<f64>,
-    /// End, as a Unix timestamp; absent while the job runs.
-    pub end: Option<f64>,
-    /// `jobDuration` in seconds.
-    pub duration: Option<f64>,
-    /// Object counts by result: total, failed, successful, skipped, warning.
-    pub objects: [u64; 5],
-    /// `backupSize` in bytes.
-    pub size_bytes: Option<f64>,
-    /// End of the latest job of this type and module that finished, with or
-    /// without exception, this process has seen (in any list it read).
-    pub last_success: Option<f64>,
-}
+mod reduce;
 
-/// The `result` label values of [`LatestJob::objects`], in order.
-pub const OBJECT_RESULTS: [&str; 5] = ["total", "failed", "successful", "skipped", "warning"];
-
-/// One coverage row of a customer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Coverage {
-    /// `service_type` label.
-    pub service_type: String,
-    /// `service_module` label.
-    pub service_module: String,
-    /// `totalScannedObjects`.
-    pub scanned_objects: u64,
-    /// `totalProtectedObjects`.
-    pub protected_objects: u64,
-    /// Bytes stored in AvePoint's storage.
-    pub stored_avepoint: Option<f64>,
-    /// Bytes stored in the customer's own storage (BYOS).
-    pub stored_byos: Option<f64>,
-}
+use reduce::Successes;
+pub use reduce::{Coverage, LatestJob, OBJECT_RESULTS, coverage_rows, latest_jobs};
 
 /// One customer's result in one collector.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +74,15 @@ pub struct CustomerSource {
 }
 
 impl CustomerSource {
+    /// Wait until discovery publishes; `false` once it never will (no
+    /// discovery, or it stopped). Without discovery it never returns.
+    async fn changed(&mut self) -> bool {
+        match &mut self.discovered {
+            Some(discovery) => discovery.changed().await.is_ok(),
+            None => std::future::pending().await,
+        }
+    }
+
     /// Every customer right now: the configured ones first, no duplicates.
     pub fn current(&self) -> Vec<String> {
         let mut customers = self.configured.clone();
@@ -180,19 +149,35 @@ pub fn spawn_coverage(
     )
 }
 
-/// The collector task: a refresh at once, then every `interval`.
+/// The collector task: a refresh at once, then every `interval`, and as
+/// soon as discovery's customer list changes (at start it is empty until
+/// discovery's first refresh ends; waiting an interval would leave the
+/// new customers without data that long).
 fn spawn<R: Refresh>(
     interval: Duration,
-    customers: CustomerSource,
+    mut customers: CustomerSource,
     mut reader: R,
 ) -> BackgroundCollector<R::Item> {
     let (sender, receiver) = watch::channel(Arc::new(CollectorState::default()));
     let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_read: Option<Vec<String>> = None;
         loop {
-            ticks.tick().await;
-            let state = reader.refresh(customers.current()).await;
+            tokio::select! {
+                _ = ticks.tick() => {}
+                changed = customers.changed() => {
+                    if !changed {
+                        customers.discovered = None;
+                    }
+                    if last_read.as_ref() == Some(&customers.current()) {
+                        continue;
+                    }
+                }
+            }
+            let current = customers.current();
+            let state = reader.refresh(current.clone()).await;
+            last_read = Some(current);
             if sender.send(Arc::new(state)).is_err() {
                 return;
             }
@@ -203,11 +188,6 @@ fn spawn<R: Refresh>(
         task: task.abort_handle(),
     }
 }
-
-/// Last successful job end per (customer, job type, job module), kept
-/// across refreshes: a list holding only the latest job per module forgets
-/// the last success as soon as a job fails.
-type Successes = HashMap<(String, String, String), f64>;
 
 struct Jobs {
     client: Arc<ApiClient>,
@@ -323,105 +303,6 @@ fn job_key(job: &BackupJob) -> String {
     )
 }
 
-fn unix(at: time::OffsetDateTime) -> f64 {
-    at.unix_timestamp_nanos() as f64 / 1e9
-}
-
-/// Whether a job status means the job finished (with or without exception).
-fn finished(status: i64) -> bool {
-    matches!(
-        ScanStatus::from_code(status),
-        Some(ScanStatus::Finished | ScanStatus::FinishedWithException)
-    )
-}
-
-/// The latest job per (type, module) by `lastModifyTime` (then end, then
-/// start), whether the list is a history or holds one job per module; and
-/// the last success of each, remembered in `successes`.
-pub fn latest_jobs(
-    customer: &str,
-    jobs: &[BackupJob],
-    successes: &mut Successes,
-) -> Vec<LatestJob> {
-    let order = |job: &BackupJob| (job.last_modify_time, job.end_time, job.start_time);
-    let mut latest: BTreeMap<(String, String), &BackupJob> = BTreeMap::new();
-    for job in jobs {
-        let key = (
-            job_type_label(job.job_type),
-            job_module_label(job.job_module),
-        );
-        if finished(job.status)
-            && let Some(end) = job.end_time
-        {
-            let success = successes
-                .entry((customer.to_owned(), key.0.clone(), key.1.clone()))
-                .or_insert(f64::MIN);
-            *success = success.max(unix(end));
-        }
-        let slot = latest.entry(key).or_insert(job);
-        if order(job) > order(slot) {
-            *slot = job;
-        }
-    }
-    latest
-        .into_iter()
-        .map(|((job_type, job_module), job)| {
-            let last_success = successes
-                .get(&(customer.to_owned(), job_type.clone(), job_module.clone()))
-                .copied();
-            LatestJob {
-                status: job.status,
-                start: job.start_time.map(unix),
-                end: job.end_time.map(unix),
-                duration: job.job_duration.map(|d| d.as_secs_f64()),
-                objects: [
-                    job.objects.total_count,
-                    job.objects.failed_count,
-                    job.objects.successful_count,
-                    job.objects.skipped_count,
-                    job.objects.warning_count,
-                ],
-                size_bytes: job.backup_size,
-                last_success,
-                job_type,
-                job_module,
-            }
-        })
-        .collect()
-}
-
-/// Coverage rows, one per (service type, module); a module listed twice
-/// adds up.
-pub fn coverage_rows(items: &[CoverageItem]) -> Vec<Coverage> {
-    let mut rows: BTreeMap<(String, String), Coverage> = BTreeMap::new();
-    for item in items {
-        let service_type = item.service_type.label(job_type_label);
-        let service_module = item.service_module.label(job_module_label);
-        let row = rows
-            .entry((service_type.clone(), service_module.clone()))
-            .or_insert_with(|| Coverage {
-                service_type,
-                service_module,
-                scanned_objects: 0,
-                protected_objects: 0,
-                stored_avepoint: None,
-                stored_byos: None,
-            });
-        row.scanned_objects += item.total_scanned_objects;
-        row.protected_objects += item.total_protected_objects;
-        row.stored_avepoint = add(row.stored_avepoint, item.stored_in_avepoint);
-        row.stored_byos = add(row.stored_byos, item.stored_in_byos);
-    }
-    rows.into_values().collect()
-}
-
-fn add(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a + b),
-        (a, b) => a.or(b),
-    }
-}
-
 /// Both collectors' latest states, as plain data for the encoders.
 #[derive(Debug, Clone, Default)]
 pub struct BackupSnapshot {
@@ -464,102 +345,6 @@ impl BackupSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn job(module: i64, status: i64, modified: &str, end: Option<&str>) -> BackupJob {
-        let end = end.map_or("null".to_owned(), |end| format!("\"{end}\""));
-        serde_json::from_str(&format!(
-            r#"{{"jobId": "{module}-{modified}", "jobType": 7, "jobModule": {module},
-                "status": {status}, "totalCount": "10", "failedCount": "1",
-                "successfulCount": "8", "skippedCount": "1", "warningCount": "0",
-                "backupSize": "2 GB", "startTime": "2026-11-01T00:00:00Z",
-                "endTime": {end}, "lastModifyTime": "{modified}", "jobDuration": "17m39s"}}"#
-        ))
-        .expect("a valid job")
-    }
-
-    fn at(text: &str) -> f64 {
-        unix(crate::avepoint::model::api_time::parse(text).unwrap())
-    }
-
-    #[test]
-    fn the_latest_job_per_module_wins_and_the_last_success_is_remembered() {
-        let history = [
-            job(303, 2, "2026-11-01T01:00:00Z", Some("2026-11-01T01:00:00Z")),
-            job(303, 3, "2026-11-02T01:00:00Z", Some("2026-11-02T01:00:00Z")),
-            job(305, 4, "2026-11-02T02:00:00Z", Some("2026-11-02T02:00:00Z")),
-            job(305, 1, "2026-11-03T02:00:00Z", None),
-        ];
-        let mut successes = Successes::new();
-        let jobs = latest_jobs("c", &history, &mut successes);
-        assert_eq!(jobs.len(), 2);
-        let exchange = &jobs[0];
-        assert_eq!(
-            (exchange.job_type.as_str(), exchange.job_module.as_str()),
-            ("microsoft_365", "exchange_online")
-        );
-        assert_eq!(exchange.status, 3);
-        assert_eq!(exchange.last_success, Some(at("2026-11-01T01:00:00Z")));
-        assert_eq!(exchange.objects, [10, 1, 8, 1, 0]);
-        assert_eq!(exchange.size_bytes, Some(2.0 * 1024f64.powi(3)));
-        assert_eq!(exchange.duration, Some(17.0 * 60.0 + 39.0));
-        let onedrive = &jobs[1];
-        assert_eq!(onedrive.job_module, "onedrive");
-        assert_eq!((onedrive.status, onedrive.end), (1, None));
-        assert_eq!(onedrive.last_success, Some(at("2026-11-02T02:00:00Z")));
-
-        // A list of the latest job per module only: the failure hides the
-        // success, which is remembered from the earlier read.
-        let latest_only = [job(
-            303,
-            3,
-            "2026-11-04T01:00:00Z",
-            Some("2026-11-04T01:00:00Z"),
-        )];
-        let jobs = latest_jobs("c", &latest_only, &mut successes);
-        assert_eq!(jobs[0].last_success, Some(at("2026-11-01T01:00:00Z")));
-        // ... per customer.
-        let jobs = latest_jobs("other", &latest_only, &mut successes);
-        assert_eq!(jobs[0].last_success, None);
-    }
-
-    #[test]
-    fn coverage_adds_up_per_module() {
-        let items: Vec<CoverageItem> = serde_json::from_str(
-            r#"[
-              {"customerId": "c", "customer": "admin@contoso.example", "serviceType": 7,
-               "serviceModule": 303, "totalScannedObjects": "120", "totalProtectedObjects": "118",
-               "dataSizeStoredInAvePoint": "1.5 GB", "dataSizeStoredInBYOS": "0 GB"},
-              {"customerId": "c", "serviceType": "7", "serviceModule": "303",
-               "totalScannedObjects": 5, "totalProtectedObjects": 5,
-               "dataSizeStoredInAvePoint": "512 MB", "dataSizeStoredInBYOS": null},
-              {"customerId": "c", "serviceType": 7, "serviceModule": "Viva Engage",
-               "totalScannedObjects": "1", "totalProtectedObjects": "0"}
-            ]"#,
-        )
-        .unwrap();
-        let rows = coverage_rows(&items);
-        assert_eq!(
-            rows,
-            [
-                Coverage {
-                    service_type: "microsoft_365".into(),
-                    service_module: "exchange_online".into(),
-                    scanned_objects: 125,
-                    protected_objects: 123,
-                    stored_avepoint: Some(2.0 * 1024f64.powi(3)),
-                    stored_byos: Some(0.0),
-                },
-                Coverage {
-                    service_type: "microsoft_365".into(),
-                    service_module: "viva_engage".into(),
-                    scanned_objects: 1,
-                    protected_objects: 0,
-                    stored_avepoint: None,
-                    stored_byos: None,
-                },
-            ]
-        );
-    }
 
     #[test]
     fn a_failed_customer_is_down_without_disturbing_the_others() {

@@ -1,0 +1,257 @@
+//! Reducing what the backup endpoints list to one row per (customer,
+//! type, module): the latest job, the last success remembered across
+//! reads, and coverage summed per module.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::avepoint::ScanStatus;
+use crate::avepoint::backup::{BackupJob, CoverageItem, job_module_label, job_type_label};
+
+/// The latest job of one (job type, job module) of a customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestJob {
+    /// `job_type` label.
+    pub job_type: String,
+    /// `job_module` label.
+    pub job_module: String,
+    /// Raw status code (the `lastScanStatus` codes).
+    pub status: i64,
+    /// Start, as a Unix timestamp.
+    pub start: Option<f64>,
+    /// End, as a Unix timestamp; absent while the job runs.
+    pub end: Option<f64>,
+    /// `jobDuration` in seconds.
+    pub duration: Option<f64>,
+    /// Object counts by result: total, failed, successful, skipped, warning.
+    pub objects: [u64; 5],
+    /// `backupSize` in bytes.
+    pub size_bytes: Option<f64>,
+    /// End of the latest job of this type and module that finished, with or
+    /// without exception, this process has seen (in any list it read).
+    pub last_success: Option<f64>,
+}
+
+/// The `result` label values of [`LatestJob::objects`], in order.
+pub const OBJECT_RESULTS: [&str; 5] = ["total", "failed", "successful", "skipped", "warning"];
+
+/// One coverage row of a customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coverage {
+    /// `service_type` label.
+    pub service_type: String,
+    /// `service_module` label.
+    pub service_module: String,
+    /// `totalScannedObjects`.
+    pub scanned_objects: u64,
+    /// `totalProtectedObjects`.
+    pub protected_objects: u64,
+    /// Bytes stored in AvePoint's storage.
+    pub stored_avepoint: Option<f64>,
+    /// Bytes stored in the customer's own storage (BYOS).
+    pub stored_byos: Option<f64>,
+}
+
+/// Last successful job end per (customer, job type, job module), kept
+/// across refreshes: a list holding only the latest job per module forgets
+/// the last success as soon as a job fails.
+pub(super) type Successes = HashMap<(String, String, String), f64>;
+
+fn unix(at: time::OffsetDateTime) -> f64 {
+    at.unix_timestamp_nanos() as f64 / 1e9
+}
+
+/// Whether a job status means the job finished (with or without exception).
+fn finished(status: i64) -> bool {
+    matches!(
+        ScanStatus::from_code(status),
+        Some(ScanStatus::Finished | ScanStatus::FinishedWithException)
+    )
+}
+
+/// The latest job per (type, module) by `lastModifyTime` (then end, then
+/// start), whether the list is a history or holds one job per module; and
+/// the last success of each, remembered in `successes`.
+pub fn latest_jobs(
+    customer: &str,
+    jobs: &[BackupJob],
+    successes: &mut Successes,
+) -> Vec<LatestJob> {
+    let order = |job: &BackupJob| (job.last_modify_time, job.end_time, job.start_time);
+    let mut latest: BTreeMap<(String, String), &BackupJob> = BTreeMap::new();
+    for job in jobs {
+        let key = (
+            job_type_label(job.job_type),
+            job_module_label(job.job_module),
+        );
+        if finished(job.status)
+            && let Some(end) = job.end_time
+        {
+            let success = successes
+                .entry((customer.to_owned(), key.0.clone(), key.1.clone()))
+                .or_insert(f64::MIN);
+            *success = success.max(unix(end));
+        }
+        let slot = latest.entry(key).or_insert(job);
+        if order(job) > order(slot) {
+            *slot = job;
+        }
+    }
+    latest
+        .into_iter()
+        .map(|((job_type, job_module), job)| {
+            let last_success = successes
+                .get(&(customer.to_owned(), job_type.clone(), job_module.clone()))
+                .copied();
+            LatestJob {
+                status: job.status,
+                start: job.start_time.map(unix),
+                end: job.end_time.map(unix),
+                duration: job.job_duration.map(|d| d.as_secs_f64()),
+                objects: [
+                    job.objects.total_count,
+                    job.objects.failed_count,
+                    job.objects.successful_count,
+                    job.objects.skipped_count,
+                    job.objects.warning_count,
+                ],
+                size_bytes: job.backup_size,
+                last_success,
+                job_type,
+                job_module,
+            }
+        })
+        .collect()
+}
+
+/// Coverage rows, one per (service type, module); a module listed twice
+/// adds up.
+pub fn coverage_rows(items: &[CoverageItem]) -> Vec<Coverage> {
+    let mut rows: BTreeMap<(String, String), Coverage> = BTreeMap::new();
+    for item in items {
+        let service_type = item.service_type.label(job_type_label);
+        let service_module = item.service_module.label(job_module_label);
+        let row = rows
+            .entry((service_type.clone(), service_module.clone()))
+            .or_insert_with(|| Coverage {
+                service_type,
+                service_module,
+                scanned_objects: 0,
+                protected_objects: 0,
+                stored_avepoint: None,
+                stored_byos: None,
+            });
+        row.scanned_objects += item.total_scanned_objects;
+        row.protected_objects += item.total_protected_objects;
+        row.stored_avepoint = add(row.stored_avepoint, item.stored_in_avepoint);
+        row.stored_byos = add(row.stored_byos, item.stored_in_byos);
+    }
+    rows.into_values().collect()
+}
+
+fn add(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(module: i64, status: i64, modified: &str, end: Option<&str>) -> BackupJob {
+        let end = end.map_or("null".to_owned(), |end| format!("\"{end}\""));
+        serde_json::from_str(&format!(
+            r#"{{"jobId": "{module}-{modified}", "jobType": 7, "jobModule": {module},
+                "status": {status}, "totalCount": "10", "failedCount": "1",
+                "successfulCount": "8", "skippedCount": "1", "warningCount": "0",
+                "backupSize": "2 GB", "startTime": "2026-11-01T00:00:00Z",
+                "endTime": {end}, "lastModifyTime": "{modified}", "jobDuration": "17m39s"}}"#
+        ))
+        .expect("a valid job")
+    }
+
+    fn at(text: &str) -> f64 {
+        unix(crate::avepoint::model::api_time::parse(text).unwrap())
+    }
+
+    #[test]
+    fn the_latest_job_per_module_wins_and_the_last_success_is_remembered() {
+        let history = [
+            job(303, 2, "2026-11-01T01:00:00Z", Some("2026-11-01T01:00:00Z")),
+            job(303, 3, "2026-11-02T01:00:00Z", Some("2026-11-02T01:00:00Z")),
+            job(305, 4, "2026-11-02T02:00:00Z", Some("2026-11-02T02:00:00Z")),
+            job(305, 1, "2026-11-03T02:00:00Z", None),
+        ];
+        let mut successes = Successes::new();
+        let jobs = latest_jobs("c", &history, &mut successes);
+        assert_eq!(jobs.len(), 2);
+        let exchange = &jobs[0];
+        assert_eq!(
+            (exchange.job_type.as_str(), exchange.job_module.as_str()),
+            ("microsoft_365", "exchange_online")
+        );
+        assert_eq!(exchange.status, 3);
+        assert_eq!(exchange.last_success, Some(at("2026-11-01T01:00:00Z")));
+        assert_eq!(exchange.objects, [10, 1, 8, 1, 0]);
+        assert_eq!(exchange.size_bytes, Some(2.0 * 1024f64.powi(3)));
+        assert_eq!(exchange.duration, Some(17.0 * 60.0 + 39.0));
+        let onedrive = &jobs[1];
+        assert_eq!(onedrive.job_module, "onedrive");
+        assert_eq!((onedrive.status, onedrive.end), (1, None));
+        assert_eq!(onedrive.last_success, Some(at("2026-11-02T02:00:00Z")));
+
+        // A list of the latest job per module only: the failure hides the
+        // success, which is remembered from the earlier read.
+        let latest_only = [job(
+            303,
+            3,
+            "2026-11-04T01:00:00Z",
+            Some("2026-11-04T01:00:00Z"),
+        )];
+        let jobs = latest_jobs("c", &latest_only, &mut successes);
+        assert_eq!(jobs[0].last_success, Some(at("2026-11-01T01:00:00Z")));
+        // ... per customer.
+        let jobs = latest_jobs("other", &latest_only, &mut successes);
+        assert_eq!(jobs[0].last_success, None);
+    }
+
+    #[test]
+    fn coverage_adds_up_per_module() {
+        let items: Vec<CoverageItem> = serde_json::from_str(
+            r#"[
+              {"customerId": "c", "customer": "admin@contoso.example", "serviceType": 7,
+               "serviceModule": 303, "totalScannedObjects": "120", "totalProtectedObjects": "118",
+               "dataSizeStoredInAvePoint": "1.5 GB", "dataSizeStoredInBYOS": "0 GB"},
+              {"customerId": "c", "serviceType": "7", "serviceModule": "303",
+               "totalScannedObjects": 5, "totalProtectedObjects": 5,
+               "dataSizeStoredInAvePoint": "512 MB", "dataSizeStoredInBYOS": null},
+              {"customerId": "c", "serviceType": 7, "serviceModule": "Viva Engage",
+               "totalScannedObjects": "1", "totalProtectedObjects": "0"}
+            ]"#,
+        )
+        .unwrap();
+        let rows = coverage_rows(&items);
+        assert_eq!(
+            rows,
+            [
+                Coverage {
+                    service_type: "microsoft_365".into(),
+                    service_module: "exchange_online".into(),
+                    scanned_objects: 125,
+                    protected_objects: 123,
+                    stored_avepoint: Some(2.0 * 1024f64.powi(3)),
+                    stored_byos: Some(0.0),
+                },
+                Coverage {
+                    service_type: "microsoft_365".into(),
+                    service_module: "viva_engage".into(),
+                    scanned_objects: 1,
+                    protected_objects: 0,
+                    stored_avepoint: None,
+                    stored_byos: None,
+                },
+            ]
+        );
+    }
+}

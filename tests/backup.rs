@@ -1,0 +1,258 @@
+//! The backup collectors end to end against the simulator: every exported
+//! value of every customer, the latest job per module out of a history,
+//! the last success of a failing module, malformed counts and sizes that
+//! fail only their customer and collector, and what `/probe` and `/sd`
+//! show for a customer the scan profile collector does not know.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use avepoint_exporter::simulator::backup::{JOB_TYPE, MODULES, coverage_counts, latest_status};
+use avepoint_exporter::simulator::{Fault, RunningSimulator};
+use common::{Exposition, Harness, PrepareSim, Setup};
+
+const BOTH: &str =
+    "collectors:\n  backup_jobs:\n    enabled: true\n  backup_coverage:\n    enabled: true\n";
+
+/// The exporter with both backup collectors, once each has read every
+/// customer (`failing` of them with an error).
+async fn exporter(prepare: Option<PrepareSim>, tail: &str, failing: usize) -> Harness {
+    let harness = Harness::start(Setup {
+        config_tail: tail.to_owned(),
+        prepare_sim: prepare,
+        ..Setup::default()
+    })
+    .await;
+    let customers = harness.sim.customers().len();
+    for _ in 0..200 {
+        let metrics = harness.scrape().await;
+        let up = metrics.find("avepoint_backup_collector_up", &[]);
+        let down = up.iter().filter(|s| s.value == 0.0).count();
+        if up.len() == 2 * customers && down == failing {
+            return harness;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the backup collectors never read every customer");
+}
+
+fn module_label(module: usize) -> &'static str {
+    [
+        "sharepoint_online",
+        "exchange_online",
+        "onedrive",
+        "microsoft_teams",
+    ][module]
+}
+
+#[tokio::test]
+async fn every_customer_exports_exactly_its_jobs_and_coverage() {
+    let harness = exporter(None, BOTH, 0).await;
+    let metrics = harness.scrape().await;
+    assert_eq!(JOB_TYPE, 7);
+    for (index, customer) in harness.sim.customers().iter().enumerate() {
+        for (module, code) in MODULES.iter().enumerate() {
+            let job = [
+                ("customer_id", customer.id.as_str()),
+                ("job_type", "microsoft_365"),
+                ("job_module", module_label(module)),
+            ];
+            let value = |name: &str| {
+                let found = metrics.find(name, &job);
+                assert_eq!(found.len(), 1, "{name} {job:?} {code}");
+                found[0].value
+            };
+            // The latest of three days of history.
+            let status = latest_status(index, module);
+            assert_eq!(value("avepoint_backup_job_status"), status as f64);
+            let total = (100 + 37 * index + 11 * module) as f64;
+            let failed = if matches!(status, 3 | 4) {
+                (total / 20.0).floor()
+            } else {
+                0.0
+            };
+            let skipped = if status == 4 {
+                (total / 50.0).floor()
+            } else {
+                0.0
+            };
+            let objects = |result: &str| {
+                let mut labels = job.to_vec();
+                labels.push(("result", result));
+                metrics.value("avepoint_backup_job_objects", &labels)
+            };
+            assert_eq!(objects("total"), total);
+            assert_eq!(objects("failed"), failed);
+            assert_eq!(objects("skipped"), skipped);
+            assert_eq!(objects("successful"), total - failed - skipped);
+            assert_eq!(objects("warning"), 0.0);
+            let size = (module + 1) as f64 + (index % 10) as f64 / 10.0;
+            assert_eq!(
+                value("avepoint_backup_job_size_bytes"),
+                size * 1024f64.powi(3)
+            );
+            let start = value("avepoint_backup_job_start_timestamp_seconds");
+            let duration = value("avepoint_backup_job_duration_seconds");
+            assert_eq!(duration, (600 + 61 * (module + index % 5)) as f64);
+            let end = metrics.find("avepoint_backup_job_end_timestamp_seconds", &job);
+            let success = value("avepoint_backup_last_success_timestamp_seconds");
+            match status {
+                // Running: no end; the last success is yesterday's job.
+                1 => {
+                    assert!(end.is_empty());
+                    assert_eq!(success, start - 86_400.0 + duration);
+                }
+                // Failed today and yesterday: the success is two days old.
+                3 => {
+                    assert_eq!(end[0].value, start + duration);
+                    assert_eq!(success, start - 2.0 * 86_400.0 + duration);
+                }
+                _ => {
+                    assert_eq!(end[0].value, start + duration);
+                    assert_eq!(success, end[0].value);
+                }
+            }
+            let row = [
+                ("customer_id", customer.id.as_str()),
+                ("service_type", "microsoft_365"),
+                ("service_module", module_label(module)),
+            ];
+            let (scanned, protected) = coverage_counts(index, module);
+            assert_eq!(
+                metrics.value("avepoint_backup_scanned_objects", &row),
+                scanned as f64
+            );
+            assert_eq!(
+                metrics.value("avepoint_backup_protected_objects", &row),
+                protected as f64
+            );
+            let mut avepoint = row.to_vec();
+            avepoint.push(("storage", "avepoint"));
+            assert_eq!(
+                metrics.value("avepoint_backup_stored_bytes", &avepoint),
+                ((module + index % 3) as f64 + 0.5) * 1024f64.powi(3)
+            );
+        }
+    }
+    // The coverage item's `customer` is an e-mail address: never exported.
+    assert!(!metrics.text.contains('@'), "personal data in /metrics");
+    for collector in ["backup_jobs", "backup_coverage"] {
+        assert_eq!(
+            metrics
+                .find(
+                    "avepoint_collector_last_success_timestamp_seconds",
+                    &[("collector", collector)]
+                )
+                .len(),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_count_or_size_fails_only_that_customer_and_collector() {
+    let chosen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let remember = Arc::clone(&chosen);
+    let prepare: PrepareSim = Box::new(move |sim: &RunningSimulator| {
+        let customers = sim.customers();
+        sim.set_backup_jobs_fault(&customers[0].id, Fault::WrongTypes);
+        sim.set_coverage_fault(&customers[1].id, Fault::WrongTypes);
+        let mut chosen = remember.lock().unwrap();
+        chosen.push(customers[0].id.clone());
+        chosen.push(customers[1].id.clone());
+    });
+    let harness = exporter(Some(prepare), BOTH, 2).await;
+    let (bad_jobs, bad_coverage) = {
+        let chosen = chosen.lock().unwrap();
+        (chosen[0].clone(), chosen[1].clone())
+    };
+    let metrics = harness.scrape().await;
+    let up = |collector: &str, customer: &str| {
+        metrics.value(
+            "avepoint_backup_collector_up",
+            &[("collector", collector), ("customer_id", customer)],
+        )
+    };
+    assert_eq!(up("backup_jobs", &bad_jobs), 0.0);
+    assert_eq!(up("backup_coverage", &bad_jobs), 1.0);
+    assert_eq!(up("backup_jobs", &bad_coverage), 1.0);
+    assert_eq!(up("backup_coverage", &bad_coverage), 0.0);
+    let of = |name: &str, customer: &str| metrics.find(name, &[("customer_id", customer)]).len();
+    assert_eq!(of("avepoint_backup_job_status", &bad_jobs), 0);
+    assert_eq!(
+        of("avepoint_backup_job_status", &bad_coverage),
+        MODULES.len()
+    );
+    assert_eq!(of("avepoint_backup_protected_objects", &bad_coverage), 0);
+    assert_eq!(
+        of("avepoint_backup_protected_objects", &bad_jobs),
+        MODULES.len()
+    );
+    // Scan profiles are not disturbed, and no collector read every customer.
+    assert!(
+        metrics
+            .find("avepoint_scan_profile_up", &[])
+            .iter()
+            .all(|s| s.value == 1.0)
+    );
+    assert!(
+        metrics
+            .find("avepoint_collector_last_success_timestamp_seconds", &[])
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn backup_only_customers_are_probed_and_listed() {
+    // No scan profile collector: the customers come from `targets` alone
+    // (their profile ids are then ignored).
+    let tail =
+        "collectors:\n  scan_profiles:\n    enabled: false\n  backup_jobs:\n    enabled: true\n";
+    let harness = Harness::start(Setup {
+        config_tail: tail.to_owned(),
+        ..Setup::default()
+    })
+    .await;
+    let customers: Vec<String> = harness
+        .sim
+        .customers()
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
+    let mut probed = None;
+    for _ in 0..200 {
+        let response = harness
+            .get(&format!("/probe?customer_id={}", customers[2]), &[])
+            .await;
+        if response.status == 200 && response.body.contains("avepoint_backup_job_status{") {
+            probed = Some(Exposition::parse(&response.body));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let probe = probed.expect("the probe of a backup-only customer answers");
+    assert!(probe.find("avepoint_scan_profile_up", &[]).is_empty());
+    let customers_seen: std::collections::BTreeSet<&str> = probe
+        .find("avepoint_backup_job_status", &[])
+        .iter()
+        .map(|s| s.labels["customer_id"].as_str())
+        .collect();
+    assert_eq!(
+        customers_seen.into_iter().collect::<Vec<_>>(),
+        [customers[2].as_str()]
+    );
+    let sd = harness.get("/sd", &[]).await;
+    for customer in &customers {
+        assert!(sd.body.contains(customer.as_str()), "{}", sd.body);
+    }
+    assert_eq!(
+        harness
+            .sim
+            .stats()
+            .profile_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
