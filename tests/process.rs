@@ -372,3 +372,55 @@ async fn a_back_off_is_logged_once_per_round() {
         "{pauses:#?}"
     );
 }
+
+/// `check` with the backup collectors: each one's permission, then every
+/// customer's first page; a permission the app registration lacks is named
+/// and fails the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_each_collector_permission_and_first_page() {
+    let sim = RunningSimulator::start(
+        SimulatorConfig {
+            permissions: "elements.scanprofiles.read.all elements.jobs.read.all".into(),
+            ..SimulatorConfig::default()
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .unwrap();
+    let config = sim.exporter_config(None)
+        + "collectors:\n  backup_jobs:\n    enabled: true\n  backup_coverage:\n    enabled: true\n";
+    let customers: Vec<String> = sim.customers().iter().map(|c| c.id.clone()).collect();
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run_check(&config, avepoint_exporter::simulator::DEMO_CLIENT_SECRET)
+    })
+    .await
+    .unwrap();
+    assert!(
+        !ok,
+        "a missing permission fails the check\n{stdout}\n{stderr}"
+    );
+    let tail: Vec<&str> = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("collector "))
+        .collect();
+    let mut expected =
+        vec!["collector backup_jobs (permission elements.jobs.read.all):".to_owned()];
+    expected.extend(
+        customers
+            .iter()
+            .map(|c| format!("  customer {c}: first page 12 items of 12")),
+    );
+    expected.push(String::new());
+    expected
+        .push("collector backup_coverage (permission elements.cbprotected.read.all):".to_owned());
+    let forbidden = "FAILED: HTTP 403 Forbidden: the app registration lacks the permission \
+                     elements.cbprotected.read.all; grant it in Elements > API app registration";
+    for (line, customer) in tail[expected.len()..].iter().zip(&customers) {
+        assert!(
+            line.starts_with(&format!("  customer {customer}: {forbidden}")),
+            "{line}"
+        );
+    }
+    assert_eq!(tail[..expected.len()], expected[..], "{stdout}");
+    assert_eq!(tail.len(), expected.len() + customers.len(), "{stdout}");
+}
