@@ -3,11 +3,9 @@
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Unit;
+use prometheus_client::encoding::DescriptorEncoder;
 
-use super::gauges::{NO_LABELS, encode_gauges};
+use super::gauges::{NO_LABELS, encode_counter, encode_gauges, encode_last_success};
 use crate::avepoint::model::Customer;
 use crate::discovery::DiscoveryState;
 
@@ -18,27 +16,18 @@ pub(super) struct DiscoveryCollector(pub(super) Arc<DiscoveryState>);
 impl Collector for DiscoveryCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let state = &self.0;
-        encode_gauges(
+        encode_last_success(
             &mut encoder,
             "avepoint_discovery_last_success_timestamp",
             "End of the last discovery refresh that read every list without error, as a Unix timestamp.",
-            Some(&Unit::Seconds),
-            state.last_success.map(|at| {
-                let seconds = at
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs_f64();
-                (NO_LABELS, seconds)
-            }),
+            state.last_success,
         )?;
-        let errors = prometheus_client::metrics::counter::ConstCounter::new(state.errors_total);
-        let metric = encoder.encode_descriptor(
+        encode_counter(
+            &mut encoder,
             "avepoint_discovery_errors",
             "Discovery refreshes that failed in whole or in part (the last known targets were kept).",
-            None,
-            MetricType::Counter,
+            state.errors_total,
         )?;
-        errors.encode(metric)?;
         encode_gauges(
             &mut encoder,
             "avepoint_discovery_targets",

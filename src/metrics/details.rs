@@ -12,13 +12,10 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::registry::Unit;
+use prometheus_client::encoding::DescriptorEncoder;
 
 use super::Format;
-use super::gauges::{NO_LABELS, encode_gauges};
+use super::gauges::{NO_LABELS, encode_counter, encode_gauges, encode_last_success};
 use super::profiles::{CHUNK_BYTES, push_escaped, push_float};
 use crate::collect::Snapshot;
 use crate::config::ProfileTarget;
@@ -247,26 +244,18 @@ pub(super) struct DetailsCollector(pub(super) Arc<ProfileDetailsState>);
 impl Collector for DetailsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let state = &self.0;
-        encode_gauges(
+        encode_last_success(
             &mut encoder,
             "avepoint_profile_details_last_success_timestamp",
             "End of the last profile details refresh in which every fetch succeeded, as a Unix timestamp.",
-            Some(&Unit::Seconds),
-            state.last_success.map(|at| {
-                let seconds = at
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs_f64();
-                (NO_LABELS, seconds)
-            }),
+            state.last_success,
         )?;
-        let metric = encoder.encode_descriptor(
+        encode_counter(
+            &mut encoder,
             "avepoint_profile_details_errors",
             "Profile details requests that failed (the profile kept its last known details).",
-            None,
-            MetricType::Counter,
+            state.errors_total,
         )?;
-        ConstCounter::new(state.errors_total).encode(metric)?;
         encode_gauges(
             &mut encoder,
             "avepoint_profile_details_profiles",

@@ -32,3 +32,37 @@ where
     }
     Ok(())
 }
+
+/// A background task's "last complete refresh" gauge (`<name>_seconds`, a
+/// Unix timestamp), left out until there was one.
+pub(super) fn encode_last_success(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    at: Option<std::time::SystemTime>,
+) -> Result<(), std::fmt::Error> {
+    let seconds = at.map(|at| {
+        at.duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    });
+    encode_gauges(
+        encoder,
+        name,
+        help,
+        Some(&Unit::Seconds),
+        seconds.map(|seconds| (NO_LABELS, seconds)),
+    )
+}
+
+/// A counter without labels from a plain number (`<name>_total`).
+pub(super) fn encode_counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    use prometheus_client::encoding::EncodeMetric;
+    let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    prometheus_client::metrics::counter::ConstCounter::new(value).encode(metric)
+}
