@@ -27,6 +27,9 @@ use crate::sync::lock;
 /// 100 items or a profile's details are a few dozen KiB.
 const MAX_BUFFERED_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// Idle keep-alive connections kept per host (see [`ApiClient::new`]).
+const IDLE_CONNECTIONS: usize = 4;
+
 /// Client for the scan profile endpoints.
 ///
 /// A clone is another handle on the same client: every piece of state
@@ -71,6 +74,13 @@ impl ApiClient {
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(90))
+            // An idle HTTP/1 connection keeps hyper's read buffer at the
+            // size its last body grew it to (up to ~400 KiB after a huge
+            // `changes` report): with 64 kept, +25 MiB that no body is
+            // using (heaptrack, BENCHMARKS.md "changes_memory"). Four
+            // (+7 MiB at 64 in flight; eight: +10.5): a round with more
+            // requests in flight opens new connections for the rest.
+            .pool_max_idle_per_host(IDLE_CONNECTIONS)
             .tls_certs_merge(settings.extra_root_certificates.iter().cloned())
             .build()?;
         let tokens = TokenSource::new(http.clone(), settings, metrics.clone());
