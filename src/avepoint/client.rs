@@ -14,7 +14,7 @@ use url::Url;
 use super::auth::{AccessToken, TokenSource};
 use super::details::ScanProfileDetails;
 use super::error::ApiError;
-use super::http::{decode_streamed, error_chain, read_body_limited};
+use super::http::{DECODE_SLOTS, StreamBudget, decode_streamed, error_chain, read_body_limited};
 use super::instrumentation::{ApiEndpoint, ApiMetrics};
 use super::model::{Customer, Page, ScanProfileReport, ScanProfileSummary};
 use super::pacing::{RateLimiter, jitter};
@@ -26,6 +26,9 @@ use crate::sync::lock;
 /// profile report, which is decoded as it streams in): a discovery page of
 /// 100 items or a profile's details are a few dozen KiB.
 const MAX_BUFFERED_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Idle keep-alive connections kept per host (see [`ApiClient::new`]).
+const IDLE_CONNECTIONS: usize = 4;
 
 /// Client for the scan profile endpoints.
 ///
@@ -43,6 +46,8 @@ pub struct ApiClient {
     metrics: ApiMetrics,
     pub(super) request_timeout: Duration,
     in_flight: Arc<Semaphore>,
+    /// Reports whose bodies are being read (`http::DECODE_SLOTS`).
+    decoding: Arc<Semaphore>,
     concurrency: usize,
     max_response_bytes: usize,
     rate_limit: Option<Arc<RateLimiter>>,
@@ -69,6 +74,13 @@ impl ApiClient {
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(90))
+            // An idle HTTP/1 connection keeps hyper's read buffer at the
+            // size its last body grew it to (up to ~400 KiB after a huge
+            // `changes` report): with 64 kept, +25 MiB that no body is
+            // using (heaptrack, BENCHMARKS.md "changes_memory"). Four
+            // (+7 MiB at 64 in flight; eight: +10.5): a round with more
+            // requests in flight opens new connections for the rest.
+            .pool_max_idle_per_host(IDLE_CONNECTIONS)
             .tls_certs_merge(settings.extra_root_certificates.iter().cloned())
             .build()?;
         let tokens = TokenSource::new(http.clone(), settings, metrics.clone());
@@ -85,6 +97,7 @@ impl ApiClient {
             metrics,
             request_timeout: settings.request_timeout,
             in_flight: Arc::new(Semaphore::new(settings.concurrency)),
+            decoding: Arc::new(Semaphore::new(DECODE_SLOTS)),
             concurrency: settings.concurrency,
             max_response_bytes: settings.max_response_bytes,
             rate_limit: settings
@@ -451,14 +464,14 @@ impl ApiClient {
         what: &str,
     ) -> Result<T, ApiError> {
         let token = self.tokens.token().await?;
-        let (response, token) = match self.send(endpoint, url, body, &token).await? {
+        let ((response, sent), token) = match self.send(endpoint, url, body, &token).await? {
             // The token may have been revoked or expired early: one fresh
             // token and one retry, never a loop.
-            response if response.status() == StatusCode::UNAUTHORIZED => {
+            (response, _) if response.status() == StatusCode::UNAUTHORIZED => {
                 self.tokens.invalidate(&token).await;
                 let token = self.tokens.token().await?;
                 let response = self.send(endpoint, url, body, &token).await?;
-                if response.status() == StatusCode::UNAUTHORIZED {
+                if response.0.status() == StatusCode::UNAUTHORIZED {
                     // A token issued after the first 401 is refused too:
                     // pause token requests instead of one per profile.
                     self.tokens.api_rejected(&token).await;
@@ -473,7 +486,12 @@ impl ApiClient {
             return Err(status_error(endpoint, self.endpoint, response, request_id, &token).await);
         }
         if endpoint == ApiEndpoint::ScanProfile {
-            return decode_streamed(response, self.max_response_bytes)
+            let budget = StreamBudget {
+                slots: &self.decoding,
+                timeout: self.request_timeout,
+                sent,
+            };
+            return decode_streamed(response, self.max_response_bytes, budget)
                 .await
                 .map_err(|error| body_error(error, &request_id, "avepoint.max_response_bytes"))?
                 .map_err(|error| ApiError::Decode {
@@ -502,27 +520,50 @@ impl ApiClient {
         url: &Url,
         body: Option<&serde_json::Value>,
         token: &AccessToken,
-    ) -> Result<Response, ApiError> {
+    ) -> Result<(Response, Instant), ApiError> {
         if let Some(limiter) = &self.rate_limit {
             limiter.acquire().await;
         }
         let started = Instant::now();
-        let request = match body {
+        let mut request = match body {
             Some(body) => self.http.post(url.clone()).json(body),
             None => self.http.get(url.clone()),
         };
-        let result = request
+        // A report's body may wait for a decode slot, which must not count
+        // against request_timeout (`decode_streamed` bounds the body):
+        // reqwest's clock, which cannot pause, is only a backstop there.
+        let headers_bound = if endpoint == ApiEndpoint::ScanProfile {
+            request = request.timeout(self.request_timeout.saturating_mul(2));
+            self.request_timeout
+        } else {
+            Duration::MAX
+        };
+        let sending = request
             .bearer_auth(token.expose())
             .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await;
-        let status = result.as_ref().ok().map(Response::status);
+            .send();
+        let result = tokio::time::timeout(headers_bound, sending).await;
+        let status = result
+            .as_ref()
+            .ok()
+            .and_then(|r| r.as_ref().ok())
+            .map(Response::status);
         self.metrics
             .observe_request(endpoint, status, started.elapsed());
-        result.map_err(|error| ApiError::Transport {
-            message: error_chain(&error),
-            timeout: error.is_timeout(),
-        })
+        match result {
+            Ok(Ok(response)) => Ok((response, started)),
+            Ok(Err(error)) => Err(ApiError::Transport {
+                message: error_chain(&error),
+                timeout: error.is_timeout(),
+            }),
+            Err(_) => Err(ApiError::Transport {
+                message: format!(
+                    "no response within avepoint.request_timeout ({}s)",
+                    self.request_timeout.as_secs_f64()
+                ),
+                timeout: true,
+            }),
+        }
     }
 
     pub(super) fn url(&self, path: &str) -> Url {

@@ -5,10 +5,14 @@
 //! Imports nothing of the crate: everything in `avepoint/` builds on it.
 
 use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use reqwest::Response;
 use serde::de::DeserializeOwned;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 /// Upstream error text is cut to this many characters in errors and logs.
@@ -87,6 +91,18 @@ pub enum BodyError {
     /// The connection broke while reading.
     #[error("reading the response body failed: {0}")]
     Read(String),
+    /// The body did not arrive within the request's time.
+    #[error("reading the response body timed out")]
+    TimedOut,
+    /// No decode slot came free in time; the body was not read.
+    #[error(
+        "no decode slot within {}s (avepoint.request_timeout): {DECODE_SLOTS} other large bodies were being read; this one was not",
+        waited.as_secs_f64()
+    )]
+    NoSlot {
+        /// How long it waited.
+        waited: Duration,
+    },
 }
 
 /// Read a body, but never buffer more than `limit` bytes.
@@ -118,30 +134,68 @@ pub(crate) async fn read_body_limited(
 /// network chunk being read and the decoder's scratch for one string.
 const STREAM_BUFFER_BYTES: usize = 16 * 1024;
 
+/// How many bodies one client reads and decodes at once; the others wait
+/// for a slot with their bodies unread.
+///
+/// Why a bound, and why here: what a huge body in flight costs is not its
+/// decoder but hyper's HTTP/1 read buffer, which grows towards 400 KiB on
+/// a fast stream while the chunk being decoded pins the previous one:
+/// about 0.65 MiB per body, +44 MiB with 64 in flight (heaptrack,
+/// BENCHMARKS.md "changes_memory"). A body left unread costs hyper's first
+/// read and the kernel's socket buffer; TCP back-pressure keeps the rest on
+/// AvePoint's side. Decoding is CPU-bound, so four slots still keep a few
+/// cores busy. The price: huge bodies are also *transferred* four at a
+/// time, so a round of many huge bodies over a slow link takes longer.
+pub(crate) const DECODE_SLOTS: usize = 4;
+
+/// A body announced at most this long skips the queue: an everyday report
+/// (a few KiB) never waits behind someone's 50 MB one, and cannot grow
+/// hyper's buffer past its own size.
+const SMALL_BODY_BYTES: u64 = 64 * 1024;
+
+/// The time a streamed decode may take, and the queue it waits in.
+pub(crate) struct StreamBudget<'a> {
+    /// The decode slots ([`DECODE_SLOTS`]).
+    pub slots: &'a Arc<Semaphore>,
+    /// `request_timeout`: the request's own time (to the headers, then
+    /// reading the body), and apart from that the most it waits for a slot.
+    pub timeout: Duration,
+    /// When the request was sent.
+    pub sent: Instant,
+}
+
 /// Decode a JSON body as it arrives, in bounded memory whatever its size
 /// (what is held is a read buffer and what `T` keeps), reading at most
 /// `limit` bytes. The outer error is about the body (too large, broken
-/// off), the inner one about its JSON.
+/// off, too slow), the inner one about its JSON.
 ///
 /// serde_json reads synchronously, so it runs on a blocking thread and
-/// pulls the body from the async side through [`SyncIoBridge`].
+/// pulls the body from the async side through [`SyncIoBridge`], once it
+/// has a decode slot.
 pub(crate) async fn decode_streamed<T: DeserializeOwned + Send + 'static>(
     response: Response,
     limit: usize,
+    budget: StreamBudget<'_>,
 ) -> Result<Result<T, serde_json::Error>, BodyError> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit as u64)
-    {
+    let length = response.content_length();
+    if length.is_some_and(|length| length > limit as u64) {
         return Err(BodyError::TooLarge { limit });
     }
-    let chunks = Box::pin(
-        response
-            .bytes_stream()
-            .map_err(|error| std::io::Error::other(error_chain(&error))),
-    );
+    // The time to the headers counts against request_timeout; the wait for
+    // a slot does not: it is our queue, not AvePoint being slow, and a
+    // request behind three huge bodies must not time out (or be labelled
+    // a timeout) for it. The wait has a bound of its own, one more
+    // request_timeout, so a request ends within twice request_timeout.
+    let spent = budget.sent.elapsed();
+    let slot = match length {
+        Some(length) if length <= SMALL_BODY_BYTES => None,
+        _ => Some(wait_for_slot(&budget).await?),
+    };
+    let deadline = Instant::now() + budget.timeout.saturating_sub(spent);
+    let chunks = Box::pin(until(deadline, response.bytes_stream()));
     let body = SyncIoBridge::new(StreamReader::new(chunks));
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let mut capped = CappedReader {
             inner: body,
             limit,
@@ -160,6 +214,43 @@ pub(crate) async fn decode_streamed<T: DeserializeOwned + Send + 'static>(
     })
     .await
     .map_err(|error| BodyError::Read(format!("the decoding task ended: {error}")))?
+}
+
+async fn wait_for_slot(budget: &StreamBudget<'_>) -> Result<OwnedSemaphorePermit, BodyError> {
+    let waiting = Arc::clone(budget.slots).acquire_owned();
+    match tokio::time::timeout(budget.timeout, waiting).await {
+        Ok(Ok(slot)) => Ok(slot),
+        Ok(Err(_closed)) => Err(BodyError::Read("the decode slots are closed".into())),
+        Err(_) => Err(BodyError::NoSlot {
+            waited: budget.timeout,
+        }),
+    }
+}
+
+/// The body's chunks as I/O results, ending in a `TimedOut` error at
+/// `deadline` (and for reqwest's own timeout, the backstop).
+fn until<S, B>(
+    deadline: Instant,
+    chunks: S,
+) -> impl futures_util::Stream<Item = std::io::Result<B>> + Send
+where
+    S: futures_util::Stream<Item = reqwest::Result<B>> + Send + 'static,
+    B: Send,
+{
+    let chunks = Box::pin(chunks.map_err(|error| {
+        let kind = if error.is_timeout() {
+            std::io::ErrorKind::TimedOut
+        } else {
+            std::io::ErrorKind::Other
+        };
+        std::io::Error::new(kind, error_chain(&error))
+    }));
+    futures_util::stream::unfold(chunks, move |mut chunks| async move {
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Ok(next) => next.map(|item| (item, chunks)),
+            Err(_) => Some((Err(std::io::ErrorKind::TimedOut.into()), chunks)),
+        }
+    })
 }
 
 /// Reads at most `limit` bytes, and remembers why reading stopped early.
@@ -184,7 +275,10 @@ impl<R: Read> Read for CappedReader<R> {
             .inner
             .read(&mut buffer[..allowed])
             .inspect_err(|error| {
-                self.failure = Some(BodyError::Read(error.to_string()));
+                self.failure = Some(match error.kind() {
+                    std::io::ErrorKind::TimedOut => BodyError::TimedOut,
+                    _ => BodyError::Read(error.to_string()),
+                });
             })?;
         self.read += count;
         if self.read > self.limit {

@@ -90,11 +90,22 @@ pub(super) async fn status_error(
 }
 
 /// A body that could not be read: one that broke off mid-way is a transport
-/// failure, retried like one; one too large names the setting that caps it.
+/// failure, retried like one; one too slow a timeout, like a request never
+/// answered; one left unread for want of a decode slot an error, not a
+/// timeout (AvePoint was not slow); one too large names the setting that
+/// caps it.
 pub(super) fn body_error(error: BodyError, request_id: &Option<String>, setting: &str) -> ApiError {
     match error {
         BodyError::Read(message) => ApiError::Transport {
             message,
+            timeout: false,
+        },
+        BodyError::TimedOut => ApiError::Transport {
+            message: error.to_string(),
+            timeout: true,
+        },
+        error @ BodyError::NoSlot { .. } => ApiError::Transport {
+            message: error.to_string(),
             timeout: false,
         },
         BodyError::TooLarge { limit } => ApiError::Decode {
