@@ -6,7 +6,8 @@ deployment modes (stdlib only).
 
 1. starts `EXPORTER demo --web.listen-address 127.0.0.1:PORT --customers 5
    --profiles-per-customer 4` and waits for /-/ready;
-2. runs tests/e2e/dashboard_lint.py against its /metrics and one /probe page;
+2. runs tests/e2e/dashboard_lint.py against its /metrics and one /probe page
+   (after the first profile details and backup collector refresh);
 3. runs two Prometheus servers side by side against it: static mode, a copy
    of deploy/prometheus/prometheus.yml (target and intervals substituted),
    and probe mode, a copy of deploy/prometheus/prometheus-sd.yml (/sd +
@@ -22,9 +23,12 @@ deployment modes (stdlib only).
    every value ticked; then runs every panel query: each must succeed and
    return series (MODE_ONLY: data in one mode, none in the other; ORACLES:
    "Failing now" lists, empty when nothing fails, must list exactly as many
-   profiles as an independent count), top-N tables exactly min($topn,
-   profiles) rows, per-profile panels at most one series per selected
-   profile;
+   profiles as an independent count; the same for the other lists that can
+   rightly be empty: never reported, daily scan off, the scan time of a
+   selected profile whose daily scan is off, backup jobs and collectors
+   failing), top-N tables exactly min($topn, profiles) rows (TOPN_POOL: of
+   the backup modules), per-profile panels at most one series per selected
+   profile (SERIES_COUNT, one per object type: an independent count);
 5. checks every alert rule is loaded and its expression evaluates.
 
 Everything listens on 127.0.0.1 only, the whole run is bounded by --timeout,
@@ -348,15 +352,41 @@ def resolve_variables(dash, prom, mode):
 MODE_ONLY = {
     ("Slowest profile fetch and probe", "B"): "probe",   # avepoint_probe_duration_seconds
 }
-# "Failing now" lists are rightly empty when nothing fails. Their series count
-# must equal an independent count of the same profiles (at most 50).
+# "Failing now" lists (and other lists that can rightly be empty) must list
+# exactly as many rows as an independent count of the same profiles or
+# customer modules (at most 50). Keyed by panel title, or (title, refId) for
+# one target of a panel.
+_S = 'job=~"$scan_job", customer_id=~"$customer_id"'
+_SEL = _S + ', profile_id=~"$profile_id"'
+_BS = 'avepoint_backup_job_status{%s}' % _S
 ORACLES = {
     "Profiles failing to fetch": 'count(avepoint_scan_profile_up{job=~"$scan_job", customer_id=~"$customer_id"} == 0)',
     "Last scan failed or with exception": 'count(avepoint_scan_last_status{job=~"$scan_job", customer_id=~"$customer_id"} == 3'
                                           ' or avepoint_scan_last_status{job=~"$scan_job", customer_id=~"$customer_id"} == 4'
                                           ' or avepoint_scan_last_status{job=~"$scan_job", customer_id=~"$customer_id"} == 7)',
+    # Profile settings: never reported is not failing, and no profile may have its daily scan off.
+    "Never reported": 'count(avepoint_scan_profile_modified_timestamp_seconds{%s}'
+                      ' - on(job, instance, customer_id, profile_id) avepoint_scan_last_update_timestamp_seconds{%s} == 0)'
+                      % (_S, _S),
+    "Daily scan off": 'count(avepoint_scan_profile_daily_scan_enabled{%s} < 1)' % _S,
+    # The scan time is absent for a selected profile whose daily scan is off.
+    ("Selected profile settings", "B"): 'count(avepoint_scan_profile_daily_scan_enabled{%s} > 0)' % _SEL,
+    # Backup health.
+    "Backup jobs failing now": 'count(%s == 3 or %s == 4 or %s == 7)' % (_BS, _BS, _BS),
+    "Backup collectors failing": 'count(avepoint_backup_collector_up{%s} < 1)' % _S,
 }
 FAILING_LIMIT = 50
+# Top-N tables over something other than the profiles: min($topn, this count)
+# rows. The default pool is every profile.
+TOPN_POOL = {
+    "Oldest last backup success": 'count(avepoint_backup_last_success_timestamp_seconds{%s})' % _S,
+    "Lowest backup coverage": 'count(avepoint_backup_scanned_objects{%s} > 0)' % _S,
+}
+# Panels of the selected profiles with several series per profile (one per
+# object type): exactly as many series as this independent count.
+SERIES_COUNT = {
+    "Container mix of the selected profiles": 'count(avepoint_scan_profile_containers{%s})' % _SEL,
+}
 
 
 def check_panels(dash, prom, values, selected, mode, label_mode, profiles):
@@ -384,22 +414,32 @@ def check_panels(dash, prom, values, selected, mode, label_mode, profiles):
                 failures += 1
                 continue
             n = len(r["data"]["result"])
-            only = MODE_ONLY.get((p.get("title"), t.get("refId")))
+            title = p.get("title")
+            only = MODE_ONLY.get((title, t.get("refId")))
+            oracle = ORACLES.get((title, t.get("refId")), ORACLES.get(title))
             problems = []
             if only and only != mode:
                 if n:
                     problems.append("%d series, want none in %s mode (MODE_ONLY says %s only)" % (n, mode, only))
-            elif p.get("title") in ORACLES:
-                want = prom.scalar(substitute(ORACLES[p.get("title")], values)) or 0
+            elif oracle:
+                want = prom.scalar(substitute(oracle, values)) or 0
                 if n != min(int(want), FAILING_LIMIT):
-                    problems.append("%d rows, but %d profiles match (limit %d)" % (n, want, FAILING_LIMIT))
+                    problems.append("%d rows, but %d match (limit %d)" % (n, want, FAILING_LIMIT))
+            elif title in SERIES_COUNT:
+                want = prom.scalar(substitute(SERIES_COUNT[title], values)) or 0
+                if n != int(want):
+                    problems.append("%d series, but %d match" % (n, want))
             elif n == 0:
                 problems.append("returned no series")
-            if "$topn" in raw and n > topn:
-                problems.append("%d series, more than $topn = %d" % (n, topn))
-            if "$topn" in raw and n != min(topn, profiles):
-                problems.append("%d rows, want min($topn, profiles) = %d" % (n, min(topn, profiles)))
-            if "$profile_id" in raw and n > n_selected:
+            if "$topn" in raw:
+                pool = profiles
+                if title in TOPN_POOL:
+                    pool = int(prom.scalar(substitute(TOPN_POOL[title], values)) or 0)
+                if n > topn:
+                    problems.append("%d series, more than $topn = %d" % (n, topn))
+                if n != min(topn, pool):
+                    problems.append("%d rows, want min($topn, %d) = %d" % (n, pool, min(topn, pool)))
+            if "$profile_id" in raw and title not in SERIES_COUNT and n > n_selected:
                 problems.append("%d series for %d selected profile(s)" % (n, n_selected))
             if problems:
                 log("FAIL %s %s\n       %s" % (label, "; ".join(problems), expr.replace("\n", " ")))
@@ -547,7 +587,16 @@ def run(a, procs, tmp):
     wait_for("exporter %s/-/ready" % base, ready, procs, 60)
     log("exporter ready at %s" % base)
 
-    # 2. lint against the live /metrics
+    # 2. lint against the live /metrics, once the background refreshers (profile
+    # details, both backup collectors) have run: until then their series, and
+    # even their # HELP, are absent.
+    def refreshed():
+        text = http_get(metrics_url)[1]
+        return all(re.search(r"^%s" % re.escape(s), text, re.M) for s in (
+            "avepoint_scan_profile_daily_scan_enabled{",
+            'avepoint_collector_last_success_timestamp_seconds{collector="backup_jobs"}',
+            'avepoint_collector_last_success_timestamp_seconds{collector="backup_coverage"}'))
+    wait_for("the profile details and backup collectors' first refresh", refreshed, procs, 60)
     probe_url = "%s/probe?customer_id=%s" % (base, sorted(probe_e2e.read_sd(base))[0])
     log("== dashboard lint --metrics-url %s --metrics-url %s" % (metrics_url, probe_url))
     lint_rc = dashboard_lint.main([dashboard, "--metrics-url", metrics_url, "--metrics-url", probe_url])

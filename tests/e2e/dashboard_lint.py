@@ -19,14 +19,19 @@ works in both deployment modes:
     aggregation, per-exporter metrics, or per-profile series filtered by the
     selected profiles; per-customer results only in tables; no per-profile
     result anywhere;
-  - scan data (avepoint_scan_*, avepoint_customer_*, avepoint_probe_*) is
-    filtered by $scan_job, never by the exporter's $job/$instance (on
-    Kubernetes the probe job's instance is the Service, the /metrics job's a
-    pod); the Exporter health row uses only the exporter's own metrics
-    (avepoint_exporter_*, avepoint_api_*, process_*) filtered by $job and
-    $instance;
-  - no query uses avepoint_scan_last_status_state (metrics.last_status_state
-    may remove it): status comes from the raw code avepoint_scan_last_status;
+  - scan data (avepoint_scan_* including the profile details
+    avepoint_scan_profile_*, avepoint_customer_*, avepoint_probe_*, and the
+    per-customer backup series avepoint_backup_*) is filtered by $scan_job,
+    never by the exporter's $job/$instance (on Kubernetes the probe job's
+    instance is the Service, the /metrics job's a pod); the Exporter health
+    row uses only the exporter's own metrics (avepoint_exporter_*,
+    avepoint_api_*, process_*, the details refresher's
+    avepoint_profile_details_* and the collectors'
+    avepoint_collector_*) filtered by $job and $instance;
+  - no query uses avepoint_scan_last_status_state or
+    avepoint_backup_job_status_state (metrics.last_status_state may remove
+    them): status comes from the raw codes avepoint_scan_last_status and
+    avepoint_backup_job_status;
   - the status history is a state-timeline with the 15 documented status
     codes mapped to their names.
 
@@ -67,8 +72,14 @@ TOPN_MAX = 50
 STATUS_NAMES = ["None", "Running", "Finished", "Failed", "Finished with exception", "Skipped",
                 "Pending", "Failed to start", "Canceled", "Rejected", "Stopped", "Not scanned",
                 "Disabled", "Not started", "Wait for configuration"]
-SCAN_METRIC = re.compile(r"^avepoint_(scan|customer|probe)_")
-EXPORTER_METRIC = re.compile(r"^(avepoint_exporter_|avepoint_api_|process_)")
+SCAN_METRIC = re.compile(r"^avepoint_(scan|customer|probe|backup)_")
+# The exporter's own series: one per exporter (or per exporter and collector).
+EXPORTER_METRIC = re.compile(r"^(avepoint_exporter_|avepoint_api_|process_|avepoint_profile_details_|avepoint_collector_)")
+# Optional state series the exporter may not export (metrics.last_status_state).
+STATE_METRICS = {
+    "avepoint_scan_last_status_state": "avepoint_scan_last_status",
+    "avepoint_backup_job_status_state": "avepoint_backup_job_status",
+}
 DISCOVERY_METRIC = re.compile(r"^avepoint_discovery_")
 EXPORTER_ROW = "Exporter health"
 
@@ -173,9 +184,12 @@ def tokenize(expr):
 
 def metric_level(name, matchers):
     if name.startswith("avepoint_scan_"):
+        # Includes the profile details (avepoint_scan_profile_*): per profile.
         return BOUNDED if SELECTED_PROFILE.search(matchers or "") else PROFILE
-    if name.startswith(("avepoint_customer_", "avepoint_probe_")) or name == "up":
-        # up: one target per customer in probe mode.
+    if name.startswith(("avepoint_customer_", "avepoint_probe_", "avepoint_backup_")) or name == "up":
+        # up: one target per customer in probe mode. avepoint_backup_*: per
+        # customer (and job type / module, service module, collector: a few
+        # series per customer, still one table row each).
         return CUSTOMER
     return BOUNDED
 
@@ -543,9 +557,9 @@ def query_rules(panel, row, expr):
                         "customer is unreadable at fleet size)")
     for name, matchers in sels:
         used = variables_used(matchers)
-        if name == "avepoint_scan_last_status_state":
-            problems.append("uses avepoint_scan_last_status_state, which metrics.last_status_state "
-                            "can remove: use the raw code avepoint_scan_last_status")
+        if name in STATE_METRICS:
+            problems.append("uses %s, which metrics.last_status_state can remove: use the raw code %s"
+                            % (name, STATE_METRICS[name]))
         if SCAN_METRIC.match(name):
             if not re.search(r'\bjob=~"\$scan_job"', matchers):
                 problems.append("%s: scan data must be filtered by job=~\"$scan_job\"" % name)
@@ -561,7 +575,8 @@ def query_rules(panel, row, expr):
                                 "variables (in probe mode its job is not the scan data job)" % name)
         if row == EXPORTER_ROW and not EXPORTER_METRIC.match(name):
             problems.append("%s: the %s row shows only the exporter's own metrics "
-                            "(avepoint_exporter_*, avepoint_api_*, process_*)" % (name, EXPORTER_ROW))
+                            "(avepoint_exporter_*, avepoint_api_*, process_*, avepoint_profile_details_*, "
+                            "avepoint_collector_*)" % (name, EXPORTER_ROW))
     return problems
 
 
@@ -622,6 +637,21 @@ SELF_TEST = [
     ('avepoint_scan_last_update_timestamp_seconds{job=~"$scan_job"} * 1000 offset 1h', PROFILE),
     ('-avepoint_scan_profile_up', PROFILE),
     ('vector(1) + avepoint_scan_profile_up', BOUNDED),
+    # profile details: per profile
+    ('avepoint_scan_profile_daily_scan_enabled{job=~"$scan_job"} == 0', PROFILE),
+    ('avepoint_scan_profile_containers{job=~"$scan_job", profile_id=~"$profile_id"}', BOUNDED),
+    ('count(avepoint_scan_last_update_timestamp_seconds == on(job, instance, customer_id, profile_id) '
+     'avepoint_scan_profile_modified_timestamp_seconds) or vector(0)', BOUNDED),
+    ('sum by(object_type) (avepoint_scan_profile_containers)', BOUNDED),
+    ('sum by(customer_id, object_type) (avepoint_scan_profile_containers)', CUSTOMER),
+    # backup: per customer
+    ('avepoint_backup_job_status{job=~"$scan_job"}', CUSTOMER),
+    ('label_join(avepoint_backup_job_status, "module", " / ", "job_type", "job_module")', CUSTOMER),
+    ('count by(collector) (avepoint_backup_collector_up == 0)', BOUNDED),
+    ('topk(5, time() - avepoint_backup_last_success_timestamp_seconds)', BOUNDED),
+    ('avepoint_backup_protected_objects / (avepoint_backup_scanned_objects > 0)', CUSTOMER),
+    ('time() - avepoint_collector_last_success_timestamp_seconds{job=~"$job"}', BOUNDED),
+    ('avepoint_profile_details_profiles', BOUNDED),
 ]
 
 
@@ -644,7 +674,21 @@ def self_test():
     if query_rules({"type": "table"}, "", 'avepoint_customer_tenants{job=~"$scan_job"}'):
         bad += 1
         print("FAIL self-test: a per-customer table is fine")
-    print("dashboard lint self-test: %s (%d cases)" % ("OK" if not bad else "FAILED", len(SELF_TEST) + 3))
+    rules = query_rules({"type": "stat"}, "", 'avepoint_backup_job_status_state{job=~"$job", state="failed"}')
+    for want in ("avepoint_backup_job_status_state", "filtered by job=~\"$scan_job\"", "$job/$instance", "per customer"):
+        if not any(want in r for r in rules):
+            bad += 1
+            print("FAIL self-test: query_rules misses %r: %s" % (want, rules))
+    rules = query_rules({"type": "stat"}, EXPORTER_ROW,
+                        'time() - avepoint_profile_details_last_success_timestamp_seconds{job=~"$job", instance=~"$instance"}')
+    if rules:
+        bad += 1
+        print("FAIL self-test: the details refresher belongs in the %s row: %s" % (EXPORTER_ROW, rules))
+    rules = query_rules({"type": "stat"}, EXPORTER_ROW, 'avepoint_collector_last_success_timestamp_seconds{job=~"$scan_job"}')
+    if len(rules) != 2:
+        bad += 1
+        print("FAIL self-test: avepoint_collector_* filtered by $scan_job: want 2 problems, got %s" % rules)
+    print("dashboard lint self-test: %s (%d cases)" % ("OK" if not bad else "FAILED", len(SELF_TEST) + 6))
     return 1 if bad else 0
 
 
