@@ -13,7 +13,8 @@ The modes (MODES below) and the target labels each job gives its series:
                     avepoint, per-profile and customer series from job
                     avepoint-probe, whose targets add customer_id and
                     organization (from /sd) and whose instance is the
-                    exporter's address.
+                    exporter's address. The per-customer backup series
+                    come from that job too ("profiles" below).
   operator          prometheus-operator with the shipped ServiceMonitor (job =
                     the Service name avepoint-exporter, endpoint = the port
                     name, namespace, service, pod, container, instance = pod IP
@@ -83,6 +84,8 @@ CUSTOMER = {"customer_id": "c1", "organization": "Contoso"}
 PROFILE = {"profile_id": "p1"}
 INFO = {"profile_name": "HR sites", "tenant_id": "t1", "tenant_domain": "contoso.onmicrosoft.com",
         "scan_mode": "advanced"}
+BACKUP_JOB = {"job_type": "microsoft_365", "job_module": "exchange_online"}
+BACKUP_MODULE = {"service_type": "microsoft_365", "service_module": "onedrive"}
 ALL = None  # keep every target label
 
 # name: (source job, target labels kept by the rule (ALL or a list), has
@@ -119,6 +122,36 @@ ALERTS = {
         ("avepoint_customer_info", {"customer_id": "c1", "organization": "Contoso",
                                     "management_mode": "partner_managed", "country_or_region": "US"}, "1x90"),
     ], "70m", "50m", {"severity": "warning", "customer_id": "c1", "organization": "Contoso"}),
+    # The backup series come from the same job as the per-profile series
+    # (per customer: /metrics in static mode, the customer's /probe in probe
+    # mode). With avepoint_customer_info the organization is joined; without
+    # it static mode has none and probe mode keeps the target's.
+    "AvepointBackupJobFailed": ("profiles", ALL, False, [
+        ("avepoint_backup_job_status", dict(BACKUP_JOB, customer_id="c1"), "7x60"),
+        ("avepoint_customer_info", {"customer_id": "c1", "organization": "Contoso",
+                                    "management_mode": "partner_managed", "country_or_region": "US"}, "1x60"),
+    ], "40m", "20m", {"severity": "warning", "state": "failed_to_start", "customer_id": "c1",
+                      "organization": "Contoso", **BACKUP_JOB}),
+    "AvepointBackupStale": ("profiles", ALL, False, [
+        ("avepoint_backup_last_success_timestamp_seconds", dict(BACKUP_JOB, customer_id="c1"), "-95400x40"),
+    ], "30m", "10m", {"severity": "critical", "customer_id": "c1", **BACKUP_JOB}),
+    "AvepointBackupCoverageIncomplete": ("profiles", ALL, False, [
+        ("avepoint_backup_scanned_objects", dict(BACKUP_MODULE, customer_id="c1"), "500x1460"),
+        ("avepoint_backup_protected_objects", dict(BACKUP_MODULE, customer_id="c1"), "480x1460"),
+        ("avepoint_customer_info", {"customer_id": "c1", "organization": "Contoso",
+                                    "management_mode": "partner_managed", "country_or_region": "US"}, "1x1460"),
+    ], "1450m", "1400m", {"severity": "warning", "customer_id": "c1", "organization": "Contoso",
+                          **BACKUP_MODULE}),
+    "AvepointBackupProtectedObjectsDropped": ("profiles", ALL, False, [
+        ("avepoint_backup_protected_objects", dict(BACKUP_MODULE, customer_id="c1"), "1000x60 850x200"),
+    ], "200m", "150m", {"severity": "warning", "customer_id": "c1", **BACKUP_MODULE}),
+    "AvepointBackupCollectorFailing": ("profiles", ALL, True, [
+        ("avepoint_backup_collector_up", {"customer_id": "c1", "collector": "backup_jobs"}, "1x5 0x90"),
+        ("avepoint_backup_collector_up", {"customer_id": "c1", "collector": "backup_coverage"}, "1x95"),
+        ("avepoint_customer_info", {"customer_id": "c1", "organization": "Contoso",
+                                    "management_mode": "partner_managed", "country_or_region": "US"}, "1x95"),
+    ], "70m", "50m", {"severity": "warning", "customer_id": "c1", "organization": "Contoso",
+                      "collector": "backup_jobs"}),
     "AvepointAuthenticationFailing": ("metrics", ["job", "instance", "namespace", "service"], True, [
         ("avepoint_api_requests_total", {"api_endpoint": "token", "code": "401"}, "0x5 1+1x25"),
     ], "25m", "9m", {"severity": "critical", "code": "401", "reason": "token_refused"}),

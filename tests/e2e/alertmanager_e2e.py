@@ -13,13 +13,15 @@ with promtool), so these scenarios run in the modes sd (plain Prometheus,
 /sd + /probe), operator (ServiceMonitor + ScrapeConfig), static and
 operator-static:
   1. customer A's failing probe inhibits A's own alerts of that probe
-     target, never customer B's;
+     target (scan, fetch and backup alerts), never customer B's;
   2. an exporter down inhibits that exporter's alerts (its /metrics
-     alerts and, in probe mode, every customer's failing probe), never
-     another exporter's;
+     alerts, in static mode every customer's scan and backup alerts, and,
+     in probe mode, every customer's failing probe), never another
+     exporter's;
   3. authentication failing (from the /metrics job) inhibits the profile
-     fetch and probe alerts of the same exporter (from the /probe job in
-     probe mode), not another exporter's, and not unrelated alerts.
+     fetch, backup collector and probe alerts of the same exporter (from
+     the /probe job in probe mode), not another exporter's, and not
+     unrelated alerts (a failed backup job is AvePoint's, not the token's).
 Every expectation says inhibited or not; both kinds are asserted.
 
 The whole run is bounded by --timeout; the process is killed on exit.
@@ -41,10 +43,11 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from alert_modes import MODES, alert_labels  # noqa: E402
+from alert_modes import ALERTS, MODES, alert_labels  # noqa: E402
 from dashboard_e2e import Deadline, Procs, SetupError, free_port, log, tail, wait_for  # noqa: E402
 
 CONFIG = os.path.join(REPO, "deploy", "alertmanager", "alertmanager.yml")
+BACKUP_ALERTS = [name for name in ALERTS if name.startswith("AvepointBackup")]
 
 
 class Sink(http.server.BaseHTTPRequestHandler):
@@ -130,6 +133,10 @@ def scenarios():
             customer_id="c2", organization="Fabrikam")
         add(mode, c, "AvepointCustomerJobFailed", False, "B's job alert: A's failure must not silence B", 1,
             customer_id="c2", organization="Fabrikam")
+        for alert in BACKUP_ALERTS:
+            add(mode, c, alert, True, "A's backup alert: A's probe is failing", 1)
+            add(mode, c, alert, False, "B's backup alert: A's failure must not silence B", 1,
+                customer_id="c2", organization="Fabrikam")
         # 2. exporter down: #2 down, #3 up
         d = "%s-down" % mode
         add(mode, d, "AvepointExporterDown", False, "the outage page itself", 2)
@@ -147,16 +154,27 @@ def scenarios():
             customer_id="c2", organization="Fabrikam")
         add(mode, a, "AvepointScanFailed", False, "a scan result is not a consequence of auth", 4)
         add(mode, a, "AvepointProfileFetchFailing", False, "another exporter's fetch alert", 5)
+        add(mode, a, "AvepointBackupCollectorFailing", True, "backup reads failing of the same exporter", 4)
+        add(mode, a, "AvepointBackupCollectorFailing", False, "another exporter's backup reads", 5)
+        add(mode, a, "AvepointBackupJobFailed", False, "a failed backup job is not a consequence of auth", 4)
     for mode in ("static", "operator-static"):
         d = "%s-down" % mode
         add(mode, d, "AvepointExporterDown", False, "the outage page itself", 6)
         add(mode, d, "AvepointScanFailed", True, "the down exporter's scan alert", 6)
         add(mode, d, "AvepointScanFailed", False, "another exporter's scan alert", 7)
+        for alert in BACKUP_ALERTS:
+            add(mode, d, alert, True, "the down exporter's backup alert", 6)
+            add(mode, d, alert, True, "the down exporter's backup alert of another customer", 6,
+                customer_id="c2", organization="Fabrikam")
+            add(mode, d, alert, False, "another exporter's backup alert", 7)
         a = "%s-auth" % mode
         add(mode, a, "AvepointAuthenticationFailing", False, "the auth alert itself", 8)
         add(mode, a, "AvepointProfileFetchFailing", True, "fetch failing of the same exporter", 8)
         add(mode, a, "AvepointProfileFetchFailing", False, "another exporter's fetch alert", 9)
         add(mode, a, "AvepointObjectsRemovedOrOutOfPolicy", False, "not a consequence of auth", 8)
+        add(mode, a, "AvepointBackupCollectorFailing", True, "backup reads failing of the same exporter", 8)
+        add(mode, a, "AvepointBackupCollectorFailing", False, "another exporter's backup reads", 9)
+        add(mode, a, "AvepointBackupStale", False, "a stale backup is not a consequence of auth", 8)
     return out
 
 

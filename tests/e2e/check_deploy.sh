@@ -2,6 +2,7 @@
 # Static checks of the deployment files (no exporter needed):
 #   - generate-alerts.py --check          avepoint-alerts.yml + prometheusrule.yaml
 #                                         are what the template makes
+#   - generate-alerts.py --backup-max-age a custom stale limit reaches the rules
 #   - promtool check rules / test rules   deploy/prometheus/avepoint-alerts*.yml
 #   - tests/e2e/alert_modes.py            every alert, every deployment mode's labels (promtool)
 #   - tests/e2e/alertmanager_e2e.py       the inhibitions in a real Alertmanager
@@ -67,6 +68,22 @@ routes() {
 
 step "alert rules generated from the template" "$PYTHON" deploy/prometheus/generate-alerts.py --check
 step "promtool check rules" "$PROMTOOL" check rules deploy/prometheus/avepoint-alerts.yml
+# --backup-max-age: a custom limit lands in the expression (seconds) and the
+# description (as given), and a bad one is refused.
+backup_max_age() {
+  local out rc
+  out=$(mktemp -d) || return 1
+  "$PYTHON" deploy/prometheus/generate-alerts.py --backup-max-age 1d12h --output-dir "$out" >/dev/null &&
+    grep -q 'avepoint_backup_last_success_timestamp_seconds) > 129600$' "$out/avepoint-alerts.yml" &&
+    grep -q 'more than 1d12h' "$out/avepoint-alerts.yml" &&
+    grep -q 'avepoint_backup_last_success_timestamp_seconds) > 129600$' "$out/prometheusrule.yaml" &&
+    ! "$PYTHON" deploy/prometheus/generate-alerts.py --backup-max-age 26 --output-dir "$out" 2>/dev/null
+  rc=$?
+  rm -rf "$out"
+  [ $rc -eq 0 ] && echo "--backup-max-age 1d12h -> 129600 s; 26 (no unit) refused"
+  return $rc
+}
+step "generate-alerts.py --backup-max-age" backup_max_age
 step "promtool test rules" "$PROMTOOL" test rules deploy/prometheus/avepoint-alerts.test.yml
 step "every alert in every mode (promtool)" "$PYTHON" tests/e2e/alert_modes.py --promtool "$PROMTOOL"
 # rule_files in prometheus.yml are relative to that file, so check it in place.

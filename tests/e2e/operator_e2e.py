@@ -49,8 +49,10 @@ Checks, through Prometheus' API:
      api_endpoint="token" in the ServiceMonitor's job, and the whole
      expression evaluates;
   4. no series of any job has an exported_* label;
-  5. the metricRelabelings drop avepoint_scan_*/avepoint_customer_* from the
-     ServiceMonitor's job, and the ScrapeConfig's job carries them;
+  5. the metricRelabelings drop avepoint_scan_*/avepoint_customer_*/
+     avepoint_backup_* from the ServiceMonitor's job (but keep the
+     exporter-level avepoint_collector_last_success_timestamp_seconds), and
+     the ScrapeConfig's job carries them (profiles and backup collectors);
   6. the `exporter` label of AvepointExporterDown and AvepointProbeFailing
      (their expressions with `== 0` turned into `>= 0`) is
      "<namespace>/<service>" on both jobs, once for the exporter and once per
@@ -328,11 +330,20 @@ def run(a, procs, tmp):
              "exported_* labels: %s" % exported)
 
     # 5. metricRelabelings
-    leaked = prom.scalar('count({job="%s", __name__=~"avepoint_(scan|customer)_.*"})' % svc_name)
+    leaked = prom.scalar('count({job="%s", __name__=~"avepoint_(scan|customer|backup)_.*"})' % svc_name)
     probed = prom.scalar('count(last_over_time(avepoint_scan_profile_up{job="%s"}[30s]))' % probe_job)
     c.expect(not leaked and probed == a.customers * 2,
-             "ServiceMonitor job has no avepoint_scan_*/customer_*; ScrapeConfig job %d profiles" % probed,
-             "ServiceMonitor job leaks %s scan/customer series; ScrapeConfig job has %s profiles" % (leaked, probed))
+             "ServiceMonitor job has no avepoint_scan_*/customer_*/backup_*; ScrapeConfig job %d profiles" % probed,
+             "ServiceMonitor job leaks %s scan/customer/backup series; ScrapeConfig job has %s profiles"
+             % (leaked, probed))
+    backup = prom.scalar('count(last_over_time(avepoint_backup_collector_up{job="%s"}[30s]))' % probe_job)
+    kept = prom.scalar('count(last_over_time(avepoint_collector_last_success_timestamp_seconds{job="%s"}[30s]))'
+                       % svc_name)
+    c.expect(backup == a.customers * 2 and kept == 2,
+             "ScrapeConfig job %d avepoint_backup_collector_up (customers x 2 collectors); ServiceMonitor job keeps "
+             "avepoint_collector_last_success_timestamp_seconds of both collectors" % backup,
+             "ScrapeConfig job has %s avepoint_backup_collector_up (want %d); ServiceMonitor job has %s "
+             "avepoint_collector_last_success_timestamp_seconds (want 2)" % (backup, a.customers * 2, kept))
 
     # 6. the alerts' exporter label
     for alert, n in (("AvepointExporterDown", 1), ("AvepointProbeFailing", a.customers)):

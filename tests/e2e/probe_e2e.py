@@ -24,7 +24,12 @@ real Prometheus and the shipped deploy/prometheus/prometheus-sd.yml (stdlib only
      /sd customer (organization matching that customer: no series of one
      customer scraped under another's target), and none has an exported_*
      label (honor_labels);
-   - the avepoint job (/metrics) is up and contributes no avepoint_scan_*;
+   - the backup series (the demo runs both backup collectors) come from
+     the avepoint-probe job: avepoint_backup_collector_up once per customer
+     and collector, under that customer;
+   - the avepoint job (/metrics) is up and contributes no avepoint_scan_*,
+     avepoint_customer_* or avepoint_backup_* (the drop), but keeps the
+     exporter-level avepoint_collector_last_success_timestamp_seconds;
    - the alert rules loaded and evaluate without error;
 3. pass 2: a fresh Prometheus with the shipped modulus 3: the job keeps
    exactly the customers whose hashmod(customer_id, 3) is 0 (computed as
@@ -310,11 +315,31 @@ def pass_all(a, procs, tmp, exporter, base, customers, c):
              "%d series with exported_customer_id/exported_organization, e.g. %s"
              % (len(anywhere), anywhere[0]["metric"] if anywhere else ""))
 
-    # The /metrics job next to it.
+    # Backup series: per customer, from its own /probe.
+    backup = result(prom, "last_over_time(avepoint_backup_collector_up%s%s)" % (sel, recent))
+    pairs = sorted((s["metric"].get("customer_id"), s["metric"].get("collector")) for s in backup)
+    want_pairs = sorted((cid, col) for cid in customers for col in ("backup_coverage", "backup_jobs"))
+    c.expect(pairs == want_pairs,
+             "avepoint_backup_collector_up: %d series in %s, one per customer and collector" % (len(pairs), JOB),
+             "avepoint_backup_collector_up in %s: %d series %s, want %d (customer, collector) pairs"
+             % (JOB, len(pairs), pairs[:4], len(want_pairs)))
+
+    # The /metrics job next to it: no per-customer series, the exporter's own kept.
     up = prom.scalar('max(up{job="avepoint"})')
-    leaked = prom.scalar('count({job="avepoint", __name__=~"avepoint_(scan|customer)_.*"})')
-    c.expect(up == 1 and not leaked, "avepoint job (/metrics): up, no avepoint_scan_* series",
-             "avepoint job (/metrics): up %s, %s avepoint_scan_* series" % (up, leaked))
+    leaked = result(prom, 'count by(__name__) ({job="avepoint", __name__=~"avepoint_(scan|customer|backup)_.*"})')
+    names = sorted(s["metric"].get("__name__", "?") for s in leaked)
+    c.expect(up == 1 and not leaked,
+             "avepoint job (/metrics): up, no avepoint_scan_*/customer_*/backup_* series",
+             "avepoint job (/metrics): up %s, per-customer series leaked: %s" % (up, names))
+    _, exposed = http_get(base + "/metrics", timeout=10)
+    collectors = sorted(set(re.findall(
+        r'^avepoint_collector_last_success_timestamp_seconds\{collector="([^"]+)"\}', exposed, re.M)))
+    kept = sorted(s["metric"].get("collector") for s in result(
+        prom, 'last_over_time(avepoint_collector_last_success_timestamp_seconds{job="avepoint"}%s)' % recent))
+    c.expect(collectors and kept == collectors,
+             "avepoint job (/metrics): avepoint_collector_last_success_timestamp_seconds kept for %s" % kept,
+             "avepoint_collector_last_success_timestamp_seconds: /metrics exposes %s, job avepoint has %s"
+             % (collectors, kept))
 
     # The rule file loaded and its rules evaluate.
     groups = (prom.api("/api/v1/rules").get("data") or {}).get("groups") or []

@@ -21,7 +21,9 @@
      avepoint_customer_info of each kept customer carry exactly its
      customer_id and organization, and no series has exported_customer_id
      or exported_organization;
-   - the avepoint job scrapes /metrics and drops avepoint_scan_* series.
+   - the avepoint job scrapes /metrics and drops avepoint_scan_*,
+     avepoint_customer_* and avepoint_backup_* series, keeping
+     avepoint_collector_last_success_timestamp_seconds (exporter-level).
 
 Everything listens on 127.0.0.1 only; bounded by --timeout (60 s); the
 Prometheus it started is killed on exit. Without the prometheus binary it
@@ -95,7 +97,12 @@ class FakeExporter(BaseHTTPRequestHandler):
                             % (ids[0], ids[0], ORGANIZATION[ids[0]]))
         elif url.path == "/metrics":
             self.reply(200, 'avepoint_exporter_build_info{version="0.1.0",revision="test"} 1\n'
-                            'avepoint_scan_profile_up{customer_id="x",profile_id="y"} 1\n')
+                            'avepoint_scan_profile_up{customer_id="x",profile_id="y"} 1\n'
+                            'avepoint_customer_info{customer_id="x",organization="X"} 1\n'
+                            'avepoint_backup_collector_up{collector="backup_jobs",customer_id="x"} 1\n'
+                            'avepoint_backup_protected_objects{customer_id="x",service_type="microsoft_365",'
+                            'service_module="onedrive"} 5\n'
+                            'avepoint_collector_last_success_timestamp_seconds{collector="backup_jobs"} 1\n')
         else:
             self.reply(404, "not found\n")
 
@@ -177,8 +184,10 @@ def main():
                 build = get_json(base + "/api/v1/query?query=" + urllib.parse.quote(
                     'avepoint_exporter_build_info{job="avepoint"}'))["data"]["result"]
                 leaked = get_json(base + "/api/v1/query?query=" + urllib.parse.quote(
-                    'avepoint_scan_profile_up{job="avepoint"}'))["data"]["result"]
-                drop_checked = (len(build), len(leaked))
+                    '{job="avepoint", __name__=~"avepoint_(scan|customer|backup)_.*"}'))["data"]["result"]
+                kept = get_json(base + "/api/v1/query?query=" + urllib.parse.quote(
+                    'avepoint_collector_last_success_timestamp_seconds{job="avepoint"}'))["data"]["result"]
+                drop_checked = (len(build), len(leaked), len(kept))
                 profile_up = query(base, 'avepoint_scan_profile_up{job="avepoint-probe"}')
                 customer_info = query(base, 'avepoint_customer_info{job="avepoint-probe"}')
                 exported = query(base, '{exported_customer_id!=""} or {exported_organization!=""}')
@@ -212,7 +221,9 @@ def main():
         if drop_checked is None or drop_checked[0] == 0:
             errors.append("avepoint job: no avepoint_exporter_build_info scraped from /metrics")
         elif drop_checked[1]:
-            errors.append("avepoint job: avepoint_scan_* series from /metrics were not dropped")
+            errors.append("avepoint job: avepoint_scan_*/customer_*/backup_* series from /metrics were not dropped")
+        elif not drop_checked[2]:
+            errors.append("avepoint job: avepoint_collector_last_success_timestamp_seconds was dropped")
         try:
             loaded = get_json(base + "/api/v1/status/config")["data"]["yaml"]
         except OSError as e:
@@ -240,7 +251,7 @@ def main():
             return 1
         print("relabel_e2e: %d of %d customers on shard %d, each probed at /probe?customer_id=<id> "
               "with customer_id/organization/instance labels; honor_labels: no exported_* labels; "
-              "/metrics job drops avepoint_scan_*"
+              "/metrics job drops avepoint_scan_*/customer_*/backup_*, keeps the collector timestamp"
               % (len(want), len(CUSTOMERS), SHARD))
         return 0
     finally:
