@@ -33,7 +33,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -44,7 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from alert_modes import ALERTS, MODES, alert_labels  # noqa: E402
-from dashboard_e2e import Deadline, Procs, SetupError, free_port, log, tail, wait_for  # noqa: E402
+from dashboard_e2e import run_bounded, Procs, SetupError, free_port, log, wait_for  # noqa: E402
 
 CONFIG = os.path.join(REPO, "deploy", "alertmanager", "alertmanager.yml")
 BACKUP_ALERTS = [name for name in ALERTS if name.startswith("AvepointBackup")]
@@ -252,28 +251,7 @@ def main():
     procs = Procs()
     tmp = tempfile.mkdtemp(prefix="avepoint-am-e2e-")
 
-    def on_alarm(signum, frame):
-        raise Deadline()
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(max(1, int(a.timeout)))
-    rc = 1
-    try:
-        failures = run(a, procs, tmp)
-        rc = 1 if failures else 0
-        log("== alertmanager e2e: %s (%d failure(s))" % ("OK" if rc == 0 else "FAILED", failures))
-    except Deadline:
-        log("FAIL overall timeout of %ds exceeded" % a.timeout)
-    except SetupError as e:
-        log("SETUP ERROR: %s" % e)
-        rc = 2
-    finally:
-        signal.alarm(0)
-        if rc != 0:
-            for name, _, _, logfile in procs.procs:
-                log("-- last lines of %s log:\n%s" % (name, tail(logfile)))
-        procs.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return rc
+    return run_bounded('alertmanager e2e', a.timeout, lambda: run(a, procs, tmp), procs, tmp)
 
 
 if __name__ == "__main__":

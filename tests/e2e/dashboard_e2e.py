@@ -140,6 +140,35 @@ def tail(path, n=30):
         return ""
     return "\n".join("    | " + l for l in lines[-n:])
 
+def run_bounded(title, timeout, run, procs, tmp):
+    """Run `run()` (which returns its failure count) under an overall
+    `timeout` in seconds, log the verdict as `== <title>: OK|FAILED`, show
+    the started processes' logs when it failed, and always stop them and
+    remove `tmp`. Exit status: 0 good, 1 a check failed, 2 setup problem."""
+    def on_alarm(signum, frame):
+        raise Deadline()
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(max(1, int(timeout)))
+    rc = 1
+    try:
+        failures = run()
+        rc = 1 if failures else 0
+        log("== %s: %s (%d failure(s))" % (title, "OK" if rc == 0 else "FAILED", failures))
+    except Deadline:
+        log("FAIL overall timeout of %ds exceeded" % timeout)
+    except SetupError as e:
+        log("SETUP ERROR: %s" % e)
+        rc = 2
+    finally:
+        signal.alarm(0)
+        if rc != 0:
+            for name, _, _, logfile in procs.procs:
+                log("-- last lines of %s log:\n%s" % (name, tail(logfile)))
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rc
+
+
 
 def wait_for(what, fn, procs, timeout, interval=0.5):
     end = time.monotonic() + timeout

@@ -67,7 +67,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -82,7 +81,7 @@ K8S = os.path.join(REPO, "deploy", "kubernetes")
 RULES = os.path.join(REPO, "deploy", "prometheus", "avepoint-alerts.yml")
 DASHBOARD = os.path.join(REPO, "dashboards", "avepoint-scan-profiles.json")
 sys.path.insert(0, HERE)
-from dashboard_e2e import BUILTINS, REGEX_SPECIAL, Deadline, Procs, Prom, SetupError, free_port, http_get, log, tail, wait_for  # noqa: E402,E501
+from dashboard_e2e import run_bounded, BUILTINS, REGEX_SPECIAL, Procs, Prom, SetupError, free_port, http_get, log, wait_for  # noqa: E402,E501
 from probe_e2e import Checks, result, wait_until  # noqa: E402
 
 NAMESPACE = "monitoring"
@@ -375,28 +374,7 @@ def main():
         return 2
     procs, tmp = Procs(), tempfile.mkdtemp(prefix="avepoint-operator-e2e-")
 
-    def on_alarm(signum, frame):
-        raise Deadline()
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(max(1, int(a.timeout)))
-    rc = 1
-    try:
-        failures = run(a, procs, tmp)
-        rc = 1 if failures else 0
-        log("== operator e2e: %s (%d failure(s))" % ("OK" if rc == 0 else "FAILED", failures))
-    except Deadline:
-        log("FAIL overall timeout of %ds exceeded" % a.timeout)
-    except SetupError as e:
-        log("SETUP ERROR: %s" % e)
-        rc = 2
-    finally:
-        signal.alarm(0)
-        if rc != 0:
-            for name, _, _, logfile in procs.procs:
-                log("-- last lines of %s log:\n%s" % (name, tail(logfile)))
-        procs.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return rc
+    return run_bounded('operator e2e', a.timeout, lambda: run(a, procs, tmp), procs, tmp)
 
 
 if __name__ == "__main__":
