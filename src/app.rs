@@ -201,18 +201,15 @@ async fn check_backup_collectors(settings: &Settings, pipeline: &crate::state::P
         println!("\ncollector {name} (permission {permission}):");
         for customer in &customers {
             let first_page = match name {
-                "backup_jobs" => client
-                    .backup_jobs_page(customer, 1, 100)
-                    .await
-                    .map(|page| (page.data.len(), page.metadata.total_count)),
+                "backup_jobs" => backup_jobs_first_page(client, customer).await,
                 _ => client
                     .coverage_page(customer, 1, 100)
                     .await
-                    .map(|page| (page.data.len(), page.metadata.total_count)),
+                    .map(|page| (page.data.len(), page.metadata.total_count, String::new())),
             };
             match first_page {
-                Ok((items, total)) => {
-                    println!("  customer {customer}: first page {items} items of {total}")
+                Ok((items, total, how)) => {
+                    println!("  customer {customer}: first page {items} items of {total}{how}")
                 }
                 Err(error) => {
                     all_ok = false;
@@ -222,6 +219,30 @@ async fn check_backup_collectors(settings: &Settings, pipeline: &crate::state::P
         }
     }
     all_ok
+}
+
+/// The first page of a customer's backup jobs for `check`: asked for all
+/// job types at once, or per job type when AvePoint refuses that with a
+/// `400` (as the collector does); says which form worked.
+async fn backup_jobs_first_page(
+    client: &crate::avepoint::ApiClient,
+    customer: &str,
+) -> Result<(usize, u64, String), crate::avepoint::ApiError> {
+    use crate::backup::JobsQuery;
+    let mut query = JobsQuery::AllTypes;
+    let mut page = client.backup_jobs_page(customer, None, 1, 100).await;
+    if let Err(crate::avepoint::ApiError::Status { status, .. }) = &page
+        && *status == reqwest::StatusCode::BAD_REQUEST
+    {
+        query = JobsQuery::PerJobType;
+        let first_type = crate::avepoint::backup::BACKUP_JOB_TYPES[0];
+        page = client
+            .backup_jobs_page(customer, Some(first_type), 1, 100)
+            .await;
+    }
+    let page = page?;
+    let how = format!(", asked for as {}", query.describe());
+    Ok((page.data.len(), page.metadata.total_count, how))
 }
 
 /// Which path answered for the scan profiles, as `check` reports it.

@@ -1,6 +1,8 @@
-//! AvePoint's documented example responses (docs of the API, copied
-//! verbatim into `src/simulator/fixtures/`, which the simulator answers
-//! from), decoded through the exporter's own model types. A field the model
+//! The simulator's own fixtures (`src/simulator/fixtures/`, which it
+//! answers from), decoded through the exporter's own model types. They are
+//! written from AvePoint's field lists and are no evidence of what
+//! AvePoint sends: the documented samples, with their "N/A" values, nulls
+//! and masked ids, are tests/documented_samples.rs'. A field the model
 //! misspells shows here as a value missing or wrong.
 
 use std::path::Path;

@@ -1,7 +1,8 @@
 //! The backup collectors end to end against the simulator: every exported
 //! value of every customer, the latest job per module out of a history,
-//! the last success of a failing module, malformed counts and sizes that
-//! fail only their customer and collector, and what `/probe` and `/sd`
+//! the last success of a failing module, a module that never ran, an
+//! injected failure that fails only its customer and collector (odd
+//! values are tests/documented_samples.rs'), and what `/probe` and `/sd`
 //! show for a customer the scan profile collector does not know.
 
 mod common;
@@ -9,7 +10,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use avepoint_exporter::simulator::backup::{JOB_TYPE, MODULES, coverage_counts, latest_status};
+use avepoint_exporter::simulator::backup::{
+    JOB_TYPE, MODULES, NEVER_RAN_CUSTOMER, NEVER_RAN_MODULE, coverage_counts, latest_status,
+};
 use avepoint_exporter::simulator::{Fault, RunningSimulator};
 use common::{Exposition, Harness, PrepareSim, Setup};
 
@@ -136,6 +139,30 @@ async fn every_customer_exports_exactly_its_jobs_and_coverage() {
             );
         }
     }
+    // A module that never ran: its status (None), no times, no size.
+    let never_ran = [
+        (
+            "customer_id",
+            harness.sim.customers()[NEVER_RAN_CUSTOMER].id.as_str(),
+        ),
+        ("job_module", "microsoft_365_groups"),
+    ];
+    assert_eq!(NEVER_RAN_MODULE, 304);
+    assert_eq!(metrics.value("avepoint_backup_job_status", &never_ran), 0.0);
+    for absent in [
+        "avepoint_backup_job_start_timestamp_seconds",
+        "avepoint_backup_job_end_timestamp_seconds",
+        "avepoint_backup_job_duration_seconds",
+        "avepoint_backup_job_size_bytes",
+        "avepoint_backup_last_success_timestamp_seconds",
+    ] {
+        assert!(metrics.find(absent, &never_ran).is_empty(), "{absent}");
+    }
+    assert!(
+        metrics
+            .find("avepoint_api_unreadable_fields_total", &[])
+            .is_empty()
+    );
     // The coverage item's `customer` is an e-mail address: never exported.
     assert!(!metrics.text.contains('@'), "personal data in /metrics");
     for collector in ["backup_jobs", "backup_coverage"] {
@@ -152,16 +179,17 @@ async fn every_customer_exports_exactly_its_jobs_and_coverage() {
 }
 
 #[tokio::test]
-async fn a_malformed_count_or_size_fails_only_that_customer_and_collector() {
+async fn a_failing_customer_fails_only_that_customer_and_collector() {
     let chosen: Arc<Mutex<Vec<String>>> = Arc::default();
     let remember = Arc::clone(&chosen);
     let prepare: PrepareSim = Box::new(move |sim: &RunningSimulator| {
         let customers = sim.customers();
-        sim.set_backup_jobs_fault(&customers[0].id, Fault::WrongTypes);
-        sim.set_coverage_fault(&customers[1].id, Fault::WrongTypes);
+        sim.set_backup_jobs_fault(&customers[0].id, Fault::Status(500));
+        // Not customer 1, whose module that never ran adds a job series.
+        sim.set_coverage_fault(&customers[2].id, Fault::Status(500));
         let mut chosen = remember.lock().unwrap();
         chosen.push(customers[0].id.clone());
-        chosen.push(customers[1].id.clone());
+        chosen.push(customers[2].id.clone());
     });
     let harness = exporter(Some(prepare), BOTH, 2).await;
     let (bad_jobs, bad_coverage) = {

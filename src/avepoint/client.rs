@@ -43,7 +43,7 @@ pub struct ApiClient {
     base_url: Url,
     endpoint: ProfileEndpoint,
     tokens: Arc<TokenSource>,
-    metrics: ApiMetrics,
+    pub(super) metrics: ApiMetrics,
     pub(super) request_timeout: Duration,
     in_flight: Arc<Semaphore>,
     /// Reports whose bodies are being read (`http::DECODE_SLOTS`).

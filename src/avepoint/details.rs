@@ -17,19 +17,19 @@ use super::model::api_time;
 #[serde(rename_all = "camelCase")]
 pub struct ScanProfileDetails {
     /// The profile id as AvePoint spells it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::model::text")]
     pub profile_id: String,
     /// Display name of the profile; may contain any Unicode.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::model::text")]
     pub profile_name: String,
     /// Microsoft 365 tenant id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::model::text")]
     pub tenant_id: String,
     /// Short tenant name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::model::text")]
     pub tenant_domain: String,
     /// Raw scan mode code: 0 Express, 1 Advanced.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::optional")]
     pub scan_mode: Option<i64>,
     /// When the profile was last changed.
     #[serde(with = "api_time::option", default)]
@@ -52,7 +52,7 @@ pub struct ScanProfileDetails {
     #[serde(default)]
     pub is_send_out_of_policy_notification: Option<bool>,
     /// The containers the profile scans.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::model::list")]
     pub containers: Vec<ProfileContainer>,
 }
 
@@ -61,7 +61,11 @@ pub struct ScanProfileDetails {
 #[serde(rename_all = "camelCase")]
 pub struct ProfileContainer {
     /// `containersName` (sic: AvePoint's spelling, with the `s`).
-    #[serde(rename = "containersName", default)]
+    #[serde(
+        rename = "containersName",
+        default,
+        deserialize_with = "super::model::text"
+    )]
     pub name: String,
     /// Raw `objectType` code; see [`object_type_label`].
     pub object_type: i64,

@@ -65,6 +65,12 @@ struct PathLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FieldLabels {
+    api_endpoint: &'static str,
+    field: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     api_endpoint: &'static str,
 }
@@ -87,6 +93,7 @@ pub struct ApiMetrics {
     /// Pauses in token requests after the API refused a fresh token.
     pub auth_backoffs: Counter,
     backoff_skips: Family<EndpointLabels, Counter>,
+    unreadable_fields: Family<FieldLabels, Counter>,
     /// The path profiles are fetched from (`avepoint_api_profile_path_info`).
     profile_path: Family<PathLabels, Gauge>,
     /// Expiry of the current token, Unix seconds.
@@ -104,6 +111,7 @@ impl Default for ApiMetrics {
             auth_backoffs: Counter::default(),
             profile_path: Family::default(),
             backoff_skips: Family::default(),
+            unreadable_fields: Family::default(),
             token_expiry: Gauge::default(),
         }
     }
@@ -150,6 +158,18 @@ impl ApiMetrics {
             .inc();
     }
 
+    /// Count one field of an item that AvePoint sent in a form that could
+    /// not be read (the field is unknown; the item is kept). `field` is the
+    /// wire name from the exporter's own list, never from the network.
+    pub fn observe_unreadable_field(&self, endpoint: ApiEndpoint, field: &'static str) {
+        self.unreadable_fields
+            .get_or_create(&FieldLabels {
+                api_endpoint: endpoint.label(),
+                field,
+            })
+            .inc();
+    }
+
     /// Say which path profiles are fetched from now (`scan-profiles-v2` or
     /// `changes`); the previous one's series goes.
     pub fn set_profile_path(&self, path: &'static str) {
@@ -184,6 +204,11 @@ impl ApiMetrics {
             "avepoint_api_backoff_skipped_requests",
             "Requests not sent to AvePoint because a back-off was in force, by API endpoint",
             self.backoff_skips.clone(),
+        );
+        registry.register(
+            "avepoint_api_unreadable_fields",
+            "Fields of items AvePoint sent in a form the exporter cannot read (the field is then unknown, the item kept), by API endpoint and field",
+            self.unreadable_fields.clone(),
         );
         registry.register(
             "avepoint_api_profile_path_info",

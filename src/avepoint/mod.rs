@@ -2,7 +2,10 @@
 //!
 //! Inside, from the bottom up: [`http`] (bounded and streamed body reads,
 //! text safe to log), [`instrumentation`] (`avepoint_api_*` counters),
-//! [`model`] and [`details`] (the wire types), [`certificate`] (the
+//! [`lenient`] (fields read one by one: `"N/A"`, `null` and odd values are
+//! unknown, never a failed page), `job_codes` (documented job types and
+//! modules and their labels), [`model`], [`details`] and [`backup`] (the
+//! wire types), [`certificate`] (the
 //! certificate credential and its JWT), [`auth`] (the OAuth2 token source), [`pacing`] (rate limit, Retry-After,
 //! jitter), [`error`] (why a call failed), `response` (the error an answer
 //! means), [`client`] (one typed call per
@@ -19,6 +22,8 @@ pub mod details;
 pub mod error;
 pub mod http;
 pub mod instrumentation;
+mod job_codes;
+pub mod lenient;
 pub mod model;
 pub mod pacing;
 mod response;

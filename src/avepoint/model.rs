@@ -18,19 +18,19 @@ use time::OffsetDateTime;
 #[serde(rename_all = "camelCase")]
 pub struct ScanProfileReport {
     /// Display name of the profile; may contain any Unicode.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub profile_name: String,
     /// The profile id as AvePoint spells it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub profile_id: String,
     /// Short tenant name, e.g. `contoso` of `contoso.onmicrosoft.com`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub tenant_domain: String,
     /// Microsoft 365 tenant id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub tenant_id: String,
     /// Raw scan mode code: 0 Express, 1 Advanced.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::optional")]
     pub scan_mode: Option<i64>,
     /// When the profile was last changed.
     #[serde(with = "api_time::option", default)]
@@ -340,23 +340,89 @@ fn lenient_text<'de, D: serde::Deserializer<'de>>(
     })
 }
 
-/// A page of a discovery endpoint.
-#[derive(Debug, Clone, Deserialize)]
+/// A page of a paged endpoint: `{"data": [...], "metadata": {...}}`.
+///
+/// Also read: a bare array (the coverage overview answered so before
+/// December 2025, and deployments that lag may still), which is the whole
+/// list on one page; `"data": null`, an empty page; and a missing
+/// `metadata`, which means this page is all there is.
+#[derive(Debug, Clone)]
 pub struct Page<T> {
     /// Items of this page.
-    #[serde(default = "Vec::new")]
     pub data: Vec<T>,
     /// Paging information.
     pub metadata: PageMetadata,
 }
 
-/// Paging information of a discovery page.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A visitor rather than an untagged enum: an item that fails keeps
+        // its own error message (which field, what was expected).
+        struct PageVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for PageVisitor<T> {
+            type Value = Page<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a page {\"data\": [...], \"metadata\": {...}} or a list")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut items: A,
+            ) -> Result<Page<T>, A::Error> {
+                let mut data = Vec::new();
+                while let Some(item) = items.next_element()? {
+                    data.push(item);
+                }
+                Ok(Page::whole(data))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Page<T>, A::Error> {
+                let (mut data, mut metadata) = (None, None);
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "data" => data = map.next_value::<Option<Vec<T>>>()?,
+                        "metadata" => metadata = map.next_value::<Option<PageMetadata>>()?,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                let page = Page::whole(data.unwrap_or_default());
+                Ok(match metadata {
+                    Some(metadata) => Page { metadata, ..page },
+                    None => page,
+                })
+            }
+        }
+        deserializer.deserialize_any(PageVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<T> Page<T> {
+    /// A page that holds the whole list.
+    fn whole(data: Vec<T>) -> Self {
+        let count = data.len();
+        Page {
+            metadata: PageMetadata {
+                page_index: 1,
+                page_size: u32::try_from(count).unwrap_or(u32::MAX),
+                total_count: count as u64,
+            },
+            data,
+        }
+    }
+}
+
+/// Paging information of a page.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PageMetadata {
     /// 1-based page index.
+    #[serde(default)]
     pub page_index: u32,
     /// Items per page.
+    #[serde(default)]
     pub page_size: u32,
     /// Items over all pages.
     pub total_count: u64,
@@ -368,32 +434,34 @@ pub struct PageMetadata {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Customer {
-    /// Customer id.
+    /// Customer id (empty when AvePoint sent none: such an item is skipped).
+    #[serde(default, deserialize_with = "text")]
     pub id: String,
     /// Organization name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub organization: String,
     /// Raw job status code.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::optional")]
     pub job_status: Option<i64>,
     /// Country or region.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::optional")]
     pub country_or_region: Option<String>,
     /// Raw management mode code.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::optional")]
     pub management_mode: Option<i64>,
     /// Microsoft 365 tenants of this customer.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     pub tenants: Vec<Tenant>,
 }
 
 /// A tenant of a customer.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Tenant {
-    /// Tenant id.
+    /// Tenant id (empty when AvePoint sent none).
+    #[serde(default, deserialize_with = "text")]
     pub id: String,
     /// Tenant name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub name: String,
 }
 
@@ -402,62 +470,20 @@ pub struct Tenant {
 #[serde(rename_all = "camelCase")]
 pub struct ScanProfileSummary {
     /// Profile name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub profile_name: String,
-    /// Profile id.
+    /// Profile id (empty when AvePoint sent none: such an item is skipped).
+    #[serde(default, deserialize_with = "text")]
     pub profile_id: String,
     /// Raw scan mode code.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::optional")]
     pub scan_mode: Option<i64>,
     /// When the profile was last changed.
     #[serde(with = "api_time::option", default)]
     pub modified_time: Option<OffsetDateTime>,
 }
 
-/// AvePoint's timestamps: RFC 3339 with `Z`, an offset or fractional seconds;
-/// a timestamp without any offset is taken as UTC rather than rejected.
-pub mod api_time {
-    use time::format_description::well_known::Rfc3339;
-    use time::{OffsetDateTime, PrimitiveDateTime};
-
-    /// Parse one API timestamp.
-    pub fn parse(text: &str) -> Result<OffsetDateTime, time::error::Parse> {
-        OffsetDateTime::parse(text, &Rfc3339).or_else(|rfc_error| {
-            // `[year]` below would take a sign; RFC 3339 years are 4 digits
-            // (found by the api_report fuzz target).
-            if !text.starts_with(|c: char| c.is_ascii_digit()) {
-                return Err(rfc_error);
-            }
-            let naive = time::macros::format_description!(
-                version = 2,
-                "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
-            );
-            PrimitiveDateTime::parse(text, naive)
-                .map(PrimitiveDateTime::assume_utc)
-                .map_err(|_| rfc_error)
-        })
-    }
-
-    /// Format one timestamp the way AvePoint's samples do.
-    pub fn format(at: OffsetDateTime) -> String {
-        at.format(&Rfc3339).unwrap_or_default()
-    }
-
-    /// Serde adapter for `Option<OffsetDateTime>`; `null` and absent map to `None`.
-    pub mod option {
-        use serde::{Deserialize, Deserializer};
-        use time::OffsetDateTime;
-
-        /// Deserialize an optional API timestamp.
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Option<OffsetDateTime>, D::Error> {
-            let text: Option<String> = Option::deserialize(deserializer)?;
-            text.map(|text| super::parse(&text).map_err(serde::de::Error::custom))
-                .transpose()
-        }
-    }
-}
+pub use super::lenient::{api_time, list, text};
 
 #[cfg(test)]
 mod tests {

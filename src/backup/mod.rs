@@ -22,10 +22,12 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use crate::avepoint::ApiClient;
-use crate::avepoint::backup::{BackupJob, CoverageItem};
+use reqwest::StatusCode;
+
+use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob, CoverageItem};
+use crate::avepoint::{ApiClient, ApiError};
 use crate::config::BackupCollectorSettings;
-use crate::discovery::{DiscoveryState, list_all};
+use crate::discovery::{DiscoveryError, DiscoveryState, list_all};
 
 /// Customers read at the same time by one collector.
 const CUSTOMER_CONCURRENCY: usize = 2;
@@ -132,6 +134,7 @@ pub fn spawn_jobs(
     let jobs = Jobs {
         client,
         successes: Successes::new(),
+        query: JobsQuery::AllTypes,
     };
     spawn(settings.refresh_interval, customers, jobs)
 }
@@ -192,6 +195,77 @@ fn spawn<R: Refresh>(
 struct Jobs {
     client: Arc<ApiClient>,
     successes: Successes,
+    /// How the list is asked for: learned from the first `400` to `{}`.
+    query: JobsQuery,
+}
+
+/// How a customer's job list is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobsQuery {
+    /// One list with body `{}`: every job type and module.
+    AllTypes,
+    /// One list per documented backup job type (`{"jobType": 7}`, ...),
+    /// when AvePoint answers `400` to `{}`: the endpoint is documented as
+    /// returning jobs "for a specific job type and module".
+    PerJobType,
+}
+
+impl JobsQuery {
+    /// How `check` describes it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            JobsQuery::AllTypes => "one request for all job types (body {})",
+            JobsQuery::PerJobType => {
+                "one request per backup job type (body {\"jobType\": N}; {} was refused)"
+            }
+        }
+    }
+}
+
+/// Every job of one customer, asked for as `query` says; when `{}` is
+/// refused with a `400`, asked again per job type. Returns the jobs and
+/// the query that worked.
+pub async fn read_customer_jobs(
+    client: &ApiClient,
+    customer: &str,
+    query: JobsQuery,
+) -> Result<(Vec<BackupJob>, JobsQuery), DiscoveryError> {
+    let list = format!("backup jobs of customer {customer}");
+    if query == JobsQuery::AllTypes {
+        let all = list_all(
+            &list,
+            PAGE_SIZE,
+            |page, size| client.backup_jobs_page(customer, None, page, size),
+            job_key,
+        )
+        .await;
+        match all {
+            Err(DiscoveryError::Api {
+                source: ApiError::Status { status, .. },
+                ..
+            }) if status == StatusCode::BAD_REQUEST => {
+                tracing::info!(
+                    customer_id = %customer,
+                    "the backup jobs endpoint refused a request for all job types (400); asking per job type from now on"
+                );
+            }
+            other => return other.map(|jobs| (jobs, JobsQuery::AllTypes)),
+        }
+    }
+    let mut jobs = Vec::new();
+    for job_type in BACKUP_JOB_TYPES {
+        let list = format!("backup jobs of type {job_type} of customer {customer}");
+        jobs.extend(
+            list_all(
+                &list,
+                PAGE_SIZE,
+                |page, size| client.backup_jobs_page(customer, Some(job_type), page, size),
+                job_key,
+            )
+            .await?,
+        );
+    }
+    Ok((jobs, JobsQuery::PerJobType))
 }
 
 impl Refresh for Jobs {
@@ -199,19 +273,19 @@ impl Refresh for Jobs {
 
     async fn refresh(&mut self, customers: Vec<String>) -> CollectorState<LatestJob> {
         let client = &self.client;
+        let query = self.query;
         let results = read_customers(customers, |customer| async move {
-            let list = format!("backup jobs of customer {customer}");
-            list_all(
-                &list,
-                PAGE_SIZE,
-                |page, size| client.backup_jobs_page(&customer, page, size),
-                job_key,
-            )
-            .await
+            read_customer_jobs(client, &customer, query).await
         })
         .await;
+        if results
+            .iter()
+            .any(|(_, result)| matches!(result, Ok((_, JobsQuery::PerJobType))))
+        {
+            self.query = JobsQuery::PerJobType;
+        }
         let successes = &mut self.successes;
-        CollectorState::from_results(results, |customer, jobs| {
+        CollectorState::from_results(results, |customer, (jobs, _)| {
             latest_jobs(customer, &jobs, successes)
         })
     }
@@ -232,7 +306,7 @@ impl Refresh for CoverageReader {
                 &list,
                 PAGE_SIZE,
                 |page, size| client.coverage_page(&customer, page, size),
-                |item: &CoverageItem| format!("{:?}/{:?}", item.service_type, item.service_module),
+                coverage_key,
             )
             .await
         })
@@ -241,14 +315,21 @@ impl Refresh for CoverageReader {
     }
 }
 
+/// What makes two coverage rows the same row (for paging): every field,
+/// so that two rows of one module (the documented sample has two rows for
+/// one customer) are both kept and summed, while a page sent twice is not.
+fn coverage_key(item: &CoverageItem) -> String {
+    format!("{item:?}")
+}
+
 /// Read every customer with `read`, [`CUSTOMER_CONCURRENCY`] at a time.
 async fn read_customers<T, F, Fut, E>(
     customers: Vec<String>,
     read: F,
-) -> Vec<(String, Result<Vec<T>, E>)>
+) -> Vec<(String, Result<T, E>)>
 where
     F: Fn(String) -> Fut,
-    Fut: Future<Output = Result<Vec<T>, E>>,
+    Fut: Future<Output = Result<T, E>>,
 {
     stream::iter(customers)
         .map(|customer| {
@@ -264,8 +345,8 @@ impl<T> CollectorState<T> {
     /// The state after reading every customer: each read reduced by
     /// `reduce`; a failed one `up 0` and logged.
     fn from_results<R, E: std::fmt::Display>(
-        results: Vec<(String, Result<Vec<R>, E>)>,
-        mut reduce: impl FnMut(&str, Vec<R>) -> Vec<T>,
+        results: Vec<(String, Result<R, E>)>,
+        mut reduce: impl FnMut(&str, R) -> Vec<T>,
     ) -> Self {
         let mut complete = true;
         let customers = results
@@ -298,7 +379,7 @@ impl<T> CollectorState<T> {
 /// What makes two job list items the same item (for paging).
 fn job_key(job: &BackupJob) -> String {
     format!(
-        "{}/{}/{}/{:?}",
+        "{:?}/{:?}/{:?}/{:?}",
         job.job_id, job.job_type, job.job_module, job.last_modify_time
     )
 }

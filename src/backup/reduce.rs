@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::avepoint::ScanStatus;
-use crate::avepoint::backup::{BackupJob, CoverageItem, job_module_label, job_type_label};
+use crate::avepoint::backup::{BackupJob, CoverageItem};
+use crate::avepoint::lenient::Bytes;
 
 /// The latest job of one (job type, job module) of a customer.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,16 +15,19 @@ pub struct LatestJob {
     pub job_type: String,
     /// `job_module` label.
     pub job_module: String,
-    /// Raw status code (the `lastScanStatus` codes).
-    pub status: i64,
+    /// `job_kind` label: backup, scan, archiver, retention or settings.
+    pub job_kind: &'static str,
+    /// Raw status code (the `lastScanStatus` codes), when readable.
+    pub status: Option<i64>,
     /// Start, as a Unix timestamp.
     pub start: Option<f64>,
     /// End, as a Unix timestamp; absent while the job runs.
     pub end: Option<f64>,
     /// `jobDuration` in seconds.
     pub duration: Option<f64>,
-    /// Object counts by result: total, failed, successful, skipped, warning.
-    pub objects: [u64; 5],
+    /// Object counts by result: total, failed, successful, skipped,
+    /// warning (each absent when AvePoint sent none or an unreadable one).
+    pub objects: [Option<u64>; 5],
     /// `backupSize` in bytes.
     pub size_bytes: Option<f64>,
     /// End of the latest job of this type and module that finished, with or
@@ -41,10 +45,10 @@ pub struct Coverage {
     pub service_type: String,
     /// `service_module` label.
     pub service_module: String,
-    /// `totalScannedObjects`.
-    pub scanned_objects: u64,
-    /// `totalProtectedObjects`.
-    pub protected_objects: u64,
+    /// `totalScannedObjects` (summed over the rows that had one).
+    pub scanned_objects: Option<u64>,
+    /// `totalProtectedObjects` (summed over the rows that had one).
+    pub protected_objects: Option<u64>,
     /// Bytes stored in AvePoint's storage.
     pub stored_avepoint: Option<f64>,
     /// Bytes stored in the customer's own storage (BYOS).
@@ -61,9 +65,9 @@ fn unix(at: time::OffsetDateTime) -> f64 {
 }
 
 /// Whether a job status means the job finished (with or without exception).
-fn finished(status: i64) -> bool {
+fn finished(status: Option<i64>) -> bool {
     matches!(
-        ScanStatus::from_code(status),
+        status.and_then(ScanStatus::from_code),
         Some(ScanStatus::Finished | ScanStatus::FinishedWithException)
     )
 }
@@ -76,15 +80,18 @@ pub fn latest_jobs(
     jobs: &[BackupJob],
     successes: &mut Successes,
 ) -> Vec<LatestJob> {
-    let order = |job: &BackupJob| (job.last_modify_time, job.end_time, job.start_time);
+    let order = |job: &BackupJob| {
+        (
+            job.last_modify_time.value(),
+            job.end_time.value(),
+            job.start_time.value(),
+        )
+    };
     let mut latest: BTreeMap<(String, String), &BackupJob> = BTreeMap::new();
     for job in jobs {
-        let key = (
-            job_type_label(job.job_type),
-            job_module_label(job.job_module),
-        );
-        if finished(job.status)
-            && let Some(end) = job.end_time
+        let key = (job.job_type_label(), job.job_module_label());
+        if finished(job.status.value())
+            && let Some(end) = job.end_time.value()
         {
             let success = successes
                 .entry((customer.to_owned(), key.0.clone(), key.1.clone()))
@@ -103,18 +110,13 @@ pub fn latest_jobs(
                 .get(&(customer.to_owned(), job_type.clone(), job_module.clone()))
                 .copied();
             LatestJob {
-                status: job.status,
-                start: job.start_time.map(unix),
-                end: job.end_time.map(unix),
-                duration: job.job_duration.map(|d| d.as_secs_f64()),
-                objects: [
-                    job.objects.total_count,
-                    job.objects.failed_count,
-                    job.objects.successful_count,
-                    job.objects.skipped_count,
-                    job.objects.warning_count,
-                ],
-                size_bytes: job.backup_size,
+                job_kind: job.kind().label(),
+                status: job.status.value(),
+                start: job.start_time.value().map(unix),
+                end: job.end_time.value().map(unix),
+                duration: job.job_duration.value().map(|d| d.0.as_secs_f64()),
+                objects: job.objects(),
+                size_bytes: job.backup_size.value().map(|size| size.0),
                 last_success,
                 job_type,
                 job_module,
@@ -128,29 +130,44 @@ pub fn latest_jobs(
 pub fn coverage_rows(items: &[CoverageItem]) -> Vec<Coverage> {
     let mut rows: BTreeMap<(String, String), Coverage> = BTreeMap::new();
     for item in items {
-        let service_type = item.service_type.label(job_type_label);
-        let service_module = item.service_module.label(job_module_label);
+        let service_type = item.service_type_label();
+        let service_module = item.service_module_label();
         let row = rows
             .entry((service_type.clone(), service_module.clone()))
             .or_insert_with(|| Coverage {
                 service_type,
                 service_module,
-                scanned_objects: 0,
-                protected_objects: 0,
+                scanned_objects: None,
+                protected_objects: None,
                 stored_avepoint: None,
                 stored_byos: None,
             });
-        row.scanned_objects += item.total_scanned_objects;
-        row.protected_objects += item.total_protected_objects;
-        row.stored_avepoint = add(row.stored_avepoint, item.stored_in_avepoint);
-        row.stored_byos = add(row.stored_byos, item.stored_in_byos);
+        row.scanned_objects = add(
+            row.scanned_objects,
+            item.total_scanned_objects.value(),
+            u64::saturating_add,
+        );
+        row.protected_objects = add(
+            row.protected_objects,
+            item.total_protected_objects.value(),
+            u64::saturating_add,
+        );
+        let bytes = |size: Bytes| size.0;
+        let sum = |a: f64, b: f64| a + b;
+        row.stored_avepoint = add(
+            row.stored_avepoint,
+            item.stored_in_avepoint.value().map(bytes),
+            sum,
+        );
+        row.stored_byos = add(row.stored_byos, item.stored_in_byos.value().map(bytes), sum);
     }
     rows.into_values().collect()
 }
 
-fn add(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+/// The sum of the values that are known; unknown only when none is.
+fn add<T>(a: Option<T>, b: Option<T>, plus: impl Fn(T, T) -> T) -> Option<T> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(a + b),
+        (Some(a), Some(b)) => Some(plus(a, b)),
         (a, b) => a.or(b),
     }
 }
@@ -191,14 +208,14 @@ mod tests {
             (exchange.job_type.as_str(), exchange.job_module.as_str()),
             ("microsoft_365", "exchange_online")
         );
-        assert_eq!(exchange.status, 3);
+        assert_eq!(exchange.status, Some(3));
         assert_eq!(exchange.last_success, Some(at("2026-11-01T01:00:00Z")));
-        assert_eq!(exchange.objects, [10, 1, 8, 1, 0]);
+        assert_eq!(exchange.objects, [10, 1, 8, 1, 0].map(Some));
         assert_eq!(exchange.size_bytes, Some(2.0 * 1024f64.powi(3)));
         assert_eq!(exchange.duration, Some(17.0 * 60.0 + 39.0));
         let onedrive = &jobs[1];
         assert_eq!(onedrive.job_module, "onedrive");
-        assert_eq!((onedrive.status, onedrive.end), (1, None));
+        assert_eq!((onedrive.status, onedrive.end), (Some(1), None));
         assert_eq!(onedrive.last_success, Some(at("2026-11-02T02:00:00Z")));
 
         // A list of the latest job per module only: the failure hides the
@@ -238,16 +255,16 @@ mod tests {
                 Coverage {
                     service_type: "microsoft_365".into(),
                     service_module: "exchange_online".into(),
-                    scanned_objects: 125,
-                    protected_objects: 123,
+                    scanned_objects: Some(125),
+                    protected_objects: Some(123),
                     stored_avepoint: Some(2.0 * 1024f64.powi(3)),
                     stored_byos: Some(0.0),
                 },
                 Coverage {
                     service_type: "microsoft_365".into(),
                     service_module: "viva_engage".into(),
-                    scanned_objects: 1,
-                    protected_objects: 0,
+                    scanned_objects: Some(1),
+                    protected_objects: Some(0),
                     stored_avepoint: None,
                     stored_byos: None,
                 },

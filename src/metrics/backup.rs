@@ -75,12 +75,18 @@ impl Collector for BackupCollector {
     }
 }
 
+/// A count as a gauge value: past `i64::MAX` it stays there, never wraps.
+fn saturating(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
 /// The labels of one job's series.
-fn job_labels(customer: &str, job: &LatestJob) -> [(&'static str, String); 3] {
+fn job_labels(customer: &str, job: &LatestJob) -> [(&'static str, String); 4] {
     [
         ("customer_id", customer.to_owned()),
         ("job_type", job.job_type.clone()),
         ("job_module", job.job_module.clone()),
+        ("job_kind", job.job_kind.to_owned()),
     ]
 }
 
@@ -130,7 +136,7 @@ impl BackupCollector {
             JOB_STATUS_HELP,
             None,
             rows.iter()
-                .map(|(customer, job)| (labels(customer, job), job.status)),
+                .filter_map(|(customer, job)| Some((labels(customer, job), job.status?))),
         )?;
         self.encode_job_states(encoder, &rows)?;
         for (name, help, value) in JOB_SECONDS {
@@ -145,17 +151,18 @@ impl BackupCollector {
                 OBJECT_RESULTS
                     .iter()
                     .zip(job.objects)
-                    .map(move |(result, count)| {
-                        let [customer, job_type, job_module] = labels(customer, job);
-                        (
+                    .filter_map(move |(result, count)| {
+                        let [customer, job_type, job_module, job_kind] = labels(customer, job);
+                        Some((
                             [
                                 customer,
                                 job_type,
                                 job_module,
+                                job_kind,
                                 ("result", (*result).to_owned()),
                             ],
-                            count as i64,
-                        )
+                            saturating(count?),
+                        ))
                     })
             }),
         )?;
@@ -180,7 +187,7 @@ impl BackupCollector {
             "1 for the documented state of the latest backup job of this type and module, 0 for the others (metrics.last_status_state: all), or only the 1 (current); all 0 or absent for an undocumented code.",
             None,
             rows.iter().flat_map(|(customer, job)| {
-                let current = ScanStatus::from_code(job.status);
+                let current = job.status.and_then(ScanStatus::from_code);
                 ScanStatus::ALL
                     .into_iter()
                     .filter(move |status| match self.states {
@@ -189,12 +196,13 @@ impl BackupCollector {
                         LastStatusState::None => false,
                     })
                     .map(move |status| {
-                        let [customer, job_type, job_module] = job_labels(customer, job);
+                        let [customer, job_type, job_module, job_kind] = job_labels(customer, job);
                         (
                             [
                                 customer,
                                 job_type,
                                 job_module,
+                                job_kind,
                                 ("state", status.label().to_owned()),
                             ],
                             i64::from(current == Some(status)),
@@ -226,7 +234,7 @@ impl BackupCollector {
             "Objects found in the tenant for this service module (totalScannedObjects).",
             None,
             rows.iter()
-                .map(|(c, row)| (labels(c, row), row.scanned_objects as i64)),
+                .filter_map(|(c, row)| Some((labels(c, row), saturating(row.scanned_objects?)))),
         )?;
         encode_gauges(
             encoder,
@@ -234,7 +242,7 @@ impl BackupCollector {
             "Objects under backup protection for this service module (totalProtectedObjects).",
             None,
             rows.iter()
-                .map(|(c, row)| (labels(c, row), row.protected_objects as i64)),
+                .filter_map(|(c, row)| Some((labels(c, row), saturating(row.protected_objects?)))),
         )?;
         encode_gauges(
             encoder,
@@ -307,11 +315,12 @@ mod tests {
         let job = LatestJob {
             job_type: "microsoft_365".into(),
             job_module: "exchange_online".into(),
-            status: 3,
+            status: Some(3),
+            job_kind: "backup",
             start: Some(100.0),
             end: Some(160.5),
             duration: Some(60.5),
-            objects: [10, 1, 8, 1, 0],
+            objects: [10, 1, 8, 1, 0].map(Some),
             size_bytes: Some(2048.0),
             last_success: Some(50.0),
         };
@@ -338,8 +347,8 @@ mod tests {
                 items: vec![Coverage {
                     service_type: "microsoft_365".into(),
                     service_module: "onedrive".into(),
-                    scanned_objects: 7,
-                    protected_objects: 6,
+                    scanned_objects: Some(7),
+                    protected_objects: Some(6),
                     stored_avepoint: Some(1024.0),
                     stored_byos: None,
                 }]
@@ -376,7 +385,7 @@ mod tests {
             states: LastStatusState::Current,
             customer: Some("a".into()),
         });
-        let job = r#"customer_id="a",job_type="microsoft_365",job_module="exchange_online""#;
+        let job = r#"customer_id="a",job_type="microsoft_365",job_module="exchange_online",job_kind="backup""#;
         let module = r#"customer_id="a",service_type="microsoft_365",service_module="onedrive""#;
         assert_eq!(
             lines,

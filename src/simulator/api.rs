@@ -296,7 +296,26 @@ async fn answer_with_fault(
             body[fields.typed] = json!(fields.wrong_value);
             json_response(body.to_string())
         }
-        Some(Fault::Report(_)) | None => json_response(body.to_string()),
+        Some(Fault::NotApplicable) => {
+            // What AvePoint sends where it has no value: "N/A", "", null,
+            // .NET's minimum date, a space for the `T`.
+            for (field, value) in [
+                ("profileName", Value::Null),
+                ("tenantDomain", Value::Null),
+                ("description", Value::Null),
+                ("modifiedTime", json!("N/A")),
+                ("lastUpdateTime", json!("0001-01-01T00:00:00")),
+                ("createdTime", json!("")),
+                ("impersonationAccount", Value::Null),
+            ] {
+                if let Some(slot) = body.get_mut(field) {
+                    *slot = value;
+                }
+            }
+            json_response(body.to_string())
+        }
+        Some(Fault::Report(_) | Fault::BareList | Fault::OneJobTypeOnly | Fault::Body(_))
+        | None => json_response(body.to_string()),
     };
     with_request_id(state, response, request_id)
 }

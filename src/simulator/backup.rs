@@ -14,11 +14,12 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::Fault;
-use super::api::{Answer, BatchBody, PageQuery, admit, api_error, page};
+use super::api::{Answer, PageQuery, admit, api_error, page};
 use super::data::SimCustomer;
 use super::state::SimState;
 use crate::avepoint::model::api_time;
@@ -132,12 +133,62 @@ fn job(customer: usize, module: usize, days_ago: u64, now: OffsetDateTime) -> Va
 }
 
 /// Every job of customer `customer`: three days of history per module,
-/// newest first.
+/// newest first; the customer at index [`NEVER_RAN_CUSTOMER`] also lists
+/// [`NEVER_RAN_MODULE`], which never ran.
 pub fn jobs(customer: usize, now: OffsetDateTime) -> Vec<Value> {
-    (0..3)
+    let mut jobs: Vec<Value> = (0..3)
         .flat_map(|days_ago| (0..MODULES.len()).map(move |m| job(customer, m, days_ago, now)))
-        .collect()
+        .collect();
+    if customer == NEVER_RAN_CUSTOMER {
+        jobs.push(never_ran());
+    }
+    jobs
 }
+
+/// Index of the customer with a module that never ran.
+pub const NEVER_RAN_CUSTOMER: usize = 1;
+/// The module that never ran (Microsoft 365 Groups).
+pub const NEVER_RAN_MODULE: i64 = 304;
+
+/// A module that never ran, as AvePoint lists one: status None, `"N/A"`
+/// for its id, name, size, times and duration, zero counts.
+fn never_ran() -> Value {
+    let mut item = JOB.clone();
+    for field in [
+        "jobId",
+        "name",
+        "backupSize",
+        "startTime",
+        "endTime",
+        "jobDuration",
+        "lastModifyTime",
+    ] {
+        item[field] = json!("N/A");
+    }
+    for field in [
+        "totalCount",
+        "failedCount",
+        "successfulCount",
+        "skippedCount",
+        "warningCount",
+    ] {
+        item[field] = json!("0");
+    }
+    item["jobType"] = json!(JOB_TYPE);
+    item["jobModule"] = json!(NEVER_RAN_MODULE);
+    item["status"] = json!(0);
+    item
+}
+
+/// The documented names of [`MODULES`], as the coverage overview sends them.
+pub const MODULE_NAMES: [&str; 4] = [
+    "SharePoint Online",
+    "Exchange Online",
+    "OneDrive",
+    "Microsoft Teams",
+];
+/// The documented name of [`JOB_TYPE`]'s service in the coverage overview.
+pub const SERVICE_NAME: &str = "Cloud Backup for Microsoft 365";
 
 /// Scanned and protected objects of a module: every fifth module (by
 /// customer and module) has three objects unprotected.
@@ -155,12 +206,14 @@ pub fn coverage(customer: &SimCustomer, index: usize) -> Vec<Value> {
             let mut item = COVERAGE.clone();
             item["customerId"] = json!(customer.id);
             item["customer"] = json!(format!("admin@{}.example", customer.tenant_domain));
-            item["serviceType"] = json!(JOB_TYPE);
-            item["serviceModule"] = json!(MODULES[module]);
+            item["serviceType"] = json!(SERVICE_NAME);
+            item["serviceModule"] = json!(MODULE_NAMES[module]);
             item["totalScannedObjects"] = json!(scanned.to_string());
             item["totalProtectedObjects"] = json!(protected.to_string());
             item["dataSizeStoredInAvePoint"] = json!(format!("{}.5 GB", module + index % 3));
-            item["dataSizeStoredInBYOS"] = json!("0 GB");
+            // No simulated customer brings its own storage: "N/A", as in
+            // AvePoint's documented sample.
+            item["dataSizeStoredInBYOS"] = json!("N/A");
             item
         })
         .collect()
@@ -185,10 +238,25 @@ fn not_found(state: &SimState, request_id: u64) -> axum::response::Response {
 }
 
 /// Bend `items` as `fault` says: a count that is no number, a size that
-/// is no size, or a required field missing. An HTTP error is answered
+/// is no size, a required field missing, or the first item's string fields
+/// `"N/A"` and `null` ([`Fault::NotApplicable`]). An HTTP error is answered
 /// before, by [`injected_status`].
 fn spoil(fault: Option<Fault>, items: &mut [Value], spoiled: (&str, &str)) {
     match fault {
+        Some(Fault::NotApplicable) => {
+            if let Some(first) = items.first_mut().and_then(Value::as_object_mut) {
+                for value in first.values_mut() {
+                    if value.is_string() {
+                        *value = json!("N/A");
+                    }
+                }
+                for nulled in ["customer", "name", "serviceModule"] {
+                    if first.contains_key(nulled) {
+                        first.insert(nulled.to_owned(), Value::Null);
+                    }
+                }
+            }
+        }
         Some(Fault::WrongTypes) => {
             if let Some(first) = items.first_mut() {
                 first[spoiled.0] = json!(spoiled.1);
@@ -204,12 +272,17 @@ fn spoil(fault: Option<Fault>, items: &mut [Value], spoiled: (&str, &str)) {
     }
 }
 
-/// The error answer of a [`Fault::Status`].
+/// The answer of a [`Fault::Status`], or the literal body of a
+/// [`Fault::Body`].
 fn injected_status(
     state: &SimState,
     fault: &Option<Fault>,
     request_id: u64,
 ) -> Option<axum::response::Response> {
+    if let Some(Fault::Body(body)) = fault {
+        let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+        return Some((json, body.clone()).into_response());
+    }
     let Some(Fault::Status(code)) = fault else {
         return None;
     };
@@ -223,7 +296,7 @@ pub(super) async fn jobs_batch(
     Path(customer_id): Path<String>,
     Query(query): Query<PageQuery>,
     headers: HeaderMap,
-    _body: Option<Json<BatchBody>>,
+    body: Option<Json<Value>>,
 ) -> Answer {
     let request_id = admit(&state, &headers, JOBS_READ).await?;
     let (index, _) = customer(&state, &customer_id).ok_or_else(|| not_found(&state, request_id))?;
@@ -231,7 +304,21 @@ pub(super) async fn jobs_batch(
     if let Some(error) = injected_status(&state, &fault, request_id) {
         return Err(error);
     }
+    let job_type = body
+        .as_ref()
+        .and_then(|Json(body)| body.get("jobType").cloned());
+    if matches!(fault, Some(Fault::OneJobTypeOnly)) && job_type.is_none() {
+        return Err(api_error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            request_id,
+            "jobType is required",
+        ));
+    }
     let mut items = jobs(index, OffsetDateTime::now_utc());
+    if let Some(job_type) = job_type {
+        items.retain(|item| item["jobType"] == job_type);
+    }
     spoil(fault, &mut items, ("totalCount", "12x"));
     Ok(page(&state, items, &query, request_id))
 }
@@ -251,7 +338,15 @@ pub(super) async fn coverage_overview(
         return Err(error);
     }
     let mut items = coverage(found, index);
-    spoil(fault, &mut items, ("dataSizeStoredInAvePoint", "1,5 GB"));
+    spoil(
+        fault.clone(),
+        &mut items,
+        ("dataSizeStoredInAvePoint", "1,5 GB"),
+    );
+    if matches!(fault, Some(Fault::BareList)) {
+        // As before December 2025: the whole list, no paging, no wrapper.
+        return Ok(Json(Value::Array(items)).into_response());
+    }
     Ok(page(&state, items, &query, request_id))
 }
 

@@ -141,6 +141,19 @@ pub enum Fault {
     Reset,
     /// Answer 302 with this `Location`, as a misconfigured proxy might.
     Redirect(String),
+    /// Backup endpoints: the first item's string fields `"N/A"`, and its
+    /// `customer`, `name` or `serviceModule` `null`, as AvePoint's
+    /// documented samples and its older jobs API send them.
+    NotApplicable,
+    /// Coverage: a bare list without paging, as the overview answered
+    /// before December 2025 (and lagging deployments may still).
+    BareList,
+    /// Backup endpoints: answer 200 with exactly this body (a documented
+    /// sample, say).
+    Body(String),
+    /// Backup jobs: `400` to a request without `jobType` (body `{}`);
+    /// a request for one job type is answered with that type's jobs.
+    OneJobTypeOnly,
 }
 
 /// A simulator serving on a loopback port; stops when dropped.

@@ -1,7 +1,9 @@
-//! The simulator's JSON, written from AvePoint's documented examples: each
-//! answer starts as a fixture (`fixtures/*.json`, copied from the API
-//! documentation) and gets the simulated values set field by field, under
-//! the documented names. Nothing here serializes the exporter's own model
+//! The simulator's JSON: each answer starts as a fixture (`fixtures/*.json`,
+//! the simulator's own, written from the documented field lists and
+//! richer than AvePoint's samples; not copies of them: those, with their
+//! `"N/A"` values and masked ids, are tests/testdata/avepoint-docs/) and
+//! gets the simulated values set field by field, under the documented
+//! names. Nothing here serializes the exporter's own model
 //! types, so a field the model misspells is a field the tests see missing.
 
 use std::sync::LazyLock;
