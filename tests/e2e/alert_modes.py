@@ -84,7 +84,7 @@ CUSTOMER = {"customer_id": "c1", "organization": "Contoso"}
 PROFILE = {"profile_id": "p1"}
 INFO = {"profile_name": "HR sites", "tenant_id": "t1", "tenant_domain": "contoso.onmicrosoft.com",
         "scan_mode": "advanced"}
-BACKUP_JOB = {"job_type": "microsoft_365", "job_module": "exchange_online"}
+BACKUP_JOB = {"job_type": "microsoft_365", "job_module": "exchange_online", "job_kind": "backup"}
 BACKUP_MODULE = {"service_type": "microsoft_365", "service_module": "onedrive"}
 ALL = None  # keep every target label
 

@@ -74,9 +74,9 @@ backup_max_age() {
   local out rc
   out=$(mktemp -d) || return 1
   "$PYTHON" deploy/prometheus/generate-alerts.py --backup-max-age 1d12h --output-dir "$out" >/dev/null &&
-    grep -q 'avepoint_backup_last_success_timestamp_seconds) > 129600$' "$out/avepoint-alerts.yml" &&
+    grep -q 'avepoint_backup_last_success_timestamp_seconds{job_kind="backup"}) > 129600$' "$out/avepoint-alerts.yml" &&
     grep -q 'more than 1d12h' "$out/avepoint-alerts.yml" &&
-    grep -q 'avepoint_backup_last_success_timestamp_seconds) > 129600$' "$out/prometheusrule.yaml" &&
+    grep -q 'avepoint_backup_last_success_timestamp_seconds{job_kind="backup"}) > 129600$' "$out/prometheusrule.yaml" &&
     ! "$PYTHON" deploy/prometheus/generate-alerts.py --backup-max-age 26 --output-dir "$out" 2>/dev/null
   rc=$?
   rm -rf "$out"
