@@ -148,9 +148,11 @@ const STREAM_BUFFER_BYTES: usize = 16 * 1024;
 /// time, so a round of many huge bodies over a slow link takes longer.
 pub(crate) const DECODE_SLOTS: usize = 4;
 
-/// A body announced at most this long skips the queue: an everyday report
-/// (a few KiB) never waits behind someone's 50 MB one, and cannot grow
-/// hyper's buffer past its own size.
+/// A body at most this long (announced so, or found so when it ends before
+/// this many bytes) is read whole and decoded inline, skipping the queue:
+/// an everyday report (a few KiB) never waits behind someone's 50 MB one,
+/// costs no blocking thread, and cannot grow hyper's buffer past its own
+/// size.
 const SMALL_BODY_BYTES: u64 = 64 * 1024;
 
 /// The time a streamed decode may take, and the queue it waits in.
@@ -164,14 +166,17 @@ pub(crate) struct StreamBudget<'a> {
     pub sent: Instant,
 }
 
-/// Decode a JSON body as it arrives, in bounded memory whatever its size
-/// (what is held is a read buffer and what `T` keeps), reading at most
-/// `limit` bytes. The outer error is about the body (too large, broken
-/// off, too slow), the inner one about its JSON.
+/// Decode a JSON body, in bounded memory whatever its size (what is held
+/// is a read buffer and what `T` keeps), reading at most `limit` bytes. The
+/// outer error is about the body (too large, broken off, too slow), the
+/// inner one about its JSON.
 ///
-/// serde_json reads synchronously, so it runs on a blocking thread and
-/// pulls the body from the async side through [`SyncIoBridge`], once it
-/// has a decode slot.
+/// A body of at most [`SMALL_BODY_BYTES`] (an everyday report), announced
+/// or not, is read whole and decoded right here: handing a few KiB to a
+/// blocking thread cost more CPU than decoding them (twice the CPU per
+/// scrape, BENCHMARKS.md). Only a larger body waits for a decode slot and
+/// is decoded as it arrives, on a blocking thread that pulls it from the
+/// async side through [`SyncIoBridge`] (serde_json reads synchronously).
 pub(crate) async fn decode_streamed<T: DeserializeOwned + Send + 'static>(
     response: Response,
     limit: usize,
@@ -187,13 +192,27 @@ pub(crate) async fn decode_streamed<T: DeserializeOwned + Send + 'static>(
     // a timeout) for it. The wait has a bound of its own, one more
     // request_timeout, so a request ends within twice request_timeout.
     let spent = budget.sent.elapsed();
-    let slot = match length {
-        Some(length) if length <= SMALL_BODY_BYTES => None,
-        _ => Some(wait_for_slot(&budget).await?),
-    };
+    let mut chunks = Box::pin(response.bytes_stream());
+    let mut head = Vec::new();
+    if length.is_none_or(|length| length <= SMALL_BODY_BYTES) {
+        // Read up to the small-body size; a body that ends there is decoded
+        // now, one that goes on keeps what was read as its head.
+        let deadline = Instant::now() + budget.timeout.saturating_sub(spent);
+        while (head.len() as u64) <= SMALL_BODY_BYTES {
+            match tokio::time::timeout_at(deadline, chunks.next()).await {
+                Err(_) => return Err(BodyError::TimedOut),
+                Ok(Some(Err(error))) if error.is_timeout() => return Err(BodyError::TimedOut),
+                Ok(Some(Err(error))) => return Err(BodyError::Read(error_chain(&error))),
+                Ok(Some(Ok(chunk))) => head.extend_from_slice(&chunk),
+                Ok(None) if head.len() > limit => return Err(BodyError::TooLarge { limit }),
+                Ok(None) => return Ok(serde_json::from_slice(&head)),
+            }
+        }
+    }
+    let slot = wait_for_slot(&budget).await?;
     let deadline = Instant::now() + budget.timeout.saturating_sub(spent);
-    let chunks = Box::pin(until(deadline, response.bytes_stream()));
-    let body = SyncIoBridge::new(StreamReader::new(chunks));
+    let rest = SyncIoBridge::new(StreamReader::new(Box::pin(until(deadline, chunks))));
+    let body = std::io::Read::chain(std::io::Cursor::new(head), rest);
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let mut capped = CappedReader {
