@@ -378,22 +378,20 @@ async fn expiring_tokens_are_refreshed_before_expiry() {
     );
 }
 
+/// A 403 from the API itself (the token endpoint granted the permission):
+/// the hint names the permission. A permission the token endpoint refuses
+/// is tested in `permissions.rs`.
 #[tokio::test]
-async fn missing_permission_is_a_403_naming_the_permission() {
-    let harness = Harness::start(Setup {
-        sim: SimulatorConfig {
-            permissions: "elements.customers.read.all".into(),
-            ..SimulatorConfig::default()
-        },
-        ..Setup::default()
-    })
-    .await;
+async fn a_403_names_the_permission() {
+    let harness = Harness::start(Setup::default()).await;
+    let (_, profile) = harness.sim.profile_ids()[0].clone();
+    harness.sim.set_fault(&profile, Fault::Status(403));
     let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
-    assert_eq!(snapshot.failures(), snapshot.profiles.len());
+    assert_eq!(snapshot.failures(), 1);
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
     assert_eq!(error.status, "403");
     assert!(
-        error.message.starts_with("HTTP 403 Forbidden: the app registration lacks the permission elements.scanprofiles.read.all; grant it in Elements > API app registration (AvePoint says: the app lacks the permission elements.scanprofiles.read.all) [request-id sim-"),
+        error.message.starts_with("HTTP 403 Forbidden: the app registration lacks the permission elements.scanprofiles.read.all; grant it in Elements > API app registration (AvePoint says: injected fault) [request-id sim-"),
         "{}",
         error.message
     );

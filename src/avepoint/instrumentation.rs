@@ -65,6 +65,11 @@ struct PathLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PermissionLabels {
+    permission: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     api_endpoint: &'static str,
 }
@@ -91,6 +96,8 @@ pub struct ApiMetrics {
     profile_path: Family<PathLabels, Gauge>,
     /// Expiry of the current token, Unix seconds.
     pub token_expiry: Gauge<f64, AtomicU64>,
+    /// Each permission asked for: 1 granted, 0 refused.
+    granted_permissions: Family<PermissionLabels, Gauge>,
 }
 
 impl Default for ApiMetrics {
@@ -105,6 +112,7 @@ impl Default for ApiMetrics {
             profile_path: Family::default(),
             backoff_skips: Family::default(),
             token_expiry: Gauge::default(),
+            granted_permissions: Family::default(),
         }
     }
 }
@@ -157,6 +165,21 @@ impl ApiMetrics {
         self.profile_path.get_or_create(&PathLabels { path }).set(1);
     }
 
+    /// Say what the last token refresh was granted: every permission of
+    /// `asked` is 1, but those of `missing`, which are 0; permissions no
+    /// longer asked for (a reload changed the scope) go.
+    pub fn set_granted_permissions(&self, asked: &[String], missing: &[String]) {
+        self.granted_permissions.clear();
+        for permission in asked {
+            let granted = !missing.contains(permission);
+            self.granted_permissions
+                .get_or_create(&PermissionLabels {
+                    permission: permission.clone(),
+                })
+                .set(i64::from(granted));
+        }
+    }
+
     /// Register every `avepoint_api_*` family into a scrape's registry.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
@@ -194,6 +217,11 @@ impl ApiMetrics {
             "avepoint_api_auth_backoffs",
             "Pauses in token requests (one minute each) because the API refused a token issued a moment ago",
             self.auth_backoffs.clone(),
+        );
+        registry.register(
+            "avepoint_api_granted_permission",
+            "Each permission of the token's scope at the last token refresh: 1 granted, 0 asked for but refused (the collectors that need it are down until it is granted in Elements > API app registration)",
+            self.granted_permissions.clone(),
         );
         registry.register(
             "avepoint_api_token_refreshes",

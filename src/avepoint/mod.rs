@@ -3,9 +3,9 @@
 //! Inside, from the bottom up: [`http`] (bounded and streamed body reads,
 //! text safe to log), [`instrumentation`] (`avepoint_api_*` counters),
 //! [`model`] and [`details`] (the wire types), [`certificate`] (the
-//! certificate credential and its JWT), [`auth`] (the OAuth2 token source), [`pacing`] (rate limit, Retry-After,
+//! certificate credential and its JWT), [`auth`] (the OAuth2 token source), [`permissions`] (which permission each call needs, and which the app holds), [`pacing`] (rate limit, Retry-After,
 //! jitter), [`error`] (why a call failed), `response` (the error an answer
-//! means), [`client`] (one typed call per
+//! means), `profile_path` (which path a report comes from), [`client`] (one typed call per
 //! endpoint, retries, back-off, rate limit, the concurrency bound).
 //!
 //! Imports only `config` (settings, targets) and `sync` from the crate;
@@ -21,6 +21,8 @@ pub mod http;
 pub mod instrumentation;
 pub mod model;
 pub mod pacing;
+pub mod permissions;
+mod profile_path;
 mod response;
 
 pub use auth::{AccessToken, AuthError, TokenSource};

@@ -75,7 +75,10 @@ pub struct SimulatorConfig {
     pub client_id: String,
     /// Accepted client secret.
     pub client_secret: String,
-    /// Permissions the app registration holds (space separated).
+    /// Permissions the app registration holds (space separated). A token
+    /// request for any other scope is refused `400 invalid_scope` as a
+    /// whole, as IdentityServer refuses it; see
+    /// [`RunningSimulator::set_permissions`] to change them later.
     pub permissions: String,
     /// A certificate uploaded to the app registration (PEM or DER): the
     /// token endpoint then also accepts `client_assertion` JWTs signed RS256
@@ -267,6 +270,13 @@ impl RunningSimulator {
     /// `None` answers normally again.
     pub fn set_token_redirect(&self, location: Option<&str>) {
         *lock(&self.state.token_redirect) = location.map(str::to_owned);
+    }
+
+    /// Change the permissions the app registration holds (space
+    /// separated), as when an admin grants one in Elements: token requests
+    /// from now on see them; tokens already issued keep their scopes.
+    pub fn set_permissions(&self, permissions: &str) {
+        *lock(&self.state.permissions) = permissions.to_owned();
     }
 
     /// Answer every API request 401, whatever its token, as an API that

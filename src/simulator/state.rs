@@ -28,6 +28,8 @@ pub struct SimStats {
     pub token_requests: AtomicU64,
     /// Token requests whose client assertion was accepted.
     pub client_assertions: AtomicU64,
+    /// Token requests refused `invalid_scope`: a scope the app lacks.
+    pub invalid_scopes: AtomicU64,
     /// Profile requests (all outcomes, both paths).
     pub profile_requests: AtomicU64,
     /// Of those, requests on the `scan-profiles-v2` path.
@@ -83,6 +85,9 @@ pub(super) struct IssuedToken {
 
 pub(super) struct SimState {
     pub(super) config: SimulatorConfig,
+    /// Permissions the app registration holds now (space separated):
+    /// [`SimulatorConfig::permissions`] until a test grants or withdraws one.
+    pub(super) permissions: Mutex<String>,
     /// The bound address: a client assertion's `aud` must be this token URL.
     pub(super) addr: SocketAddr,
     pub(super) trusted_certificate: Option<TrustedCertificate>,
@@ -144,6 +149,7 @@ impl SimState {
         );
         let respelled_ids = AtomicBool::new(config.respelled_ids);
         Self {
+            permissions: Mutex::new(config.permissions.clone()),
             config,
             addr,
             scheme,
