@@ -379,10 +379,11 @@ async fn expiring_tokens_are_refreshed_before_expiry() {
 }
 
 /// A 403 from the API itself (the token endpoint granted the permission):
-/// the hint names the permission. A permission the token endpoint refuses
-/// is tested in `permissions.rs`.
+/// the hint names the permission, and that the app registration may be
+/// limited to some customers. A permission the token endpoint refuses is
+/// tested in `permissions.rs`.
 #[tokio::test]
-async fn a_403_names_the_permission() {
+async fn a_403_names_the_permission_and_the_customer_limit() {
     let harness = Harness::start(Setup::default()).await;
     let (_, profile) = harness.sim.profile_ids()[0].clone();
     harness.sim.set_fault(&profile, Fault::Status(403));
@@ -391,7 +392,7 @@ async fn a_403_names_the_permission() {
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
     assert_eq!(error.status, "403");
     assert!(
-        error.message.starts_with("HTTP 403 Forbidden: the app registration lacks the permission elements.scanprofiles.read.all; grant it in Elements > API app registration (AvePoint says: injected fault) [request-id sim-"),
+        error.message.starts_with("HTTP 403 Forbidden: the app registration lacks the permission elements.scanprofiles.read.all, or may not access this customer (an app registration can be limited to some customers or customer groups); check both in Elements > API app registration (AvePoint says: injected fault) [request-id sim-"),
         "{}",
         error.message
     );

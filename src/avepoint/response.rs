@@ -3,8 +3,8 @@
 //! `message`, and the `request-id` header or, without it, the body's
 //! `requestId` and `traceId`), and of a body that could not be read.
 //!
-//! Imports `avepoint::{auth, error, http, instrumentation, model, pacing}`
-//! and `config`.
+//! Imports `avepoint::{auth, error, http, instrumentation, model, pacing,
+//! permissions}` and `config`.
 
 use reqwest::{Response, StatusCode};
 
@@ -14,6 +14,7 @@ use super::http::{BodyError, read_body_limited, redirect_target, sanitize};
 use super::instrumentation::ApiEndpoint;
 use super::model::ApiErrorBody;
 use super::pacing::parse_retry_after;
+use super::permissions::permission_of;
 use crate::config::ProfileEndpoint;
 
 /// The error of a non-success answer. `configured` is the
@@ -48,14 +49,11 @@ pub(super) async fn status_error(
         StatusCode::UNAUTHORIZED => {
             "the API rejected a freshly issued token; check the app registration".to_owned()
         }
+        // The token endpoint granted the permission (a refused one is
+        // never asked for), so the app may be limited to some customers.
         StatusCode::FORBIDDEN => format!(
-            "the app registration lacks the permission {}; grant it in Elements > API app registration",
-            match endpoint {
-                ApiEndpoint::CustomersBatch => crate::config::CUSTOMERS_SCOPE,
-                ApiEndpoint::BackupJobsBatch => crate::config::BACKUP_JOBS_SCOPE,
-                ApiEndpoint::BackupCoverage => crate::config::BACKUP_COVERAGE_SCOPE,
-                _ => crate::config::SCAN_PROFILES_SCOPE,
-            }
+            "the app registration lacks the permission {}, or may not access this customer (an app registration can be limited to some customers or customer groups); check both in Elements > API app registration",
+            permission_of(endpoint).unwrap_or(crate::config::SCAN_PROFILES_SCOPE)
         ),
         StatusCode::NOT_FOUND if endpoint == ApiEndpoint::ProfileDetails => {
             "customer or scan profile not found; check the ids".to_owned()
