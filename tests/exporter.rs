@@ -398,6 +398,31 @@ async fn a_403_names_the_permission_and_the_customer_limit() {
     );
 }
 
+/// A 400's reason is in the error body's `errors[]`, its `message` being
+/// just "Bad Request": the causes are in the error, a few of them.
+#[tokio::test]
+async fn a_400_quotes_the_causes_of_the_error_body() {
+    let harness = Harness::start(Setup::default()).await;
+    let (_, profile) = harness.sim.profile_ids()[0].clone();
+    let cause = |n: usize| serde_json::json!({"code": "Invalid", "field": format!("field{n}"), "message": "is not valid"});
+    harness.sim.set_fault(
+        &profile,
+        Fault::BadRequest(serde_json::json!([cause(1), cause(2), cause(3), cause(4)])),
+    );
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
+    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
+    assert_eq!(error.status, "400");
+    assert!(
+        error.message.starts_with(
+            "HTTP 400 Bad Request: AvePoint refused the request as invalid (AvePoint says: Bad Request: \
+             field1: is not valid (Invalid); field2: is not valid (Invalid); field3: is not valid (Invalid); \
+             and 1 more) [request-id sim-"
+        ),
+        "{}",
+        error.message
+    );
+}
+
 #[tokio::test]
 async fn unknown_profile_is_a_404_that_names_the_other_endpoint_and_spares_the_others() {
     let unknown = (

@@ -70,6 +70,23 @@ fn json_response(text: String) -> Response {
         .into_response()
 }
 
+/// A 400 in the documented envelope: `message` just "Bad Request", the
+/// causes in `errors`.
+fn bad_request(state: &SimState, request_id: u64, errors: Value) -> Response {
+    let mut body = wire::error_body(
+        400,
+        "Bad Request",
+        &request_id_text(request_id),
+        &wire::trace_id(request_id),
+    );
+    body["errors"] = errors;
+    with_request_id(
+        state,
+        (StatusCode::BAD_REQUEST, Json(body)).into_response(),
+        request_id,
+    )
+}
+
 fn throttled(state: &SimState, request_id: u64, retry_after: Option<HeaderValue>) -> Response {
     let mut response = api_error(
         state,
@@ -266,6 +283,7 @@ async fn answer_with_fault(
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return api_error(state, status, request_id, "injected fault");
         }
+        Some(Fault::BadRequest(errors)) => return bad_request(state, request_id, errors),
         Some(Fault::Throttle(retry_after)) => {
             let retry_after = retry_after.and_then(|v| HeaderValue::from_str(&v).ok());
             return throttled(state, request_id, retry_after);

@@ -123,6 +123,10 @@ impl Default for SimulatorConfig {
 pub enum Fault {
     /// Answer this status with a JSON `message` body.
     Status(u16),
+    /// Answer 400 in the documented error envelope, `message` "Bad
+    /// Request" and this JSON as its `errors` (the causes: a list of
+    /// `{code, field, message}`).
+    BadRequest(serde_json::Value),
     /// Answer 429 with this `Retry-After` value.
     Throttle(Option<String>),
     /// Never answer (until the client gives up).
