@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use avepoint_exporter::avepoint::ScanProfileReport;
@@ -420,6 +421,31 @@ async fn a_400_quotes_the_causes_of_the_error_body() {
         ),
         "{}",
         error.message
+    );
+}
+
+/// AvePoint's docs ask for `Content-Type: application/json` on every
+/// request: the GETs of the reports as well as the POSTs of discovery.
+#[tokio::test]
+async fn every_request_says_content_type_json() {
+    let harness = Harness::start_discovering(SimulatorConfig::default(), "").await;
+    let metrics = harness.scrape().await;
+    assert_eq!(
+        metrics
+            .find("avepoint_scan_profile_up", &[])
+            .iter()
+            .filter(|s| s.value == 1.0)
+            .count(),
+        9
+    );
+    let stats = harness.sim.stats();
+    assert_eq!(stats.profile_requests.load(Ordering::Relaxed), 9);
+    assert!(stats.discovery_requests.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        stats
+            .requests_without_json_content_type
+            .load(Ordering::Relaxed),
+        0
     );
 }
 

@@ -452,7 +452,11 @@ impl ApiClient {
         let started = Instant::now();
         let mut request = match body {
             Some(body) => self.http.post(url.clone()).json(body),
-            None => self.http.get(url.clone()),
+            // AvePoint's docs ask for it on every request, GET included.
+            None => self
+                .http
+                .get(url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json"),
         };
         // A report's body may wait for a decode slot, which must not count
         // against request_timeout (`decode_streamed` bounds the body):

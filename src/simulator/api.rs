@@ -108,6 +108,16 @@ pub(super) async fn admit(
     permission: &str,
 ) -> Result<u64, Response> {
     let request_id = state.next_request_id();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !json {
+        state
+            .stats
+            .requests_without_json_content_type
+            .fetch_add(1, Ordering::Relaxed);
+    }
     if !state.config.latency.is_zero() {
         tokio::time::sleep(state.config.latency).await;
     }

@@ -30,6 +30,9 @@ pub struct SimStats {
     pub client_assertions: AtomicU64,
     /// Token requests refused `invalid_scope`: a scope the app lacks.
     pub invalid_scopes: AtomicU64,
+    /// API requests without `Content-Type: application/json`, which
+    /// AvePoint's docs ask for on every request (GET included).
+    pub requests_without_json_content_type: AtomicU64,
     /// Profile requests (all outcomes, both paths).
     pub profile_requests: AtomicU64,
     /// Of those, requests on the `scan-profiles-v2` path.
