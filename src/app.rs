@@ -239,7 +239,7 @@ fn profile_path_line(settings: &Settings, client: &crate::avepoint::ApiClient) -
     let path = client.profile_path();
     match settings.avepoint.endpoint {
         crate::config::ProfileEndpoint::Auto if path == crate::config::ProfileEndpoint::Changes => {
-            "profile path: changes (avepoint.endpoint: auto; scan-profiles-v2 answered 404)"
+            "profile path: changes (avepoint.endpoint: auto; scan-profiles-v2 answered 404 or 405)"
                 .to_owned()
         }
         crate::config::ProfileEndpoint::Auto => {

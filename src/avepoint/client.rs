@@ -54,7 +54,7 @@ pub struct ApiClient {
     /// Until when AvePoint asked for a pause, and the status that asked.
     backoff: Arc<std::sync::Mutex<Option<(Instant, StatusCode)>>>,
     /// With `endpoint: auto`: whether `changes` answered where
-    /// `scan-profiles-v2` said 404, so every profile now uses `changes`.
+    /// `scan-profiles-v2` said 404 or 405, so every profile now uses `changes`.
     pub(super) use_changes: Arc<std::sync::atomic::AtomicBool>,
     /// Profiles whose object lists disagreed with their counts, already
     /// warned about: once per profile, not once per scrape.
@@ -127,7 +127,7 @@ impl ApiClient {
     /// (after a 429/503 `Retry-After`, a 5xx or a dropped connection), and
     /// only when it can still finish before `deadline`.
     ///
-    /// With `endpoint: auto`, a 404 on `scan-profiles-v2` asks `changes`
+    /// With `endpoint: auto`, a 404 or 405 on `scan-profiles-v2` asks `changes`
     /// for the same profile at once; if that answers, every profile uses
     /// `changes` from then on (until a new client: a restart, or a reload
     /// that changes the `avepoint:` section). If both say 404, the profile

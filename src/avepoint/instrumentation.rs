@@ -210,7 +210,7 @@ impl ApiMetrics {
         );
         registry.register(
             "avepoint_api_profile_path_info",
-            "The path scan profile reports are fetched from: scan-profiles-v2 or changes (with avepoint.endpoint: auto, changes once scan-profiles-v2 answered 404 where changes answered); constant 1",
+            "The path scan profile reports are fetched from: scan-profiles-v2 or changes (with avepoint.endpoint: auto, changes once scan-profiles-v2 answered 404 or 405 where changes answered); constant 1",
             self.profile_path.clone(),
         );
         registry.register(

@@ -22,7 +22,9 @@ impl ApiClient {
     ) -> Result<ScanProfileReport, ApiError> {
         let path = self.profile_path();
         let result = self.fetch_profile(path, target, deadline).await;
-        let seed_missing = matches!(&result, Err(ApiError::Status { status, .. }) if *status == StatusCode::NOT_FOUND);
+        // 405 too: a gateway may answer an unknown route so.
+        let seed_missing = matches!(&result, Err(ApiError::Status { status, .. })
+            if *status == StatusCode::NOT_FOUND || *status == StatusCode::METHOD_NOT_ALLOWED);
         if !(seed_missing
             && self.endpoint == ProfileEndpoint::Auto
             && path == ProfileEndpoint::ScanProfilesV2)
@@ -76,7 +78,7 @@ impl ApiClient {
             self.metrics
                 .set_profile_path(ProfileEndpoint::Changes.name());
             tracing::info!(
-                "scan-profiles-v2 answered 404 where changes answered: using the changes path for every profile (avepoint.endpoint: auto)"
+                "scan-profiles-v2 answered 404 or 405 where changes answered: using the changes path for every profile (avepoint.endpoint: auto)"
             );
         }
     }

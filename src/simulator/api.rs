@@ -194,13 +194,10 @@ pub(super) async fn profile<const WITH_LISTS: bool>(
             .fetch_add(1, Ordering::Relaxed);
     }
     let request_id = admit(&state, &headers, SCAN_PROFILES_READ).await?;
-    if !WITH_LISTS && state.v2_path_absent.load(Ordering::Relaxed) {
-        return Err(api_error(
-            &state,
-            StatusCode::NOT_FOUND,
-            request_id,
-            "resource not found",
-        ));
+    let v2_status = state.v2_path_status.load(Ordering::Relaxed);
+    if !WITH_LISTS && v2_status != 0 {
+        let status = StatusCode::from_u16(v2_status).unwrap_or(StatusCode::NOT_FOUND);
+        return Err(api_error(&state, status, request_id, "resource not found"));
     }
     let fault = state.fault(&profile_id);
     let report = match &fault {

@@ -293,7 +293,15 @@ impl RunningSimulator {
     /// Answer 404 on the `scan-profiles-v2` path (the `changes` path keeps
     /// answering), as an AvePoint that serves only its published path would.
     pub fn set_v2_path_absent(&self, absent: bool) {
-        self.state.v2_path_absent.store(absent, Ordering::Relaxed);
+        self.set_v2_path_status(absent.then_some(404));
+    }
+
+    /// Answer this status on the `scan-profiles-v2` path (`None`: serve
+    /// it), e.g. 405 as a gateway may answer a route it does not know.
+    pub fn set_v2_path_status(&self, status: Option<u16>) {
+        self.state
+            .v2_path_status
+            .store(status.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Inject a fault for one profile's details endpoint (replacing any

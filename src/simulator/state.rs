@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -126,8 +126,9 @@ pub(super) struct SimState {
     pub(super) token_redirect: Mutex<Option<String>>,
     /// Answer 401 to every API request.
     pub(super) reject_all_tokens: AtomicBool,
-    /// Answer 404 on the scan-profiles-v2 path, as if AvePoint did not serve it.
-    pub(super) v2_path_absent: AtomicBool,
+    /// The status the scan-profiles-v2 path answers, as if AvePoint did
+    /// not serve it (404, or 405 from a gateway); 0 serves it.
+    pub(super) v2_path_status: AtomicU16,
     request_counter: AtomicU64,
     pub(super) stats: SimStats,
     /// `http` or `https`: the scheme clients use (token URL checks).
@@ -177,7 +178,7 @@ impl SimState {
             respelled_ids,
             token_redirect: Mutex::default(),
             reject_all_tokens: AtomicBool::default(),
-            v2_path_absent: AtomicBool::default(),
+            v2_path_status: AtomicU16::default(),
             request_counter: AtomicU64::new(1),
             stats: SimStats::default(),
         }
