@@ -202,3 +202,38 @@ async fn every_permission_missing_names_the_one_each_collector_needs() {
         0
     );
 }
+
+/// A token refresh that fails for another reason (here a redirect) leaves
+/// no grants to show: a refused credential must not look like a refused
+/// permission, which the authentication alert would then ignore.
+#[tokio::test]
+async fn a_failed_token_refresh_clears_the_granted_permissions() {
+    let harness = without_jobs_permission(SimulatorConfig {
+        token_lifetime: Duration::from_secs(2),
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let metrics = harness.scrape().await;
+    assert_eq!(
+        metrics.value("avepoint_api_granted_permission", &[("permission", JOBS)]),
+        0.0
+    );
+    harness
+        .sim
+        .set_token_redirect(Some("http://127.0.0.1:9/connect/token"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = harness.scrape().await;
+    assert!(
+        metrics
+            .find("avepoint_scan_profile_up", &[])
+            .iter()
+            .all(|s| s.value == 0.0)
+    );
+    assert!(
+        metrics
+            .find("avepoint_api_granted_permission", &[])
+            .is_empty(),
+        "{}",
+        metrics.text
+    );
+}

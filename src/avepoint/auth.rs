@@ -325,7 +325,10 @@ impl TokenSource {
             |scope| self.request(scope),
             |error| matches!(error, AuthError::InvalidScope { .. }),
         )
-        .await?;
+        .await
+        // No token, no grants to show: a refused credential must not
+        // look like a refused permission (the auth alert tells them apart).
+        .inspect_err(|_| self.metrics.set_granted_permissions(&[], &[]))?;
         let (fresh, missing) = match negotiated {
             Negotiated::Granted {
                 token: (parsed, started),

@@ -167,7 +167,8 @@ impl ApiMetrics {
 
     /// Say what the last token refresh was granted: every permission of
     /// `asked` is 1, but those of `missing`, which are 0; permissions no
-    /// longer asked for (a reload changed the scope) go.
+    /// longer asked for (a reload changed the scope) go, and all of them
+    /// when `asked` is empty (a refresh that failed).
     pub fn set_granted_permissions(&self, asked: &[String], missing: &[String]) {
         self.granted_permissions.clear();
         for permission in asked {
