@@ -4,9 +4,14 @@
 //! `client_assertion` signed RS256 with the certificate's private key
 //! (RFC 7523), see [`ClientCertificate`] and `docs/certificate-auth.md`.
 //!
+//! The token's scope is every permission the enabled collectors need; when
+//! the token endpoint refuses one of them (`invalid_scope` refuses the whole
+//! request), the token holds the others and the calls needing a refused one
+//! fail alone, without being sent (`permissions.rs`).
+//!
 //! The cache sits behind an async mutex that is held while a token is being
 //! fetched, so any number of concurrent callers cause exactly one token
-//! request (single flight) and all of them get its result.
+//! refresh (single flight) and all of them get its result.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -266,7 +271,9 @@ impl TokenSource {
             }
             Err(error) => {
                 let pause = match error {
-                    AuthError::Rejected { .. } | AuthError::NotGranted { .. } => AUTH_BACKOFF,
+                    AuthError::Rejected { .. }
+                    | AuthError::NotGranted { .. }
+                    | AuthError::InvalidScope { .. } => AUTH_BACKOFF,
                     _ => FAILURE_TTL,
                 };
                 *lock(&self.last_failure) = Some((Instant::now() + pause, error.clone()));
