@@ -237,3 +237,52 @@ async fn a_failed_token_refresh_clears_the_granted_permissions() {
         metrics.text
     );
 }
+
+/// The simulator's token endpoint answers like IdentityServer: one scope
+/// the app lacks refuses the whole request, and a granted request gets
+/// exactly the scopes asked for, listed in `scope`.
+#[tokio::test]
+async fn the_simulator_refuses_a_scope_the_app_lacks_as_a_whole() {
+    use avepoint_exporter::simulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RunningSimulator};
+    let sim = RunningSimulator::start(
+        SimulatorConfig {
+            permissions: ALL_BUT_JOBS.into(),
+            ..SimulatorConfig::default()
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .unwrap();
+    let ask = |scope: &'static str| {
+        let url = sim.token_url();
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", DEMO_CLIENT_ID),
+                    ("client_secret", DEMO_CLIENT_SECRET),
+                    ("scope", scope),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, body)
+        }
+    };
+    let (status, body) = ask("elements.scanprofiles.read.all elements.jobs.read.all").await;
+    assert_eq!(status, 400);
+    assert_eq!(body, serde_json::json!({"error": "invalid_scope"}));
+    let (status, body) = ask("elements.scanprofiles.read.all").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["scope"], "elements.scanprofiles.read.all");
+    let (status, body) = ask("elements.cbprotected.read.all elements.scanprofiles.read.all").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["scope"],
+        "elements.cbprotected.read.all elements.scanprofiles.read.all"
+    );
+    assert_eq!(sim.stats().invalid_scopes.load(Ordering::Relaxed), 1);
+}
