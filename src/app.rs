@@ -174,6 +174,7 @@ pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
 /// `check` for the backup collectors: each one's permission, then the
 /// first page of every customer's list (or why it failed).
 async fn check_backup_collectors(settings: &Settings, pipeline: &crate::state::Pipeline) -> bool {
+    use crate::avepoint::ApiEndpoint;
     use crate::config::{BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE};
     let customers = crate::backup::CustomerSource {
         configured: settings.customers.clone(),
@@ -183,22 +184,31 @@ async fn check_backup_collectors(settings: &Settings, pipeline: &crate::state::P
     let client = &pipeline.client;
     let mut all_ok = true;
     let collectors = &settings.collectors;
-    for (enabled, name, permission) in [
+    for (enabled, name, permission, endpoint) in [
         (
             collectors.backup_jobs.is_some(),
             "backup_jobs",
             BACKUP_JOBS_SCOPE,
+            ApiEndpoint::BackupJobsBatch,
         ),
         (
             collectors.backup_coverage.is_some(),
             "backup_coverage",
             BACKUP_COVERAGE_SCOPE,
+            ApiEndpoint::BackupCoverage,
         ),
     ] {
         if !enabled {
             continue;
         }
         println!("\ncollector {name} (permission {permission}):");
+        // A permission the token endpoint refused fails every customer
+        // alike: said once, not once per customer.
+        if let Err(error) = client.authorize(endpoint).await {
+            all_ok = false;
+            println!("  FAILED: {error}");
+            continue;
+        }
         for customer in &customers {
             let first_page = match name {
                 "backup_jobs" => backup_jobs_first_page(client, customer).await,
@@ -250,7 +260,7 @@ fn profile_path_line(settings: &Settings, client: &crate::avepoint::ApiClient) -
     let path = client.profile_path();
     match settings.avepoint.endpoint {
         crate::config::ProfileEndpoint::Auto if path == crate::config::ProfileEndpoint::Changes => {
-            "profile path: changes (avepoint.endpoint: auto; scan-profiles-v2 answered 404)"
+            "profile path: changes (avepoint.endpoint: auto; scan-profiles-v2 answered 404 or 405)"
                 .to_owned()
         }
         crate::config::ProfileEndpoint::Auto => {

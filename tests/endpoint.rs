@@ -1,7 +1,7 @@
 //! Issue #11: `avepoint.endpoint: auto` (the default) finds the path
 //! AvePoint serves. The seed path `scan-profiles-v2` is asked first; when
-//! it answers 404, `changes` is asked for the same profile at once, and if
-//! that answers, every profile uses `changes` from then on.
+//! it answers 404 (or 405), `changes` is asked for the same profile at
+//! once, and if that answers, every profile uses `changes` from then on.
 
 mod common;
 
@@ -68,6 +68,41 @@ async fn auto_moves_to_changes_when_the_seed_path_is_not_served() {
             .filter(|s| s.value == 1.0)
             .count() as u64,
         profiles
+    );
+}
+
+/// A gateway in front of AvePoint may answer an unknown route 405 rather
+/// than 404: `auto` moves to `changes` all the same.
+#[tokio::test]
+async fn auto_moves_to_changes_when_the_seed_path_answers_405() {
+    let harness = Harness::start(Setup::default()).await;
+    harness.sim.set_v2_path_status(Some(405));
+    let profiles = harness.sim.profile_ids();
+    let metrics = harness.scrape().await;
+    for (customer, profile) in &profiles {
+        let report = harness.sim.current_report(customer, profile).unwrap();
+        assert_eq!(
+            metrics.profile_value("avepoint_scan_profile_up", customer, profile),
+            1.0
+        );
+        assert_eq!(
+            metrics.profile_value("avepoint_scan_new_registered_content", customer, profile),
+            report.new_registered_content_count as f64
+        );
+    }
+    assert_eq!(
+        metrics.value("avepoint_api_profile_path_info", &[("path", "changes")]),
+        1.0
+    );
+    let seed = v2_requests(&harness);
+    assert!(
+        (1..=8).contains(&seed),
+        "{seed} requests on scan-profiles-v2"
+    );
+    assert_eq!(all_requests(&harness), profiles.len() as u64 + seed);
+    assert_eq!(
+        harness.state.pipeline().client.profile_path().name(),
+        "changes"
     );
 }
 

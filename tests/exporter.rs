@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use avepoint_exporter::avepoint::ScanProfileReport;
@@ -378,24 +379,73 @@ async fn expiring_tokens_are_refreshed_before_expiry() {
     );
 }
 
+/// A 403 from the API itself (the token endpoint granted the permission):
+/// the hint names the permission, and that the app registration may be
+/// limited to some customers. A permission the token endpoint refuses is
+/// tested in `permissions.rs`.
 #[tokio::test]
-async fn missing_permission_is_a_403_naming_the_permission() {
-    let harness = Harness::start(Setup {
-        sim: SimulatorConfig {
-            permissions: "elements.customers.read.all".into(),
-            ..SimulatorConfig::default()
-        },
-        ..Setup::default()
-    })
-    .await;
+async fn a_403_names_the_permission_and_the_customer_limit() {
+    let harness = Harness::start(Setup::default()).await;
+    let (_, profile) = harness.sim.profile_ids()[0].clone();
+    harness.sim.set_fault(&profile, Fault::Status(403));
     let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
-    assert_eq!(snapshot.failures(), snapshot.profiles.len());
+    assert_eq!(snapshot.failures(), 1);
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
     assert_eq!(error.status, "403");
     assert!(
-        error.message.starts_with("HTTP 403 Forbidden: the app registration lacks the permission elements.scanprofiles.read.all; grant it in Elements > API app registration (AvePoint says: the app lacks the permission elements.scanprofiles.read.all) [request-id sim-"),
+        error.message.starts_with("HTTP 403 Forbidden: the app registration lacks the permission elements.scanprofiles.read.all, or may not access this customer (an app registration can be limited to some customers or customer groups); check both in Elements > API app registration (AvePoint says: injected fault) [request-id sim-"),
         "{}",
         error.message
+    );
+}
+
+/// A 400's reason is in the error body's `errors[]`, its `message` being
+/// just "Bad Request": the causes are in the error, a few of them.
+#[tokio::test]
+async fn a_400_quotes_the_causes_of_the_error_body() {
+    let harness = Harness::start(Setup::default()).await;
+    let (_, profile) = harness.sim.profile_ids()[0].clone();
+    let cause = |n: usize| serde_json::json!({"code": "Invalid", "field": format!("field{n}"), "message": "is not valid"});
+    harness.sim.set_fault(
+        &profile,
+        Fault::BadRequest(serde_json::json!([cause(1), cause(2), cause(3), cause(4)])),
+    );
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
+    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
+    assert_eq!(error.status, "400");
+    assert!(
+        error.message.starts_with(
+            "HTTP 400 Bad Request: AvePoint refused the request as invalid (AvePoint says: Bad Request: \
+             field1: is not valid (Invalid); field2: is not valid (Invalid); field3: is not valid (Invalid); \
+             and 1 more) [request-id sim-"
+        ),
+        "{}",
+        error.message
+    );
+}
+
+/// AvePoint's docs ask for `Content-Type: application/json` on every
+/// request: the GETs of the reports as well as the POSTs of discovery.
+#[tokio::test]
+async fn every_request_says_content_type_json() {
+    let harness = Harness::start_discovering(SimulatorConfig::default(), "").await;
+    let metrics = harness.scrape().await;
+    assert_eq!(
+        metrics
+            .find("avepoint_scan_profile_up", &[])
+            .iter()
+            .filter(|s| s.value == 1.0)
+            .count(),
+        9
+    );
+    let stats = harness.sim.stats();
+    assert_eq!(stats.profile_requests.load(Ordering::Relaxed), 9);
+    assert!(stats.discovery_requests.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        stats
+            .requests_without_json_content_type
+            .load(Ordering::Relaxed),
+        0
     );
 }
 

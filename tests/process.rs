@@ -416,14 +416,69 @@ async fn check_reports_each_collector_permission_and_first_page() {
     expected.push(String::new());
     expected
         .push("collector backup_coverage (permission elements.cbprotected.read.all):".to_owned());
-    let forbidden = "FAILED: HTTP 403 Forbidden: the app registration lacks the permission \
-                     elements.cbprotected.read.all; grant it in Elements > API app registration";
-    for (line, customer) in tail[expected.len()..].iter().zip(&customers) {
-        assert!(
-            line.starts_with(&format!("  customer {customer}: {forbidden}")),
-            "{line}"
-        );
+    // Named once, not as a 403 per customer; the other collectors work.
+    expected.push(
+        "  FAILED: the app registration lacks elements.cbprotected.read.all; grant it in Elements > API app registration"
+            .to_owned(),
+    );
+    assert_eq!(tail, expected, "{stdout}");
+    assert!(
+        stdout.contains("\n9 profiles: 9 ok, 0 failed\n"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("client secret"), "{stderr}");
+}
+
+/// Issue #18: the binary with the backup jobs collector on and its
+/// permission not granted: the log names the permission once (per token
+/// refresh, not per request), never hints at the secret, and the scan
+/// profiles are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_permission_is_logged_once_by_name() {
+    let sim = RunningSimulator::start(
+        SimulatorConfig {
+            client_secret: SECRET.into(),
+            permissions: "elements.scanprofiles.read.all elements.customers.read.all".into(),
+            ..SimulatorConfig::default()
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .unwrap();
+    let config = sim.exporter_config(None) + "collectors:\n  backup_jobs:\n    enabled: true\n";
+    let exporter = start_exporter(&config, SECRET);
+    let mut metrics = String::new();
+    for _ in 0..3 {
+        metrics = exporter.get("/metrics").await;
     }
-    assert_eq!(tail[..expected.len()], expected[..], "{stdout}");
-    assert_eq!(tail.len(), expected.len() + customers.len(), "{stdout}");
+    let log = exporter.terminate();
+    let named: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("missing_permissions="))
+        .collect();
+    assert_eq!(named.len(), 1, "{log}");
+    assert!(named[0].contains("level=warn"), "{}", named[0]);
+    assert!(
+        named[0].contains("missing_permissions=elements.jobs.read.all"),
+        "{}",
+        named[0]
+    );
+    assert!(
+        named[0].contains("the app registration lacks elements.jobs.read.all"),
+        "{}",
+        named[0]
+    );
+    assert!(!log.contains("client secret"), "{log}");
+    assert!(!log.contains(SECRET), "{log}");
+    assert!(
+        metrics
+            .contains("avepoint_api_granted_permission{permission=\"elements.jobs.read.all\"} 0\n"),
+        "{metrics}"
+    );
+    let up: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("avepoint_scan_profile_up{"))
+        .collect();
+    assert_eq!(up.len(), 9, "{metrics}");
+    assert!(up.iter().all(|line| line.ends_with("} 1")), "{up:?}");
 }

@@ -4,9 +4,14 @@
 //! `client_assertion` signed RS256 with the certificate's private key
 //! (RFC 7523), see [`ClientCertificate`] and `docs/certificate-auth.md`.
 //!
+//! The token's scope is every permission the enabled collectors need; when
+//! the token endpoint refuses one of them (`invalid_scope` refuses the whole
+//! request), the token holds the others and the calls needing a refused one
+//! fail alone, without being sent (`permissions.rs`).
+//!
 //! The cache sits behind an async mutex that is held while a token is being
 //! fetched, so any number of concurrent callers cause exactly one token
-//! request (single flight) and all of them get its result.
+//! refresh (single flight) and all of them get its result.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,6 +25,7 @@ use super::certificate::{CLIENT_ASSERTION_TYPE, ClientCertificate};
 use super::http::{error_chain, read_body_limited, redirect_target, sanitize};
 use super::instrumentation::{ApiEndpoint, ApiMetrics};
 use super::model::{OAuthError, TokenResponse};
+use super::permissions::{Negotiated, negotiate, permission_of, scope_items};
 use crate::config::AvePointSettings;
 use crate::sync::lock;
 
@@ -59,6 +65,32 @@ pub enum AuthError {
         error: Option<String>,
         /// OAuth error description.
         description: Option<String>,
+    },
+    /// The token endpoint refused the scope (`invalid_scope`) in a way
+    /// asking for each permission alone could not narrow down.
+    #[error(
+        "token endpoint refused the requested scope (invalid_scope{}): the app registration lacks a permission in avepoint.scope; grant it in Elements > API app registration",
+        .description.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+    )]
+    InvalidScope {
+        /// OAuth error description, scrubbed.
+        description: Option<String>,
+    },
+    /// The token endpoint refused this permission (or left it out of the
+    /// granted scope): the calls that need it are not sent.
+    #[error("the app registration lacks {permission}; grant it in Elements > API app registration")]
+    PermissionMissing {
+        /// The permission, such as `elements.jobs.read.all`.
+        permission: String,
+    },
+    /// The token endpoint refused every permission asked for: no token.
+    #[error(
+        "the app registration lacks every permission asked for ({}); grant them in Elements > API app registration",
+        .missing.join(", ")
+    )]
+    NotGranted {
+        /// The permissions asked for.
+        missing: Vec<String>,
     },
     /// Any other non-success status.
     #[error("token endpoint answered HTTP {status}")]
@@ -127,7 +159,13 @@ impl AccessToken {
 struct CachedToken {
     token: AccessToken,
     refresh_at: Instant,
+    /// Permissions asked for and not granted with this token.
+    missing: Arc<[String]>,
 }
+
+/// While a permission is missing, the token is refreshed at least this
+/// often, so a permission granted later is used without a restart.
+const MISSING_RECHECK: Duration = Duration::from_secs(600);
 
 /// Fetches, caches and refreshes the OAuth2 access token.
 pub struct TokenSource {
@@ -178,11 +216,39 @@ impl TokenSource {
     /// A valid token: the cached one, or a fresh one fetched once for all
     /// callers waiting at the same time.
     pub async fn token(&self) -> Result<AccessToken, AuthError> {
+        self.cached_or_fresh().await.map(|(token, _)| token)
+    }
+
+    /// A valid token for a call to `endpoint`, or, when the token endpoint
+    /// refused the permission that call needs, [`AuthError::PermissionMissing`]
+    /// (the call is not sent: AvePoint would answer 403).
+    pub async fn token_for(&self, endpoint: ApiEndpoint) -> Result<AccessToken, AuthError> {
+        let needed = permission_of(endpoint);
+        let lacking =
+            |missing: &[String]| needed.filter(|needed| missing.iter().any(|m| m == needed));
+        match self.cached_or_fresh().await {
+            Ok((token, missing)) => match lacking(&missing) {
+                Some(permission) => Err(AuthError::PermissionMissing {
+                    permission: permission.to_owned(),
+                }),
+                None => Ok(token),
+            },
+            Err(AuthError::NotGranted { missing }) => Err(match lacking(&missing) {
+                Some(permission) => AuthError::PermissionMissing {
+                    permission: permission.to_owned(),
+                },
+                None => AuthError::NotGranted { missing },
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn cached_or_fresh(&self) -> Result<(AccessToken, Arc<[String]>), AuthError> {
         let mut cache = self.cache.lock().await;
         if let Some(cached) = cache.as_ref()
             && Instant::now() < cached.refresh_at
         {
-            return Ok(cached.token.clone());
+            return Ok((cached.token.clone(), Arc::clone(&cached.missing)));
         }
         {
             let failure = lock(&self.last_failure);
@@ -199,13 +265,15 @@ impl TokenSource {
         }
         match self.fetch().await {
             Ok(fresh) => {
-                let token = fresh.token.clone();
+                let answer = (fresh.token.clone(), Arc::clone(&fresh.missing));
                 *cache = Some(fresh);
-                Ok(token)
+                Ok(answer)
             }
             Err(error) => {
                 let pause = match error {
-                    AuthError::Rejected { .. } => AUTH_BACKOFF,
+                    AuthError::Rejected { .. }
+                    | AuthError::NotGranted { .. }
+                    | AuthError::InvalidScope { .. } => AUTH_BACKOFF,
                     _ => FAILURE_TTL,
                 };
                 *lock(&self.last_failure) = Some((Instant::now() + pause, error.clone()));
@@ -255,29 +323,80 @@ impl TokenSource {
         );
     }
 
-    /// One token request, start to end. Upstream text in the errors is
-    /// scrubbed of what authenticated it.
+    /// A token for every asked permission the app holds ([`negotiate`]);
+    /// the ones it lacks are logged (once per refresh) and exported.
     async fn fetch(&self) -> Result<CachedToken, AuthError> {
+        let asked = scope_items(&self.scope);
+        let negotiated = negotiate(
+            &asked,
+            |scope| self.request(scope),
+            |error| matches!(error, AuthError::InvalidScope { .. }),
+        )
+        .await
+        // No token, no grants to show: a refused credential must not
+        // look like a refused permission (the auth alert tells them apart).
+        .inspect_err(|_| self.metrics.set_granted_permissions(&[], &[]))?;
+        let (fresh, missing) = match negotiated {
+            Negotiated::Granted {
+                token: (parsed, started),
+                missing,
+            } => (Some((parsed, started)), missing),
+            Negotiated::NoneGranted { missing } => (None, missing),
+        };
+        self.metrics.set_granted_permissions(&asked, &missing);
+        if !missing.is_empty() {
+            let list = missing.join(", ");
+            tracing::warn!(
+                missing_permissions = %list,
+                "the app registration lacks {list}: the collectors that need it are down, the others work; grant it in Elements > API app registration (asked again at every token refresh)"
+            );
+        }
+        match fresh {
+            Some((parsed, started)) => self.accept(parsed, started, missing),
+            None => Err(AuthError::NotGranted { missing }),
+        }
+    }
+
+    /// One token request for `scope`, start to end: the decoded response,
+    /// its `scope` and when the request started. Upstream text in the
+    /// errors is scrubbed of what authenticated it.
+    async fn request(
+        &self,
+        scope: String,
+    ) -> Result<((TokenResponse, Instant), Option<String>), AuthError> {
         let started = Instant::now();
         let sent = self.credential_value()?;
         let scrub = |text: &str| sanitize(text, sent.expose_secret());
-        let (status, body) = self.post(&sent, started).await.map_err(|e| match e {
-            AuthError::Transport(message) => AuthError::Transport(scrub(&message)),
-            other => other,
-        })?;
+        let (status, body) = self
+            .post(&sent, &scope, started)
+            .await
+            .map_err(|e| match e {
+                AuthError::Transport(message) => AuthError::Transport(scrub(&message)),
+                other => other,
+            })?;
         if !status.is_success() {
             if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED {
                 let oauth: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
+                let description = oauth.error_description.map(|text| scrub(&text));
+                if oauth.error.as_deref() == Some("invalid_scope") {
+                    return Err(AuthError::InvalidScope { description });
+                }
                 return Err(AuthError::Rejected {
                     status,
                     check: self.credential.what_to_check(),
                     error: oauth.error.map(|text| scrub(&text)),
-                    description: oauth.error_description.map(|text| scrub(&text)),
+                    description,
                 });
             }
             return Err(AuthError::Status { status });
         }
-        self.accept(&body, started)
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|error| AuthError::InvalidResponse(error.to_string()))?;
+        if parsed.access_token.is_empty() {
+            return Err(AuthError::InvalidResponse("empty access_token".into()));
+        }
+        let granted = parsed.scope.clone();
+        Ok(((parsed, started), granted))
     }
 
     /// What authenticates one token request: the secret, or a fresh
@@ -296,6 +415,7 @@ impl TokenSource {
     async fn post(
         &self,
         sent: &SecretString,
+        scope: &str,
         started: Instant,
     ) -> Result<(StatusCode, Vec<u8>), AuthError> {
         let mut form = vec![
@@ -309,7 +429,7 @@ impl TokenSource {
                 form.push(("client_assertion", sent.expose_secret()));
             }
         }
-        form.push(("scope", self.scope.as_str()));
+        form.push(("scope", scope));
         let response = self
             .http
             .post(self.token_url.clone())
@@ -340,14 +460,14 @@ impl TokenSource {
         Ok((status, body))
     }
 
-    /// Decode a successful token response into the cache entry, and note
-    /// the refresh in the metrics.
-    fn accept(&self, body: &[u8], started: Instant) -> Result<CachedToken, AuthError> {
-        let parsed: TokenResponse = serde_json::from_slice(body)
-            .map_err(|error| AuthError::InvalidResponse(error.to_string()))?;
-        if parsed.access_token.is_empty() {
-            return Err(AuthError::InvalidResponse("empty access_token".into()));
-        }
+    /// Turn the token response into the cache entry, and note the refresh
+    /// in the metrics.
+    fn accept(
+        &self,
+        parsed: TokenResponse,
+        started: Instant,
+        missing: Vec<String>,
+    ) -> Result<CachedToken, AuthError> {
         // Capped: a huge expires_in would overflow the time arithmetic below.
         let lifetime = parsed
             .expires_in
@@ -370,9 +490,14 @@ impl TokenSource {
             granted_scope = parsed.scope.as_deref().unwrap_or(""),
             "fetched a new access token"
         );
+        let mut refresh_at = started + lifetime - margin;
+        if !missing.is_empty() {
+            refresh_at = refresh_at.min(started + MISSING_RECHECK);
+        }
         Ok(CachedToken {
             token: AccessToken(Arc::new(SecretString::from(parsed.access_token))),
-            refresh_at: started + lifetime - margin,
+            refresh_at,
+            missing: missing.into(),
         })
     }
 }

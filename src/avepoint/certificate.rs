@@ -101,6 +101,7 @@ impl ClientCertificate {
         })?;
         let key = read_private_key(private_key_file)?;
         check_pair(&parsed, &key, certificate_file, private_key_file)?;
+        warn_without_digital_signature(&certificate, certificate_file);
         Ok(Self {
             certificate_file: certificate_file.to_owned(),
             private_key_file: private_key_file.to_owned(),
@@ -194,6 +195,101 @@ pub fn sha1_thumbprint(der: &[u8]) -> [u8; 20] {
     let mut sha1 = [0; 20];
     sha1.copy_from_slice(digest.as_ref());
     sha1
+}
+
+/// What a certificate's Key Usage extension says about Digital Signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DigitalSignature {
+    /// Key Usage has Digital Signature.
+    Allowed,
+    /// Key Usage is there, without Digital Signature.
+    NotAllowed,
+    /// No Key Usage extension.
+    NoKeyUsage,
+}
+
+/// AvePoint requires the certificate of a certificate credential to have
+/// Key Usage = Digital Signature. Whether it checks at upload or refuses
+/// the assertions later is not documented: warn at load, naming the file,
+/// rather than refuse a certificate that may work.
+fn warn_without_digital_signature(der: &[u8], file: &Path) {
+    let problem = match digital_signature(der) {
+        Some(DigitalSignature::Allowed) | None => return,
+        Some(DigitalSignature::NotAllowed) => "its Key Usage extension lacks Digital Signature",
+        Some(DigitalSignature::NoKeyUsage) => "it has no Key Usage extension",
+    };
+    tracing::warn!(
+        certificate_file = %file.display(),
+        "the certificate in {} may be refused by AvePoint: {problem}, and AvePoint requires Key Usage = Digital Signature; make a new one with -addext \"keyUsage=critical,digitalSignature\" (docs/certificate-auth.md)",
+        file.display()
+    );
+}
+
+/// Read the Key Usage extension (OID 2.5.29.15) of a DER certificate;
+/// `None` when the DER cannot be walked (webpki parsed it, so it can).
+fn digital_signature(der: &[u8]) -> Option<DigitalSignature> {
+    const KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x0f];
+    let (_, certificate, _) = der_element(der, 0x30)?;
+    let (_, mut tbs, _) = der_element(certificate, 0x30)?;
+    // tbsCertificate's fields up to the extensions, [3] EXPLICIT.
+    let extensions = loop {
+        let (tag, contents, rest) = der_any(tbs)?;
+        if tag == 0xa3 {
+            break contents;
+        }
+        if rest.is_empty() {
+            return Some(DigitalSignature::NoKeyUsage);
+        }
+        tbs = rest;
+    };
+    let (_, mut list, _) = der_element(extensions, 0x30)?;
+    while !list.is_empty() {
+        let (_, extension, rest) = der_element(list, 0x30)?;
+        list = rest;
+        let (_, oid, mut fields) = der_element(extension, 0x06)?;
+        if oid != KEY_USAGE {
+            continue;
+        }
+        if let Some((0x01, _, rest)) = der_any(fields) {
+            fields = rest; // critical
+        }
+        let (_, value, _) = der_element(fields, 0x04)?;
+        let (_, bits, _) = der_element(value, 0x03)?;
+        // bits[0] counts the unused bits; digitalSignature is bit 0, the
+        // first byte's top bit.
+        let allowed = bits.get(1).is_some_and(|byte| byte & 0x80 != 0);
+        return Some(if allowed {
+            DigitalSignature::Allowed
+        } else {
+            DigitalSignature::NotAllowed
+        });
+    }
+    Some(DigitalSignature::NoKeyUsage)
+}
+
+/// The DER element at the start of `input` if its tag is `tag`.
+fn der_element(input: &[u8], tag: u8) -> Option<(u8, &[u8], &[u8])> {
+    der_any(input).filter(|(found, _, _)| *found == tag)
+}
+
+/// The DER element at the start of `input`: tag, contents, what follows.
+fn der_any(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let octets = usize::from(first & 0x7f);
+        if octets == 0 || octets > 4 || rest.len() < octets {
+            return None;
+        }
+        let (length, rest) = rest.split_at(octets);
+        let length = length
+            .iter()
+            .fold(0usize, |sum, byte| sum << 8 | usize::from(*byte));
+        (length, rest)
+    };
+    (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
 }
 
 /// The first PEM certificate of `file`.
@@ -333,4 +429,109 @@ fn rsa_rejected(file: &Path, rejected: aws_lc_rs::error::KeyRejected) -> Certifi
         "{} cannot be used to sign client assertions: {why}",
         file.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, KeyPair, KeyUsagePurpose};
+    use std::sync::{Arc, Mutex};
+
+    /// A tracing writer that keeps what is written, to read the log back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// Load a certificate with `usages` (none: no Key Usage extension) and
+    /// return what was logged.
+    fn load_logging(key: &KeyPair, usages: Vec<KeyUsagePurpose>) -> (String, String) {
+        let mut params = CertificateParams::new(vec!["avepoint-exporter".to_owned()]).unwrap();
+        params.key_usages = usages;
+        let certificate = params.self_signed(key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_file, key_file) = (dir.path().join("app.crt"), dir.path().join("app.key"));
+        std::fs::write(&cert_file, certificate.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            ClientCertificate::load(&cert_file, &key_file).unwrap();
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        (log, cert_file.display().to_string())
+    }
+
+    #[test]
+    fn a_certificate_without_digital_signature_is_warned_about_by_file() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let (log, file) = load_logging(&key, vec![KeyUsagePurpose::DigitalSignature]);
+        assert!(!log.contains(&file), "{log}");
+        let (log, file) = load_logging(&key, vec![KeyUsagePurpose::KeyEncipherment]);
+        assert!(log.contains("WARN"), "{log}");
+        assert!(
+            log.contains(&format!(
+                "the certificate in {file} may be refused by AvePoint: its Key Usage extension lacks Digital Signature, and AvePoint requires Key Usage = Digital Signature"
+            )),
+            "{log}"
+        );
+        assert!(log.contains(&format!("certificate_file={file}")), "{log}");
+        let (log, file) = load_logging(&key, Vec::new());
+        assert!(log.contains("WARN"), "{log}");
+        assert!(
+            log.contains(&format!(
+                "the certificate in {file} may be refused by AvePoint: it has no Key Usage extension"
+            )),
+            "{log}"
+        );
+        // Never the key.
+        for line in key
+            .serialize_pem()
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+        {
+            assert!(!log.contains(line));
+        }
+    }
+
+    #[test]
+    fn key_usage_is_read_with_and_without_other_bits() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let usage = |usages: Vec<KeyUsagePurpose>| {
+            let mut params = CertificateParams::new(vec!["a".to_owned()]).unwrap();
+            params.key_usages = usages;
+            digital_signature(params.self_signed(&key).unwrap().der())
+        };
+        assert_eq!(
+            usage(vec![
+                KeyUsagePurpose::KeyEncipherment,
+                KeyUsagePurpose::DigitalSignature
+            ]),
+            Some(DigitalSignature::Allowed)
+        );
+        assert_eq!(
+            usage(vec![KeyUsagePurpose::KeyCertSign]),
+            Some(DigitalSignature::NotAllowed)
+        );
+        assert_eq!(usage(vec![]), Some(DigitalSignature::NoKeyUsage));
+        assert_eq!(digital_signature(b"\x30\x05junk"), None);
+    }
 }

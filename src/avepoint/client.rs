@@ -41,8 +41,8 @@ const IDLE_CONNECTIONS: usize = 4;
 pub struct ApiClient {
     http: reqwest::Client,
     base_url: Url,
-    endpoint: ProfileEndpoint,
-    tokens: Arc<TokenSource>,
+    pub(super) endpoint: ProfileEndpoint,
+    pub(super) tokens: Arc<TokenSource>,
     pub(super) metrics: ApiMetrics,
     pub(super) request_timeout: Duration,
     in_flight: Arc<Semaphore>,
@@ -54,8 +54,8 @@ pub struct ApiClient {
     /// Until when AvePoint asked for a pause, and the status that asked.
     backoff: Arc<std::sync::Mutex<Option<(Instant, StatusCode)>>>,
     /// With `endpoint: auto`: whether `changes` answered where
-    /// `scan-profiles-v2` said 404, so every profile now uses `changes`.
-    use_changes: Arc<std::sync::atomic::AtomicBool>,
+    /// `scan-profiles-v2` said 404 or 405, so every profile now uses `changes`.
+    pub(super) use_changes: Arc<std::sync::atomic::AtomicBool>,
     /// Profiles whose object lists disagreed with their counts, already
     /// warned about: once per profile, not once per scrape.
     list_mismatch_warned: Arc<std::sync::Mutex<std::collections::HashSet<ProfileTarget>>>,
@@ -109,6 +109,14 @@ impl ApiClient {
         })
     }
 
+    /// Whether calls to `endpoint` can be sent: an error when no token can
+    /// be had, or when the token endpoint refused the permission they need
+    /// (then they would all fail, and are not sent).
+    pub async fn authorize(&self, endpoint: ApiEndpoint) -> Result<(), ApiError> {
+        self.tokens.token_for(endpoint).await?;
+        Ok(())
+    }
+
     /// How many requests may be in flight at once (`avepoint.concurrency`):
     /// the client's own bound, which rounds also use to size their batches.
     pub fn concurrency(&self) -> usize {
@@ -119,7 +127,7 @@ impl ApiClient {
     /// (after a 429/503 `Retry-After`, a 5xx or a dropped connection), and
     /// only when it can still finish before `deadline`.
     ///
-    /// With `endpoint: auto`, a 404 on `scan-profiles-v2` asks `changes`
+    /// With `endpoint: auto`, a 404 or 405 on `scan-profiles-v2` asks `changes`
     /// for the same profile at once; if that answers, every profile uses
     /// `changes` from then on (until a new client: a restart, or a reload
     /// that changes the `avepoint:` section). If both say 404, the profile
@@ -137,44 +145,6 @@ impl ApiClient {
         let report = self.scan_profile_report(target, deadline).await?;
         self.warn_once_on_list_mismatch(target, &report);
         Ok(report)
-    }
-
-    async fn scan_profile_report(
-        &self,
-        target: &ProfileTarget,
-        deadline: Instant,
-    ) -> Result<ScanProfileReport, ApiError> {
-        let path = self.profile_path();
-        let result = self.fetch_profile(path, target, deadline).await;
-        let seed_missing = matches!(&result, Err(ApiError::Status { status, .. }) if *status == StatusCode::NOT_FOUND);
-        if !(seed_missing
-            && self.endpoint == ProfileEndpoint::Auto
-            && path == ProfileEndpoint::ScanProfilesV2)
-        {
-            return result;
-        }
-        match self.fetch_profile(ProfileEndpoint::Changes, target, deadline).await {
-            Ok(report) => {
-                self.switch_to_changes();
-                Ok(report)
-            }
-            Err(ApiError::Status {
-                status,
-                message,
-                request_id,
-                trace_id,
-                retry_after,
-                ..
-            }) if status == StatusCode::NOT_FOUND => Err(ApiError::Status {
-                status,
-                hint: "customer or scan profile not found: neither the scan-profiles-v2 nor the changes path knows it; check the ids".to_owned(),
-                message,
-                request_id,
-                trace_id,
-                retry_after,
-            }),
-            Err(error) => Err(error),
-        }
     }
 
     /// Say once per profile (per client and the clients a reload builds
@@ -219,51 +189,6 @@ impl ApiClient {
             &url,
             None,
             "scan profile details",
-            deadline,
-        )
-        .await
-    }
-
-    /// The path profiles are fetched from now: `scan-profiles-v2` or
-    /// `changes` (never `auto`).
-    pub fn profile_path(&self) -> ProfileEndpoint {
-        match self.endpoint {
-            ProfileEndpoint::Auto
-                if self.use_changes.load(std::sync::atomic::Ordering::Relaxed) =>
-            {
-                ProfileEndpoint::Changes
-            }
-            ProfileEndpoint::Auto => ProfileEndpoint::ScanProfilesV2,
-            explicit => explicit,
-        }
-    }
-
-    /// Remember that `changes` is the path that answers; logged once.
-    fn switch_to_changes(&self) {
-        if !self
-            .use_changes
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            self.metrics
-                .set_profile_path(ProfileEndpoint::Changes.name());
-            tracing::info!(
-                "scan-profiles-v2 answered 404 where changes answered: using the changes path for every profile (avepoint.endpoint: auto)"
-            );
-        }
-    }
-
-    async fn fetch_profile(
-        &self,
-        path: ProfileEndpoint,
-        target: &ProfileTarget,
-        deadline: Instant,
-    ) -> Result<ScanProfileReport, ApiError> {
-        let url = self.url(&path.path(&target.customer_id, &target.profile_id));
-        self.call_with_retry(
-            ApiEndpoint::ScanProfile,
-            &url,
-            None,
-            "a scan profile report",
             deadline,
         )
         .await
@@ -463,13 +388,13 @@ impl ApiClient {
         body: Option<&serde_json::Value>,
         what: &str,
     ) -> Result<T, ApiError> {
-        let token = self.tokens.token().await?;
+        let token = self.tokens.token_for(endpoint).await?;
         let ((response, sent), token) = match self.send(endpoint, url, body, &token).await? {
             // The token may have been revoked or expired early: one fresh
             // token and one retry, never a loop.
             (response, _) if response.status() == StatusCode::UNAUTHORIZED => {
                 self.tokens.invalidate(&token).await;
-                let token = self.tokens.token().await?;
+                let token = self.tokens.token_for(endpoint).await?;
                 let response = self.send(endpoint, url, body, &token).await?;
                 if response.0.status() == StatusCode::UNAUTHORIZED {
                     // A token issued after the first 401 is refused too:
@@ -527,7 +452,11 @@ impl ApiClient {
         let started = Instant::now();
         let mut request = match body {
             Some(body) => self.http.post(url.clone()).json(body),
-            None => self.http.get(url.clone()),
+            // AvePoint's docs ask for it on every request, GET included.
+            None => self
+                .http
+                .get(url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json"),
         };
         // A report's body may wait for a decode slot, which must not count
         // against request_timeout (`decode_streamed` bounds the body):

@@ -71,6 +71,11 @@ struct FieldLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PermissionLabels {
+    permission: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     api_endpoint: &'static str,
 }
@@ -98,6 +103,8 @@ pub struct ApiMetrics {
     profile_path: Family<PathLabels, Gauge>,
     /// Expiry of the current token, Unix seconds.
     pub token_expiry: Gauge<f64, AtomicU64>,
+    /// Each permission asked for: 1 granted, 0 refused.
+    granted_permissions: Family<PermissionLabels, Gauge>,
 }
 
 impl Default for ApiMetrics {
@@ -113,6 +120,7 @@ impl Default for ApiMetrics {
             backoff_skips: Family::default(),
             unreadable_fields: Family::default(),
             token_expiry: Gauge::default(),
+            granted_permissions: Family::default(),
         }
     }
 }
@@ -177,6 +185,22 @@ impl ApiMetrics {
         self.profile_path.get_or_create(&PathLabels { path }).set(1);
     }
 
+    /// Say what the last token refresh was granted: every permission of
+    /// `asked` is 1, but those of `missing`, which are 0; permissions no
+    /// longer asked for (a reload changed the scope) go, and all of them
+    /// when `asked` is empty (a refresh that failed).
+    pub fn set_granted_permissions(&self, asked: &[String], missing: &[String]) {
+        self.granted_permissions.clear();
+        for permission in asked {
+            let granted = !missing.contains(permission);
+            self.granted_permissions
+                .get_or_create(&PermissionLabels {
+                    permission: permission.clone(),
+                })
+                .set(i64::from(granted));
+        }
+    }
+
     /// Register every `avepoint_api_*` family into a scrape's registry.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
@@ -212,13 +236,18 @@ impl ApiMetrics {
         );
         registry.register(
             "avepoint_api_profile_path_info",
-            "The path scan profile reports are fetched from: scan-profiles-v2 or changes (with avepoint.endpoint: auto, changes once scan-profiles-v2 answered 404 where changes answered); constant 1",
+            "The path scan profile reports are fetched from: scan-profiles-v2 or changes (with avepoint.endpoint: auto, changes once scan-profiles-v2 answered 404 or 405 where changes answered); constant 1",
             self.profile_path.clone(),
         );
         registry.register(
             "avepoint_api_auth_backoffs",
             "Pauses in token requests (one minute each) because the API refused a token issued a moment ago",
             self.auth_backoffs.clone(),
+        );
+        registry.register(
+            "avepoint_api_granted_permission",
+            "Each permission of the token's scope at the last token refresh: 1 granted, 0 asked for but refused (the collectors that need it are down until it is granted in Elements > API app registration)",
+            self.granted_permissions.clone(),
         );
         registry.register(
             "avepoint_api_token_refreshes",

@@ -6,9 +6,9 @@
 //! unknown, never a failed page), `job_codes` (documented job types and
 //! modules and their labels), [`model`], [`details`] and [`backup`] (the
 //! wire types), [`certificate`] (the
-//! certificate credential and its JWT), [`auth`] (the OAuth2 token source), [`pacing`] (rate limit, Retry-After,
+//! certificate credential and its JWT), [`auth`] (the OAuth2 token source), [`permissions`] (which permission each call needs, and which the app holds), [`pacing`] (rate limit, Retry-After,
 //! jitter), [`error`] (why a call failed), `response` (the error an answer
-//! means), [`client`] (one typed call per
+//! means), `profile_path` (which path a report comes from), [`client`] (one typed call per
 //! endpoint, retries, back-off, rate limit, the concurrency bound).
 //!
 //! Imports only `config` (settings, targets) and `sync` from the crate;
@@ -26,6 +26,8 @@ mod job_codes;
 pub mod lenient;
 pub mod model;
 pub mod pacing;
+pub mod permissions;
+mod profile_path;
 mod response;
 
 pub use auth::{AccessToken, AuthError, TokenSource};

@@ -3,8 +3,8 @@
 //! `message`, and the `request-id` header or, without it, the body's
 //! `requestId` and `traceId`), and of a body that could not be read.
 //!
-//! Imports `avepoint::{auth, error, http, instrumentation, model, pacing}`
-//! and `config`.
+//! Imports `avepoint::{auth, error, http, instrumentation, model, pacing,
+//! permissions}` and `config`.
 
 use reqwest::{Response, StatusCode};
 
@@ -14,6 +14,7 @@ use super::http::{BodyError, read_body_limited, redirect_target, sanitize};
 use super::instrumentation::ApiEndpoint;
 use super::model::ApiErrorBody;
 use super::pacing::parse_retry_after;
+use super::permissions::permission_of;
 use crate::config::ProfileEndpoint;
 
 /// The error of a non-success answer. `configured` is the
@@ -32,14 +33,13 @@ pub(super) async fn status_error(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(parse_retry_after);
-    let body = read_body_limited(response, 64 * 1024)
+    let bytes = read_body_limited(response, 64 * 1024)
         .await
-        .ok()
-        .and_then(|body| serde_json::from_slice::<ApiErrorBody>(&body).ok())
         .unwrap_or_default();
+    let body = serde_json::from_slice::<ApiErrorBody>(&bytes).unwrap_or_default();
     // A proxy may echo the request back: never let our token out.
     let clean = |text: String| sanitize(&text, token.expose());
-    let message = body.message.map(clean);
+    let message = with_causes(body.message.map(clean), &bytes, token.expose());
     // The header is what AvePoint documents; the body's id stands in
     // for it when a gateway on the way dropped it.
     let request_id = request_id.or_else(|| body.request_id.map(clean));
@@ -48,14 +48,11 @@ pub(super) async fn status_error(
         StatusCode::UNAUTHORIZED => {
             "the API rejected a freshly issued token; check the app registration".to_owned()
         }
+        // The token endpoint granted the permission (a refused one is
+        // never asked for), so the app may be limited to some customers.
         StatusCode::FORBIDDEN => format!(
-            "the app registration lacks the permission {}; grant it in Elements > API app registration",
-            match endpoint {
-                ApiEndpoint::CustomersBatch => crate::config::CUSTOMERS_SCOPE,
-                ApiEndpoint::BackupJobsBatch => crate::config::BACKUP_JOBS_SCOPE,
-                ApiEndpoint::BackupCoverage => crate::config::BACKUP_COVERAGE_SCOPE,
-                _ => crate::config::SCAN_PROFILES_SCOPE,
-            }
+            "the app registration lacks the permission {}, or may not access this customer (an app registration can be limited to some customers or customer groups); check both in Elements > API app registration",
+            permission_of(endpoint).unwrap_or(crate::config::SCAN_PROFILES_SCOPE)
         ),
         StatusCode::NOT_FOUND if endpoint == ApiEndpoint::ProfileDetails => {
             "customer or scan profile not found; check the ids".to_owned()
@@ -76,6 +73,7 @@ pub(super) async fn status_error(
             Some(wait) => format!("rate limited by AvePoint, retry after {}s", wait.as_secs()),
             None => "rate limited by AvePoint".to_owned(),
         },
+        StatusCode::BAD_REQUEST => "AvePoint refused the request as invalid".to_owned(),
         status if status.is_server_error() => "AvePoint server error".to_owned(),
         _ => "unexpected status".to_owned(),
     };
@@ -87,6 +85,65 @@ pub(super) async fn status_error(
         trace_id,
         retry_after,
     }
+}
+
+/// The most `errors[]` entries an error message quotes.
+const MAX_CAUSES: usize = 3;
+
+/// The error body's field-level causes (`errors[]`, where a 400's reason
+/// is, `message` being just "Bad Request"), appended to `message`: at most
+/// [`MAX_CAUSES`], each `field: message (code)` cleaned and cut to 200
+/// characters by [`sanitize`], the token scrubbed.
+fn with_causes(message: Option<String>, body: &[u8], token: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Causes {
+        #[serde(default)]
+        errors: Vec<serde_json::Value>,
+    }
+    let errors = serde_json::from_slice::<Causes>(body)
+        .map(|causes| causes.errors)
+        .unwrap_or_default();
+    let readable: Vec<String> = errors.iter().filter_map(cause_text).collect();
+    let mut causes: Vec<String> = readable
+        .iter()
+        .take(MAX_CAUSES)
+        .map(|text| sanitize(text, token))
+        .collect();
+    if causes.is_empty() {
+        return message;
+    }
+    let more = readable.len().saturating_sub(MAX_CAUSES);
+    if more > 0 {
+        causes.push(format!("and {more} more"));
+    }
+    let causes = causes.join("; ");
+    Some(match message {
+        Some(message) => format!("{message}: {causes}"),
+        None => causes,
+    })
+}
+
+/// One `errors[]` entry as text: `{code, field, message}` as
+/// `field: message (code)`, with what is there; a plain string as is.
+fn cause_text(entry: &serde_json::Value) -> Option<String> {
+    let text = |name: &str| match entry.get(name) {
+        Some(serde_json::Value::String(text)) if !text.trim().is_empty() => Some(text.clone()),
+        Some(serde_json::Value::Number(number)) => Some(number.to_string()),
+        _ => None,
+    };
+    if let serde_json::Value::String(text) = entry {
+        return Some(text.clone()).filter(|t| !t.trim().is_empty());
+    }
+    let (field, message, code) = (text("field"), text("message"), text("code"));
+    let mut out = match (field, message) {
+        (Some(field), Some(message)) => format!("{field}: {message}"),
+        (Some(only), None) | (None, Some(only)) => only,
+        (None, None) => code.clone()?,
+    };
+    if let Some(code) = code.filter(|code| !out.contains(code.as_str())) {
+        out.push_str(&format!(" ({code})"));
+    }
+    Some(out)
 }
 
 /// A body that could not be read: one that broke off mid-way is a transport
@@ -121,4 +178,50 @@ pub(super) fn request_id(response: &Response) -> Option<String> {
         .get("request-id")
         .and_then(|value| value.to_str().ok())
         .map(|value| sanitize(value, ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_causes_of_a_400_are_quoted_bounded_and_scrubbed() {
+        let token = "sim-token-0123456789abcdef";
+        let body = serde_json::json!({
+            "statusCode": 400,
+            "message": "Bad Request",
+            "errors": [
+                {"code": "OutOfRange", "field": "pageSize", "message": "must be between 1 and 100"},
+                {"field": "scanProfileIds", "message": format!("bad id {token}\nnext line")},
+                {"code": "Invalid", "field": "body", "message": "y".repeat(300)},
+                {"code": "Dropped", "field": "x", "message": "the fourth"},
+                "a fifth, as a plain string",
+                42
+            ],
+            "requestId": "r", "traceId": "t"
+        });
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let message = with_causes(Some("Bad Request".into()), &bytes, token).unwrap();
+        assert_eq!(
+            message,
+            format!(
+                "Bad Request: pageSize: must be between 1 and 100 (OutOfRange); \
+                 scanProfileIds: bad id <secret> next line; body: {}…; and 2 more",
+                "y".repeat(194)
+            )
+        );
+        assert!(!message.contains(token));
+    }
+
+    #[test]
+    fn a_body_without_causes_keeps_its_message() {
+        let body = br#"{"message": "Bad Request", "errors": []}"#;
+        assert_eq!(
+            with_causes(Some("Bad Request".into()), body, "t").as_deref(),
+            Some("Bad Request")
+        );
+        assert_eq!(with_causes(None, b"<html>", "t"), None);
+        let only = br#"{"errors": [{"code": "Required"}]}"#;
+        assert_eq!(with_causes(None, only, "t").as_deref(), Some("Required"));
+    }
 }

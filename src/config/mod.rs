@@ -123,9 +123,10 @@ impl Environment {
 /// Which path serves a profile's daily report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum ProfileEndpoint {
-    /// `scan-profiles-v2` first; when it answers 404 and `changes` answers
-    /// for the same profile, `changes` from then on (the default: AvePoint's
-    /// published docs name only `changes`).
+    /// `scan-profiles-v2` first; when it answers 404 (or 405, as a gateway
+    /// may answer an unknown route) and `changes` answers for the same
+    /// profile, `changes` from then on (the default: AvePoint's published
+    /// docs name only `changes`).
     #[default]
     #[serde(rename = "auto")]
     Auto,

@@ -70,6 +70,23 @@ fn json_response(text: String) -> Response {
         .into_response()
 }
 
+/// A 400 in the documented envelope: `message` just "Bad Request", the
+/// causes in `errors`.
+fn bad_request(state: &SimState, request_id: u64, errors: Value) -> Response {
+    let mut body = wire::error_body(
+        400,
+        "Bad Request",
+        &request_id_text(request_id),
+        &wire::trace_id(request_id),
+    );
+    body["errors"] = errors;
+    with_request_id(
+        state,
+        (StatusCode::BAD_REQUEST, Json(body)).into_response(),
+        request_id,
+    )
+}
+
 fn throttled(state: &SimState, request_id: u64, retry_after: Option<HeaderValue>) -> Response {
     let mut response = api_error(
         state,
@@ -91,6 +108,16 @@ pub(super) async fn admit(
     permission: &str,
 ) -> Result<u64, Response> {
     let request_id = state.next_request_id();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !json {
+        state
+            .stats
+            .requests_without_json_content_type
+            .fetch_add(1, Ordering::Relaxed);
+    }
     if !state.config.latency.is_zero() {
         tokio::time::sleep(state.config.latency).await;
     }
@@ -167,13 +194,10 @@ pub(super) async fn profile<const WITH_LISTS: bool>(
             .fetch_add(1, Ordering::Relaxed);
     }
     let request_id = admit(&state, &headers, SCAN_PROFILES_READ).await?;
-    if !WITH_LISTS && state.v2_path_absent.load(Ordering::Relaxed) {
-        return Err(api_error(
-            &state,
-            StatusCode::NOT_FOUND,
-            request_id,
-            "resource not found",
-        ));
+    let v2_status = state.v2_path_status.load(Ordering::Relaxed);
+    if !WITH_LISTS && v2_status != 0 {
+        let status = StatusCode::from_u16(v2_status).unwrap_or(StatusCode::NOT_FOUND);
+        return Err(api_error(&state, status, request_id, "resource not found"));
     }
     let fault = state.fault(&profile_id);
     let report = match &fault {
@@ -266,6 +290,7 @@ async fn answer_with_fault(
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return api_error(state, status, request_id, "injected fault");
         }
+        Some(Fault::BadRequest(errors)) => return bad_request(state, request_id, errors),
         Some(Fault::Throttle(retry_after)) => {
             let retry_after = retry_after.and_then(|v| HeaderValue::from_str(&v).ok());
             return throttled(state, request_id, retry_after);

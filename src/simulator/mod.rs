@@ -75,7 +75,10 @@ pub struct SimulatorConfig {
     pub client_id: String,
     /// Accepted client secret.
     pub client_secret: String,
-    /// Permissions the app registration holds (space separated).
+    /// Permissions the app registration holds (space separated). A token
+    /// request for any other scope is refused `400 invalid_scope` as a
+    /// whole, as IdentityServer refuses it; see
+    /// [`RunningSimulator::set_permissions`] to change them later.
     pub permissions: String,
     /// A certificate uploaded to the app registration (PEM or DER): the
     /// token endpoint then also accepts `client_assertion` JWTs signed RS256
@@ -120,6 +123,10 @@ impl Default for SimulatorConfig {
 pub enum Fault {
     /// Answer this status with a JSON `message` body.
     Status(u16),
+    /// Answer 400 in the documented error envelope, `message` "Bad
+    /// Request" and this JSON as its `errors` (the causes: a list of
+    /// `{code, field, message}`).
+    BadRequest(serde_json::Value),
     /// Answer 429 with this `Retry-After` value.
     Throttle(Option<String>),
     /// Never answer (until the client gives up).
@@ -282,6 +289,13 @@ impl RunningSimulator {
         *lock(&self.state.token_redirect) = location.map(str::to_owned);
     }
 
+    /// Change the permissions the app registration holds (space
+    /// separated), as when an admin grants one in Elements: token requests
+    /// from now on see them; tokens already issued keep their scopes.
+    pub fn set_permissions(&self, permissions: &str) {
+        *lock(&self.state.permissions) = permissions.to_owned();
+    }
+
     /// Answer every API request 401, whatever its token, as an API that
     /// does not accept the app's tokens (while the token endpoint still
     /// issues them).
@@ -292,7 +306,15 @@ impl RunningSimulator {
     /// Answer 404 on the `scan-profiles-v2` path (the `changes` path keeps
     /// answering), as an AvePoint that serves only its published path would.
     pub fn set_v2_path_absent(&self, absent: bool) {
-        self.state.v2_path_absent.store(absent, Ordering::Relaxed);
+        self.set_v2_path_status(absent.then_some(404));
+    }
+
+    /// Answer this status on the `scan-profiles-v2` path (`None`: serve
+    /// it), e.g. 405 as a gateway may answer a route it does not know.
+    pub fn set_v2_path_status(&self, status: Option<u16>) {
+        self.state
+            .v2_path_status
+            .store(status.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Inject a fault for one profile's details endpoint (replacing any

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,11 @@ pub struct SimStats {
     pub token_requests: AtomicU64,
     /// Token requests whose client assertion was accepted.
     pub client_assertions: AtomicU64,
+    /// Token requests refused `invalid_scope`: a scope the app lacks.
+    pub invalid_scopes: AtomicU64,
+    /// API requests without `Content-Type: application/json`, which
+    /// AvePoint's docs ask for on every request (GET included).
+    pub requests_without_json_content_type: AtomicU64,
     /// Profile requests (all outcomes, both paths).
     pub profile_requests: AtomicU64,
     /// Of those, requests on the `scan-profiles-v2` path.
@@ -83,6 +88,9 @@ pub(super) struct IssuedToken {
 
 pub(super) struct SimState {
     pub(super) config: SimulatorConfig,
+    /// Permissions the app registration holds now (space separated):
+    /// [`SimulatorConfig::permissions`] until a test grants or withdraws one.
+    pub(super) permissions: Mutex<String>,
     /// The bound address: a client assertion's `aud` must be this token URL.
     pub(super) addr: SocketAddr,
     pub(super) trusted_certificate: Option<TrustedCertificate>,
@@ -118,8 +126,9 @@ pub(super) struct SimState {
     pub(super) token_redirect: Mutex<Option<String>>,
     /// Answer 401 to every API request.
     pub(super) reject_all_tokens: AtomicBool,
-    /// Answer 404 on the scan-profiles-v2 path, as if AvePoint did not serve it.
-    pub(super) v2_path_absent: AtomicBool,
+    /// The status the scan-profiles-v2 path answers, as if AvePoint did
+    /// not serve it (404, or 405 from a gateway); 0 serves it.
+    pub(super) v2_path_status: AtomicU16,
     request_counter: AtomicU64,
     pub(super) stats: SimStats,
     /// `http` or `https`: the scheme clients use (token URL checks).
@@ -144,6 +153,7 @@ impl SimState {
         );
         let respelled_ids = AtomicBool::new(config.respelled_ids);
         Self {
+            permissions: Mutex::new(config.permissions.clone()),
             config,
             addr,
             scheme,
@@ -168,7 +178,7 @@ impl SimState {
             respelled_ids,
             token_redirect: Mutex::default(),
             reject_all_tokens: AtomicBool::default(),
-            v2_path_absent: AtomicBool::default(),
+            v2_path_status: AtomicU16::default(),
             request_counter: AtomicU64::new(1),
             stats: SimStats::default(),
         }

@@ -120,20 +120,30 @@ fn check_secret(state: &SimState, form: &TokenForm) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Grant the requested scopes the app holds (silently dropping the rest,
-/// so a missing permission shows up as a 403 from the API, as for real).
+/// Grant exactly the requested scopes, as IdentityServer does: one scope
+/// the app does not hold refuses the whole request with `400
+/// invalid_scope` (no description, as IdentityServer sends it). No scope
+/// asked for grants every one the app holds.
 fn issue(state: &SimState, requested: &str) -> Response {
-    let scopes: Vec<String> = requested
-        .split_whitespace()
-        .filter(|scope| {
-            state
-                .config
-                .permissions
-                .split_whitespace()
-                .any(|held| held == *scope)
-        })
-        .map(str::to_owned)
-        .collect();
+    let permissions = lock(&state.permissions).clone();
+    let held = || permissions.split_whitespace();
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in requested.split_whitespace() {
+        if !held().any(|held| held == scope) {
+            state.stats.invalid_scopes.fetch_add(1, Ordering::Relaxed);
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "invalid_scope"})),
+            )
+                .into_response();
+        }
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+    if scopes.is_empty() {
+        scopes = held().map(str::to_owned).collect();
+    }
     let id = state.next_request_id();
     let access_token = format!("sim-token-{:016x}", mix(state.config.seed ^ mix(id)));
     lock(&state.tokens).insert(
