@@ -459,3 +459,68 @@ async fn without_cache_ttl_every_scrape_calls_the_api() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_throttled_optional_collector_pauses_only_itself() {
+    // The coverage endpoint answers 429 with an hour's Retry-After for every
+    // customer; the reports never throttle and must keep flowing.
+    let prepare: common::PrepareSim = Box::new(|sim| {
+        for customer in sim.customers() {
+            sim.set_coverage_fault(&customer.id, Fault::Throttle(Some("3600".into())));
+        }
+    });
+    let harness = Harness::start(Setup {
+        config_tail: "collectors:\n  backup_coverage:\n    enabled: true\n".into(),
+        prepare_sim: Some(prepare),
+        ..Setup::default()
+    })
+    .await;
+    let mut paused = false;
+    for _ in 0..200 {
+        let metrics = harness.scrape().await;
+        if !metrics
+            .find(
+                "avepoint_api_backoff_end_timestamp_seconds",
+                &[("api_endpoint", "backup_coverage")],
+            )
+            .is_empty()
+        {
+            paused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(paused, "the coverage endpoint never asked for a pause");
+    for _ in 0..3 {
+        let before = requests(&harness);
+        let metrics = scrape_within(&harness, 5.0).await;
+        assert_eq!(
+            up_count(&metrics),
+            9,
+            "every profile up while coverage pauses"
+        );
+        others_exact(&harness, &metrics, "");
+        assert_eq!(requests(&harness), before + 9, "report requests flow");
+        let end = metrics.value(
+            "avepoint_api_backoff_end_timestamp_seconds",
+            &[("api_endpoint", "backup_coverage")],
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        // Capped: a background endpoint pauses at most 15 minutes.
+        assert!(
+            end > now && end <= now + 15.0 * 60.0 + 1.0,
+            "{end} vs {now}"
+        );
+        assert!(
+            metrics
+                .find(
+                    "avepoint_api_backoff_end_timestamp_seconds",
+                    &[("api_endpoint", "scan_profile")]
+                )
+                .is_empty()
+        );
+    }
+}

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::http::{DECODE_SLOTS, StreamBudget, decode_streamed, error_chain, read_body_limited};
 use super::instrumentation::{ApiEndpoint, ApiMetrics};
 use super::model::{Customer, Page, ScanProfileReport, ScanProfileSummary};
-use super::pacing::{RateLimiter, jitter};
+use super::pacing::{Backoffs, RateLimiter, backoff_family, jitter};
 use super::response::{body_error, request_id, status_error};
 use crate::config::{AvePointSettings, ProfileEndpoint, ProfileTarget};
 use crate::sync::lock;
@@ -52,10 +52,12 @@ pub struct ApiClient {
     max_response_bytes: usize,
     rate_limit: Option<Arc<RateLimiter>>,
     /// Until when AvePoint asked for a pause, and the status that asked.
-    backoff: Arc<std::sync::Mutex<Option<(Instant, StatusCode)>>>,
+    backoff: Arc<Backoffs>,
     /// With `endpoint: auto`: whether `changes` answered where
     /// `scan-profiles-v2` said 404 or 405, so every profile now uses `changes`.
     pub(super) use_changes: Arc<std::sync::atomic::AtomicBool>,
+    /// Profiles in a row that answered only on the other path (`auto`).
+    pub(super) path_votes: Arc<std::sync::atomic::AtomicU32>,
     /// Profiles whose object lists disagreed with their counts, already
     /// warned about: once per profile, not once per scrape.
     list_mismatch_warned: Arc<std::sync::Mutex<std::collections::HashSet<ProfileTarget>>>,
@@ -105,6 +107,7 @@ impl ApiClient {
                 .map(|rate| Arc::new(RateLimiter::new(rate))),
             backoff: Arc::default(),
             use_changes: Arc::default(),
+            path_votes: Arc::default(),
             list_mismatch_warned: Arc::default(),
         })
     }
@@ -260,7 +263,7 @@ impl ApiClient {
             return Err(error);
         };
         if Instant::now() + delay >= deadline {
-            self.start_backoff(&error, delay);
+            self.start_backoff(endpoint, &error, delay);
             return Err(error);
         }
         self.metrics.observe_retry(endpoint, &error.kind().label());
@@ -271,55 +274,50 @@ impl ApiClient {
         if let Err(error) = &result
             && let Some(delay) = retry_delay(error)
         {
-            self.start_backoff(error, delay);
+            self.start_backoff(endpoint, error, delay);
         }
         result
     }
 
-    /// Take over `previous`'s back-off (a config reload builds a new
+    /// Take over `previous`'s back-offs (a config reload builds a new
     /// client): AvePoint's request for a pause outlives our config. The
     /// profiles already warned about carry over too, so a reload does not
     /// repeat every once-per-profile warning.
     pub fn inherit_backoff(&self, previous: &ApiClient) {
-        let inherited = *lock(&previous.backoff);
-        *lock(&self.backoff) = inherited;
+        self.backoff.inherit(&previous.backoff);
         let warned = lock(&previous.list_mismatch_warned).clone();
         lock(&self.list_mismatch_warned).extend(warned);
     }
 
-    /// Fail fast while a back-off lasts.
+    /// Fail fast while a back-off of this endpoint's family lasts.
     fn check_backoff(&self, endpoint: ApiEndpoint) -> Result<(), ApiError> {
-        let backoff = *lock(&self.backoff);
-        match backoff {
-            Some((until, status)) if until > Instant::now() => {
+        match self.backoff.current(endpoint) {
+            Some((remaining, status)) => {
                 self.metrics.observe_backoff_skip(endpoint);
-                Err(ApiError::BackingOff {
-                    status,
-                    remaining: until - Instant::now(),
-                })
+                Err(ApiError::BackingOff { status, remaining })
             }
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
     /// Remember a 429/503's `Retry-After` (only those ask for a pause; a
-    /// plain 5xx or a dropped connection does not).
-    fn start_backoff(&self, error: &ApiError, delay: Duration) {
+    /// plain 5xx or a dropped connection does not), for the family of the
+    /// endpoint that answered so: the others go on.
+    fn start_backoff(&self, endpoint: ApiEndpoint, error: &ApiError, delay: Duration) {
         let ApiError::Status { status, .. } = error else {
             return;
         };
         if *status != StatusCode::TOO_MANY_REQUESTS && *status != StatusCode::SERVICE_UNAVAILABLE {
             return;
         }
-        let until = Instant::now() + delay;
-        let mut backoff = lock(&self.backoff);
-        if backoff.is_none_or(|(current, _)| current < until) {
-            *backoff = Some((until, *status));
-            self.metrics.backoffs.inc();
+        if let Some(pause) = self.backoff.start(endpoint, *status, delay) {
+            self.metrics
+                .observe_backoff(backoff_family(endpoint), pause);
             tracing::warn!(
+                api_endpoint = endpoint.label(),
                 status = status.as_u16(),
-                seconds = delay.as_secs_f64(),
-                "AvePoint asked to back off; requests pause until then"
+                seconds = pause.as_secs_f64(),
+                "AvePoint asked to back off; requests to this endpoint pause until then (the others go on)"
             );
         }
     }

@@ -98,6 +98,8 @@ pub struct ApiMetrics {
     /// Pauses in token requests after the API refused a fresh token.
     pub auth_backoffs: Counter,
     backoff_skips: Family<EndpointLabels, Counter>,
+    /// When each endpoint family's latest back-off ends, Unix seconds.
+    backoff_until: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
     unreadable_fields: Family<FieldLabels, Counter>,
     /// The path profiles are fetched from (`avepoint_api_profile_path_info`).
     profile_path: Family<PathLabels, Gauge>,
@@ -118,6 +120,7 @@ impl Default for ApiMetrics {
             auth_backoffs: Counter::default(),
             profile_path: Family::default(),
             backoff_skips: Family::default(),
+            backoff_until: Family::default(),
             unreadable_fields: Family::default(),
             token_expiry: Gauge::default(),
             granted_permissions: Family::default(),
@@ -155,6 +158,20 @@ impl ApiMetrics {
                 code: code.to_owned(),
             })
             .inc();
+    }
+
+    /// Count a back-off of `endpoint`'s family that lasts `pause` from now.
+    pub fn observe_backoff(&self, endpoint: ApiEndpoint, pause: Duration) {
+        self.backoffs.inc();
+        let until = std::time::SystemTime::now() + pause;
+        let seconds = until
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        self.backoff_until
+            .get_or_create(&EndpointLabels {
+                api_endpoint: endpoint.label(),
+            })
+            .set(seconds);
     }
 
     /// Count a request not sent because a back-off was in force.
@@ -223,6 +240,12 @@ impl ApiMetrics {
             "avepoint_api_backoffs",
             "Back-off periods started because AvePoint answered 429 or 503 with a Retry-After too long for the scrape",
             self.backoffs.clone(),
+        );
+        registry.register_with_unit(
+            "avepoint_api_backoff_end_timestamp",
+            "When the latest back-off of this API endpoint (and its family: customers_batch stands for both discovery lists) ends, as a Unix timestamp; in the past once it is over. A back-off pauses only its own endpoint",
+            Unit::Seconds,
+            self.backoff_until.clone(),
         );
         registry.register(
             "avepoint_api_backoff_skipped_requests",

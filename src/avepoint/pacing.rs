@@ -1,12 +1,18 @@
 //! How fast and how often the client asks AvePoint: the token-bucket rate
-//! limit (`avepoint.max_requests_per_second`), `Retry-After` parsing and the
-//! jitter that keeps retries of many profiles out of lockstep.
+//! limit (`avepoint.max_requests_per_second`), `Retry-After` parsing, the
+//! back-off AvePoint asks for ([`Backoffs`], one per endpoint family) and
+//! the jitter that keeps retries of many profiles out of lockstep.
 //!
-//! Imports nothing of the crate.
+//! Imports only `avepoint::instrumentation` (the endpoint names).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use tokio::time::Instant;
+
+use super::instrumentation::ApiEndpoint;
+use crate::sync::lock;
 
 /// A token bucket over all API requests: `rate` per second, bursts of up
 /// to one second's worth.
@@ -64,6 +70,72 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
 /// The longest back-off honoured, whatever `Retry-After` asks for.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
+/// The longest pause a background endpoint (discovery, profile details, a
+/// backup collector) takes, whatever `Retry-After` asks for: its reader runs
+/// again on its next schedule, and one odd header must not silence a
+/// collector for a day. The reports honour `Retry-After` up to an hour.
+pub(crate) const MAX_BACKGROUND_PAUSE: Duration = Duration::from_secs(15 * 60);
+
+/// The endpoints one back-off pauses: a `429`/`503` with `Retry-After`
+/// pauses the family of the endpoint that sent it, never the others, so a
+/// throttled optional collector never pauses the scan reports.
+pub(crate) fn backoff_family(endpoint: ApiEndpoint) -> ApiEndpoint {
+    match endpoint {
+        // Discovery's two lists are one reader.
+        ApiEndpoint::ScanProfilesBatch => ApiEndpoint::CustomersBatch,
+        other => other,
+    }
+}
+
+/// The pauses AvePoint asked for, per endpoint family: until when, and the
+/// status that asked.
+#[derive(Debug, Default)]
+pub(crate) struct Backoffs {
+    until: std::sync::Mutex<HashMap<ApiEndpoint, (Instant, StatusCode)>>,
+}
+
+impl Backoffs {
+    /// The pause in force for `endpoint`'s family, if any: what is left of
+    /// it and the status that asked for it.
+    pub(crate) fn current(&self, endpoint: ApiEndpoint) -> Option<(Duration, StatusCode)> {
+        let now = Instant::now();
+        lock(&self.until)
+            .get(&backoff_family(endpoint))
+            .filter(|(until, _)| *until > now)
+            .map(|(until, status)| (*until - now, *status))
+    }
+
+    /// Start (or lengthen) the pause of `endpoint`'s family by `delay`,
+    /// capped at [`MAX_BACKGROUND_PAUSE`] for a background family. Returns
+    /// the pause taken when it is new or longer than the one in force.
+    pub(crate) fn start(
+        &self,
+        endpoint: ApiEndpoint,
+        status: StatusCode,
+        delay: Duration,
+    ) -> Option<Duration> {
+        let family = backoff_family(endpoint);
+        let delay = match family {
+            ApiEndpoint::ScanProfile | ApiEndpoint::Token => delay,
+            _ => delay.min(MAX_BACKGROUND_PAUSE),
+        };
+        let until = Instant::now() + delay;
+        let mut pauses = lock(&self.until);
+        let current = pauses.get(&family).map(|(current, _)| *current);
+        if current.is_some_and(|current| current >= until) {
+            return None;
+        }
+        pauses.insert(family, (until, status));
+        Some(delay)
+    }
+
+    /// Take over `previous`'s pauses (a reload builds a new client).
+    pub(crate) fn inherit(&self, previous: &Backoffs) {
+        let inherited = lock(&previous.until).clone();
+        lock(&self.until).extend(inherited);
+    }
+}
+
 /// A random delay between `min_ms` and `max_ms`, so retries of many
 /// profiles do not arrive at AvePoint in lockstep.
 pub(crate) fn jitter(min_ms: u64, max_ms: u64) -> Duration {
@@ -93,6 +165,50 @@ mod tests {
         assert_eq!(
             parse_retry_after("18446744073709551615"),
             Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn a_pause_holds_its_family_only_and_background_pauses_are_capped() {
+        let pauses = Backoffs::default();
+        let hour = Duration::from_secs(3600);
+        let taken = pauses.start(
+            ApiEndpoint::BackupCoverage,
+            StatusCode::TOO_MANY_REQUESTS,
+            hour,
+        );
+        assert_eq!(taken, Some(MAX_BACKGROUND_PAUSE));
+        assert!(pauses.current(ApiEndpoint::BackupCoverage).is_some());
+        for other in [
+            ApiEndpoint::ScanProfile,
+            ApiEndpoint::ProfileDetails,
+            ApiEndpoint::CustomersBatch,
+            ApiEndpoint::BackupJobsBatch,
+        ] {
+            assert_eq!(pauses.current(other), None, "{other:?}");
+        }
+        assert_eq!(
+            pauses.start(
+                ApiEndpoint::ScanProfile,
+                StatusCode::SERVICE_UNAVAILABLE,
+                hour
+            ),
+            Some(hour)
+        );
+        // Discovery's two lists pause together; a shorter pause changes nothing.
+        pauses.start(
+            ApiEndpoint::ScanProfilesBatch,
+            StatusCode::TOO_MANY_REQUESTS,
+            hour,
+        );
+        assert!(pauses.current(ApiEndpoint::CustomersBatch).is_some());
+        assert_eq!(
+            pauses.start(
+                ApiEndpoint::CustomersBatch,
+                StatusCode::TOO_MANY_REQUESTS,
+                Duration::from_secs(60)
+            ),
+            None
         );
     }
 

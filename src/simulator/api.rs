@@ -87,7 +87,11 @@ fn bad_request(state: &SimState, request_id: u64, errors: Value) -> Response {
     )
 }
 
-fn throttled(state: &SimState, request_id: u64, retry_after: Option<HeaderValue>) -> Response {
+pub(super) fn throttled(
+    state: &SimState,
+    request_id: u64,
+    retry_after: Option<HeaderValue>,
+) -> Response {
     let mut response = api_error(
         state,
         StatusCode::TOO_MANY_REQUESTS,
@@ -194,9 +198,13 @@ pub(super) async fn profile<const WITH_LISTS: bool>(
             .fetch_add(1, Ordering::Relaxed);
     }
     let request_id = admit(&state, &headers, SCAN_PROFILES_READ).await?;
-    let v2_status = state.v2_path_status.load(Ordering::Relaxed);
-    if !WITH_LISTS && v2_status != 0 {
-        let status = StatusCode::from_u16(v2_status).unwrap_or(StatusCode::NOT_FOUND);
+    let path_status = if WITH_LISTS {
+        state.changes_path_status.load(Ordering::Relaxed)
+    } else {
+        state.v2_path_status.load(Ordering::Relaxed)
+    };
+    if path_status != 0 {
+        let status = StatusCode::from_u16(path_status).unwrap_or(StatusCode::NOT_FOUND);
         return Err(api_error(&state, status, request_id, "resource not found"));
     }
     let fault = state.fault(&profile_id);

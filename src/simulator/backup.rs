@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::Fault;
-use super::api::{Answer, PageQuery, admit, api_error, page};
+use super::api::{Answer, PageQuery, admit, api_error, page, throttled};
 use super::data::SimCustomer;
 use super::state::SimState;
 use crate::avepoint::model::api_time;
@@ -282,6 +282,12 @@ fn injected_status(
     if let Some(Fault::Body(body)) = fault {
         let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
         return Some((json, body.clone()).into_response());
+    }
+    if let Some(Fault::Throttle(retry_after)) = fault {
+        let retry_after = retry_after
+            .as_deref()
+            .and_then(|value| axum::http::HeaderValue::from_str(value).ok());
+        return Some(throttled(state, request_id, retry_after));
     }
     let Some(Fault::Status(code)) = fault else {
         return None;
