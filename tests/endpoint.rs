@@ -1,7 +1,8 @@
 //! Issue #11: `avepoint.endpoint: auto` (the default) finds the path
 //! AvePoint serves. The seed path `scan-profiles-v2` is asked first; when
 //! it answers 404 (or 405), `changes` is asked for the same profile at
-//! once, and if that answers, every profile uses `changes` from then on.
+//! once, and once three profiles in a row answered only there, every
+//! profile asks `changes` first; and back again (issue #19).
 
 mod common;
 
@@ -50,10 +51,11 @@ async fn auto_moves_to_changes_when_the_seed_path_is_not_served() {
             )
             .is_empty()
     );
-    // At most the profiles in flight before the switch asked the seed path.
+    // At most the profiles in flight (concurrency 8) before three agreed
+    // asked the seed path.
     let seed = v2_requests(&harness);
     assert!(
-        (1..=8).contains(&seed),
+        (3..=10).contains(&seed),
         "{seed} requests on scan-profiles-v2"
     );
     assert_eq!(all_requests(&harness), profiles + seed);
@@ -96,7 +98,7 @@ async fn auto_moves_to_changes_when_the_seed_path_answers_405() {
     );
     let seed = v2_requests(&harness);
     assert!(
-        (1..=8).contains(&seed),
+        (3..=10).contains(&seed),
         "{seed} requests on scan-profiles-v2"
     );
     assert_eq!(all_requests(&harness), profiles.len() as u64 + seed);
@@ -150,6 +152,77 @@ async fn a_profile_neither_path_knows_is_reported_as_not_existing() {
         failed[0].1.message
     );
     // The seed path answers for the real profiles, so no switch happened.
+    assert_eq!(
+        harness.state.pipeline().client.profile_path().name(),
+        "scan-profiles-v2"
+    );
+}
+
+/// `auto` goes both ways: after moving to `changes`, a `changes` that
+/// answers 404 again while `scan-profiles-v2` answers brings every profile
+/// back within three scrapes (at once, per profile), and the default moves
+/// back once several profiles agree.
+#[tokio::test]
+async fn auto_moves_back_when_changes_goes_away() {
+    let harness = Harness::start(Setup::default()).await;
+    let profiles = harness.sim.profile_ids().len();
+    harness.sim.set_v2_path_absent(true);
+    let up = |metrics: &common::Exposition| {
+        metrics
+            .find("avepoint_scan_profile_up", &[])
+            .iter()
+            .filter(|s| s.value == 1.0)
+            .count()
+    };
+    assert_eq!(up(&harness.scrape().await), profiles);
+    assert_eq!(
+        harness.state.pipeline().client.profile_path().name(),
+        "changes"
+    );
+
+    harness.sim.set_v2_path_absent(false);
+    harness.sim.set_changes_path_status(Some(404));
+    let mut scrapes = Vec::new();
+    for _ in 0..3 {
+        scrapes.push(up(&harness.scrape().await));
+    }
+    assert_eq!(
+        scrapes[0], profiles,
+        "every profile up at once: {scrapes:?}"
+    );
+    assert_eq!(scrapes, vec![profiles; 3]);
+    assert_eq!(
+        harness.state.pipeline().client.profile_path().name(),
+        "scan-profiles-v2"
+    );
+    let metrics = harness.scrape().await;
+    assert_eq!(
+        metrics.value(
+            "avepoint_api_profile_path_info",
+            &[("path", "scan-profiles-v2")]
+        ),
+        1.0
+    );
+    // Once moved back, a scrape asks each profile once.
+    let before = all_requests(&harness);
+    harness.scrape().await;
+    assert_eq!(all_requests(&harness), before + profiles as u64);
+}
+
+/// One profile missing on the current path does not move the default.
+#[tokio::test]
+async fn one_profile_answering_404_does_not_move_the_default() {
+    let harness = Harness::start(Setup {
+        extra_targets: vec![(
+            "caf90000-2cc6-4000-b04b-794c00005ea3".into(),
+            "00000000-0000-4000-8000-000000000000".into(),
+        )],
+        ..Setup::default()
+    })
+    .await;
+    for _ in 0..3 {
+        harness.scrape().await;
+    }
     assert_eq!(
         harness.state.pipeline().client.profile_path().name(),
         "scan-profiles-v2"

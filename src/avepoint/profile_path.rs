@@ -5,6 +5,8 @@
 //!
 //! Imports `avepoint::{client, error, instrumentation, model}` and `config`.
 
+use std::sync::atomic::Ordering;
+
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
@@ -14,7 +16,23 @@ use super::instrumentation::ApiEndpoint;
 use super::model::ScanProfileReport;
 use crate::config::{ProfileEndpoint, ProfileTarget};
 
+/// Profiles in a row that must answer only on the other path before
+/// `auto` makes it the default: one profile's 404 says little (it may be
+/// gone), several say the path moved.
+const PATH_SWITCH_VOTES: u32 = 3;
+
+/// Whether an answer says the path is not served: 404, or 405 (a gateway
+/// may answer an unknown route so).
+fn path_missing<T>(result: &Result<T, ApiError>) -> bool {
+    matches!(result, Err(ApiError::Status { status, .. })
+        if *status == StatusCode::NOT_FOUND || *status == StatusCode::METHOD_NOT_ALLOWED)
+}
+
 impl ApiClient {
+    /// A profile's report from the current path; with `auto`, from the
+    /// other path when the current one answers 404 or 405. The default
+    /// moves to the other path (either way) once [`PATH_SWITCH_VOTES`]
+    /// profiles in a row answered only there.
     pub(super) async fn scan_profile_report(
         &self,
         target: &ProfileTarget,
@@ -22,18 +40,22 @@ impl ApiClient {
     ) -> Result<ScanProfileReport, ApiError> {
         let path = self.profile_path();
         let result = self.fetch_profile(path, target, deadline).await;
-        // 405 too: a gateway may answer an unknown route so.
-        let seed_missing = matches!(&result, Err(ApiError::Status { status, .. })
-            if *status == StatusCode::NOT_FOUND || *status == StatusCode::METHOD_NOT_ALLOWED);
-        if !(seed_missing
-            && self.endpoint == ProfileEndpoint::Auto
-            && path == ProfileEndpoint::ScanProfilesV2)
-        {
+        if self.endpoint != ProfileEndpoint::Auto {
             return result;
         }
-        match self.fetch_profile(ProfileEndpoint::Changes, target, deadline).await {
+        if !path_missing(&result) {
+            if result.is_ok() {
+                self.path_votes.store(0, Ordering::Relaxed);
+            }
+            return result;
+        }
+        let other = match path {
+            ProfileEndpoint::Changes => ProfileEndpoint::ScanProfilesV2,
+            _ => ProfileEndpoint::Changes,
+        };
+        match self.fetch_profile(other, target, deadline).await {
             Ok(report) => {
-                self.switch_to_changes();
+                self.vote_for(other);
                 Ok(report)
             }
             Err(ApiError::Status {
@@ -55,13 +77,11 @@ impl ApiClient {
         }
     }
 
-    /// The path profiles are fetched from now: `scan-profiles-v2` or
+    /// The path profiles are fetched from first now: `scan-profiles-v2` or
     /// `changes` (never `auto`).
     pub fn profile_path(&self) -> ProfileEndpoint {
         match self.endpoint {
-            ProfileEndpoint::Auto
-                if self.use_changes.load(std::sync::atomic::Ordering::Relaxed) =>
-            {
+            ProfileEndpoint::Auto if self.use_changes.load(Ordering::Relaxed) => {
                 ProfileEndpoint::Changes
             }
             ProfileEndpoint::Auto => ProfileEndpoint::ScanProfilesV2,
@@ -69,16 +89,19 @@ impl ApiClient {
         }
     }
 
-    /// Remember that `changes` is the path that answers; logged once.
-    fn switch_to_changes(&self) {
-        if !self
-            .use_changes
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            self.metrics
-                .set_profile_path(ProfileEndpoint::Changes.name());
+    /// One more profile answered only on `other`; the default moves there
+    /// once enough did in a row (logged once per move).
+    fn vote_for(&self, other: ProfileEndpoint) {
+        if self.path_votes.fetch_add(1, Ordering::Relaxed) + 1 < PATH_SWITCH_VOTES {
+            return;
+        }
+        self.path_votes.store(0, Ordering::Relaxed);
+        let to_changes = other == ProfileEndpoint::Changes;
+        if self.use_changes.swap(to_changes, Ordering::Relaxed) != to_changes {
+            self.metrics.set_profile_path(other.name());
             tracing::info!(
-                "scan-profiles-v2 answered 404 or 405 where changes answered: using the changes path for every profile (avepoint.endpoint: auto)"
+                path = other.name(),
+                "scan profiles answered 404 or 405 on the other path where this one answered: fetching from it first (avepoint.endpoint: auto)"
             );
         }
     }

@@ -317,6 +317,14 @@ impl RunningSimulator {
             .store(status.unwrap_or(0), Ordering::Relaxed);
     }
 
+    /// Answer this status on the `changes` path (`None`: serve it), as an
+    /// AvePoint that withdrew its published path again would.
+    pub fn set_changes_path_status(&self, status: Option<u16>) {
+        self.state
+            .changes_path_status
+            .store(status.unwrap_or(0), Ordering::Relaxed);
+    }
+
     /// Inject a fault for one profile's details endpoint (replacing any
     /// earlier one): the same faults as [`RunningSimulator::set_fault`],
     /// where [`Fault::MissingField`] drops `enableDailyScan`,

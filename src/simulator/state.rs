@@ -129,6 +129,8 @@ pub(super) struct SimState {
     /// The status the scan-profiles-v2 path answers, as if AvePoint did
     /// not serve it (404, or 405 from a gateway); 0 serves it.
     pub(super) v2_path_status: AtomicU16,
+    /// Status the `changes` path answers instead of serving (0: serve).
+    pub(super) changes_path_status: AtomicU16,
     request_counter: AtomicU64,
     pub(super) stats: SimStats,
     /// `http` or `https`: the scheme clients use (token URL checks).
@@ -179,6 +181,7 @@ impl SimState {
             token_redirect: Mutex::default(),
             reject_all_tokens: AtomicBool::default(),
             v2_path_status: AtomicU16::default(),
+            changes_path_status: AtomicU16::default(),
             request_counter: AtomicU64::new(1),
             stats: SimStats::default(),
         }
