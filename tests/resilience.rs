@@ -524,3 +524,38 @@ async fn a_throttled_optional_collector_pauses_only_itself() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_chunked_bodies_do_not_hold_the_permits_the_others_need() {
+    // 4 of 40 profiles trickle a 70 KB body (no Content-Length) at 2 KB/s:
+    // they cannot finish within request_timeout, and must not take the
+    // other 36 down with them (before: 2-3 of 40 up).
+    let prepare: common::PrepareSim = Box::new(|sim| {
+        for (_, profile) in sim.profile_ids().into_iter().take(4) {
+            sim.set_fault(
+                &profile,
+                Fault::Trickle {
+                    bytes: 70_000,
+                    per_second: 2_000,
+                },
+            );
+        }
+    });
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            customers: 4,
+            profiles_per_customer: 10,
+            ..SimulatorConfig::default()
+        },
+        // changes: large bodies come chunked, as the object lists stream.
+        avepoint_extra: "  endpoint: changes\n  request_timeout: 3s\n  round_timeout: 5s\n".into(),
+        prepare_sim: Some(prepare),
+        ..Setup::default()
+    })
+    .await;
+    for _ in 0..2 {
+        let metrics = scrape_within(&harness, 6.0).await;
+        let up = up_count(&metrics);
+        assert!(up >= 36, "{up} of 40 up");
+    }
+}

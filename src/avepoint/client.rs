@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 use url::Url;
 
@@ -357,11 +357,16 @@ impl ApiClient {
                 // polled once after its deadline must not send anything.
                 biased;
                 _ = &mut caller_gone => return None,
-                permit = client.in_flight.acquire() => permit,
+                permit = Arc::clone(&client.in_flight).acquire_owned() => permit,
             };
-            let result = client.call(endpoint, &url, body.as_ref(), what).await;
-            drop(permit);
-            Some(result)
+            let Ok(permit) = permit else {
+                return None;
+            };
+            Some(
+                client
+                    .call(endpoint, &url, body.as_ref(), what, permit)
+                    .await,
+            )
         });
         match task.await {
             Ok(Some(result)) => result,
@@ -376,15 +381,17 @@ impl ApiClient {
         }
     }
 
-    /// One authorized call: GET, or POST with a JSON body; one token refresh
-    /// and retry on 401; a report's body decoded as it streams in, any
-    /// other read whole; both within `max_response_bytes`.
+    /// One authorized call under `permit`: GET, or POST with a JSON body;
+    /// one token refresh and retry on 401; a report's body decoded as it
+    /// streams in (giving the permit back while it waits for a decode
+    /// slot), any other read whole; both within `max_response_bytes`.
     async fn call<T: DeserializeOwned + Send + 'static>(
         &self,
         endpoint: ApiEndpoint,
         url: &Url,
         body: Option<&serde_json::Value>,
         what: &str,
+        permit: OwnedSemaphorePermit,
     ) -> Result<T, ApiError> {
         let token = self.tokens.token_for(endpoint).await?;
         let ((response, sent), token) = match self.send(endpoint, url, body, &token).await? {
@@ -411,6 +418,7 @@ impl ApiClient {
         if endpoint == ApiEndpoint::ScanProfile {
             let budget = StreamBudget {
                 slots: &self.decoding,
+                permit: Some((permit, Arc::clone(&self.in_flight))),
                 timeout: self.request_timeout,
                 sent,
             };

@@ -50,6 +50,18 @@ pub enum ApiError {
         /// How long the back-off still lasts.
         remaining: Duration,
     },
+    /// A large body waited for one of the decode slots longer than
+    /// `request_timeout`: our own queue, not AvePoint being slow.
+    #[error(
+        "not read: no decode slot came free within {}s; {slots} other large report bodies were being read (the request gave its concurrency permit back while it waited)",
+        waited.as_secs_f64()
+    )]
+    DecodeQueue {
+        /// How long it waited.
+        waited: Duration,
+        /// How many bodies are read at once.
+        slots: usize,
+    },
     /// A 200 whose body is not the expected JSON.
     #[error("invalid response body: {message}{}", request_id_note(.request_id))]
     Decode {
@@ -108,6 +120,7 @@ impl ApiError {
             ApiError::Transport { .. } => FailureKind::Transport,
             ApiError::BackingOff { .. } => FailureKind::Backoff,
             ApiError::Decode { .. } => FailureKind::InvalidBody,
+            ApiError::DecodeQueue { .. } => FailureKind::DecodeQueue,
         }
     }
 }
@@ -128,6 +141,8 @@ pub enum FailureKind {
     Backoff,
     /// A 200 whose body is not the expected JSON (`invalid_body`).
     InvalidBody,
+    /// A large body found no decode slot in time (`decode_queue`).
+    DecodeQueue,
     /// The scrape's deadline passed first (`deadline`); set by the collector,
     /// never by the client.
     Deadline,
@@ -143,6 +158,7 @@ impl FailureKind {
             FailureKind::Auth => "auth".into(),
             FailureKind::Backoff => "backoff".into(),
             FailureKind::InvalidBody => "invalid_body".into(),
+            FailureKind::DecodeQueue => "decode_queue".into(),
             FailureKind::Deadline => "deadline".into(),
         }
     }

@@ -159,6 +159,11 @@ const SMALL_BODY_BYTES: u64 = 64 * 1024;
 pub(crate) struct StreamBudget<'a> {
     /// The decode slots ([`DECODE_SLOTS`]).
     pub slots: &'a Arc<Semaphore>,
+    /// The request's concurrency permit and the semaphore it came from:
+    /// given back while the body waits for a decode slot (so a queue of
+    /// large bodies never holds the permits scrapes need), taken again
+    /// before the body is read on.
+    pub permit: Option<(OwnedSemaphorePermit, Arc<Semaphore>)>,
     /// `request_timeout`: the request's own time (to the headers, then
     /// reading the body), and apart from that the most it waits for a slot.
     pub timeout: Duration,
@@ -209,7 +214,24 @@ pub(crate) async fn decode_streamed<T: DeserializeOwned + Send + 'static>(
             }
         }
     }
+    // Slot, then permit, never the other way round: a request that holds a
+    // permit never waits for a slot, so the two queues cannot lock up.
+    let permit = budget
+        .permit
+        .as_ref()
+        .map(|(_, permits)| Arc::clone(permits));
+    let mut budget = budget;
+    drop(budget.permit.take());
     let slot = wait_for_slot(&budget).await?;
+    let _permit = match permit {
+        Some(permits) => Some(
+            permits
+                .acquire_owned()
+                .await
+                .map_err(|_| BodyError::Read("the request permits are closed".into()))?,
+        ),
+        None => None,
+    };
     let deadline = Instant::now() + budget.timeout.saturating_sub(spent);
     let rest = SyncIoBridge::new(StreamReader::new(Box::pin(until(deadline, chunks))));
     let body = std::io::Read::chain(std::io::Cursor::new(head), rest);

@@ -161,9 +161,9 @@ pub(super) fn body_error(error: BodyError, request_id: &Option<String>, setting:
             message: error.to_string(),
             timeout: true,
         },
-        error @ BodyError::NoSlot { .. } => ApiError::Transport {
-            message: error.to_string(),
-            timeout: false,
+        BodyError::NoSlot { waited } => ApiError::DecodeQueue {
+            waited,
+            slots: super::http::DECODE_SLOTS,
         },
         BodyError::TooLarge { limit } => ApiError::Decode {
             message: format!("response body larger than {setting} ({limit} bytes), refused"),

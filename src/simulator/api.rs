@@ -329,6 +329,10 @@ async fn answer_with_fault(
             body[fields.typed] = json!(fields.wrong_value);
             json_response(body.to_string())
         }
+        Some(Fault::Trickle { bytes, per_second }) => {
+            body["description"] = json!("x".repeat(bytes.saturating_sub(body.to_string().len())));
+            trickle(body.to_string().into_bytes(), per_second)
+        }
         Some(Fault::NotApplicable) => {
             // What AvePoint sends where it has no value: "N/A", "", null,
             // .NET's minimum date, a space for the `T`.
@@ -365,6 +369,28 @@ fn first_half(mut text: String) -> String {
 
 /// A body stream that fails makes hyper abort the connection mid-response,
 /// which the client sees as a reset.
+/// `body` in 1 KiB chunks at `per_second` bytes a second, chunked (no
+/// `Content-Length`).
+fn trickle(body: Vec<u8>, per_second: usize) -> Response {
+    const CHUNK: usize = 1024;
+    let pause = Duration::from_secs_f64(CHUNK as f64 / per_second.max(1) as f64);
+    let chunks: Vec<axum::body::Bytes> = body
+        .chunks(CHUNK)
+        .map(axum::body::Bytes::copy_from_slice)
+        .collect();
+    let stream = futures_util::StreamExt::then(
+        futures_util::stream::iter(chunks),
+        move |chunk| async move {
+            tokio::time::sleep(pause).await;
+            Ok::<_, std::io::Error>(chunk)
+        },
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap_or_default()
+}
+
 fn reset() -> Response {
     let failing = futures_util::stream::once(async {
         Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("injected reset"))

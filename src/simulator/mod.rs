@@ -148,6 +148,15 @@ pub enum Fault {
     Reset,
     /// Answer 302 with this `Location`, as a misconfigured proxy might.
     Redirect(String),
+    /// A report padded to this many bytes, sent in 1 KiB chunks at this
+    /// many bytes per second, without `Content-Length` (chunked), as a
+    /// slow link or a struggling upstream would.
+    Trickle {
+        /// Body size.
+        bytes: usize,
+        /// Bytes per second.
+        per_second: usize,
+    },
     /// Backup endpoints: the first item's string fields `"N/A"`, and its
     /// `customer`, `name` or `serviceModule` `null`, as AvePoint's
     /// documented samples and its older jobs API send them.
