@@ -100,6 +100,14 @@ fn throttled(state: &SimState, request_id: u64, retry_after: Option<HeaderValue>
     response
 }
 
+/// `background_latency`, for the endpoints the exporter reads in the
+/// background (lists, details, backup), never for the scan reports.
+pub(super) async fn background_delay(state: &SimState) {
+    if !state.config.background_latency.is_zero() {
+        tokio::time::sleep(state.config.background_latency).await;
+    }
+}
+
 /// Bearer check, scope check, latency and random faults shared by every API
 /// route; the request id on success.
 pub(super) async fn admit(
@@ -238,6 +246,7 @@ pub(super) async fn profile_details(
     headers: HeaderMap,
 ) -> Answer {
     state.stats.details_requests.fetch_add(1, Ordering::Relaxed);
+    background_delay(&state).await;
     let request_id = admit(&state, &headers, SCAN_PROFILES_READ).await?;
     let body = state
         .customers
@@ -418,6 +427,7 @@ async fn admit_discovery(
         .stats
         .discovery_requests
         .fetch_add(1, Ordering::Relaxed);
+    background_delay(state).await;
     let request_id = admit(state, headers, permission).await?;
     if state.discovery_failing.load(Ordering::Relaxed) {
         return Err(api_error(
