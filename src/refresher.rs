@@ -110,8 +110,9 @@ impl Permits {
         Self(Arc::new(Semaphore::new(permits)))
     }
 
-    /// How many requests background readers may have in flight together.
-    pub fn size(&self) -> usize {
+    /// Permits free right now: the whole share (how many requests
+    /// background readers may have in flight together) while none is held.
+    pub fn available(&self) -> usize {
         self.0.available_permits()
     }
 
@@ -322,10 +323,10 @@ mod tests {
 
     #[test]
     fn the_share_is_a_quarter_of_the_concurrency_and_at_least_one() {
-        assert_eq!(Permits::share_of(1).size(), 1);
-        assert_eq!(Permits::share_of(7).size(), 1);
-        assert_eq!(Permits::share_of(8).size(), 2);
-        assert_eq!(Permits::share_of(64).size(), 16);
+        assert_eq!(Permits::share_of(1).available(), 1);
+        assert_eq!(Permits::share_of(7).available(), 1);
+        assert_eq!(Permits::share_of(8).available(), 2);
+        assert_eq!(Permits::share_of(64).available(), 16);
     }
 
     #[test]
