@@ -7,22 +7,23 @@
 //! set (per customer, where only that customer's listing failed) and says so
 //! in the discovery metrics.
 //!
-//! Imports `avepoint` and `config`; never `collect`, `metrics` or above.
+//! Driven by the [`crate::refresher`] (schedule, panic isolation, its
+//! share of the client's concurrency). Imports `avepoint`, `config` and
+//! `refresher`; never `collect`, `metrics` or above.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use futures_util::FutureExt;
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
-use tokio::time::MissedTickBehavior;
 
 use crate::avepoint::http::sanitize_public;
 use crate::avepoint::model::{Customer, Page, ScanProfileSummary};
 use crate::avepoint::{ApiClient, ApiError};
 use crate::config::{DiscoverySettings, ProfileTarget, canonical_uuid};
+use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule, Task};
 
 /// Upper bound of pages read from one list, whatever the server claims.
 const MAX_PAGES: u32 = 1000;
@@ -94,16 +95,48 @@ pub enum DiscoveryError {
 pub struct Discovery {
     /// Always the latest state (static targets only until the first refresh ends).
     pub state: watch::Receiver<Arc<DiscoveryState>>,
-    task: tokio::task::AbortHandle,
+    _task: Task,
 }
 
-impl Drop for Discovery {
-    fn drop(&mut self) {
-        self.task.abort();
+/// Discovery as the refresher's reader.
+struct Reader {
+    client: Arc<ApiClient>,
+    settings: DiscoverySettings,
+    static_targets: Vec<ProfileTarget>,
+}
+
+impl BackgroundReader for Reader {
+    type State = DiscoveryState;
+
+    fn name(&self) -> &'static str {
+        "discovery"
+    }
+
+    fn schedule(&self) -> Schedule {
+        Schedule::every(self.settings.refresh_interval)
+    }
+
+    async fn run(
+        &mut self,
+        _: Cause,
+        previous: Arc<DiscoveryState>,
+        permits: Permits,
+    ) -> Option<DiscoveryState> {
+        let (client, settings) = (&self.client, &self.settings);
+        Some(refresh(client, settings, &self.static_targets, &previous, &permits).await)
+    }
+
+    /// A refresh that panicked is a failed refresh: the last known targets stay.
+    fn after_panic(&self, previous: &DiscoveryState) -> Option<DiscoveryState> {
+        Some(DiscoveryState {
+            errors_total: previous.errors_total + 1,
+            attempted: true,
+            ..previous.clone()
+        })
     }
 }
 
-/// Start the background refresher; the first refresh starts at once.
+/// Start discovery on `refresher`; the first refresh starts at once.
 ///
 /// `previous` is the state of the discovery this one replaces (a config
 /// reload): it is served, merged with the new static targets, until the
@@ -111,6 +144,7 @@ impl Drop for Discovery {
 /// fail. Without it, a reload would empty the target list for a moment, or
 /// for a whole refresh interval if the first refresh failed.
 pub fn spawn(
+    refresher: &Refresher,
     client: Arc<ApiClient>,
     settings: DiscoverySettings,
     static_targets: Vec<ProfileTarget>,
@@ -128,55 +162,26 @@ pub fn spawn(
             ..DiscoveryState::default()
         },
     };
-    let (sender, receiver) = watch::channel(Arc::new(initial));
-    let task = tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(settings.refresh_interval);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let previous = Arc::clone(&sender.borrow());
-            // Should a refresh ever panic, discovery records a failed
-            // refresh and carries on instead of dying. Not a task of its
-            // own: aborting this task (a reload replaced it) must stop the
-            // refresh in progress too.
-            let attempt = std::panic::AssertUnwindSafe(refresh(
-                &client,
-                &settings,
-                &static_targets,
-                &previous,
-            ))
-            .catch_unwind()
-            .await;
-            let next = attempt.unwrap_or_else(|_| {
-                tracing::error!("discovery refresh panicked; keeping the last known targets");
-                DiscoveryState {
-                    errors_total: previous.errors_total + 1,
-                    attempted: true,
-                    ..(*previous).clone()
-                }
-            });
-            if sender.send(Arc::new(next)).is_err() {
-                // Nobody listens any more: the exporter is shutting down.
-                return;
-            }
-        }
-    });
-    Discovery {
-        state: receiver,
-        task: task.abort_handle(),
-    }
+    let reader = Reader {
+        client,
+        settings,
+        static_targets,
+    };
+    let (state, task) = refresher.spawn(reader, initial);
+    Discovery { state, _task: task }
 }
 
 /// One refresh: a new state built from the API, falling back to `previous`
-/// for whatever could not be read.
+/// for whatever could not be read. Every request holds one of `permits`.
 pub async fn refresh(
     client: &ApiClient,
     settings: &DiscoverySettings,
     static_targets: &[ProfileTarget],
     previous: &DiscoveryState,
+    permits: &Permits,
 ) -> DiscoveryState {
     let started = std::time::Instant::now();
-    let mut customers = match list_customers(client, settings).await {
+    let mut customers = match list_customers(client, settings, permits).await {
         Ok(customers) => customers,
         Err(error) => {
             tracing::warn!(%error, "discovery failed; keeping the last known targets");
@@ -188,7 +193,7 @@ pub async fn refresh(
         }
     };
     let (discovered, failed) = if settings.list_profiles {
-        list_wanted_profiles(client, settings, &customers, previous).await
+        list_wanted_profiles(client, settings, &customers, previous, permits).await
     } else {
         (Vec::new(), false)
     };
@@ -237,11 +242,12 @@ fn merge_targets(
 async fn list_customers(
     client: &ApiClient,
     settings: &DiscoverySettings,
+    permits: &Permits,
 ) -> Result<Vec<Customer>, DiscoveryError> {
     let customers = list_all(
         "customers",
         settings.page_size,
-        |page, size| client.customers_page(page, size),
+        |page, size| permits.hold(client.customers_page(page, size)),
         |customer: &Customer| canonical_key(&customer.id),
     )
     .await?;
@@ -268,6 +274,7 @@ async fn list_wanted_profiles(
     settings: &DiscoverySettings,
     customers: &[Customer],
     previous: &DiscoveryState,
+    permits: &Permits,
 ) -> (Vec<ProfileTarget>, bool) {
     let mut known: HashMap<&str, Vec<&ProfileTarget>> = HashMap::new();
     for target in previous.discovered.iter() {
@@ -278,7 +285,7 @@ async fn list_wanted_profiles(
     }
     let listings: Vec<(Customer, Result<Vec<ScanProfileSummary>, DiscoveryError>)> =
         stream::iter(customers.iter().cloned())
-            .map(|customer| list_profiles(client, customer, settings.page_size))
+            .map(|customer| list_profiles(client, customer, settings.page_size, permits))
             .buffered(LIST_CONCURRENCY)
             .collect()
             .await;
@@ -331,12 +338,13 @@ async fn list_profiles(
     client: &ApiClient,
     customer: Customer,
     page_size: u32,
+    permits: &Permits,
 ) -> (Customer, Result<Vec<ScanProfileSummary>, DiscoveryError>) {
     let list = format!("scan profiles of customer {}", customer.id);
     let result = list_all(
         &list,
         page_size,
-        |page, size| client.scan_profiles_page(&customer.id, page, size),
+        |page, size| permits.hold(client.scan_profiles_page(&customer.id, page, size)),
         |profile: &ScanProfileSummary| canonical_key(&profile.profile_id),
     )
     .await;

@@ -9,6 +9,8 @@
 //! - [`config`]: the YAML file and environment, validated into `Settings`.
 //! - [`avepoint`]: AvePoint's API: HTTP helpers, the certificate and its
 //!   JWT, the token source, the client, the wire model, `avepoint_api_*`.
+//! - [`refresher`]: drives every background reader: schedules, panic
+//!   isolation, their share of the client's concurrency.
 //! - [`discovery`]: which customers and profiles, in the background.
 //! - [`profile_details`]: each profile's schedule and settings, in the background.
 //! - [`backup`]: backup jobs and coverage per customer, in the background.
@@ -31,6 +33,7 @@ pub mod config;
 pub mod discovery;
 pub mod metrics;
 pub mod profile_details;
+pub mod refresher;
 pub mod serve;
 pub mod simulator;
 pub mod state;

@@ -4,13 +4,15 @@
 //! A profile's details change when someone edits the profile, not per
 //! scrape, so they are refreshed on discovery's cadence (or
 //! `profile_details.refresh_interval`): one request per profile per
-//! refresh, at most [`FETCH_CONCURRENCY`] at a time so that scrapes, which
-//! share the client's concurrency bound, never queue behind a refresh.
+//! refresh, at most [`FETCH_CONCURRENCY`] at a time, within the
+//! [`crate::refresher`]'s permit share (so that scrapes, which share the
+//! client's concurrency bound, never queue behind a refresh).
 //! Profiles discovery adds between two refreshes are fetched as soon as
 //! discovery publishes them. A failed fetch keeps the profile's last known
 //! details; the refresh counts as failed in the metrics.
 //!
-//! Imports `config`, `avepoint` and `discovery` (for the targets); never
+//! Imports `config`, `avepoint`, `discovery` (for the targets) and
+//! `refresher` (which drives it); never
 //! `collect`, `metrics` or above.
 
 use std::collections::HashMap;
@@ -22,11 +24,11 @@ use std::time::{Duration, SystemTime};
 use futures_util::FutureExt;
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
-use tokio::time::MissedTickBehavior;
 
 use crate::avepoint::details::{ScanProfileDetails, object_type_label};
 use crate::config::ProfileTarget;
 use crate::discovery::TargetSource;
+use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule, Task};
 
 /// Detail requests in flight at once, whatever the client allows: a
 /// refresh of thousands of profiles is background work and must leave
@@ -86,22 +88,70 @@ pub struct ProfileDetailsState {
 pub struct ProfileDetails {
     /// Always the latest state.
     pub state: watch::Receiver<Arc<ProfileDetailsState>>,
-    task: tokio::task::AbortHandle,
+    _task: Task,
 }
 
-impl Drop for ProfileDetails {
-    fn drop(&mut self) {
-        self.task.abort();
+/// The details as the refresher's reader: a full refresh on every tick,
+/// and a fetch of the newcomers whenever discovery publishes new targets.
+struct Reader<F> {
+    fetch: F,
+    targets: TargetSource,
+    refresh_interval: Duration,
+}
+
+impl<F, Fut, E> BackgroundReader for Reader<F>
+where
+    F: Fn(ProfileTarget) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<ProfileSettings, E>> + Send + 'static,
+    E: Display + Send + 'static,
+{
+    type State = ProfileDetailsState;
+
+    fn name(&self) -> &'static str {
+        "profile_details"
+    }
+
+    fn schedule(&self) -> Schedule {
+        Schedule::every(self.refresh_interval)
+    }
+
+    async fn input_changed(&mut self) {
+        if !self.targets.changed().await {
+            // Discovery is gone: only the ticks remain.
+            self.targets = TargetSource::Static(self.targets.current());
+        }
+    }
+
+    async fn run(
+        &mut self,
+        cause: Cause,
+        previous: Arc<ProfileDetailsState>,
+        permits: Permits,
+    ) -> Option<ProfileDetailsState> {
+        let current = self.targets.current();
+        let fetch = |target| permits.hold((self.fetch)(target));
+        let full = cause == Cause::Scheduled;
+        Some(refresh(&fetch, &current, &previous, full).await)
+    }
+
+    /// A refresh that panics is a failed refresh, not a dead refresher.
+    fn after_panic(&self, previous: &ProfileDetailsState) -> Option<ProfileDetailsState> {
+        Some(ProfileDetailsState {
+            errors_total: previous.errors_total + 1,
+            ..previous.clone()
+        })
     }
 }
 
-/// Start refreshing the details of `targets` every `refresh_interval`,
-/// the first refresh at once. `fetch` asks AvePoint for one profile.
+/// Start refreshing the details of `targets` every `refresh_interval` on
+/// `refresher`, the first refresh at once. `fetch` asks AvePoint for one
+/// profile (each fetch holds one of the refresher's permits).
 ///
 /// `previous` is the state of the refresher this one replaces (a reload):
 /// it is served until the first refresh ends, so the details series do not
 /// vanish for a refresh's length.
 pub fn spawn<F, Fut, E>(
+    refresher: &Refresher,
     fetch: F,
     targets: TargetSource,
     refresh_interval: Duration,
@@ -112,56 +162,13 @@ where
     Fut: Future<Output = Result<ProfileSettings, E>> + Send + 'static,
     E: Display + Send + 'static,
 {
-    let (sender, receiver) = watch::channel(Arc::new(previous.cloned().unwrap_or_default()));
-    let task = tokio::spawn(run(fetch, targets, refresh_interval, sender));
-    ProfileDetails {
-        state: receiver,
-        task: task.abort_handle(),
-    }
-}
-
-/// The refresher's loop: a full refresh on every tick, and a fetch of the
-/// newcomers whenever discovery publishes new targets.
-async fn run<F, Fut, E>(
-    fetch: F,
-    mut targets: TargetSource,
-    refresh_interval: Duration,
-    sender: watch::Sender<Arc<ProfileDetailsState>>,
-) where
-    F: Fn(ProfileTarget) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<ProfileSettings, E>> + Send + 'static,
-    E: Display + Send + 'static,
-{
-    let mut ticks = tokio::time::interval(refresh_interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        let full = tokio::select! {
-            _ = ticks.tick() => true,
-            changed = targets.changed() => {
-                if !changed {
-                    // Discovery is gone: only the ticks remain.
-                    targets = TargetSource::Static(targets.current());
-                }
-                false
-            }
-        };
-        let previous = Arc::clone(&sender.borrow());
-        let current = targets.current();
-        // A refresh that panics is a failed refresh, not a dead refresher.
-        let attempt = std::panic::AssertUnwindSafe(refresh(&fetch, &current, &previous, full))
-            .catch_unwind()
-            .await;
-        let next = attempt.unwrap_or_else(|_| {
-            tracing::error!("profile details refresh panicked; keeping the last known details");
-            ProfileDetailsState {
-                errors_total: previous.errors_total + 1,
-                ..(*previous).clone()
-            }
-        });
-        if sender.send(Arc::new(next)).is_err() {
-            return;
-        }
-    }
+    let reader = Reader {
+        fetch,
+        targets,
+        refresh_interval,
+    };
+    let (state, task) = refresher.spawn(reader, previous.cloned().unwrap_or_default());
+    ProfileDetails { state, _task: task }
 }
 
 /// One refresh over `targets`: every one of them when `full`, else only
@@ -324,7 +331,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_refresher_fetches_at_once_and_then_on_its_interval() {
         let asked = Arc::new(Mutex::new(Vec::new()));
+        let refresher = Refresher::new(Permits::share_of(8), Default::default());
         let details = spawn(
+            &refresher,
             fake(&[], &asked),
             TargetSource::Static(vec![target("a")].into()),
             Duration::from_secs(3600),

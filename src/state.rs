@@ -7,7 +7,8 @@
 //! good config: the old one keeps serving, and
 //! `avepoint_exporter_config_last_reload_successful` says 0.
 //!
-//! Imports `config`, `avepoint`, `discovery`, `collect` and `metrics`; never
+//! Imports `config`, `avepoint`, `refresher`, `discovery`, `collect` and
+//! `metrics`; never
 //! `web`, `serve` or `app`, which build on it.
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::config::{ConfigError, Settings, process_env};
 use crate::discovery::{Discovery, DiscoveryState, TargetSource};
 use crate::metrics::{BuildInfo, ReloadMetrics};
 use crate::profile_details::{ProfileDetails, ProfileDetailsState, ProfileSettings};
+use crate::refresher::{PanicCounts, Permits, Refresher};
 use crate::sync::{read, write};
 
 /// Why a config could not be built into a pipeline.
@@ -54,6 +56,9 @@ pub struct Pipeline {
     pub settings: Settings,
     /// The API client: token cache, concurrency bound, rate limiter, back-off.
     pub client: Arc<ApiClient>,
+    /// Drives the background readers within their share of the client's
+    /// concurrency bound; shared with the replacement along with the client.
+    pub refresher: Refresher,
     /// Runs the collection rounds.
     pub rounds: Arc<ScrapeRounds>,
     /// Discovery, when enabled; stops when the last pipeline sharing it drops.
@@ -80,9 +85,12 @@ impl Pipeline {
     /// settings did not change (else its back-off carries over), its
     /// discovery is kept when nothing discovery depends on changed (else its
     /// results serve until the new discovery has refreshed).
+    ///
+    /// Background readers count their panics in `panics`.
     pub fn build(
         settings: &Settings,
         api_metrics: &ApiMetrics,
+        panics: &PanicCounts,
         previous: Option<&Pipeline>,
     ) -> Result<Self, BuildError> {
         let client = match previous {
@@ -97,10 +105,17 @@ impl Pipeline {
                 Arc::new(client)
             }
         };
+        // One permit share per client: readers a reload keeps and readers
+        // it starts anew share the same quarter of its concurrency.
+        let refresher = match previous {
+            Some(previous) if Arc::ptr_eq(&previous.client, &client) => previous.refresher.clone(),
+            _ => Refresher::new(Permits::share_of(client.concurrency()), panics.clone()),
+        };
         let discovery = settings.discovery.as_ref().map(|discovery| {
             match previous.and_then(|previous| previous.reusable_discovery(settings, &client)) {
                 Some(running) => running,
                 None => Arc::new(crate::discovery::spawn(
+                    &refresher,
                     Arc::clone(&client),
                     discovery.clone(),
                     settings.targets.clone(),
@@ -116,13 +131,13 @@ impl Pipeline {
             .and_then(|previous| previous.reusable_details(settings, &client, &discovery))
         {
             Some(running) => Some(running),
-            None => spawn_details(settings, &client, &targets, previous),
+            None => spawn_details(settings, &refresher, &client, &targets, previous),
         };
         let backup = match previous
             .filter(|previous| previous.can_share_backup(settings, &client, &discovery))
         {
             Some(previous) => previous.backup.clone(),
-            None => spawn_backup(settings, &client, &discovery),
+            None => spawn_backup(settings, &refresher, &client, &discovery),
         };
         Ok(Self {
             settings: settings.clone(),
@@ -133,6 +148,7 @@ impl Pipeline {
                 settings.avepoint.round_timeout,
             )),
             client,
+            refresher,
             discovery,
             profile_details,
             backup,
@@ -235,6 +251,7 @@ impl Pipeline {
 /// it serves `previous`'s details until its first refresh ends.
 fn spawn_details(
     settings: &Settings,
+    refresher: &Refresher,
     client: &Arc<ApiClient>,
     targets: &TargetSource,
     previous: Option<&Pipeline>,
@@ -249,6 +266,7 @@ fn spawn_details(
         }
     };
     Some(Arc::new(crate::profile_details::spawn(
+        refresher,
         fetch,
         targets.clone(),
         details.refresh_interval,
@@ -262,6 +280,7 @@ fn spawn_details(
 /// customers and the ones `discovery` finds.
 fn spawn_backup(
     settings: &Settings,
+    refresher: &Refresher,
     client: &Arc<ApiClient>,
     discovery: &Option<Arc<Discovery>>,
 ) -> BackupCollectors {
@@ -273,6 +292,7 @@ fn spawn_backup(
     BackupCollectors {
         jobs: collectors.backup_jobs.as_ref().map(|jobs| {
             Arc::new(crate::backup::spawn_jobs(
+                refresher,
                 Arc::clone(client),
                 customers.clone(),
                 jobs,
@@ -280,6 +300,7 @@ fn spawn_backup(
         }),
         coverage: collectors.backup_coverage.as_ref().map(|coverage| {
             Arc::new(crate::backup::spawn_coverage(
+                refresher,
                 Arc::clone(client),
                 customers,
                 coverage,
@@ -335,6 +356,8 @@ pub struct AppState {
     pub reload_metrics: ReloadMetrics,
     /// The exporter's own API instrumentation (survives reloads).
     pub api_metrics: ApiMetrics,
+    /// Panics of the background readers (survive reloads).
+    pub background_panics: PanicCounts,
     /// Version information.
     pub build: BuildInfo,
     /// Reload requests so far; a request is covered by a reload that
@@ -349,12 +372,14 @@ impl AppState {
     /// The state for `settings`, set up as `options` says.
     pub fn build(settings: &Settings, options: StateOptions) -> Result<Arc<Self>, BuildError> {
         let api_metrics = ApiMetrics::default();
-        let pipeline = Pipeline::build(settings, &api_metrics, None)?;
+        let background_panics = PanicCounts::default();
+        let pipeline = Pipeline::build(settings, &api_metrics, &background_panics, None)?;
         Ok(Arc::new(Self {
             pipeline: RwLock::new(Arc::new(pipeline)),
             options,
             reload_metrics: ReloadMetrics::started(),
             api_metrics,
+            background_panics,
             build: BuildInfo::default(),
             reloads_requested: AtomicU64::new(0),
             reload_lock: tokio::sync::Mutex::new((0, Ok(ReloadOutcome::Unchanged))),
@@ -408,7 +433,13 @@ impl AppState {
                 if settings.unchanged_from(&current.settings) {
                     return Ok(None);
                 }
-                Pipeline::build(&settings, &self.api_metrics, Some(&current)).map(Some)
+                Pipeline::build(
+                    &settings,
+                    &self.api_metrics,
+                    &self.background_panics,
+                    Some(&current),
+                )
+                .map(Some)
             });
         match built {
             Ok(None) => {

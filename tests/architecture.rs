@@ -19,12 +19,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // so a bad one is a config error naming the key.
     ("config", &["sync", "avepoint::certificate"]),
     ("avepoint", &["sync", "config"]),
-    ("discovery", &["sync", "config", "avepoint"]),
+    ("refresher", &["sync"]),
+    ("discovery", &["sync", "config", "avepoint", "refresher"]),
     (
         "profile_details",
-        &["sync", "config", "avepoint", "discovery"],
+        &["sync", "config", "avepoint", "refresher", "discovery"],
     ),
-    ("backup", &["sync", "config", "avepoint", "discovery"]),
+    (
+        "backup",
+        &["sync", "config", "avepoint", "refresher", "discovery"],
+    ),
     ("collect", &["sync", "config", "avepoint", "discovery"]),
     (
         "metrics",
@@ -45,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "sync",
             "config",
             "avepoint",
+            "refresher",
             "discovery",
             "collect",
             "profile_details",

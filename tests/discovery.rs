@@ -11,6 +11,7 @@ use avepoint_exporter::avepoint::ApiClient;
 use avepoint_exporter::avepoint::ApiMetrics;
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::discovery::{self, DiscoveryState};
+use avepoint_exporter::refresher::Permits;
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, Fault, RunningSimulator, SimulatorConfig};
 use common::{Exposition, Harness, Setup};
 
@@ -44,6 +45,7 @@ async fn refresh_once(settings: &Settings, previous: &DiscoveryState) -> Discove
         settings.discovery.as_ref().unwrap(),
         &settings.targets,
         previous,
+        &Permits::share_of(client.concurrency()),
     )
     .await
 }

@@ -3,15 +3,17 @@
 //! few times a day, not per scrape) and served from memory, so a scrape
 //! never waits for them.
 //!
-//! Each collector is a task that, every `refresh_interval`, pages through
-//! its endpoint for every customer (static `targets` customers and the ones
-//! discovery found), a few customers at a time, under the client's
-//! concurrency bound, rate limit, back-off and token. A customer whose read
+//! Each collector is a reader the [`crate::refresher`] drives (schedule,
+//! panic isolation, permit share): every `refresh_interval` it pages
+//! through its endpoint for every customer (static `targets` customers and
+//! the ones discovery found), a few customers at a time, within the
+//! refresher's share of the client's concurrency bound, under its rate
+//! limit, back-off and token. A customer whose read
 //! fails is `up 0` for that collector and has no other series from it
 //! until a read works again; the other customers are not disturbed.
 //!
-//! Imports `config`, `avepoint` and `discovery`; never `collect`, `metrics`
-//! or above.
+//! Imports `config`, `avepoint`, `discovery` and `refresher`; never
+//! `collect`, `metrics` or above.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -20,7 +22,6 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
-use tokio::time::MissedTickBehavior;
 
 use reqwest::StatusCode;
 
@@ -28,6 +29,7 @@ use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob, CoverageItem};
 use crate::avepoint::{ApiClient, ApiError};
 use crate::config::BackupCollectorSettings;
 use crate::discovery::{DiscoveryError, DiscoveryState, list_all};
+use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule, Task};
 
 /// Customers read at the same time by one collector.
 const CUSTOMER_CONCURRENCY: usize = 2;
@@ -104,29 +106,25 @@ impl CustomerSource {
 pub struct BackgroundCollector<T> {
     /// Always the latest state.
     pub state: watch::Receiver<Arc<CollectorState<T>>>,
-    task: tokio::task::AbortHandle,
-}
-
-impl<T> Drop for BackgroundCollector<T> {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: Task,
 }
 
 /// What one collector does on each refresh.
 trait Refresh: Send + 'static {
     /// What it keeps per customer.
     type Item: Send + Sync + 'static;
-    /// Read every one of `customers`.
+    /// Read every one of `customers`, each request holding one of `permits`.
     fn refresh(
         &mut self,
         customers: Vec<String>,
+        permits: Permits,
     ) -> impl Future<Output = CollectorState<Self::Item>> + Send + '_;
 }
 
 /// Start the backup jobs collector: every customer's job list, reduced to
 /// the latest job per (type, module).
 pub fn spawn_jobs(
+    refresher: &Refresher,
     client: Arc<ApiClient>,
     customers: CustomerSource,
     settings: &BackupCollectorSettings,
@@ -136,60 +134,89 @@ pub fn spawn_jobs(
         successes: Successes::new(),
         query: JobsQuery::AllTypes,
     };
-    spawn(settings.refresh_interval, customers, jobs)
+    spawn(
+        refresher,
+        "backup_jobs",
+        settings.refresh_interval,
+        customers,
+        jobs,
+    )
 }
 
 /// Start the protection coverage collector.
 pub fn spawn_coverage(
+    refresher: &Refresher,
     client: Arc<ApiClient>,
     customers: CustomerSource,
     settings: &BackupCollectorSettings,
 ) -> BackgroundCollector<Coverage> {
-    spawn(
-        settings.refresh_interval,
-        customers,
-        CoverageReader { client },
-    )
+    let reader = CoverageReader { client };
+    let interval = settings.refresh_interval;
+    spawn(refresher, "backup_coverage", interval, customers, reader)
 }
 
-/// The collector task: a refresh at once, then every `interval`, and as
-/// soon as discovery's customer list changes (at start it is empty until
-/// discovery's first refresh ends; waiting an interval would leave the
-/// new customers without data that long).
-fn spawn<R: Refresh>(
+/// A collector as the refresher's reader: a refresh at once, then every
+/// `interval`, and as soon as discovery's customer list changes (at start
+/// it is empty until discovery's first refresh ends; waiting an interval
+/// would leave the new customers without data that long).
+struct Collector<R> {
+    name: &'static str,
     interval: Duration,
-    mut customers: CustomerSource,
-    mut reader: R,
-) -> BackgroundCollector<R::Item> {
-    let (sender, receiver) = watch::channel(Arc::new(CollectorState::default()));
-    let task = tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_read: Option<Vec<String>> = None;
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                changed = customers.changed() => {
-                    if !changed {
-                        customers.discovered = None;
-                    }
-                    if last_read.as_ref() == Some(&customers.current()) {
-                        continue;
-                    }
-                }
-            }
-            let current = customers.current();
-            let state = reader.refresh(current.clone()).await;
-            last_read = Some(current);
-            if sender.send(Arc::new(state)).is_err() {
-                return;
-            }
-        }
-    });
-    BackgroundCollector {
-        state: receiver,
-        task: task.abort_handle(),
+    customers: CustomerSource,
+    /// The customers of the last refresh that ended.
+    last_read: Option<Vec<String>>,
+    reader: R,
+}
+
+impl<R: Refresh> BackgroundReader for Collector<R> {
+    type State = CollectorState<R::Item>;
+
+    fn name(&self) -> &'static str {
+        self.name
     }
+
+    fn schedule(&self) -> Schedule {
+        Schedule::every(self.interval)
+    }
+
+    async fn input_changed(&mut self) {
+        if !self.customers.changed().await {
+            self.customers.discovered = None;
+        }
+    }
+
+    async fn run(
+        &mut self,
+        cause: Cause,
+        _: Arc<Self::State>,
+        permits: Permits,
+    ) -> Option<Self::State> {
+        let current = self.customers.current();
+        if cause == Cause::InputChanged && self.last_read.as_ref() == Some(&current) {
+            return None;
+        }
+        let state = self.reader.refresh(current.clone(), permits).await;
+        self.last_read = Some(current);
+        Some(state)
+    }
+}
+
+fn spawn<R: Refresh>(
+    refresher: &Refresher,
+    name: &'static str,
+    interval: Duration,
+    customers: CustomerSource,
+    reader: R,
+) -> BackgroundCollector<R::Item> {
+    let collector = Collector {
+        name,
+        interval,
+        customers,
+        last_read: None,
+        reader,
+    };
+    let (state, task) = refresher.spawn(collector, CollectorState::default());
+    BackgroundCollector { state, _task: task }
 }
 
 struct Jobs {
@@ -229,13 +256,14 @@ pub async fn read_customer_jobs(
     client: &ApiClient,
     customer: &str,
     query: JobsQuery,
+    permits: &Permits,
 ) -> Result<(Vec<BackupJob>, JobsQuery), DiscoveryError> {
     let list = format!("backup jobs of customer {customer}");
     if query == JobsQuery::AllTypes {
         let all = list_all(
             &list,
             PAGE_SIZE,
-            |page, size| client.backup_jobs_page(customer, None, page, size),
+            |page, size| permits.hold(client.backup_jobs_page(customer, None, page, size)),
             job_key,
         )
         .await;
@@ -259,7 +287,9 @@ pub async fn read_customer_jobs(
             list_all(
                 &list,
                 PAGE_SIZE,
-                |page, size| client.backup_jobs_page(customer, Some(job_type), page, size),
+                |page, size| {
+                    permits.hold(client.backup_jobs_page(customer, Some(job_type), page, size))
+                },
                 job_key,
             )
             .await?,
@@ -271,11 +301,15 @@ pub async fn read_customer_jobs(
 impl Refresh for Jobs {
     type Item = LatestJob;
 
-    async fn refresh(&mut self, customers: Vec<String>) -> CollectorState<LatestJob> {
-        let client = &self.client;
+    async fn refresh(
+        &mut self,
+        customers: Vec<String>,
+        permits: Permits,
+    ) -> CollectorState<LatestJob> {
+        let (client, permits) = (&self.client, &permits);
         let query = self.query;
         let results = read_customers(customers, |customer| async move {
-            read_customer_jobs(client, &customer, query).await
+            read_customer_jobs(client, &customer, query, permits).await
         })
         .await;
         if results
@@ -298,14 +332,18 @@ struct CoverageReader {
 impl Refresh for CoverageReader {
     type Item = Coverage;
 
-    async fn refresh(&mut self, customers: Vec<String>) -> CollectorState<Coverage> {
-        let client = &self.client;
+    async fn refresh(
+        &mut self,
+        customers: Vec<String>,
+        permits: Permits,
+    ) -> CollectorState<Coverage> {
+        let (client, permits) = (&self.client, &permits);
         let results = read_customers(customers, |customer| async move {
             let list = format!("protection coverage of customer {customer}");
             list_all(
                 &list,
                 PAGE_SIZE,
-                |page, size| client.coverage_page(&customer, page, size),
+                |page, size| permits.hold(client.coverage_page(&customer, page, size)),
                 coverage_key,
             )
             .await
@@ -426,6 +464,77 @@ impl BackupSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::refresher::PanicCounts;
+    use std::sync::Mutex;
+
+    /// Reads every customer as one item; panics on its first refresh.
+    struct PanicsOnce {
+        refreshes: usize,
+    }
+
+    impl Refresh for PanicsOnce {
+        type Item = u32;
+        async fn refresh(&mut self, customers: Vec<String>, _: Permits) -> CollectorState<u32> {
+            self.refreshes += 1;
+            assert!(self.refreshes > 1, "injected panic in a backup refresh");
+            let results = customers.into_iter().map(|c| (c, Ok::<_, String>(vec![7])));
+            CollectorState::from_results(results.collect(), |_, items| items)
+        }
+    }
+
+    /// A tracing writer that keeps what is written.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            crate::sync::lock(&self.0).extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl tracing_subscriber::fmt::MakeWriter<'_> for Captured {
+        type Writer = Captured;
+        fn make_writer(&self) -> Captured {
+            self.clone()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_refresh_is_logged_counted_and_runs_again_on_schedule() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _log = tracing::subscriber::set_default(subscriber);
+        let panics = PanicCounts::default();
+        let refresher = Refresher::new(Permits::share_of(8), panics.clone());
+        let customers = CustomerSource {
+            configured: vec!["a".into()],
+            discovered: None,
+        };
+        let interval = Duration::from_secs(600);
+        let reader = PanicsOnce { refreshes: 0 };
+        let collector = spawn(&refresher, "backup_jobs", interval, customers, reader);
+        let mut state = collector.state.clone();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(panics.get("backup_jobs"), 1);
+        assert!(state.borrow().customers.is_empty());
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("ERROR"), "{log}");
+        assert!(log.contains("background reader panicked"), "{log}");
+        assert!(log.contains("backup_jobs"), "{log}");
+        // The next tick: the collector is alive and its series come back.
+        state.changed().await.unwrap();
+        let after = state.borrow_and_update().clone();
+        assert!(after.customers["a"].up);
+        assert_eq!(&*after.customers["a"].items, [7]);
+        assert_eq!(panics.get("backup_jobs"), 1);
+    }
 
     #[test]
     fn a_failed_customer_is_down_without_disturbing_the_others() {

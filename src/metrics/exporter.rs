@@ -155,3 +155,30 @@ impl Collector for ExporterCollector {
         Ok(())
     }
 }
+
+/// `avepoint_background_panics_total{reader}`: runs of each background
+/// reader that panicked (every reader started so far, zero included).
+#[derive(Debug)]
+pub(super) struct BackgroundPanics(pub(super) Vec<(&'static str, u64)>);
+
+impl Collector for BackgroundPanics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(
+            "avepoint_background_panics",
+            "Runs of a background reader (discovery, profile details, a backup collector) that panicked; the reader kept its last data and ran again on its next schedule.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reader, panics) in &self.0 {
+            let labels = [("reader", *reader)];
+            ConstCounter::new(*panics).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}

@@ -8,7 +8,9 @@ use prometheus_client::registry::Registry;
 use super::backup::{BackupCollector, CollectorHealth};
 use super::customers::{CustomerCollector, DiscoveryCollector};
 use super::details::{DetailFamilies, DetailsCollector};
-use super::exporter::{BuildInfo, ExporterCollector, ProbeCollector, ReloadMetrics};
+use super::exporter::{
+    BackgroundPanics, BuildInfo, ExporterCollector, ProbeCollector, ReloadMetrics,
+};
 use super::format::Format;
 use super::process::ProcessCollector;
 use super::profiles::ProfileFamilies;
@@ -99,6 +101,8 @@ pub struct ScrapeSources {
     pub backup_per_customer: bool,
     /// `metrics.last_status_state`, for the backup job state set.
     pub last_status_state: LastStatusState,
+    /// Panics per background reader, for `avepoint_background_panics_total`.
+    pub background_panics: Vec<(&'static str, u64)>,
 }
 
 /// Encode a scrape: the snapshot's profiles and their details, discovery
@@ -132,6 +136,7 @@ pub fn encode_scrape(
             customer: None,
         }));
     }
+    registry.register_collector(Box::new(BackgroundPanics(sources.background_panics)));
     api.register(&mut registry);
     reload.register(&mut registry);
     registry.register_collector(Box::new(ProcessCollector));

@@ -28,6 +28,29 @@ mod tests {
     use crate::avepoint::ScanStatus;
 
     #[test]
+    fn background_panics_are_a_counter_per_reader() {
+        let sources = ScrapeSources {
+            background_panics: vec![("backup_jobs", 1), ("discovery", 0)],
+            ..ScrapeSources::default()
+        };
+        for format in [Format::OpenMetrics, Format::PrometheusText] {
+            let text: String = encode_scrape(
+                Default::default(),
+                sources.clone(),
+                &Default::default(),
+                &ReloadMetrics::started(),
+                &BuildInfo::default(),
+                format,
+            )
+            .unwrap()
+            .collect();
+            assert!(text.contains("# TYPE avepoint_background_panics"), "{text}");
+            assert!(text.contains("avepoint_background_panics_total{reader=\"backup_jobs\"} 1\n"));
+            assert!(text.contains("avepoint_background_panics_total{reader=\"discovery\"} 0\n"));
+        }
+    }
+
+    #[test]
     fn last_status_help_lists_every_code() {
         for status in ScanStatus::ALL {
             let entry = format!("{}={}", status.code(), status.description());

@@ -104,6 +104,14 @@ pub(super) fn throttled(
     response
 }
 
+/// `background_latency`, for the endpoints the exporter reads in the
+/// background (lists, details, backup), never for the scan reports.
+pub(super) async fn background_delay(state: &SimState) {
+    if !state.config.background_latency.is_zero() {
+        tokio::time::sleep(state.config.background_latency).await;
+    }
+}
+
 /// Bearer check, scope check, latency and random faults shared by every API
 /// route; the request id on success.
 pub(super) async fn admit(
@@ -246,6 +254,7 @@ pub(super) async fn profile_details(
     headers: HeaderMap,
 ) -> Answer {
     state.stats.details_requests.fetch_add(1, Ordering::Relaxed);
+    background_delay(&state).await;
     let request_id = admit(&state, &headers, SCAN_PROFILES_READ).await?;
     let body = state
         .customers
@@ -452,6 +461,7 @@ async fn admit_discovery(
         .stats
         .discovery_requests
         .fetch_add(1, Ordering::Relaxed);
+    background_delay(state).await;
     let request_id = admit(state, headers, permission).await?;
     if state.discovery_failing.load(Ordering::Relaxed) {
         return Err(api_error(

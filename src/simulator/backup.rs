@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::Fault;
-use super::api::{Answer, PageQuery, admit, api_error, page, throttled};
+use super::api::{Answer, PageQuery, admit, api_error, background_delay, page, throttled};
 use super::data::SimCustomer;
 use super::state::SimState;
 use crate::avepoint::model::api_time;
@@ -304,6 +304,7 @@ pub(super) async fn jobs_batch(
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Answer {
+    background_delay(&state).await;
     let request_id = admit(&state, &headers, JOBS_READ).await?;
     let (index, _) = customer(&state, &customer_id).ok_or_else(|| not_found(&state, request_id))?;
     let fault = lock(&state.backup_faults).get(&customer_id).cloned();
@@ -336,6 +337,7 @@ pub(super) async fn coverage_overview(
     Query(query): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Answer {
+    background_delay(&state).await;
     let request_id = admit(&state, &headers, COVERAGE_READ).await?;
     let (index, found) =
         customer(&state, &customer_id).ok_or_else(|| not_found(&state, request_id))?;

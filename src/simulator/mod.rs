@@ -59,6 +59,11 @@ pub struct SimulatorConfig {
     pub profiles_per_customer: usize,
     /// Added to every API (not token) response.
     pub latency: Duration,
+    /// Added, on top of `latency`, to every endpoint the exporter reads in
+    /// the background: the customers and profiles batches, profile
+    /// details, backup jobs and coverage. The scan reports (the scrape
+    /// path) are not slowed.
+    pub background_latency: Duration,
     /// Share of API requests answered 500.
     pub error_rate: f64,
     /// Share of API requests answered 429 (with `Retry-After: 1`).
@@ -101,6 +106,7 @@ impl Default for SimulatorConfig {
             customers: 3,
             profiles_per_customer: 3,
             latency: Duration::ZERO,
+            background_latency: Duration::ZERO,
             error_rate: 0.0,
             throttle_rate: 0.0,
             day_length: Duration::from_secs(86_400),

@@ -72,6 +72,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         backup: pipeline.backup_snapshot(),
         backup_per_customer: pipeline.settings.metrics_include_profiles,
         last_status_state: pipeline.settings.metrics_last_status_state,
+        background_panics: state.background_panics.snapshot(),
     };
     metrics_response(
         encode_scrape(
