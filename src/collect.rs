@@ -8,7 +8,10 @@
 //! from its start, never a caller's. A caller's own budget only bounds how
 //! long that caller waits: when it runs out first, the caller gets what the
 //! round has so far, and the round goes on for the others. Rounds run as
-//! tasks of their own, so no caller can cancel one.
+//! tasks of their own, so no caller can cancel one; but a probe round
+//! whose callers have all gone starts no further fetch, and all probe
+//! rounds together hold at most half of `concurrency`, so `/metrics`
+//! comes first.
 //!
 //! Owns [`ScrapeRounds`] and the report cache. Imports `avepoint`, `config`
 //! and `discovery` (for the target list); never `metrics`, `web` or above.
@@ -16,11 +19,12 @@
 //! scrape-timeout header is the web layer's job.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant as TokioInstant;
 
 use crate::avepoint::{ApiClient, ApiError, FailureKind, ScanProfileReport};
@@ -32,6 +36,8 @@ use crate::sync::lock;
 /// fetch it: the caller's own deadline came first.
 const NOT_YET: &str =
     "not fetched yet when this caller's deadline passed; the round goes on for the others";
+/// Why a probe round fetched no more once every caller had gone.
+const ABANDONED: &str = "not fetched: every caller of this probe had gone";
 /// Why every profile a failed round had not fetched is down.
 const ROUND_FAILED: &str = "internal error in the collection round";
 
@@ -164,6 +170,29 @@ struct Round {
     /// `Some` once the round is over; closed without a value if its task
     /// died.
     done: watch::Receiver<Option<Arc<Snapshot>>>,
+    /// For a probe round: the permits all probe rounds share, so that
+    /// `/metrics` always keeps the others; and the round stops starting
+    /// fetches once no caller waits for it (a flood of probes whose
+    /// clients hang up must not keep fetching ahead of `/metrics`).
+    probe: Option<Arc<Semaphore>>,
+    /// Callers waiting for the round now.
+    callers: AtomicUsize,
+}
+
+/// One caller waiting for a round; counted while it lives.
+struct Caller(Arc<Round>);
+
+impl Caller {
+    fn new(round: Arc<Round>) -> Self {
+        round.callers.fetch_add(1, Ordering::SeqCst);
+        Caller(round)
+    }
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        self.0.callers.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Takes a round out of the in-flight map when the round's task ends,
@@ -171,26 +200,43 @@ struct Round {
 struct Registration {
     in_flight: InFlight,
     key: RoundKey,
+    round: Weak<Round>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        // Only this round is under its key: a caller inserts a round only
-        // where there is none, and only this registration removes it.
-        lock(&self.in_flight).remove(&self.key);
+        // Only while this round is under its key: an abandoned probe round
+        // may have been replaced by a fresh one.
+        let mut in_flight = lock(&self.in_flight);
+        if in_flight
+            .get(&self.key)
+            .is_some_and(|round| std::ptr::eq(Arc::as_ptr(round), self.round.as_ptr()))
+        {
+            in_flight.remove(&self.key);
+        }
     }
 }
 
 impl Round {
-    fn new(targets: Arc<[ProfileTarget]>) -> (Arc<Self>, watch::Sender<Option<Arc<Snapshot>>>) {
+    fn new(
+        targets: Arc<[ProfileTarget]>,
+        probe: Option<Arc<Semaphore>>,
+    ) -> (Arc<Self>, watch::Sender<Option<Arc<Snapshot>>>) {
         let (done_tx, done) = watch::channel(None);
         let round = Arc::new(Round {
             results: Mutex::new(vec![None; targets.len()]),
             targets,
             started: Instant::now(),
             done,
+            probe,
+            callers: AtomicUsize::new(0),
         });
         (round, done_tx)
+    }
+
+    /// A probe round nobody waits for any more.
+    fn abandoned(&self) -> bool {
+        self.probe.is_some() && self.callers.load(Ordering::SeqCst) == 0
     }
 
     /// Fetch every target in a task of its own, ending by `deadline`;
@@ -274,6 +320,10 @@ pub struct ScrapeRounds {
     targets: TargetSource,
     round_timeout: Duration,
     in_flight: InFlight,
+    /// What all probe rounds together may hold of the client's
+    /// `concurrency` permits: half (at least 1), so `/metrics` keeps the
+    /// rest however many probes arrive.
+    probe_share: Arc<Semaphore>,
 }
 
 impl ScrapeRounds {
@@ -291,11 +341,13 @@ impl ScrapeRounds {
             ttl: cache_ttl,
             entries: Mutex::default(),
         });
+        let probe_share = Arc::new(Semaphore::new((client.concurrency() / 2).max(1)));
         Self {
             fetcher: Arc::new(Fetcher { client, cache }),
             targets,
             round_timeout,
             in_flight: InFlight::default(),
+            probe_share,
         }
     }
 
@@ -318,8 +370,8 @@ impl ScrapeRounds {
     /// the rest, and the round goes on for the others.
     pub async fn collect(&self, wait: Duration) -> Arc<Snapshot> {
         let deadline = TokioInstant::now().checked_add(wait);
-        let round = self.join_or_start(RoundKey::All, || self.targets.current());
-        round.wait_until(deadline).await
+        let caller = self.join_or_start(RoundKey::All, || self.targets.current());
+        caller.0.wait_until(deadline).await
     }
 
     /// `targets`, from the round in flight for the same targets or a new
@@ -332,15 +384,15 @@ impl ScrapeRounds {
     ) -> Arc<Snapshot> {
         let deadline = TokioInstant::now().checked_add(wait);
         let key = RoundKey::Targets(Arc::clone(&targets));
-        let round = self.join_or_start(key, || targets);
-        round.wait_until(deadline).await
+        let caller = self.join_or_start(key, || targets);
+        caller.0.wait_until(deadline).await
     }
 
     /// All targets in a round of their own that ends `round_timeout` after
     /// its start instead of the configured one, waiting for all of it
     /// (for `check`, which runs alone and gives every request its time).
     pub async fn collect_once(&self, round_timeout: Duration) -> Arc<Snapshot> {
-        let (round, done) = Round::new(self.targets.current());
+        let (round, done) = Round::new(self.targets.current(), None);
         let message = format!("no answer within {}s", round_timeout.as_secs_f64());
         round.run(
             Arc::clone(&self.fetcher),
@@ -352,26 +404,33 @@ impl ScrapeRounds {
         round.wait_until(None).await
     }
 
-    /// The round in flight under `key`, or a new one over `targets()`.
+    /// A caller of the round in flight under `key`, or of a new one over
+    /// `targets()` (also in place of an abandoned probe round, which has
+    /// stopped fetching).
     fn join_or_start(
         &self,
         key: RoundKey,
         targets: impl FnOnce() -> Arc<[ProfileTarget]>,
-    ) -> Arc<Round> {
-        let (round, done) = {
+    ) -> Caller {
+        let (caller, done) = {
             let mut in_flight = lock(&self.in_flight);
-            if let Some(round) = in_flight.get(&key) {
-                return Arc::clone(round);
+            if let Some(round) = in_flight.get(&key).filter(|round| !round.abandoned()) {
+                return Caller::new(Arc::clone(round));
             }
-            let (round, done) = Round::new(targets());
+            let probe = matches!(key, RoundKey::Targets(_)).then(|| Arc::clone(&self.probe_share));
+            let (round, done) = Round::new(targets(), probe);
             in_flight.insert(key.clone(), Arc::clone(&round));
-            (round, done)
+            // Counted before the round can start: it must not see itself
+            // abandoned before its first caller waits.
+            (Caller::new(round), done)
         };
+        let round = Arc::clone(&caller.0);
         // Spawned with the map unlocked: a task dropped at once (runtime
         // shutting down) unregisters itself, which takes the lock.
         let registration = Registration {
             in_flight: Arc::clone(&self.in_flight),
             key,
+            round: Arc::downgrade(&round),
         };
         // Seconds as the config file has them: "9.5s", not "9s 500ms".
         let message = format!(
@@ -385,7 +444,7 @@ impl ScrapeRounds {
             done,
             Some(registration),
         );
-        round
+        caller
     }
 }
 
@@ -404,7 +463,15 @@ async fn collect_round(
         .map(|(index, target)| {
             let fetcher = Arc::clone(&fetcher);
             let timeout_message = Arc::clone(&timeout_message);
+            let round = Arc::clone(&round);
             async move {
+                let _share = match &round.probe {
+                    Some(share) => share.acquire().await.ok(),
+                    None => None,
+                };
+                if round.abandoned() {
+                    return (index, not_fetched(target, ABANDONED));
+                }
                 let result = fetch_cached(&fetcher, target, deadline, &timeout_message).await;
                 (index, result)
             }
@@ -440,6 +507,20 @@ async fn collect_round(
         "collection round done"
     );
     snapshot
+}
+
+/// A target not fetched, for `why`.
+fn not_fetched(target: ProfileTarget, why: &str) -> ProfileResult {
+    ProfileResult {
+        target,
+        fetch_duration: Duration::ZERO,
+        outcome: Err(FetchError {
+            status: FailureKind::Deadline,
+            request_id: None,
+            message: why.into(),
+        }),
+        cache_age: None,
+    }
 }
 
 /// One target's report from the cache, or else from AvePoint (and then

@@ -205,8 +205,9 @@ async fn a_short_caller_first_does_not_cut_the_round_short() {
 }
 
 /// (c) 50 probes of one customer whose clients hang up after 300 ms cost
-/// one round: 3 calls, made to the end although nobody waits any more.
-/// A probe afterwards starts a new round (the finished one is forgotten).
+/// one round, which stops starting fetches once nobody waits (issue #19):
+/// the 2 calls already under way (probes share half of `concurrency` 4)
+/// end, the third is never sent. A probe afterwards starts a new round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_hung_up_probes_of_one_customer_cost_one_round() {
     let harness = Harness::start(Setup {
@@ -232,22 +233,23 @@ async fn fifty_hung_up_probes_of_one_customer_cost_one_round() {
     for probe in probes {
         probe.await.unwrap();
     }
-    settle(stats(&harness), 3, Duration::from_secs(5)).await;
-    assert_eq!(profile_requests(&harness), 3);
-    assert_eq!(stats(&harness).max_api_in_flight.load(Ordering::SeqCst), 3);
+    settle(stats(&harness), 2, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(profile_requests(&harness), 2);
+    assert_eq!(stats(&harness).max_api_in_flight.load(Ordering::SeqCst), 2);
 
     let response = harness.get(&path, &[]).await;
     let probe = Exposition::parse(&response.body);
     assert_eq!(probe.value("avepoint_probe_success", &[]), 1.0);
     assert_eq!(up(&probe), (3, 0));
-    assert_eq!(profile_requests(&harness), 6);
+    assert_eq!(profile_requests(&harness), 5);
 }
 
 /// (c) 50 probes of 50 customers, one every 40 ms, each hanging up after
 /// 100 ms while AvePoint takes 500 ms and, like a real server, finishes a
-/// request whose client went away: AvePoint never has more than
-/// `concurrency` requests in flight, and every probe's round still fetches
-/// its profile.
+/// request whose client went away: AvePoint never has more than the
+/// probes' share of `concurrency` (half of 4) in flight, and the rounds
+/// whose callers left before their turn send nothing (issue #19).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_up_probes_never_exceed_the_concurrency_upstream() {
     let harness = Harness::start(Setup {
@@ -282,9 +284,14 @@ async fn hung_up_probes_never_exceed_the_concurrency_upstream() {
     }
     // 50 calls, 4 at a time, 500 ms each: about 6.3 s after the first,
     // within every round's 9.5 s.
-    settle(stats(&harness), 50, Duration::from_secs(10)).await;
-    assert_eq!(stats(&harness).max_api_in_flight.load(Ordering::SeqCst), 4);
-    assert_eq!(profile_requests(&harness), 50);
+    settle(stats(&harness), 1, Duration::from_secs(10)).await;
+    assert_eq!(stats(&harness).max_api_in_flight.load(Ordering::SeqCst), 2);
+    // 2 at a time, 500 ms each, over the 2.1 s the probes keep coming.
+    let sent = profile_requests(&harness);
+    assert!(
+        (2..=12).contains(&sent),
+        "{sent} requests for abandoned probes"
+    );
     assert_eq!(stats(&harness).api_in_flight.load(Ordering::SeqCst), 0);
 }
 
@@ -362,4 +369,60 @@ async fn check_is_not_bound_by_round_timeout() {
         stdout.ends_with("\n2 profiles: 2 ok, 0 failed\n"),
         "{stdout}"
     );
+}
+
+/// A flood of probes over distinct target sets (each profile, each
+/// customer), whose clients hang up at once, does not starve `/metrics`:
+/// probes hold at most half of `concurrency`, and their rounds stop once
+/// nobody waits (issue #19; before, 4-8 of 20 were up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_flood_does_not_starve_metrics() {
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            customers: 2,
+            profiles_per_customer: 10,
+            latency: Duration::from_millis(400),
+            finish_abandoned_requests: true,
+            ..SimulatorConfig::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let mut paths: Vec<String> = harness
+        .sim
+        .profile_ids()
+        .into_iter()
+        .map(|(customer, profile)| format!("/probe?customer_id={customer}&profile_id={profile}"))
+        .collect();
+    paths.extend(
+        harness
+            .sim
+            .customers()
+            .iter()
+            .map(|c| format!("/probe?customer_id={}", c.id)),
+    );
+    let addr = harness.addr;
+    let flood = tokio::spawn(async move {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(6) {
+            let wave: Vec<_> = paths
+                .iter()
+                .map(|path| {
+                    tokio::spawn(hang_up_after(addr, path.clone(), Duration::from_millis(20)))
+                })
+                .collect();
+            for probe in wave {
+                probe.await.unwrap();
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let metrics = scrape_with_header(addr, "2.5", Duration::from_secs(5))
+            .await
+            .expect("/metrics answers");
+        let (up, down) = up(&metrics);
+        assert!(up >= 18, "{up} up, {down} down under a probe flood");
+    }
+    flood.await.unwrap();
 }
