@@ -31,11 +31,7 @@ async fn auto_moves_to_changes_when_the_seed_path_is_not_served() {
 
     let first = harness.scrape().await;
     assert_eq!(
-        first
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .filter(|s| s.value == 1.0)
-            .count() as u64,
+        first.up_count() as u64,
         profiles,
         "every profile is up on the first scrape"
     );
@@ -63,14 +59,7 @@ async fn auto_moves_to_changes_when_the_seed_path_is_not_served() {
     let second = harness.scrape().await;
     assert_eq!(v2_requests(&harness), seed, "the seed path was asked again");
     assert_eq!(all_requests(&harness), 2 * profiles + seed);
-    assert_eq!(
-        second
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .filter(|s| s.value == 1.0)
-            .count() as u64,
-        profiles
-    );
+    assert_eq!(second.up_count() as u64, profiles);
 }
 
 /// A gateway in front of AvePoint may answer an unknown route 405 rather
@@ -167,13 +156,7 @@ async fn auto_moves_back_when_changes_goes_away() {
     let harness = Harness::start(Setup::default()).await;
     let profiles = harness.sim.profile_ids().len();
     harness.sim.set_v2_path_absent(true);
-    let up = |metrics: &common::Exposition| {
-        metrics
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .filter(|s| s.value == 1.0)
-            .count()
-    };
+    let up = |metrics: &common::Exposition| metrics.up_count();
     assert_eq!(up(&harness.scrape().await), profiles);
     assert_eq!(
         harness.state.pipeline().client.profile_path().name(),

@@ -316,14 +316,7 @@ async fn revoked_token_mid_run_is_refreshed_once_and_retried() {
     let harness = Harness::start(Setup::default()).await;
     let targets = harness.sim.profile_ids();
     let first = harness.scrape().await;
-    assert_eq!(
-        first
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .filter(|s| s.value == 1.0)
-            .count(),
-        targets.len()
-    );
+    assert_eq!(first.up_count(), targets.len());
 
     harness.sim.revoke_tokens();
     let second = harness.scrape().await;
@@ -430,14 +423,7 @@ async fn a_400_quotes_the_causes_of_the_error_body() {
 async fn every_request_says_content_type_json() {
     let harness = Harness::start_discovering(SimulatorConfig::default(), "").await;
     let metrics = harness.scrape().await;
-    assert_eq!(
-        metrics
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .filter(|s| s.value == 1.0)
-            .count(),
-        9
-    );
+    assert_eq!(metrics.up_count(), 9);
     let stats = harness.sim.stats();
     assert_eq!(stats.profile_requests.load(Ordering::Relaxed), 9);
     assert!(stats.discovery_requests.load(Ordering::Relaxed) > 0);
@@ -606,11 +592,7 @@ async fn hanging_upstream_does_not_hold_the_scrape_past_its_deadline() {
         metrics.profile_value("avepoint_scan_profile_up", &hung_customer, &hung_profile),
         0.0
     );
-    let others_up = metrics
-        .find("avepoint_scan_profile_up", &[])
-        .iter()
-        .filter(|s| s.value == 1.0)
-        .count();
+    let others_up = metrics.up_count();
     assert_eq!(others_up, targets.len() - 1);
 }
 
@@ -696,14 +678,7 @@ async fn concurrency_bound_is_respected() {
     let metrics = harness.scrape().await;
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(1000), "{elapsed:?}");
-    assert_eq!(
-        metrics
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .filter(|s| s.value == 1.0)
-            .count(),
-        9
-    );
+    assert_eq!(metrics.up_count(), 9);
 }
 
 #[tokio::test]

@@ -64,14 +64,7 @@ async fn an_api_redirect_is_an_error_naming_where_it_pointed() {
         metrics.profile_value("avepoint_scan_profile_up", &customer, &profile),
         0.0
     );
-    assert_eq!(
-        metrics
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .filter(|s| s.value == 1.0)
-            .count(),
-        harness.sim.profile_ids().len() - 1
-    );
+    assert_eq!(metrics.up_count(), harness.sim.profile_ids().len() - 1);
     let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
     let error = snapshot
         .profiles

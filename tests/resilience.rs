@@ -38,11 +38,7 @@ async fn scrape_within(harness: &Harness, timeout_seconds: f64) -> Exposition {
 }
 
 fn up_count(metrics: &Exposition) -> usize {
-    metrics
-        .find("avepoint_scan_profile_up", &[])
-        .iter()
-        .filter(|s| s.value == 1.0)
-        .count()
+    metrics.up_count()
 }
 
 /// Every profile but `except` has exactly the simulator's current values.

@@ -223,6 +223,14 @@ impl Exposition {
     }
 
     /// The value of the one sample of `name` with `labels`; panics if not exactly one.
+    /// How many profiles are up (`avepoint_scan_profile_up 1`).
+    pub fn up_count(&self) -> usize {
+        self.find("avepoint_scan_profile_up", &[])
+            .iter()
+            .filter(|s| s.value == 1.0)
+            .count()
+    }
+
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let found = self.find(name, labels);
         assert_eq!(
