@@ -258,16 +258,24 @@ pub async fn read_customer_jobs(
     query: JobsQuery,
     permits: &Permits,
 ) -> Result<(Vec<BackupJob>, JobsQuery), DiscoveryError> {
-    let list = format!("backup jobs of customer {customer}");
+    // One list: every job type (`None`, body `{}`) or one.
+    let list_jobs = |job_type: Option<i64>| {
+        let list = match job_type {
+            None => format!("backup jobs of customer {customer}"),
+            Some(job_type) => format!("backup jobs of type {job_type} of customer {customer}"),
+        };
+        async move {
+            list_all(
+                &list,
+                PAGE_SIZE,
+                |page, size| permits.hold(client.backup_jobs_page(customer, job_type, page, size)),
+                job_key,
+            )
+            .await
+        }
+    };
     if query == JobsQuery::AllTypes {
-        let all = list_all(
-            &list,
-            PAGE_SIZE,
-            |page, size| permits.hold(client.backup_jobs_page(customer, None, page, size)),
-            job_key,
-        )
-        .await;
-        match all {
+        match list_jobs(None).await {
             Err(DiscoveryError::Api {
                 source: ApiError::Status { status, .. },
                 ..
@@ -282,18 +290,7 @@ pub async fn read_customer_jobs(
     }
     let mut jobs = Vec::new();
     for job_type in BACKUP_JOB_TYPES {
-        let list = format!("backup jobs of type {job_type} of customer {customer}");
-        jobs.extend(
-            list_all(
-                &list,
-                PAGE_SIZE,
-                |page, size| {
-                    permits.hold(client.backup_jobs_page(customer, Some(job_type), page, size))
-                },
-                job_key,
-            )
-            .await?,
-        );
+        jobs.extend(list_jobs(Some(job_type)).await?);
     }
     Ok((jobs, JobsQuery::PerJobType))
 }
