@@ -54,6 +54,7 @@ fn snapshot(customers: usize, per_customer: usize) -> Arc<Snapshot> {
                     cache_age: None,
                 })
         })
+        .map(Arc::new)
         .collect();
     Arc::new(Snapshot {
         profiles,

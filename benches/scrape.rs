@@ -23,6 +23,8 @@
 //!
 //! Children exit when their stdin closes, so nothing outlives the bench.
 
+#[path = "support/outside.rs"]
+mod outside;
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -60,6 +62,12 @@ const USAGE: &str = "cargo bench --bench scrape -- [options]
                         through ALPN, as AvePoint's hosts do) instead of plain HTTP/1.1
   --token-check S       seconds of scraping with 3 s tokens to count token requests
                         (default 12 in the full matrix, 0 skips it)
+  --outside N           compare the CPU per profile at N profiles, zero latency and
+                        the default config (concurrency 8, profile details on), text
+                        and OpenMetrics, measured two ways: this bench's exporter
+                        child, and the shipped binary against `simulate` as
+                        ../shared/tools/scrape_cpu.py does (default 1000 in the full
+                        matrix, 0 skips it)
 ";
 
 fn main() {
@@ -639,6 +647,10 @@ fn orchestrate(args: &[String]) {
     let rps_seconds = flag(args, "--rps-seconds").map(|s| parse_number::<f64>(&s, "rps seconds"));
     let tls = args.iter().any(|arg| arg == "--tls");
     let full_matrix = flag(args, "--profiles").is_none() && flag(args, "--latency").is_none();
+    let outside_profiles = flag(args, "--outside")
+        .map_or(if full_matrix { 1000 } else { 0 }, |n| {
+            parse_number::<usize>(&n, "outside profiles")
+        });
     let token_check = flag(args, "--token-check")
         .map_or(if full_matrix { 12.0 } else { 0.0 }, |s| {
             parse_number::<f64>(&s, "token check seconds")
@@ -705,6 +717,8 @@ fn orchestrate(args: &[String]) {
         (result, expected)
     });
 
+    let outside = (outside_profiles > 0).then(|| compare_outside(outside_profiles, scrapes));
+
     // A table to paste into BENCHMARKS.md.
     println!(
         "\n| N | L | C | scrape median | p95 | bound | ratio | CPU/scrape | CPU/profile | conns cold/warm | peak RSS | req/s shared (rounds) | tokens |"
@@ -735,11 +749,74 @@ fn orchestrate(args: &[String]) {
             r.token_requests
         );
     }
+    if let Some(rows) = outside {
+        print_outside(&rows);
+    }
     if let Some((result, expected)) = token {
         println!(
             "\ntoken check: {} token requests in {:.0} s with 3-s tokens (expected {expected})",
             result.token_requests,
             result.elapsed.as_secs_f64()
+        );
+    }
+}
+
+/// One format's CPU per profile, measured both ways.
+struct OutsideRow {
+    format: &'static str,
+    child: CaseResult,
+    binary: outside::OutsideFigure,
+}
+
+/// The default config at `profiles` profiles and zero latency, text and
+/// OpenMetrics: this bench's exporter child, then the shipped binary
+/// against `simulate`, each measured from outside (utime + stime).
+fn compare_outside(profiles: usize, scrapes: Option<usize>) -> Vec<OutsideRow> {
+    let binary = Path::new(env!("CARGO_BIN_EXE_avepoint-exporter"));
+    let scrapes = scrapes.unwrap_or(10);
+    [("text", "text/plain"), ("OpenMetrics", PROMETHEUS_ACCEPT)]
+        .into_iter()
+        .map(|(format, accept)| {
+            let child = run_case(&Case {
+                profiles,
+                latency: Duration::ZERO,
+                concurrency: 8,
+                scrapes: Some(scrapes),
+                openmetrics: format == "OpenMetrics",
+                rps_clients: 0,
+                rps_seconds: Some(0.0),
+                token_lifetime: Duration::from_secs(3600),
+                token_check: None,
+                tls: false,
+            });
+            let binary = outside::measure(binary, profiles, accept, scrapes);
+            OutsideRow {
+                format,
+                child,
+                binary,
+            }
+        })
+        .collect()
+}
+
+fn print_outside(rows: &[OutsideRow]) {
+    println!(
+        "\nCPU per profile per scrape, default config (concurrency 8, profile details on), zero latency, utime+stime from /proc:"
+    );
+    println!(
+        "\n| format | N | bench exporter child | shipped binary vs `simulate` (as scrape_cpu.py) | up | scrape median (binary) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for row in rows {
+        println!(
+            "| {} | {} | {:.1} µs | {:.1} µs | {}/{} | {} |",
+            row.format,
+            row.binary.profiles,
+            row.child.cpu_per_scrape * 1e6 / row.child.profiles as f64,
+            row.binary.cpu_per_profile * 1e6,
+            row.binary.up,
+            row.binary.profiles,
+            ms(row.binary.scrape_wall),
         );
     }
 }

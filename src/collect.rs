@@ -44,8 +44,9 @@ const ROUND_FAILED: &str = "internal error in the collection round";
 /// Result of one collection round: one entry per target, in target order.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// One result per target.
-    pub profiles: Vec<ProfileResult>,
+    /// One result per target, shared: every caller of a round, late or
+    /// not, holds pointers to the same results, never copies.
+    pub profiles: Vec<Arc<ProfileResult>>,
     /// Wall time of the whole round.
     pub collect_duration: Duration,
 }
@@ -166,7 +167,7 @@ struct Round {
     started: Instant,
     /// By target index, filled as fetches end: what a caller whose own
     /// deadline comes first gets.
-    results: Mutex<Vec<Option<ProfileResult>>>,
+    results: Mutex<Vec<Option<Arc<ProfileResult>>>>,
     /// `Some` once the round is over; closed without a value if its task
     /// died.
     done: watch::Receiver<Option<Arc<Snapshot>>>,
@@ -294,15 +295,17 @@ impl Round {
             .iter()
             .zip(results.iter())
             .map(|(target, result)| {
-                result.clone().unwrap_or_else(|| ProfileResult {
-                    target: target.clone(),
-                    fetch_duration: elapsed,
-                    outcome: Err(FetchError {
-                        status: FailureKind::Deadline,
-                        request_id: None,
-                        message: pending.into(),
-                    }),
-                    cache_age: None,
+                result.clone().unwrap_or_else(|| {
+                    Arc::new(ProfileResult {
+                        target: target.clone(),
+                        fetch_duration: elapsed,
+                        outcome: Err(FetchError {
+                            status: FailureKind::Deadline,
+                            request_id: None,
+                            message: pending.into(),
+                        }),
+                        cache_age: None,
+                    })
                 })
             })
             .collect();
@@ -478,7 +481,7 @@ async fn collect_round(
         })
         .buffer_unordered(fetcher.client.concurrency())
         .for_each(|(index, result)| {
-            lock(&round.results)[index] = Some(result);
+            lock(&round.results)[index] = Some(Arc::new(result));
             std::future::ready(())
         })
         .await;

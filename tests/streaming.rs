@@ -168,3 +168,62 @@ async fn a_body_over_the_cap_fails_only_its_profile_naming_the_cap() {
         assert_eq!(up(&metrics, other), expected, "{other}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_below_the_minimum_rate_is_given_up_early_and_a_slow_one_above_it_is_read() {
+    // request_timeout 30 s: without the floor the trickle would hold its
+    // permit (and, being chunked and long, a decode slot) for 30 s.
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            seed: 17,
+            ..SimulatorConfig::default()
+        },
+        avepoint_extra: "  endpoint: changes\n  request_timeout: 30s\n  round_timeout: 60s\n"
+            .into(),
+        ..Setup::default()
+    })
+    .await;
+    let targets = harness.sim.profile_ids();
+    let (trickling, steady) = (targets[2].1.clone(), targets[3].1.clone());
+    harness.sim.set_fault(
+        &trickling,
+        Fault::Trickle {
+            bytes: 100_000,
+            per_second: 2_000,
+        },
+    );
+    // 48 KB at 24 KB/s: slow, but above 8 KiB/s all the way.
+    harness.sim.set_fault(
+        &steady,
+        Fault::Trickle {
+            bytes: 48_000,
+            per_second: 24_000,
+        },
+    );
+    let started = std::time::Instant::now();
+    let snapshot = harness
+        .state
+        .rounds()
+        .collect(Duration::from_secs(60))
+        .await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    let failure = snapshot.profiles[2].outcome.as_ref().unwrap_err();
+    assert_eq!(failure.status, "timeout");
+    assert!(
+        failure
+            .message
+            .starts_with("request failed: response body too slow: ")
+            && failure
+                .message
+                .ends_with(", below the minimum of 8 KiB/s; given up"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        snapshot.profiles[3].outcome.is_ok(),
+        "{:?}",
+        snapshot.profiles[3].outcome
+    );
+    assert_eq!(snapshot.failures(), 1);
+}

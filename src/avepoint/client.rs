@@ -27,8 +27,9 @@ use crate::sync::lock;
 /// 100 items or a profile's details are a few dozen KiB.
 const MAX_BUFFERED_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// Idle keep-alive connections kept per host (see [`ApiClient::new`]).
-const IDLE_CONNECTIONS: usize = 4;
+/// The most idle keep-alive connections kept per host, whatever
+/// `concurrency` is (see [`ApiClient::new`]).
+const MAX_IDLE_CONNECTIONS: usize = 16;
 
 /// Client for the scan profile endpoints.
 ///
@@ -76,13 +77,16 @@ impl ApiClient {
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(90))
-            // An idle HTTP/1 connection keeps hyper's read buffer at the
-            // size its last body grew it to (up to ~400 KiB after a huge
+            // As many idle connections as requests may be in flight, so a
+            // round reuses its connections instead of opening some anew
+            // for every batch (with four kept at the default eight in
+            // flight: ~19 connects a scrape, CPU for nothing). Capped: an
+            // idle HTTP/1 connection keeps hyper's read buffer at the size
+            // its last body grew it to (up to ~400 KiB after a huge
             // `changes` report): with 64 kept, +25 MiB that no body is
-            // using (heaptrack, BENCHMARKS.md "changes_memory"). Four
-            // (+7 MiB at 64 in flight; eight: +10.5): a round with more
-            // requests in flight opens new connections for the rest.
-            .pool_max_idle_per_host(IDLE_CONNECTIONS)
+            // using (heaptrack, BENCHMARKS.md "changes_memory"); 16 cost
+            // at most ~6 MiB.
+            .pool_max_idle_per_host(settings.concurrency.min(MAX_IDLE_CONNECTIONS))
             .tls_certs_merge(settings.extra_root_certificates.iter().cloned())
             .build()?;
         let tokens = TokenSource::new(http.clone(), settings, metrics.clone());

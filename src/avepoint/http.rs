@@ -94,6 +94,20 @@ pub enum BodyError {
     /// The body did not arrive within the request's time.
     #[error("reading the response body timed out")]
     TimedOut,
+    /// The body came slower than [`MIN_BODY_BYTES_PER_SECOND`]; given up
+    /// before `request_timeout`, so a trickle does not hold a permit and a
+    /// decode slot all that time.
+    #[error(
+        "response body too slow: {bytes} bytes in {:.1}s, below the minimum of {} KiB/s; given up",
+        elapsed.as_secs_f64(),
+        MIN_BODY_BYTES_PER_SECOND / 1024
+    )]
+    TooSlow {
+        /// Bytes read when it was given up.
+        bytes: u64,
+        /// Time since the body's headers.
+        elapsed: Duration,
+    },
     /// No decode slot came free in time; the body was not read.
     #[error(
         "no decode slot within {}s (avepoint.request_timeout): {DECODE_SLOTS} other large bodies were being read; this one was not",
@@ -155,6 +169,64 @@ pub(crate) const DECODE_SLOTS: usize = 4;
 /// size.
 const SMALL_BODY_BYTES: u64 = 64 * 1024;
 
+/// The slowest a body may arrive, averaged over the time since its
+/// headers, once [`RATE_GRACE`] has passed. AvePoint sends a report in
+/// one go; far below this is a stalled or hostile upstream, and waiting
+/// for it to the end of `request_timeout` would keep a permit (and, for a
+/// large body, one of the [`DECODE_SLOTS`]) from the reports behind it.
+pub(crate) const MIN_BODY_BYTES_PER_SECOND: u64 = 8 * 1024;
+
+/// How long a body may take before [`MIN_BODY_BYTES_PER_SECOND`] applies:
+/// room for a slow first packet of any everyday report.
+const RATE_GRACE: Duration = Duration::from_secs(2);
+
+/// The rate floor of one body: by when its next bytes must have come.
+struct RateFloor {
+    started: Instant,
+    bytes: u64,
+}
+
+impl RateFloor {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// When the body falls below the floor unless more comes first.
+    fn next_due(&self) -> Instant {
+        let earned = Duration::from_secs_f64(self.bytes as f64 / MIN_BODY_BYTES_PER_SECOND as f64);
+        self.started + RATE_GRACE.max(earned)
+    }
+
+    fn read(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
+    }
+
+    fn too_slow(&self) -> BodyError {
+        BodyError::TooSlow {
+            bytes: self.bytes,
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    /// The next chunk of `chunks`, or why none came in time: the
+    /// request's `deadline` first, else the floor.
+    async fn next<S: futures_util::Stream + Unpin>(
+        &mut self,
+        deadline: Instant,
+        chunks: &mut S,
+    ) -> Result<Option<S::Item>, BodyError> {
+        let due = self.next_due();
+        match tokio::time::timeout_at(deadline.min(due), chunks.next()).await {
+            Ok(next) => Ok(next),
+            Err(_) if due < deadline => Err(self.too_slow()),
+            Err(_) => Err(BodyError::TimedOut),
+        }
+    }
+}
+
 /// The time a streamed decode may take, and the queue it waits in.
 pub(crate) struct StreamBudget<'a> {
     /// The decode slots ([`DECODE_SLOTS`]).
@@ -199,18 +271,21 @@ pub(crate) async fn decode_streamed<T: DeserializeOwned + Send + 'static>(
     let spent = budget.sent.elapsed();
     let mut chunks = Box::pin(response.bytes_stream());
     let mut head = Vec::new();
+    let mut floor = RateFloor::new();
     if length.is_none_or(|length| length <= SMALL_BODY_BYTES) {
         // Read up to the small-body size; a body that ends there is decoded
         // now, one that goes on keeps what was read as its head.
         let deadline = Instant::now() + budget.timeout.saturating_sub(spent);
         while (head.len() as u64) <= SMALL_BODY_BYTES {
-            match tokio::time::timeout_at(deadline, chunks.next()).await {
-                Err(_) => return Err(BodyError::TimedOut),
-                Ok(Some(Err(error))) if error.is_timeout() => return Err(BodyError::TimedOut),
-                Ok(Some(Err(error))) => return Err(BodyError::Read(error_chain(&error))),
-                Ok(Some(Ok(chunk))) => head.extend_from_slice(&chunk),
-                Ok(None) if head.len() > limit => return Err(BodyError::TooLarge { limit }),
-                Ok(None) => return Ok(serde_json::from_slice(&head)),
+            match floor.next(deadline, &mut chunks).await? {
+                Some(Err(error)) if error.is_timeout() => return Err(BodyError::TimedOut),
+                Some(Err(error)) => return Err(BodyError::Read(error_chain(&error))),
+                Some(Ok(chunk)) => {
+                    floor.read(chunk.len());
+                    head.extend_from_slice(&chunk);
+                }
+                None if head.len() > limit => return Err(BodyError::TooLarge { limit }),
+                None => return Ok(serde_json::from_slice(&head)),
             }
         }
     }
@@ -222,6 +297,7 @@ pub(crate) async fn decode_streamed<T: DeserializeOwned + Send + 'static>(
         .map(|(_, permits)| Arc::clone(permits));
     let mut budget = budget;
     drop(budget.permit.take());
+    let queued = Instant::now();
     let slot = wait_for_slot(&budget).await?;
     let _permit = match permit {
         Some(permits) => Some(
@@ -233,7 +309,10 @@ pub(crate) async fn decode_streamed<T: DeserializeOwned + Send + 'static>(
         None => None,
     };
     let deadline = Instant::now() + budget.timeout.saturating_sub(spent);
-    let rest = SyncIoBridge::new(StreamReader::new(Box::pin(until(deadline, chunks))));
+    // The floor counts from the headers, but not the wait for a slot and
+    // a permit: that is our queue, not AvePoint's pace.
+    floor.started += queued.elapsed();
+    let rest = SyncIoBridge::new(StreamReader::new(Box::pin(until(deadline, floor, chunks))));
     let body = std::io::Read::chain(std::io::Cursor::new(head), rest);
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
@@ -272,11 +351,12 @@ async fn wait_for_slot(budget: &StreamBudget<'_>) -> Result<OwnedSemaphorePermit
 /// `deadline` (and for reqwest's own timeout, the backstop).
 fn until<S, B>(
     deadline: Instant,
+    floor: RateFloor,
     chunks: S,
 ) -> impl futures_util::Stream<Item = std::io::Result<B>> + Send
 where
     S: futures_util::Stream<Item = reqwest::Result<B>> + Send + 'static,
-    B: Send,
+    B: AsRef<[u8]> + Send,
 {
     let chunks = Box::pin(chunks.map_err(|error| {
         let kind = if error.is_timeout() {
@@ -286,10 +366,18 @@ where
         };
         std::io::Error::new(kind, error_chain(&error))
     }));
-    futures_util::stream::unfold(chunks, move |mut chunks| async move {
-        match tokio::time::timeout_at(deadline, chunks.next()).await {
-            Ok(next) => next.map(|item| (item, chunks)),
-            Err(_) => Some((Err(std::io::ErrorKind::TimedOut.into()), chunks)),
+    futures_util::stream::unfold((chunks, floor), move |(mut chunks, mut floor)| async move {
+        match floor.next(deadline, &mut chunks).await {
+            Ok(Some(Ok(chunk))) => {
+                floor.read(chunk.as_ref().len());
+                Some((Ok(chunk), (chunks, floor)))
+            }
+            Ok(next) => next.map(|item| (item, (chunks, floor))),
+            Err(BodyError::TimedOut) => {
+                Some((Err(std::io::ErrorKind::TimedOut.into()), (chunks, floor)))
+            }
+            // Carried through the reader as its source, for `CappedReader`.
+            Err(slow) => Some((Err(std::io::Error::other(slow)), (chunks, floor))),
         }
     })
 }
@@ -316,8 +404,14 @@ impl<R: Read> Read for CappedReader<R> {
             .inner
             .read(&mut buffer[..allowed])
             .inspect_err(|error| {
-                self.failure = Some(match error.kind() {
-                    std::io::ErrorKind::TimedOut => BodyError::TimedOut,
+                let slow = error
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<BodyError>());
+                self.failure = Some(match (error.kind(), slow) {
+                    (std::io::ErrorKind::TimedOut, _) => BodyError::TimedOut,
+                    (_, Some(&BodyError::TooSlow { bytes, elapsed })) => {
+                        BodyError::TooSlow { bytes, elapsed }
+                    }
                     _ => BodyError::Read(error.to_string()),
                 });
             })?;

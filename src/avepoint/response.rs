@@ -157,7 +157,7 @@ pub(super) fn body_error(error: BodyError, request_id: &Option<String>, setting:
             message,
             timeout: false,
         },
-        BodyError::TimedOut => ApiError::Transport {
+        BodyError::TimedOut | BodyError::TooSlow { .. } => ApiError::Transport {
             message: error.to_string(),
             timeout: true,
         },

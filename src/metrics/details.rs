@@ -213,7 +213,7 @@ impl Iterator for DetailFamilies {
     type Item = String;
 
     fn next(&mut self) -> Option<String> {
-        let mut out = String::new();
+        let mut out = String::with_capacity(CHUNK_BYTES + 4096);
         while let Some(&family) = FAMILIES.get(self.family) {
             if self.next_row == 0 {
                 if !self.rows.iter().any(|(_, s)| family.has_rows(s)) {
@@ -302,6 +302,7 @@ mod tests {
                     },
                     cache_age: None,
                 })
+                .map(Arc::new)
                 .collect(),
             collect_duration: Duration::ZERO,
         }

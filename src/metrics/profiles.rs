@@ -268,7 +268,10 @@ impl Iterator for ProfileFamilies {
 
 /// Append a label value, escaped as both text formats require.
 pub(super) fn push_escaped(out: &mut String, value: &str) {
-    if !value.contains(['\\', '"', '\n']) {
+    // Bytes, not chars: every id and name of every scrape passes here, and
+    // the three characters are ASCII (a UTF-8 continuation byte never
+    // equals one of them).
+    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
         out.push_str(value);
         return;
     }
@@ -295,7 +298,7 @@ fn open_series(out: &mut String, name: &str, result: &ProfileResult) {
 fn line_int(out: &mut String, name: &str, result: &ProfileResult, value: i64) {
     open_series(out, name, result);
     out.push_str("} ");
-    let _ = write!(out, "{value}");
+    out.push_str(itoa::Buffer::new().format(value));
     out.push('\n');
 }
 
@@ -306,6 +309,10 @@ fn line_float(out: &mut String, name: &str, result: &ProfileResult, value: f64) 
     out.push('\n');
 }
 
+/// Integers an `f64` holds exactly (2^53): below this a whole value
+/// prints as the integer it is.
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
 /// Rust's `Display` gives the shortest round-trip decimal, never an
 /// exponent; only the non-finite values need the exposition's spelling.
 pub(super) fn push_float(out: &mut String, value: f64) {
@@ -313,6 +320,10 @@ pub(super) fn push_float(out: &mut String, value: f64) {
         out.push_str("NaN");
     } else if value.is_infinite() {
         out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else if value.fract() == 0.0 && value.abs() < MAX_EXACT_INTEGER && !value.is_sign_negative() {
+        // Whole seconds and counts: the same digits `Display` writes, in
+        // a fraction of the time (most values of a scrape are these).
+        out.push_str(itoa::Buffer::new().format(value as i64));
     } else {
         let _ = write!(out, "{value}");
     }
@@ -362,6 +373,30 @@ fn state_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floats_are_written_as_display_writes_them_fast_path_or_not() {
+        for value in [
+            0.0,
+            -0.0,
+            1.0,
+            -3.0,
+            0.25,
+            1_764_672_000.0,
+            1_764_672_000.123,
+            9_007_199_254_740_991.0,
+            9_007_199_254_740_992.0,
+            1e21,
+            f64::MIN_POSITIVE,
+        ] {
+            let mut out = String::new();
+            push_float(&mut out, value);
+            assert_eq!(out, value.to_string(), "{value:?}");
+        }
+        let mut out = String::new();
+        push_escaped(&mut out, "a\\b\"c\nd é");
+        assert_eq!(out, "a\\\\b\\\"c\\nd é");
+    }
     use crate::collect::FetchError;
     use crate::config::ProfileTarget;
     use std::time::Duration;
@@ -399,7 +434,7 @@ mod tests {
 
     fn encode(profiles: Vec<ProfileResult>, format: Format) -> String {
         let snapshot = Arc::new(Snapshot {
-            profiles,
+            profiles: profiles.into_iter().map(Arc::new).collect(),
             collect_duration: Duration::ZERO,
         });
         ProfileFamilies::new(snapshot, format).collect()
@@ -463,7 +498,7 @@ mod tests {
             .map(|i| result(&format!("p{i}"), Ok(report())))
             .collect();
         let snapshot = Arc::new(Snapshot {
-            profiles,
+            profiles: profiles.into_iter().map(Arc::new).collect(),
             collect_duration: Duration::ZERO,
         });
         let chunks: Vec<String> =
