@@ -52,6 +52,7 @@ fn snapshot(customers: usize, per_customer: usize) -> Arc<Snapshot> {
                         now - Duration::from_secs(50 * 3600),
                     )),
                     cache_age: None,
+                    read: None,
                 })
         })
         .map(Arc::new)
@@ -59,6 +60,7 @@ fn snapshot(customers: usize, per_customer: usize) -> Arc<Snapshot> {
     Arc::new(Snapshot {
         profiles,
         collect_duration: Duration::from_millis(812),
+        schedule: None,
     })
 }
 

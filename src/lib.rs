@@ -34,6 +34,7 @@ pub mod discovery;
 pub mod metrics;
 pub mod profile_details;
 pub mod refresher;
+pub mod report_schedule;
 pub mod serve;
 pub mod simulator;
 pub mod state;

@@ -18,11 +18,12 @@ use std::sync::{Arc, RwLock};
 use crate::avepoint::{ApiClient, ApiMetrics};
 use crate::backup::{BackgroundCollector, BackupSnapshot, Coverage, CustomerSource, LatestJob};
 use crate::collect::ScrapeRounds;
-use crate::config::{ConfigError, Settings, process_env};
+use crate::config::{ConfigError, ProfileTarget, ReportSchedule, Settings, process_env};
 use crate::discovery::{Discovery, DiscoveryState, TargetSource};
 use crate::metrics::{BuildInfo, ReloadMetrics};
 use crate::profile_details::{ProfileDetails, ProfileDetailsState, ProfileSettings};
 use crate::refresher::{PanicCounts, Permits, Refresher};
+use crate::report_schedule::{ReadFailure, ScheduledReports};
 use crate::sync::{read, write};
 
 /// Why a config could not be built into a pipeline.
@@ -107,10 +108,7 @@ impl Pipeline {
         };
         // One permit share per client: readers a reload keeps and readers
         // it starts anew share the same quarter of its concurrency.
-        let refresher = match previous {
-            Some(previous) if Arc::ptr_eq(&previous.client, &client) => previous.refresher.clone(),
-            _ => Refresher::new(Permits::share_of(client.concurrency()), panics.clone()),
-        };
+        let refresher = refresher_for(settings, &client, panics, previous);
         let discovery = settings.discovery.as_ref().map(|discovery| {
             match previous.and_then(|previous| previous.reusable_discovery(settings, &client)) {
                 Some(running) => running,
@@ -139,14 +137,26 @@ impl Pipeline {
             Some(previous) => previous.backup.clone(),
             None => spawn_backup(settings, &refresher, &client, &discovery),
         };
+        let mut rounds = ScrapeRounds::new(
+            Arc::clone(&client),
+            targets.clone(),
+            settings.avepoint.cache_ttl,
+            settings.avepoint.round_timeout,
+        );
+        if let Some(schedule) = settings.collectors.report_schedule {
+            rounds = rounds.serving(spawn_scheduled_reports(
+                settings,
+                schedule,
+                &refresher,
+                &client,
+                targets,
+                profile_details.as_ref(),
+                previous,
+            ));
+        }
         Ok(Self {
             settings: settings.clone(),
-            rounds: Arc::new(ScrapeRounds::new(
-                Arc::clone(&client),
-                targets,
-                settings.avepoint.cache_ttl,
-                settings.avepoint.round_timeout,
-            )),
+            rounds: Arc::new(rounds),
             client,
             refresher,
             discovery,
@@ -247,6 +257,30 @@ impl Pipeline {
     }
 }
 
+/// The refresher of a pipeline: `previous`'s when it keeps the client (one
+/// permit share per client: readers a reload keeps and readers it starts
+/// anew share it), else a new one. With `report_schedule` no scrape or
+/// probe asks AvePoint, so the background readers get the whole
+/// concurrency bound instead of a quarter.
+fn refresher_for(
+    settings: &Settings,
+    client: &Arc<ApiClient>,
+    panics: &PanicCounts,
+    previous: Option<&Pipeline>,
+) -> Refresher {
+    let scheduled = settings.collectors.report_schedule.is_some();
+    match previous {
+        Some(previous)
+            if Arc::ptr_eq(&previous.client, client)
+                && previous.settings.collectors.report_schedule.is_some() == scheduled =>
+        {
+            previous.refresher.clone()
+        }
+        _ if scheduled => Refresher::new(Permits::exactly(client.concurrency()), panics.clone()),
+        _ => Refresher::new(Permits::share_of(client.concurrency()), panics.clone()),
+    }
+}
+
 /// A new details refresher for `settings`, unless details are disabled;
 /// it serves `previous`'s details until its first refresh ends.
 fn spawn_details(
@@ -274,6 +308,56 @@ fn spawn_details(
             .and_then(Pipeline::profile_details_state)
             .as_deref(),
     )))
+}
+
+/// The reader of `refresh: report_schedule`. It keeps the plans of the
+/// reader it replaces (a reload) for every profile still a target, so a
+/// reload reads nothing again.
+fn spawn_scheduled_reports(
+    settings: &Settings,
+    schedule: ReportSchedule,
+    refresher: &Refresher,
+    client: &Arc<ApiClient>,
+    targets: TargetSource,
+    details: Option<&Arc<ProfileDetails>>,
+    previous: Option<&Pipeline>,
+) -> Arc<ScheduledReports> {
+    let client = Arc::clone(client);
+    let round_timeout = settings.avepoint.round_timeout;
+    let fetch = move |target: ProfileTarget| {
+        let client = Arc::clone(&client);
+        async move {
+            let deadline = tokio::time::Instant::now() + round_timeout;
+            client
+                .scan_profile(&target, deadline)
+                .await
+                .map_err(|error| {
+                    tracing::warn!(
+                        customer_id = %target.customer_id,
+                        profile_id = %target.profile_id,
+                        status = %error.kind(),
+                        error = %error,
+                        "scheduled scan report read failed; retried with a growing delay"
+                    );
+                    ReadFailure {
+                        kind: error.kind(),
+                        request_id: error.request_id().map(str::to_owned),
+                        message: error.to_string(),
+                    }
+                })
+        }
+    };
+    let previous = previous
+        .and_then(|previous| previous.rounds.scheduled())
+        .map(|scheduled| Arc::clone(&scheduled.state.borrow()));
+    Arc::new(crate::report_schedule::spawn(
+        refresher,
+        fetch,
+        targets,
+        details.map(|details| details.state.clone()),
+        schedule,
+        previous.as_deref(),
+    ))
 }
 
 /// The enabled backup collectors of `settings`, reading the config's

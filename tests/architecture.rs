@@ -29,7 +29,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "backup",
         &["sync", "config", "avepoint", "refresher", "discovery"],
     ),
-    ("collect", &["sync", "config", "avepoint", "discovery"]),
+    (
+        "report_schedule",
+        &[
+            "sync",
+            "config",
+            "avepoint",
+            "refresher",
+            "discovery",
+            "profile_details",
+        ],
+    ),
+    (
+        "collect",
+        &["sync", "config", "avepoint", "discovery", "report_schedule"],
+    ),
     (
         "metrics",
         &[
@@ -41,6 +55,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "collect",
             "profile_details",
             "backup",
+            "report_schedule",
         ],
     ),
     (
@@ -54,6 +69,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "collect",
             "profile_details",
             "backup",
+            "report_schedule",
             "metrics",
         ],
     ),

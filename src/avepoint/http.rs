@@ -276,17 +276,11 @@ pub(crate) async fn decode_streamed<T: DeserializeOwned + Send + 'static>(
         // Read up to the small-body size; a body that ends there is decoded
         // now, one that goes on keeps what was read as its head.
         let deadline = Instant::now() + budget.timeout.saturating_sub(spent);
-        while (head.len() as u64) <= SMALL_BODY_BYTES {
-            match floor.next(deadline, &mut chunks).await? {
-                Some(Err(error)) if error.is_timeout() => return Err(BodyError::TimedOut),
-                Some(Err(error)) => return Err(BodyError::Read(error_chain(&error))),
-                Some(Ok(chunk)) => {
-                    floor.read(chunk.len());
-                    head.extend_from_slice(&chunk);
-                }
-                None if head.len() > limit => return Err(BodyError::TooLarge { limit }),
-                None => return Ok(serde_json::from_slice(&head)),
+        if read_head(&mut chunks, &mut head, &mut floor, deadline).await? {
+            if head.len() > limit {
+                return Err(BodyError::TooLarge { limit });
             }
+            return Ok(serde_json::from_slice(&head));
         }
     }
     // Slot, then permit, never the other way round: a request that holds a
@@ -334,6 +328,32 @@ pub(crate) async fn decode_streamed<T: DeserializeOwned + Send + 'static>(
     })
     .await
     .map_err(|error| BodyError::Read(format!("the decoding task ended: {error}")))?
+}
+
+/// Read `chunks` into `head` up to [`SMALL_BODY_BYTES`]: `true` when the
+/// body ended there (all of it is in `head`).
+async fn read_head<S, B>(
+    chunks: &mut S,
+    head: &mut Vec<u8>,
+    floor: &mut RateFloor,
+    deadline: Instant,
+) -> Result<bool, BodyError>
+where
+    S: futures_util::Stream<Item = reqwest::Result<B>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    while (head.len() as u64) <= SMALL_BODY_BYTES {
+        match floor.next(deadline, chunks).await? {
+            Some(Err(error)) if error.is_timeout() => return Err(BodyError::TimedOut),
+            Some(Err(error)) => return Err(BodyError::Read(error_chain(&error))),
+            Some(Ok(chunk)) => {
+                floor.read(chunk.as_ref().len());
+                head.extend_from_slice(chunk.as_ref());
+            }
+            None => return Ok(true),
+        }
+    }
+    Ok(false)
 }
 
 async fn wait_for_slot(budget: &StreamBudget<'_>) -> Result<OwnedSemaphorePermit, BodyError> {

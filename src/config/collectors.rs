@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::ConfigFile;
-use super::raw::{RawBackupCollector, RawCollectors};
+use super::raw::{RawBackupCollector, RawCollectors, RawRefresh, RawScanProfilesCollector};
 
 /// Permission of the scan profile endpoints.
 pub const SCAN_PROFILES_SCOPE: &str = "elements.scanprofiles.read.all";
@@ -19,13 +19,40 @@ pub const BACKUP_COVERAGE_SCOPE: &str = "elements.cbprotected.read.all";
 /// Which collectors run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectorSettings {
-    /// Scan profile reports on every scrape (and their details).
+    /// Scan profile reports (and their details).
     pub scan_profiles: bool,
+    /// `refresh: report_schedule`: the reports are read in the background
+    /// on each profile's plan and served from memory; `None`
+    /// (`every_scrape`, the default): read on every scrape.
+    pub report_schedule: Option<ReportSchedule>,
     /// Backup jobs per customer, in the background.
     pub backup_jobs: Option<BackupCollectorSettings>,
     /// Protection coverage per customer, in the background.
     pub backup_coverage: Option<BackupCollectorSettings>,
 }
+
+/// The plan of `collectors.scan_profiles.refresh: report_schedule`
+/// (`report_schedule::plan` applies it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportSchedule {
+    /// How often a profile is read while its scan is not over, and around
+    /// the moment its next report is expected.
+    pub poll_interval: Duration,
+    /// Every profile is read at least this often.
+    pub max_age: Duration,
+    /// The daily rhythm: the next report is expected this long after the
+    /// last one's `lastUpdateTime`.
+    pub report_interval: Duration,
+    /// How long past the expected moment (or in an unfinished state) the
+    /// profile is polled before only `max_age` reads are left.
+    pub report_grace: Duration,
+}
+
+/// Defaults of [`ReportSchedule`].
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
+const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_REPORT_GRACE: Duration = Duration::from_secs(2 * 3600);
 
 /// A background collector's cadence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +95,10 @@ pub(super) fn validate(
     raw: Option<RawCollectors>,
 ) -> Result<CollectorSettings, ConfigError> {
     let raw = raw.unwrap_or_default();
+    let report_schedule = report_schedule(file, raw.scan_profiles.as_ref())?;
     let settings = CollectorSettings {
         scan_profiles: raw.scan_profiles.and_then(|s| s.enabled).unwrap_or(true),
+        report_schedule,
         backup_jobs: background(
             file,
             "collectors.backup_jobs",
@@ -90,6 +119,54 @@ pub(super) fn validate(
         ));
     }
     Ok(settings)
+}
+
+/// `collectors.scan_profiles.refresh` and the keys of its
+/// `report_schedule` mode, which make no sense (and are refused) in
+/// `every_scrape` mode.
+fn report_schedule(
+    file: &ConfigFile<'_>,
+    raw: Option<&RawScanProfilesCollector>,
+) -> Result<Option<ReportSchedule>, ConfigError> {
+    const KEY: &str = "collectors.scan_profiles";
+    let Some(raw) = raw else { return Ok(None) };
+    let keys = [
+        ("poll_interval", raw.poll_interval),
+        ("max_age", raw.max_age),
+        ("report_interval", raw.report_interval),
+        ("report_grace", raw.report_grace),
+    ];
+    if raw.refresh != Some(RawRefresh::ReportSchedule) {
+        if let Some((name, _)) = keys.iter().find(|(_, value)| value.is_some()) {
+            return Err(file.invalid(
+                &format!("{KEY}.{name}"),
+                "only applies with refresh: report_schedule (every_scrape reads every report on every scrape; see avepoint.cache_ttl)".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    for (name, value) in keys {
+        if value.is_some_and(|value| value < Duration::from_secs(1)) {
+            return Err(file.invalid(&format!("{KEY}.{name}"), "must be at least 1s".into()));
+        }
+    }
+    let schedule = ReportSchedule {
+        poll_interval: raw.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL),
+        max_age: raw.max_age.unwrap_or(DEFAULT_MAX_AGE),
+        report_interval: raw.report_interval.unwrap_or(DEFAULT_REPORT_INTERVAL),
+        report_grace: raw.report_grace.unwrap_or(DEFAULT_REPORT_GRACE),
+    };
+    if schedule.poll_interval > schedule.max_age {
+        return Err(file.invalid(
+            &format!("{KEY}.poll_interval"),
+            format!(
+                "{} is longer than max_age ({}): every profile is read at least once per max_age anyway",
+                humantime::format_duration(schedule.poll_interval),
+                humantime::format_duration(schedule.max_age)
+            ),
+        ));
+    }
+    Ok(Some(schedule))
 }
 
 fn background(

@@ -35,7 +35,7 @@ use crate::avepoint::certificate::ClientCertificate;
 
 pub use collectors::{
     BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE, BackupCollectorSettings, CollectorSettings,
-    SCAN_PROFILES_SCOPE,
+    ReportSchedule, SCAN_PROFILES_SCOPE,
 };
 pub use discovery::{DiscoveryRule, DiscoverySettings};
 pub use profile_details::ProfileDetailsSettings;

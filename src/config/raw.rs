@@ -122,6 +122,23 @@ pub(super) struct RawCollectors {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawScanProfilesCollector {
     pub(super) enabled: Option<bool>,
+    pub(super) refresh: Option<RawRefresh>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) poll_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) max_age: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) report_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) report_grace: Option<Duration>,
+}
+
+/// `collectors.scan_profiles.refresh`.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawRefresh {
+    EveryScrape,
+    ReportSchedule,
 }
 
 /// `collectors.backup_jobs` and `collectors.backup_coverage`.

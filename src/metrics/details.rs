@@ -301,10 +301,12 @@ mod tests {
                         _ => Ok(report.clone()),
                     },
                     cache_age: None,
+                    read: None,
                 })
                 .map(Arc::new)
                 .collect(),
             collect_duration: Duration::ZERO,
+            schedule: None,
         }
     }
 

@@ -14,6 +14,7 @@ use super::exporter::{
 use super::format::Format;
 use super::process::ProcessCollector;
 use super::profiles::ProfileFamilies;
+use super::schedule::ScheduleCollector;
 use crate::avepoint::instrumentation::ApiMetrics;
 use crate::avepoint::model::Customer;
 use crate::backup::BackupSnapshot;
@@ -137,6 +138,9 @@ pub fn encode_scrape(
         }));
     }
     registry.register_collector(Box::new(BackgroundPanics(sources.background_panics)));
+    if let Some(figures) = &snapshot.schedule {
+        registry.register_collector(Box::new(ScheduleCollector(figures.clone())));
+    }
     api.register(&mut registry);
     reload.register(&mut registry);
     registry.register_collector(Box::new(ProcessCollector));

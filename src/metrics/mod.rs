@@ -17,6 +17,7 @@ mod format;
 mod gauges;
 mod process;
 pub mod profiles;
+mod schedule;
 
 pub use exporter::{BuildInfo, ReloadMetrics};
 pub use exposition::{Exposition, ScrapeSources, encode_probe, encode_scrape};

@@ -35,9 +35,11 @@ enum Family {
     LastUpdate,
     Modified,
     CacheAge,
+    LastRead,
+    NextRead,
 }
 
-const FAMILIES: [Family; 11] = [
+const FAMILIES: [Family; 13] = [
     Family::Up,
     Family::FetchDuration,
     Family::Info,
@@ -49,6 +51,8 @@ const FAMILIES: [Family; 11] = [
     Family::LastUpdate,
     Family::Modified,
     Family::CacheAge,
+    Family::LastRead,
+    Family::NextRead,
 ];
 
 impl Family {
@@ -65,6 +69,8 @@ impl Family {
             Family::LastUpdate => "avepoint_scan_last_update_timestamp_seconds",
             Family::Modified => "avepoint_scan_profile_modified_timestamp_seconds",
             Family::CacheAge => "avepoint_scan_profile_cache_age_seconds",
+            Family::LastRead => "avepoint_scan_profile_last_read_timestamp_seconds",
+            Family::NextRead => "avepoint_scan_profile_next_read_timestamp_seconds",
         }
     }
 
@@ -102,16 +108,25 @@ impl Family {
                 "When the scan profile was last modified (modifiedTime), as a Unix timestamp."
             }
             Family::CacheAge => {
-                "Age of the report served for this profile: 0 when fetched in this scrape, more when served from the cache (avepoint.cache_ttl). Only present when caching is on."
+                "Age of the report served for this profile: 0 when fetched in this scrape, more when served from the cache (avepoint.cache_ttl) or from the last scheduled read (refresh: report_schedule). Only present in those modes."
+            }
+            Family::LastRead => {
+                "When this profile's report was last read successfully (refresh: report_schedule), as a Unix timestamp."
+            }
+            Family::NextRead => {
+                "When this profile's next read is planned (refresh: report_schedule), as a Unix timestamp."
             }
         }
     }
 
     fn unit(self) -> Option<&'static str> {
         match self {
-            Family::FetchDuration | Family::LastUpdate | Family::Modified | Family::CacheAge => {
-                Some("seconds")
-            }
+            Family::FetchDuration
+            | Family::LastUpdate
+            | Family::Modified
+            | Family::CacheAge
+            | Family::LastRead
+            | Family::NextRead => Some("seconds"),
             _ => None,
         }
     }
@@ -123,6 +138,8 @@ impl Family {
         match (self, &result.outcome) {
             (Family::Up | Family::FetchDuration, _) => true,
             (Family::CacheAge, _) => result.cache_age.is_some(),
+            (Family::LastRead, _) => result.read.is_some_and(|read| read.last_success.is_some()),
+            (Family::NextRead, _) => result.read.is_some(),
             (_, Err(_)) => false,
             (Family::State, Ok(report)) => match states {
                 LastStatusState::All => true,
@@ -148,6 +165,16 @@ impl Family {
             (Family::CacheAge, _) => {
                 if let Some(age) = result.cache_age {
                     line_float(out, name, result, age.as_secs_f64());
+                }
+            }
+            (Family::LastRead, _) => {
+                if let Some(at) = result.read.and_then(|read| read.last_success) {
+                    line_float(out, name, result, system_seconds(at));
+                }
+            }
+            (Family::NextRead, _) => {
+                if let Some(read) = result.read {
+                    line_float(out, name, result, system_seconds(read.next_read));
                 }
             }
             (_, None) => {}
@@ -181,6 +208,12 @@ impl Family {
 
 /// Help text of `avepoint_scan_last_status`: the documented codes.
 pub(super) const LAST_STATUS_HELP: &str = "Raw lastScanStatus code of the profile's last scan: 0=None, 1=Running, 2=Finished, 3=Failed, 4=Finished with exception, 5=Skipped, 6=Pending, 7=Failed to start, 8=Canceled, 9=Rejected, 10=Stopped, 11=Not scanned, 12=Disabled, 13=Not started, 14=Wait for configuration. Other values are undocumented and exported as they come.";
+
+fn system_seconds(at: std::time::SystemTime) -> f64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
 
 fn unix_seconds(at: time::OffsetDateTime) -> f64 {
     at.unix_timestamp_nanos() as f64 / 1e9
@@ -410,6 +443,7 @@ mod tests {
             fetch_duration: Duration::from_millis(250),
             outcome,
             cache_age: None,
+            read: None,
         }
     }
 
@@ -436,6 +470,7 @@ mod tests {
         let snapshot = Arc::new(Snapshot {
             profiles: profiles.into_iter().map(Arc::new).collect(),
             collect_duration: Duration::ZERO,
+            schedule: None,
         });
         ProfileFamilies::new(snapshot, format).collect()
     }
@@ -500,6 +535,7 @@ mod tests {
         let snapshot = Arc::new(Snapshot {
             profiles: profiles.into_iter().map(Arc::new).collect(),
             collect_duration: Duration::ZERO,
+            schedule: None,
         });
         let chunks: Vec<String> =
             ProfileFamilies::new(Arc::clone(&snapshot), Format::PrometheusText).collect();

@@ -199,6 +199,9 @@ pub(super) async fn profile<const WITH_LISTS: bool>(
     headers: HeaderMap,
 ) -> Answer {
     state.stats.profile_requests.fetch_add(1, Ordering::Relaxed);
+    *lock(&state.requests_per_profile)
+        .entry(profile_id.clone())
+        .or_default() += 1;
     if !WITH_LISTS {
         state
             .stats

@@ -209,6 +209,18 @@ const STATUS_WEIGHTS: [(i64, u64); 8] = [
     (11, 2),
 ];
 
+/// When a profile's daily scan starts (its own time of the day) and how
+/// long it runs (2 to 4 % of a day: 30 to 60 minutes of a real one).
+pub fn scan_window(seed: u64, profile: &SimProfile, day_length: Duration) -> (Duration, Duration) {
+    let key = mix(profile
+        .id
+        .bytes()
+        .fold(0u64, |acc, b| acc.rotate_left(5) ^ u64::from(b)));
+    let start = day_length.mul_f64(pick(seed, &[key, 7], 1000) as f64 / 1000.0);
+    let run = day_length.mul_f64(0.02 + pick(seed, &[key, 8], 1000) as f64 / 50_000.0);
+    (start, run)
+}
+
 /// The report a profile shows on simulated day `day` (generated at `day_started`).
 pub fn report(
     seed: u64,

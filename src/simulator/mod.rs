@@ -98,6 +98,10 @@ pub struct SimulatorConfig {
     /// have been sent, so the counters show the load an abandoned request
     /// still puts on the API. Off: the request ends with its connection.
     pub finish_abandoned_requests: bool,
+    /// Each profile scans once a simulated day at a time of its own and its
+    /// report appears when the scan ends (Running before that), as
+    /// AvePoint's do; off: every report rolls over at the start of a day.
+    pub daily_schedule: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -118,6 +122,7 @@ impl Default for SimulatorConfig {
             permissions: ALL_PERMISSIONS.to_owned(),
             trusted_certificate: None,
             respelled_ids: false,
+            daily_schedule: false,
             finish_abandoned_requests: false,
         }
     }
@@ -257,6 +262,19 @@ impl RunningSimulator {
     /// The report the simulator would serve now for a profile (no faults).
     pub fn current_report(&self, customer_id: &str, profile_id: &str) -> Option<ScanProfileReport> {
         self.state.report(customer_id, profile_id)
+    }
+
+    /// Report requests for one profile so far (both paths, all outcomes).
+    pub fn profile_requests(&self, profile_id: &str) -> u64 {
+        lock(&self.state.requests_per_profile)
+            .get(profile_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Report requests per profile so far.
+    pub fn requests_per_profile(&self) -> std::collections::HashMap<String, u64> {
+        lock(&self.state.requests_per_profile).clone()
     }
 
     /// Inject a fault for one profile (replacing any earlier one).

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::data::{self, SimCustomer, mix};
 use super::{Fault, SimulatorConfig};
 use crate::avepoint::certificate::sha1_thumbprint;
-use crate::avepoint::model::ScanProfileReport;
+use crate::avepoint::model::{ScanProfileReport, ScanStatus};
 use crate::sync::lock;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -132,6 +132,8 @@ pub(super) struct SimState {
     /// Status the `changes` path answers instead of serving (0: serve).
     pub(super) changes_path_status: AtomicU16,
     request_counter: AtomicU64,
+    /// Report requests per profile id (both paths, all outcomes).
+    pub(super) requests_per_profile: Mutex<HashMap<String, u64>>,
     pub(super) stats: SimStats,
     /// `http` or `https`: the scheme clients use (token URL checks).
     pub(super) scheme: &'static str,
@@ -183,6 +185,7 @@ impl SimState {
             v2_path_status: AtomicU16::default(),
             changes_path_status: AtomicU16::default(),
             request_counter: AtomicU64::new(1),
+            requests_per_profile: Mutex::default(),
             stats: SimStats::default(),
         }
     }
@@ -234,8 +237,11 @@ impl SimState {
             .iter()
             .enumerate()
             .find(|(_, p)| p.id == profile_id)?;
-        let (day, day_started) = self.day();
         let stale_since = self.started_wall - Duration::from_secs(50 * 3600);
+        if self.config.daily_schedule {
+            return Some(self.scheduled_report(customer, profile, index as u64, stale_since));
+        }
+        let (day, day_started) = self.day();
         Some(data::report(
             self.config.seed,
             customer,
@@ -245,6 +251,41 @@ impl SimState {
             day_started,
             stale_since,
         ))
+    }
+
+    /// With [`super::SimulatorConfig::daily_schedule`]: the profile's scan
+    /// starts at its own time of the simulated day and runs for 2 to 4 %
+    /// of it; until it ends the profile shows `Running` with the previous
+    /// report, then the new report with `lastUpdateTime` at the end.
+    fn scheduled_report(
+        &self,
+        customer: &data::SimCustomer,
+        profile: &data::SimProfile,
+        index: u64,
+        stale_since: OffsetDateTime,
+    ) -> ScanProfileReport {
+        let day_length = self.config.day_length.max(Duration::from_millis(1));
+        let (start, run) = data::scan_window(self.config.seed, profile, day_length);
+        // Days count from two before the simulator started (started_wall is
+        // one before), so even the first scan has a report before it.
+        let since = self.started.elapsed() + day_length * 2;
+        let day = (since.saturating_sub(start).as_nanos() / day_length.as_nanos()) as u32;
+        let finished = |day: u32| self.started_wall - day_length + day_length * day + start + run;
+        let running = since < day_length * day + start + run;
+        let shown = if running { day.saturating_sub(1) } else { day };
+        let mut report = data::report(
+            self.config.seed,
+            customer,
+            profile,
+            index,
+            u64::from(shown) + 1,
+            finished(shown),
+            stale_since,
+        );
+        if running && !profile.stale {
+            report.last_scan_status = ScanStatus::Running as i64;
+        }
+        report
     }
 }
 

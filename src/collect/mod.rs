@@ -18,6 +18,9 @@
 //! The time budget comes in as a plain `Duration`: reading Prometheus'
 //! scrape-timeout header is the web layer's job.
 
+mod cache;
+mod snapshot;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -27,10 +30,14 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant as TokioInstant;
 
-use crate::avepoint::{ApiClient, ApiError, FailureKind, ScanProfileReport};
+use crate::avepoint::{ApiClient, FailureKind};
 use crate::config::ProfileTarget;
 use crate::discovery::TargetSource;
+use crate::report_schedule::ScheduledReports;
 use crate::sync::lock;
+use cache::ReportCache;
+use snapshot::not_fetched;
+pub use snapshot::{FetchError, ProfileResult, ReadTimes, ScheduleFigures, Snapshot};
 
 /// Why a caller got a profile as failed although its round may still
 /// fetch it: the caller's own deadline came first.
@@ -41,111 +48,10 @@ const ABANDONED: &str = "not fetched: every caller of this probe had gone";
 /// Why every profile a failed round had not fetched is down.
 const ROUND_FAILED: &str = "internal error in the collection round";
 
-/// Result of one collection round: one entry per target, in target order.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    /// One result per target, shared: every caller of a round, late or
-    /// not, holds pointers to the same results, never copies.
-    pub profiles: Vec<Arc<ProfileResult>>,
-    /// Wall time of the whole round.
-    pub collect_duration: Duration,
-}
-
-/// One target's outcome in a round.
-#[derive(Debug, Clone)]
-pub struct ProfileResult {
-    /// Which profile.
-    pub target: ProfileTarget,
-    /// How long its fetch took (up to the deadline).
-    pub fetch_duration: Duration,
-    /// The report, or why there is none.
-    pub outcome: Result<ScanProfileReport, FetchError>,
-    /// With `cache_ttl` on: how old the served report is (zero when
-    /// fetched in this round); `None` when caching is off.
-    pub cache_age: Option<Duration>,
-}
-
-/// Why a profile has no report in this round (plain data, cheap to clone).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchError {
-    /// What kind of failure; its label is an HTTP status code, `timeout`,
-    /// `error`, `auth`, `backoff`, `invalid_body` or `deadline`.
-    pub status: FailureKind,
-    /// AvePoint's request id, when a response carried one.
-    pub request_id: Option<String>,
-    /// The full error text, safe to show.
-    pub message: String,
-}
-
-impl From<&ApiError> for FetchError {
-    fn from(error: &ApiError) -> Self {
-        FetchError {
-            status: error.kind(),
-            request_id: error.request_id().map(str::to_owned),
-            message: error.to_string(),
-        }
-    }
-}
-
-impl Snapshot {
-    /// How many profiles failed.
-    pub fn failures(&self) -> usize {
-        self.profiles.iter().filter(|p| p.outcome.is_err()).count()
-    }
-}
-
 /// What a round needs, shared by `/metrics` rounds and probes.
 struct Fetcher {
     client: Arc<ApiClient>,
     cache: Option<ReportCache>,
-}
-
-/// Reports fetched within `ttl`, served again instead of calling AvePoint
-/// (`avepoint.cache_ttl`). Only successful fetches are kept: a failing
-/// profile is asked again on the next scrape.
-struct ReportCache {
-    ttl: Duration,
-    entries: Mutex<HashMap<ProfileTarget, CachedReport>>,
-}
-
-struct CachedReport {
-    report: ScanProfileReport,
-    fetched_at: Instant,
-    fetch_duration: Duration,
-}
-
-impl ReportCache {
-    fn get(&self, target: &ProfileTarget) -> Option<ProfileResult> {
-        let entries = lock(&self.entries);
-        let entry = entries.get(target)?;
-        let age = entry.fetched_at.elapsed();
-        (age < self.ttl).then(|| ProfileResult {
-            target: target.clone(),
-            fetch_duration: entry.fetch_duration,
-            outcome: Ok(entry.report.clone()),
-            cache_age: Some(age),
-        })
-    }
-
-    fn put(&self, result: &ProfileResult) {
-        if let Ok(report) = &result.outcome {
-            let mut entries = lock(&self.entries);
-            entries.insert(
-                result.target.clone(),
-                CachedReport {
-                    report: report.clone(),
-                    fetched_at: Instant::now(),
-                    fetch_duration: result.fetch_duration,
-                },
-            );
-        }
-    }
-
-    /// Drop what can no longer be served (also forgets removed targets).
-    fn prune(&self) {
-        let mut entries = lock(&self.entries);
-        entries.retain(|_, entry| entry.fetched_at.elapsed() < self.ttl);
-    }
 }
 
 /// Which callers share a round: every `/metrics` scrape, or the probes of
@@ -305,6 +211,7 @@ impl Round {
                             message: pending.into(),
                         }),
                         cache_age: None,
+                        read: None,
                     })
                 })
             })
@@ -312,6 +219,7 @@ impl Round {
         Snapshot {
             profiles,
             collect_duration: elapsed,
+            schedule: None,
         }
     }
 }
@@ -327,6 +235,9 @@ pub struct ScrapeRounds {
     /// `concurrency` permits: half (at least 1), so `/metrics` keeps the
     /// rest however many probes arrive.
     probe_share: Arc<Semaphore>,
+    /// `refresh: report_schedule`: scrapes and probes serve this reader's
+    /// results instead of running rounds.
+    scheduled: Option<Arc<ScheduledReports>>,
 }
 
 impl ScrapeRounds {
@@ -340,10 +251,7 @@ impl ScrapeRounds {
         cache_ttl: Duration,
         round_timeout: Duration,
     ) -> Self {
-        let cache = (!cache_ttl.is_zero()).then(|| ReportCache {
-            ttl: cache_ttl,
-            entries: Mutex::default(),
-        });
+        let cache = (!cache_ttl.is_zero()).then(|| ReportCache::new(cache_ttl));
         let probe_share = Arc::new(Semaphore::new((client.concurrency() / 2).max(1)));
         Self {
             fetcher: Arc::new(Fetcher { client, cache }),
@@ -351,7 +259,33 @@ impl ScrapeRounds {
             round_timeout,
             in_flight: InFlight::default(),
             probe_share,
+            scheduled: None,
         }
+    }
+
+    /// Serve scrapes and probes from `reports` (`refresh: report_schedule`)
+    /// instead of asking AvePoint in rounds.
+    pub fn serving(mut self, reports: Arc<ScheduledReports>) -> Self {
+        self.scheduled = Some(reports);
+        self
+    }
+
+    /// The scheduled reader, in `report_schedule` mode.
+    pub fn scheduled(&self) -> Option<&Arc<ScheduledReports>> {
+        self.scheduled.as_ref()
+    }
+
+    /// `targets` from memory, in `report_schedule` mode.
+    fn served_from_memory(&self, targets: &[ProfileTarget]) -> Option<Arc<Snapshot>> {
+        let scheduled = self.scheduled.as_ref()?;
+        let started = Instant::now();
+        let reports = Arc::clone(&scheduled.state.borrow());
+        Some(Arc::new(Snapshot::from_memory(
+            &reports,
+            targets,
+            scheduled.settings.max_age,
+            started,
+        )))
     }
 
     /// The API client the rounds use.
@@ -372,6 +306,9 @@ impl ScrapeRounds {
     /// caller gets the profiles fetched so far and `deadline` failures for
     /// the rest, and the round goes on for the others.
     pub async fn collect(&self, wait: Duration) -> Arc<Snapshot> {
+        if let Some(snapshot) = self.served_from_memory(&self.targets.current()) {
+            return snapshot;
+        }
         let deadline = TokioInstant::now().checked_add(wait);
         let caller = self.join_or_start(RoundKey::All, || self.targets.current());
         caller.0.wait_until(deadline).await
@@ -385,6 +322,9 @@ impl ScrapeRounds {
         targets: Arc<[ProfileTarget]>,
         wait: Duration,
     ) -> Arc<Snapshot> {
+        if let Some(snapshot) = self.served_from_memory(&targets) {
+            return snapshot;
+        }
         let deadline = TokioInstant::now().checked_add(wait);
         let key = RoundKey::Targets(Arc::clone(&targets));
         let caller = self.join_or_start(key, || targets);
@@ -512,20 +452,6 @@ async fn collect_round(
     snapshot
 }
 
-/// A target not fetched, for `why`.
-fn not_fetched(target: ProfileTarget, why: &str) -> ProfileResult {
-    ProfileResult {
-        target,
-        fetch_duration: Duration::ZERO,
-        outcome: Err(FetchError {
-            status: FailureKind::Deadline,
-            request_id: None,
-            message: why.into(),
-        }),
-        cache_age: None,
-    }
-}
-
 /// One target's report from the cache, or else from AvePoint (and then
 /// into the cache).
 async fn fetch_cached(
@@ -582,5 +508,6 @@ async fn fetch_one(
         fetch_duration: started.elapsed(),
         outcome,
         cache_age: None,
+        read: None,
     }
 }
