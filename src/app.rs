@@ -365,6 +365,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         throttle_rate: 0.02,
         day_length: args.day_length,
         seed: args.seed,
+        daily_schedule: args.refresh == "report_schedule",
         ..SimulatorConfig::default()
     };
     let secret = simulator_config.client_secret.clone();
@@ -379,7 +380,8 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         + "discovery:\n  enabled: true\n  refresh_interval: 1m\n"
         // The demo shows every collector; a real config enables the backup
         // ones only with their permissions granted.
-        + "collectors:\n  backup_jobs:\n    enabled: true\n    refresh_interval: 1m\n  backup_coverage:\n    enabled: true\n    refresh_interval: 1m\n";
+        + "collectors:\n  backup_jobs:\n    enabled: true\n    refresh_interval: 1m\n  backup_coverage:\n    enabled: true\n    refresh_interval: 1m\n"
+        + &demo_schedule(&args.refresh, args.day_length);
     let settings = Settings::from_yaml(&config_text, Path::new("<demo>"), |name| {
         (name == CLIENT_SECRET_ENV).then(|| secret.clone())
     })?;
@@ -408,6 +410,23 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
     result
 }
 
+/// The `collectors.scan_profiles` keys of `demo --refresh report_schedule`:
+/// a real day's durations scaled to the simulated one (at least 1s each).
+fn demo_schedule(refresh: &str, day: Duration) -> String {
+    if refresh != "report_schedule" {
+        return String::new();
+    }
+    let scale = day.as_secs_f64() / 86_400.0;
+    let scaled = |real: f64| format!("{}ms", ((real * scale).max(1.0) * 1000.0) as u64);
+    format!(
+        "  scan_profiles:\n    refresh: report_schedule\n    poll_interval: {}\n    max_age: {}\n    report_interval: {}ms\n    report_grace: {}\n",
+        scaled(300.0),
+        scaled(6.0 * 3600.0),
+        day.as_millis(),
+        scaled(2.0 * 3600.0)
+    )
+}
+
 /// `simulate`: only the simulated AvePoint API, until SIGINT/SIGTERM.
 pub async fn simulate(args: SimulateArgs) -> Result<(), AppError> {
     let listen_error = |source| AppError::Listen {
@@ -426,6 +445,7 @@ pub async fn simulate(args: SimulateArgs) -> Result<(), AppError> {
         day_length: args.day_length,
         token_lifetime: args.token_lifetime,
         seed: args.seed,
+        daily_schedule: args.daily_schedule,
         ..SimulatorConfig::default()
     };
     let (client_id, client_secret) = (config.client_id.clone(), config.client_secret.clone());

@@ -171,6 +171,12 @@ pub struct DemoArgs {
     /// Seed of the simulated data.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// How the exporter refreshes the scan reports: every_scrape, or
+    /// report_schedule (each profile read when its next report is due, its
+    /// durations scaled to the simulated day; the simulator then runs each
+    /// profile's scan at its own time of the day).
+    #[arg(long, default_value = "every_scrape", value_parser = ["every_scrape", "report_schedule"])]
+    pub refresh: String,
 }
 
 /// Flags of `simulate`.
@@ -207,6 +213,11 @@ pub struct SimulateArgs {
     /// Seed of the simulated data and of the random faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Each profile scans at its own time of the simulated day, shows
+    /// Running until it ends, and its report appears then (as AvePoint's
+    /// do); without it every report rolls over at the start of a day.
+    #[arg(long)]
+    pub daily_schedule: bool,
 }
 
 /// A level name, or tracing directives such as `info,avepoint_exporter=debug`.
