@@ -206,3 +206,116 @@ fn bad_schedules_are_refused_naming_the_key_and_the_file() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_keeps_the_targets_keeps_the_plans_and_reads_nothing() {
+    use avepoint_exporter::config::process_env;
+    use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator};
+    use avepoint_exporter::state::{AppState, StateOptions};
+    let sim = RunningSimulator::start(
+        SimulatorConfig {
+            customers: 2,
+            profiles_per_customer: 3,
+            daily_schedule: true,
+            ..SimulatorConfig::default()
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), DEMO_CLIENT_SECRET).unwrap();
+    let config = dir.path().join("avepoint.yml");
+    let write = |tail: &str| {
+        let yaml = sim.exporter_config(None).replacen(
+            "targets:",
+            "  client_secret_file: secret\ntargets:",
+            1,
+        ) + "profile_details:\n  enabled: false\ncollectors:\n  scan_profiles:\n    refresh: report_schedule\n"
+            + tail;
+        std::fs::write(&config, yaml).unwrap();
+    };
+    write("");
+    let settings = Settings::load(&config, process_env).unwrap();
+    let state = AppState::build(
+        &settings,
+        StateOptions {
+            config_file: Some(config.clone()),
+            ..StateOptions::default()
+        },
+    )
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while state
+        .rounds()
+        .collect(Duration::from_secs(5))
+        .await
+        .failures()
+        > 0
+    {
+        assert!(Instant::now() < until, "never all read");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reads: u64 = sim.requests_per_profile().values().sum();
+    assert_eq!(reads, 6);
+    // Another setting changes; the targets and the client do not.
+    write("metrics:\n  last_status_state: current\n");
+    assert!(state.reload().await.is_ok());
+    let snapshot = state.rounds().collect(Duration::from_secs(5)).await;
+    assert_eq!(snapshot.failures(), 0, "served at once from the kept plans");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sim.requests_per_profile().values().sum::<u64>(), reads);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_that_discovery_adds_is_read_at_once() {
+    let sim = SimulatorConfig {
+        customers: 3,
+        profiles_per_customer: 2,
+        daily_schedule: true,
+        ..SimulatorConfig::default()
+    };
+    let harness = Harness::start_discovering(
+        sim,
+        "  refresh_interval: 1s\ncollectors:\n  scan_profiles:\n    refresh: report_schedule\n    max_age: 1h\n",
+    )
+    .await;
+    let customers: Vec<String> = {
+        let mut ids: Vec<String> = harness
+            .sim
+            .profile_ids()
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        ids.dedup();
+        ids
+    };
+    until_all_up(&harness, 6).await;
+    harness.sim.hide_customers(&[customers[2].as_str()]);
+    let until = Instant::now() + Duration::from_secs(20);
+    while harness.scrape().await.up_count() != 4 {
+        assert!(Instant::now() < until, "the hidden customer never left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hidden: Vec<String> = harness
+        .sim
+        .profile_ids()
+        .into_iter()
+        .filter(|(c, _)| *c == customers[2])
+        .map(|(_, p)| p)
+        .collect();
+    let before: Vec<u64> = hidden
+        .iter()
+        .map(|p| harness.sim.profile_requests(p))
+        .collect();
+    harness.sim.hide_customers(&[]);
+    // Back within a discovery refresh (1 s) plus a tick, long before max_age.
+    until_all_up(&harness, 6).await;
+    for (profile, before) in hidden.iter().zip(before) {
+        assert_eq!(
+            harness.sim.profile_requests(profile),
+            before + 1,
+            "{profile}"
+        );
+    }
+}
