@@ -284,6 +284,11 @@ impl SimState {
         );
         if running && !profile.stale {
             report.last_scan_status = ScanStatus::Running as i64;
+        } else if matches!(report.last_scan_status, 0 | 1 | 6 | 13) {
+            // The scan is over once its report is there: the day's
+            // in-progress states are the Running phase above, not a
+            // report that claims to be running all day.
+            report.last_scan_status = ScanStatus::Finished as i64;
         }
         report
     }
