@@ -29,6 +29,7 @@ pub mod pacing;
 pub mod permissions;
 mod profile_path;
 mod response;
+mod scrub;
 
 pub use auth::{AccessToken, AuthError, TokenSource};
 pub use client::ApiClient;
