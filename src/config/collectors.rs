@@ -27,11 +27,14 @@ pub struct CollectorSettings {
     pub backup_coverage: Option<BackupCollectorSettings>,
 }
 
-/// A background collector's cadence.
+/// A background collector's cadence and bounds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupCollectorSettings {
     /// Time between two reads of every customer's data.
     pub refresh_interval: Duration,
+    /// Items read of one customer's list at most
+    /// (`discovery.max_items_per_list`, which bounds every paged list).
+    pub max_items_per_list: usize,
 }
 
 impl CollectorSettings {
@@ -108,5 +111,8 @@ fn background(
             "must be at least 1m: every refresh asks AvePoint for every customer's pages".into(),
         ));
     }
-    Ok(Some(BackupCollectorSettings { refresh_interval }))
+    Ok(Some(BackupCollectorSettings {
+        refresh_interval,
+        max_items_per_list: super::discovery::DEFAULT_MAX_ITEMS_PER_LIST,
+    }))
 }
