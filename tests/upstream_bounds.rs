@@ -270,7 +270,10 @@ async fn a_token_endpoint_echoing_the_form_never_gets_the_secret_into_an_error()
     harness.sim.set_token_echo(true);
     let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
     let error = &snapshot.profiles[0].outcome.as_ref().unwrap_err().message;
-    assert!(error.contains("client_secret=<secret>&"), "{error}");
+    assert!(
+        error.contains("request: client_secret=<secret>&"),
+        "{error}"
+    );
     for form in [
         "Sec~ret",
         "Sec%7Eret",

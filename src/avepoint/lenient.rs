@@ -211,7 +211,8 @@ impl WireValue for Bytes {
             Number::Signed(_) => return Field::Unreadable,
             Number::Float(value) => value,
         };
-        read((bytes.is_finite() && bytes >= 0.0).then_some(Bytes(bytes)))
+        // `-0.0 >= 0.0`: a negative zero is zero, not "-0" in the output.
+        read((bytes.is_finite() && bytes >= 0.0).then_some(Bytes(bytes.abs())))
     }
 }
 
@@ -234,7 +235,9 @@ pub fn parse_size(text: &str) -> Option<f64> {
         "PB" | "PIB" => 5,
         _ => return None,
     };
-    (number.is_finite()).then(|| number * 1024f64.powi(power))
+    // Finite after the unit too: 10^300 PB would be +Inf bytes.
+    let bytes = number * 1024f64.powi(power);
+    bytes.is_finite().then_some(bytes)
 }
 
 /// A job's duration, `"17m39s"` or `"1h2m"`.
@@ -556,6 +559,10 @@ mod tests {
         assert_eq!(parse_size("12 B"), Some(12.0));
         assert_eq!(parse_size("7 MiB"), Some(7.0 * 1024.0 * 1024.0));
         assert_eq!(parse_size("12"), Some(12.0));
+        let huge = format!("{} PB", "9".repeat(300));
+        assert_eq!(parse_size(&huge), None, "10^300 PB is no finite size");
+        assert_eq!(field::<Bytes>("-0.0"), Field::Value(Bytes(0.0)));
+        assert!(field::<Bytes>("-0.0").value().unwrap().0.is_sign_positive());
         for bad in ["", "GB", "1,5 GB", "1 XB", "-1 GB", "1e3 GB", "NaN GB"] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }

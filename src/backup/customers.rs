@@ -59,3 +59,28 @@ impl CustomerSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::avepoint::model::Customer;
+
+    fn customer(id: &str) -> Customer {
+        serde_json::from_value(serde_json::json!({ "id": id })).expect("a customer")
+    }
+
+    #[tokio::test]
+    async fn configured_customers_come_first_and_none_twice() {
+        let state = DiscoveryState {
+            customers: vec![customer("a"), customer("c"), customer("b")].into(),
+            ..DiscoveryState::default()
+        };
+        let (_publisher, discovered) = watch::channel(Arc::new(state));
+        let source = CustomerSource {
+            configured: vec!["b".into(), "d".into()],
+            discovered: Some(discovered),
+        };
+        assert_eq!(source.current(), ["b", "d", "a", "c"]);
+        assert_eq!(source.current_blocking().await, ["b", "d", "a", "c"]);
+    }
+}

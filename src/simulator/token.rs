@@ -33,15 +33,17 @@ pub(super) struct TokenForm {
 }
 
 impl TokenForm {
-    /// The form as it was sent (`application/x-www-form-urlencoded`).
+    /// The form as it was sent (`application/x-www-form-urlencoded`), the
+    /// credentials first: an error keeps only its first 200 characters,
+    /// and the test must see what became of them.
     fn encoded(&self) -> String {
         let mut encoded = url::form_urlencoded::Serializer::new(String::new());
         for (name, value) in [
+            ("client_secret", &self.client_secret),
+            ("client_assertion", &self.client_assertion),
             ("grant_type", &self.grant_type),
             ("client_id", &self.client_id),
-            ("client_secret", &self.client_secret),
             ("client_assertion_type", &self.client_assertion_type),
-            ("client_assertion", &self.client_assertion),
             ("scope", &self.scope),
         ] {
             if let Some(value) = value {
