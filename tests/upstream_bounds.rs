@@ -29,14 +29,44 @@ fn settings(sim: &RunningSimulator, discovery_yaml: &str) -> Settings {
     .unwrap()
 }
 
+/// A tracing writer that keeps what is written.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl tracing_subscriber::fmt::MakeWriter<'_> for Captured {
+    type Writer = Captured;
+    fn make_writer(&self) -> Captured {
+        self.clone()
+    }
+}
+
 #[tokio::test]
 async fn a_customer_list_of_fresh_floods_is_read_to_the_page_size_and_cut_at_the_bounds() {
     let sim = RunningSimulator::start(SimulatorConfig::default(), ([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
     sim.set_customer_flood(Some(15_000));
-    let settings = settings(&sim, BOUNDS);
+    let settings = settings(
+        &sim,
+        &BOUNDS.replace("max_customers: 5", "max_customers: 8"),
+    );
     let client = ApiClient::new(&settings.avepoint, ApiMetrics::default()).unwrap();
+    let log = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
     let state = discovery::refresh(
         &client,
         settings.discovery.as_ref().unwrap(),
@@ -45,9 +75,31 @@ async fn a_customer_list_of_fresh_floods_is_read_to_the_page_size_and_cut_at_the
         &Permits::share_of(client.concurrency()),
     )
     .await;
+    drop(guard);
+    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    // One line per bound hit in the refresh, five failed listings one by
+    // one and the other three in one line: never a line per customer.
+    assert_eq!(
+        log.matches("AvePoint listed more than the exporter keeps")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("listing a customer's profiles failed").count(),
+        5,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("listing more customers' profiles failed")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("more=3"), "{log}");
     // 100 + 100 + 50 of the 45,000 sent: the list stops at 250 items,
-    // then the first 5 by id are kept.
-    assert_eq!(state.customers.len(), 5);
+    // then the first 8 by id are kept.
+    assert_eq!(state.customers.len(), 8);
     assert_eq!(
         state.customers[0].id,
         "f1000000-0000-4000-8000-000000000000"
@@ -65,7 +117,7 @@ async fn a_customer_list_of_fresh_floods_is_read_to_the_page_size_and_cut_at_the
     // (which the simulator does not know: 404, a partial failure).
     assert_eq!(
         sim.stats().discovery_requests.load(Ordering::Relaxed),
-        3 + 5
+        3 + 8
     );
     assert_eq!(state.errors_total, 1);
 }
