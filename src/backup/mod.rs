@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use reqwest::StatusCode;
 
-use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob, CoverageItem};
+use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob};
 use crate::avepoint::{ApiClient, ApiError};
 use crate::config::BackupCollectorSettings;
 use crate::discovery::{DiscoveryError, LimitCounter, LimitHits, ListBounds, list_all};
@@ -35,6 +35,10 @@ use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule, Ta
 const CUSTOMER_CONCURRENCY: usize = 2;
 /// Items per page (AvePoint allows at most 100).
 const PAGE_SIZE: u32 = 100;
+/// Failed customers logged one by one per refresh, the rest in one line:
+/// thousands of customers the API does not know must not mean thousands
+/// of lines a refresh.
+const FAILURES_LOGGED: usize = 5;
 
 mod customers;
 mod reduce;
@@ -45,6 +49,7 @@ pub use reduce::{
     Coverage, LatestJob, MAX_ROWS_PER_CUSTOMER, OBJECT_RESULTS, Successes, coverage_rows,
     fold_coverage, fold_jobs, latest_jobs,
 };
+use reduce::{coverage_key, job_key};
 
 /// One customer's result in one collector.
 #[derive(Debug, Clone, PartialEq)]
@@ -364,13 +369,6 @@ impl Refresh for CoverageReader {
     }
 }
 
-/// What makes two coverage rows the same row (for paging): every field,
-/// so that two rows of one module (the documented sample has two rows for
-/// one customer) are both kept and summed, while a page sent twice is not.
-fn coverage_key(item: &CoverageItem) -> String {
-    format!("{item:?}")
-}
-
 /// Read every customer with `read`, [`CUSTOMER_CONCURRENCY`] at a time.
 async fn read_customers<T, F, Fut, E>(
     customers: Vec<String>,
@@ -397,7 +395,7 @@ impl<T> CollectorState<T> {
         results: Vec<(String, Result<R, E>)>,
         mut reduce: impl FnMut(&str, R) -> Vec<T>,
     ) -> Self {
-        let mut complete = true;
+        let mut failures = 0usize;
         let customers = results
             .into_iter()
             .map(|(customer, result)| {
@@ -407,8 +405,10 @@ impl<T> CollectorState<T> {
                         items: reduce(&customer, items).into(),
                     },
                     Err(error) => {
-                        complete = false;
-                        tracing::warn!(customer_id = %customer, %error, "reading a customer's backup data failed");
+                        failures += 1;
+                        if failures <= FAILURES_LOGGED {
+                            tracing::warn!(customer_id = %customer, %error, "reading a customer's backup data failed");
+                        }
                         CustomerData {
                             up: false,
                             items: Arc::new([]),
@@ -418,20 +418,19 @@ impl<T> CollectorState<T> {
                 (customer, data)
             })
             .collect();
+        if failures > FAILURES_LOGGED {
+            tracing::warn!(
+                more = failures - FAILURES_LOGGED,
+                "reading more customers' backup data failed (not logged one by one; avepoint_backup_collector_up says which)"
+            );
+        }
+        let complete = failures == 0;
         CollectorState {
             customers,
             last_success: complete.then(SystemTime::now),
             limit_hits: LimitHits::default(),
         }
     }
-}
-
-/// What makes two job list items the same item (for paging).
-fn job_key(job: &BackupJob) -> String {
-    format!(
-        "{:?}/{:?}/{:?}/{:?}",
-        job.job_id, job.job_type, job.job_module, job.last_modify_time
-    )
 }
 
 /// Both collectors' latest states, as plain data for the encoders.
@@ -546,6 +545,35 @@ mod tests {
         assert!(after.customers["a"].up);
         assert_eq!(&*after.customers["a"].items, [7]);
         assert_eq!(panics.get("backup_jobs"), 1);
+    }
+
+    #[test]
+    fn failed_customers_are_logged_five_by_name_and_the_rest_in_one_line() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _log = tracing::subscriber::set_default(subscriber);
+        let results: Vec<(String, Result<Vec<u32>, String>)> = (0..8)
+            .map(|n| (format!("c{n}"), Err("HTTP 404".into())))
+            .collect();
+        let state = CollectorState::from_results(results, |_, items| items);
+        assert_eq!(state.customers.len(), 8);
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            log.matches("reading a customer's backup data failed")
+                .count(),
+            5
+        );
+        assert!(log.contains("customer_id=c4"), "{log}");
+        assert!(!log.contains("customer_id=c5"), "{log}");
+        assert_eq!(
+            log.matches("reading more customers' backup data failed")
+                .count(),
+            1
+        );
+        assert!(log.contains("more=3"), "{log}");
     }
 
     #[test]

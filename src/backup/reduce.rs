@@ -271,6 +271,21 @@ pub fn fold_coverage(mut rows: Vec<Coverage>) -> (Vec<Coverage>, bool) {
     (rows, true)
 }
 
+/// What makes two coverage rows the same row (for paging): every field,
+/// so that two rows of one module (the documented sample has two rows for
+/// one customer) are both kept and summed, while a page sent twice is not.
+pub(super) fn coverage_key(item: &CoverageItem) -> String {
+    format!("{item:?}")
+}
+
+/// What makes two job list items the same item (for paging).
+pub(super) fn job_key(job: &BackupJob) -> String {
+    format!(
+        "{:?}/{:?}/{:?}/{:?}",
+        job.job_id, job.job_type, job.job_module, job.last_modify_time
+    )
+}
+
 /// The sum of the values that are known; unknown only when none is.
 fn add<T>(a: Option<T>, b: Option<T>, plus: impl Fn(T, T) -> T) -> Option<T> {
     match (a, b) {
