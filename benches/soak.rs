@@ -6,6 +6,7 @@
 //! cargo bench --bench soak                          # ~3 minutes, 90 profiles, 12 scrapers
 //! cargo bench --bench soak -- --minutes 10 --profiles 200
 //! cargo bench --bench soak -- --help
+//! cargo bench --bench soak -- --upstream all      # issue #20: AvePoint misbehaving, 2,000 profiles
 //! ```
 //!
 //! Two processes, both on 127.0.0.1:
@@ -24,6 +25,8 @@
 //! Exits 1 (and says `SOAK FAILED` loudly) when a target is missed.
 
 mod support;
+#[path = "soak/upstream.rs"]
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -75,13 +78,19 @@ const USAGE: &str = "cargo bench --bench soak -- [options]
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        print!("{USAGE}");
+        print!("{USAGE}{}", upstream::USAGE);
         return;
     }
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --benches` runs bench targets without `--bench`; the
         // soak takes minutes, so it only runs under `cargo bench`.
         println!("soak: skipped (run it with `cargo bench --bench soak`)");
+        return;
+    }
+    if args.iter().any(|a| a == "--upstream") {
+        if upstream::run(&args) {
+            std::process::exit(1);
+        }
         return;
     }
     let options = Options::parse(&args);

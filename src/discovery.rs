@@ -14,6 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use futures_util::stream::{self, StreamExt};
@@ -29,6 +30,10 @@ use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule, Ta
 const MAX_PAGES: u32 = 1000;
 /// Customers whose profiles are listed at the same time.
 const LIST_CONCURRENCY: usize = 4;
+/// Failed profile listings logged one by one per refresh; the rest are
+/// summed up in one line. A customer list of fresh ids that AvePoint then
+/// does not know logged one line per customer: 10,000 a refresh.
+const FAILURES_LOGGED: usize = 5;
 
 /// What discovery knows right now; replaced whole on every refresh.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +51,105 @@ pub struct DiscoveryState {
     pub errors_total: u64,
     /// Whether a refresh has finished at least once (for readiness).
     pub attempted: bool,
+    /// How often the bounds on what AvePoint lists were hit, since start.
+    pub limit_hits: LimitHits,
+}
+
+/// How often a bound on what AvePoint sends was hit: plain data, added up
+/// over the refreshes (`avepoint_discovery_limit_hits_total`,
+/// `avepoint_backup_limit_hits_total`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitHits {
+    /// Pages that held more items than asked for (the rest was ignored).
+    pub page_size: u64,
+    /// Lists cut at `discovery.max_items_per_list`.
+    pub max_items_per_list: u64,
+    /// Refreshes whose customers were cut at `discovery.max_customers`.
+    pub max_customers: u64,
+    /// Customers whose backup rows were folded into `other`
+    /// (`backup::MAX_ROWS_PER_CUSTOMER`).
+    pub max_rows_per_customer: u64,
+}
+
+impl LimitHits {
+    /// Both added up (saturating).
+    pub fn plus(self, other: LimitHits) -> LimitHits {
+        LimitHits {
+            page_size: self.page_size.saturating_add(other.page_size),
+            max_items_per_list: self
+                .max_items_per_list
+                .saturating_add(other.max_items_per_list),
+            max_customers: self.max_customers.saturating_add(other.max_customers),
+            max_rows_per_customer: self
+                .max_rows_per_customer
+                .saturating_add(other.max_rows_per_customer),
+        }
+    }
+
+    /// Each bound by its `limit` label value, with its count.
+    pub fn by_limit(&self) -> [(&'static str, u64); 4] {
+        [
+            ("page_size", self.page_size),
+            ("max_items_per_list", self.max_items_per_list),
+            ("max_customers", self.max_customers),
+            ("max_rows_per_customer", self.max_rows_per_customer),
+        ]
+    }
+
+    /// Say once (one line per refresh that hit a bound, not one per page
+    /// or per list) what was cut, and which key raises the bound.
+    pub fn warn_if_any(&self, reader: &str) {
+        if *self == LimitHits::default() {
+            return;
+        }
+        tracing::warn!(
+            reader,
+            oversized_pages = self.page_size,
+            lists_cut = self.max_items_per_list,
+            customers_cut = self.max_customers > 0,
+            customers_folded = self.max_rows_per_customer,
+            "AvePoint listed more than the exporter keeps; the rest was ignored (discovery.max_items_per_list, discovery.max_customers; pages hold at most the page size asked for)"
+        );
+    }
+}
+
+/// [`LimitHits`] counted by lists read at the same time.
+#[derive(Debug, Default)]
+pub struct LimitCounter {
+    page_size: AtomicU64,
+    max_items_per_list: AtomicU64,
+    max_customers: AtomicU64,
+    max_rows_per_customer: AtomicU64,
+}
+
+impl LimitCounter {
+    /// What was counted so far.
+    pub fn hits(&self) -> LimitHits {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        LimitHits {
+            page_size: get(&self.page_size),
+            max_items_per_list: get(&self.max_items_per_list),
+            max_customers: get(&self.max_customers),
+            max_rows_per_customer: get(&self.max_rows_per_customer),
+        }
+    }
+
+    /// One customer's rows folded into `other`.
+    pub fn rows_folded(&self) {
+        self.max_rows_per_customer.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How one list is read: the page size asked for, the most items kept,
+/// and where hitting either is counted.
+#[derive(Debug, Clone, Copy)]
+pub struct ListBounds<'a> {
+    /// Items per page asked for; a page holding more is cut to it.
+    pub page_size: u32,
+    /// Items kept of the whole list.
+    pub max_items: usize,
+    /// Where the hits are counted.
+    pub counter: &'a LimitCounter,
 }
 
 /// Where the list of targets comes from.
@@ -129,7 +233,7 @@ impl BackgroundReader for Reader {
     /// A refresh that panicked is a failed refresh: the last known targets stay.
     fn after_panic(&self, previous: &DiscoveryState) -> Option<DiscoveryState> {
         Some(DiscoveryState {
-            errors_total: previous.errors_total + 1,
+            errors_total: previous.errors_total.saturating_add(1),
             attempted: true,
             ..previous.clone()
         })
@@ -181,24 +285,28 @@ pub async fn refresh(
     permits: &Permits,
 ) -> DiscoveryState {
     let started = std::time::Instant::now();
-    let mut customers = match list_customers(client, settings, permits).await {
+    let counter = LimitCounter::default();
+    let customers = match list_customers(client, settings, permits, &counter).await {
         Ok(customers) => customers,
         Err(error) => {
             tracing::warn!(%error, "discovery failed; keeping the last known targets");
+            counter.hits().warn_if_any("discovery");
             return DiscoveryState {
-                errors_total: previous.errors_total + 1,
+                errors_total: previous.errors_total.saturating_add(1),
                 attempted: true,
+                limit_hits: previous.limit_hits.plus(counter.hits()),
                 ..previous.clone()
             };
         }
     };
     let (discovered, failed) = if settings.list_profiles {
-        list_wanted_profiles(client, settings, &customers, previous, permits).await
+        list_wanted_profiles(client, settings, &customers, previous, permits, &counter).await
     } else {
         (Vec::new(), false)
     };
     let targets = merge_targets(static_targets, &discovered);
-    customers.sort_by(|a, b| a.id.cmp(&b.id));
+    let hits = counter.hits();
+    hits.warn_if_any("discovery");
     tracing::info!(
         customers = customers.len(),
         profiles = discovered.len(),
@@ -216,8 +324,9 @@ pub async fn refresh(
         } else {
             Some(SystemTime::now())
         },
-        errors_total: previous.errors_total + u64::from(failed),
+        errors_total: previous.errors_total.saturating_add(u64::from(failed)),
         attempted: true,
+        limit_hits: previous.limit_hits.plus(hits),
     }
 }
 
@@ -237,21 +346,40 @@ fn merge_targets(
     targets
 }
 
-/// Every customer the rules want, with canonical ids. Ids end up in URL
-/// paths and in /probe: anything but a UUID is refused.
+/// Every customer the rules want, with canonical ids, sorted by id: at
+/// most `max_customers` of them (the first by id). Ids end up in URL paths
+/// and in /probe: anything but a UUID is refused.
 async fn list_customers(
     client: &ApiClient,
     settings: &DiscoverySettings,
     permits: &Permits,
+    counter: &LimitCounter,
 ) -> Result<Vec<Customer>, DiscoveryError> {
+    let bounds = ListBounds {
+        page_size: settings.page_size,
+        max_items: settings.limits.max_items_per_list,
+        counter,
+    };
     let customers = list_all(
         "customers",
-        settings.page_size,
+        bounds,
         |page, size| permits.hold(client.customers_page(page, size)),
         |customer: &Customer| canonical_key(&customer.id),
     )
     .await?;
-    Ok(customers
+    let mut customers = wanted_customers(settings, customers);
+    customers.sort_by(|a, b| a.id.cmp(&b.id));
+    if customers.len() > settings.limits.max_customers {
+        customers.truncate(settings.limits.max_customers);
+        counter.max_customers.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(customers)
+}
+
+/// The customers the rules keep, their ids canonical; any but a UUID is
+/// skipped.
+fn wanted_customers(settings: &DiscoverySettings, customers: Vec<Customer>) -> Vec<Customer> {
+    customers
         .into_iter()
         .filter_map(|mut customer| match canonical_uuid(&customer.id) {
             Some(id) => {
@@ -264,7 +392,7 @@ async fn list_customers(
             }
         })
         .filter(|customer| settings.wants_customer(&customer.id, &customer.organization))
-        .collect())
+        .collect()
 }
 
 /// The wanted profiles of `customers`, and whether any listing failed. A
@@ -275,6 +403,7 @@ async fn list_wanted_profiles(
     customers: &[Customer],
     previous: &DiscoveryState,
     permits: &Permits,
+    counter: &LimitCounter,
 ) -> (Vec<ProfileTarget>, bool) {
     let mut known: HashMap<&str, Vec<&ProfileTarget>> = HashMap::new();
     for target in previous.discovered.iter() {
@@ -285,25 +414,40 @@ async fn list_wanted_profiles(
     }
     let listings: Vec<(Customer, Result<Vec<ScanProfileSummary>, DiscoveryError>)> =
         stream::iter(customers.iter().cloned())
-            .map(|customer| list_profiles(client, customer, settings.page_size, permits))
+            .map(|customer| {
+                let bounds = ListBounds {
+                    page_size: settings.page_size,
+                    max_items: settings.limits.max_items_per_list,
+                    counter,
+                };
+                list_profiles(client, customer, bounds, permits)
+            })
             .buffered(LIST_CONCURRENCY)
             .collect()
             .await;
-    let mut failed = false;
+    let mut failures = 0usize;
     let mut discovered = Vec::new();
     for (customer, result) in &listings {
         match result {
             Ok(profiles) => discovered.extend(wanted_targets(settings, customer, profiles)),
             Err(error) => {
-                failed = true;
-                tracing::warn!(%error, "listing a customer's profiles failed; keeping its last known profiles");
+                failures += 1;
+                if failures <= FAILURES_LOGGED {
+                    tracing::warn!(%error, "listing a customer's profiles failed; keeping its last known profiles");
+                }
                 if let Some(targets) = known.get(customer.id.as_str()) {
                     discovered.extend(targets.iter().map(|t| (*t).clone()));
                 }
             }
         }
     }
-    (discovered, failed)
+    if failures > FAILURES_LOGGED {
+        tracing::warn!(
+            more = failures - FAILURES_LOGGED,
+            "listing more customers' profiles failed (not logged one by one); each keeps its last known profiles"
+        );
+    }
+    (discovered, failures > 0)
 }
 
 /// The profiles of one customer that the rules keep, as targets; profiles
@@ -337,13 +481,13 @@ fn canonical_key(id: &str) -> String {
 async fn list_profiles(
     client: &ApiClient,
     customer: Customer,
-    page_size: u32,
+    bounds: ListBounds<'_>,
     permits: &Permits,
 ) -> (Customer, Result<Vec<ScanProfileSummary>, DiscoveryError>) {
     let list = format!("scan profiles of customer {}", customer.id);
     let result = list_all(
         &list,
-        page_size,
+        bounds,
         |page, size| permits.hold(client.scan_profiles_page(&customer.id, page, size)),
         |profile: &ScanProfileSummary| canonical_key(&profile.profile_id),
     )
@@ -352,11 +496,14 @@ async fn list_profiles(
 }
 
 /// Read every page of a list. Stops at `totalCount`, at an empty page, at a
-/// page that brings nothing new (a server repeating itself), or after
-/// [`MAX_PAGES`]: a server that lies about its totals cannot keep us paging.
+/// page that brings nothing new (a server repeating itself), after
+/// [`MAX_PAGES`], or once `bounds.max_items` are kept: a server that lies
+/// about its totals cannot keep us paging, nor one that sends fresh items
+/// forever make us keep them. A page is read up to the page size asked
+/// for, the rest ignored (unless the answer was the whole list, unpaged).
 pub async fn list_all<T, F, Fut, K>(
     list: &str,
-    page_size: u32,
+    bounds: ListBounds<'_>,
     mut fetch: F,
     key: K,
 ) -> Result<Vec<T>, DiscoveryError>
@@ -367,15 +514,24 @@ where
 {
     let mut items = Vec::new();
     let mut seen = HashSet::new();
+    let counter = bounds.counter;
     for page_index in 1..=MAX_PAGES {
-        let page = fetch(page_index, page_size)
+        let mut page = fetch(page_index, bounds.page_size)
             .await
             .map_err(|source| DiscoveryError::Api {
                 list: list.to_owned(),
                 source,
             })?;
+        if !page.whole && page.data.len() > bounds.page_size as usize {
+            page.data.truncate(bounds.page_size as usize);
+            counter.page_size.fetch_add(1, Ordering::Relaxed);
+        }
         let before = items.len();
         for item in page.data {
+            if items.len() >= bounds.max_items {
+                counter.max_items_per_list.fetch_add(1, Ordering::Relaxed);
+                return Ok(items);
+            }
             if seen.insert(key(&item)) {
                 items.push(item);
             }

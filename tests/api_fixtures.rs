@@ -172,7 +172,7 @@ fn daily_scan_no_is_off_and_a_bad_value_names_the_field() {
     let error = serde_json::from_str::<ScanProfileDetails>(&bad).unwrap_err();
     assert_eq!(
         error.to_string(),
-        "enableDailyScan must be \"No\" or a time \"hh:mm\", got \"25:00\" at line 13 column 28"
+        "enableDailyScan: expected No or a time of day hh:mm at line 13 column 28"
     );
     let missing = text.replace("\"enableDailyScan\": \"15:19\",", "");
     let error = serde_json::from_str::<ScanProfileDetails>(&missing).unwrap_err();

@@ -1037,3 +1037,24 @@ async fn trace_logs_never_show_the_key_or_the_assertion() {
         assert!(!text.contains("sim-token-"), "an access token in {what}");
     }
 }
+
+#[tokio::test]
+async fn a_token_endpoint_echoing_the_assertion_never_gets_it_into_an_error() {
+    let credential = Credential::rsa();
+    let harness = harness_with(Some(&credential), &credential).await;
+    harness.sim.set_token_echo(true);
+    let snapshot = harness
+        .state
+        .rounds()
+        .collect(std::time::Duration::from_secs(5))
+        .await;
+    let error = &snapshot.profiles[0].outcome.as_ref().unwrap_err().message;
+    // The echo quotes the whole form; the assertion in it is gone, and so
+    // is every part of it (header, claims, signature) long enough to matter.
+    assert!(
+        error.contains("request: client_assertion=<secret>&"),
+        "{error}"
+    );
+    assert!(!error.contains("eyJ"), "a JWT part in {error}");
+    assert_no_key_material(&credential, error, "the error");
+}

@@ -540,7 +540,7 @@ async fn truncated_body_fails_only_that_profile() {
     one_profile_fails(
         Fault::Truncated,
         "invalid_body",
-        "invalid response body: not a scan profile report: EOF while parsing",
+        "invalid response body: not a scan profile report: the JSON ends early (line 1 column ",
     )
     .await;
 }
@@ -550,7 +550,7 @@ async fn html_body_fails_only_that_profile() {
     one_profile_fails(
         Fault::NotJson,
         "invalid_body",
-        "invalid response body: not a scan profile report: expected value at line 1 column 1",
+        "invalid response body: not a scan profile report: not valid JSON (line 1 column 1)",
     )
     .await;
 }
@@ -567,7 +567,12 @@ async fn missing_field_fails_only_that_profile_and_names_the_field() {
 
 #[tokio::test]
 async fn wrong_field_type_fails_only_that_profile() {
-    one_profile_fails(Fault::WrongTypes, "invalid_body", "invalid response body: not a scan profile report: invalid type: string \"many\", expected i64").await;
+    one_profile_fails(
+        Fault::WrongTypes,
+        "invalid_body",
+        "invalid response body: not a scan profile report: newRegisteredContentCount: expected a count (an integer of at least 0), got a string (line 1 column ",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -121,7 +121,7 @@ async fn details_faults_are_errors_that_say_what_went_wrong() {
     assert_eq!(error.kind(), "invalid_body");
     assert!(
         error.to_string().starts_with(
-            "invalid response body: not scan profile details: enableDailyScan must be \"No\" or a time \"hh:mm\", got \"sometimes\""
+            "invalid response body: not scan profile details: enableDailyScan: expected No or a time of day hh:mm (enableDailyScan, line 1 column "
         ),
         "{error}"
     );

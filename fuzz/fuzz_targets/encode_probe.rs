@@ -12,26 +12,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
-use avepoint_exporter::avepoint::{FailureKind, ScanProfileReport};
 use avepoint_exporter::avepoint::model::{Customer, Tenant};
+use avepoint_exporter::avepoint::{FailureKind, ScanProfileReport};
+use avepoint_exporter::backup::BackupSnapshot;
 use avepoint_exporter::collect::{FetchError, ProfileResult, Snapshot};
-use avepoint_exporter::config::ProfileTarget;
+use avepoint_exporter::config::{LastStatusState, ProfileTarget};
 use avepoint_exporter::metrics::{Format, encode_probe};
 use libfuzzer_sys::fuzz_target;
 use time::OffsetDateTime;
 
-const FAILURE_KINDS: [FailureKind; 6] = [
+const FAILURE_KINDS: [FailureKind; 7] = [
     FailureKind::Timeout,
     FailureKind::Transport,
     FailureKind::Auth,
     FailureKind::Backoff,
     FailureKind::InvalidBody,
+    FailureKind::DecodeQueue,
     FailureKind::Deadline,
+];
+
+/// The last-status-state settings, picked by the input.
+const STATES: [LastStatusState; 3] = [
+    LastStatusState::All,
+    LastStatusState::Current,
+    LastStatusState::None,
 ];
 
 #[derive(Debug, Arbitrary)]
 struct Input {
     open_metrics: bool,
+    states: u8,
     collect_nanos: u64,
     profiles: Vec<ProfileIn>,
     customer: Option<CustomerIn>,
@@ -217,14 +227,34 @@ fuzz_target!(|input: Input| {
     } else {
         Format::PrometheusText
     };
+    let states = STATES[usize::from(input.states) % STATES.len()];
     let (snapshot, customer) = snapshot(input);
     let snapshot = Arc::new(snapshot);
-    let chunked: String = encode_probe(Arc::clone(&snapshot), customer.clone(), format)
+    // The probed customer: the one described, or the first profile's.
+    let customer_id = customer
+        .as_ref()
+        .map(|c| c.id.clone())
+        .or_else(|| {
+            snapshot
+                .profiles
+                .first()
+                .map(|p| p.target.customer_id.clone())
+        })
+        .unwrap_or_default();
+    let encode = |snapshot: Arc<Snapshot>, customer: Option<Customer>| {
+        encode_probe(
+            snapshot,
+            &customer_id,
+            customer,
+            None,
+            BackupSnapshot::default(),
+            states,
+            format,
+        )
         .expect("encoding into a String does not fail")
-        .collect();
+    };
+    let chunked: String = encode(Arc::clone(&snapshot), customer.clone()).collect();
     check(&chunked, format);
-    let whole = encode_probe(snapshot, customer, format)
-        .expect("encoding into a String does not fail")
-        .into_string();
+    let whole = encode(snapshot, customer).into_string();
     assert_eq!(chunked, whole, "chunked and whole expositions differ");
 });

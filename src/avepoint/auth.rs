@@ -22,10 +22,11 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::certificate::{CLIENT_ASSERTION_TYPE, ClientCertificate};
-use super::http::{error_chain, read_body_limited, redirect_target, sanitize};
+use super::http::{error_chain, read_body_limited, redirect_target};
 use super::instrumentation::{ApiEndpoint, ApiMetrics};
 use super::model::{OAuthError, TokenResponse};
 use super::permissions::{Negotiated, negotiate, permission_of, scope_items};
+use super::scrub::{json_error_text, scrub};
 use crate::config::AvePointSettings;
 use crate::sync::lock;
 
@@ -366,7 +367,7 @@ impl TokenSource {
     ) -> Result<((TokenResponse, Instant), Option<String>), AuthError> {
         let started = Instant::now();
         let sent = self.credential_value()?;
-        let scrub = |text: &str| sanitize(text, sent.expose_secret());
+        let scrub = |text: &str| scrub(text, sent.expose_secret());
         let (status, body) = self
             .post(&sent, &scope, started)
             .await
@@ -391,7 +392,7 @@ impl TokenSource {
             return Err(AuthError::Status { status });
         }
         let parsed: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|error| AuthError::InvalidResponse(error.to_string()))?;
+            .map_err(|error| AuthError::InvalidResponse(json_error_text(&error, None)))?;
         if parsed.access_token.is_empty() {
             return Err(AuthError::InvalidResponse("empty access_token".into()));
         }

@@ -19,6 +19,7 @@ use super::instrumentation::{ApiEndpoint, ApiMetrics};
 use super::model::{Customer, Page, ScanProfileReport, ScanProfileSummary};
 use super::pacing::{Backoffs, RateLimiter, backoff_family, jitter};
 use super::response::{body_error, request_id, status_error};
+use super::scrub::json_error_text;
 use crate::config::{AvePointSettings, ProfileEndpoint, ProfileTarget};
 use crate::sync::lock;
 
@@ -430,7 +431,7 @@ impl ApiClient {
                 .await
                 .map_err(|error| body_error(error, &request_id, "avepoint.max_response_bytes"))?
                 .map_err(|error| ApiError::Decode {
-                    message: format!("not {what}: {error}"),
+                    message: format!("not {what}: {}", json_error_text(&error, None)),
                     request_id,
                 });
         }
@@ -443,8 +444,8 @@ impl ApiClient {
             };
             body_error(error, &request_id, setting)
         })?;
-        serde_json::from_slice(&body).map_err(|error| ApiError::Decode {
-            message: format!("not {what}: {error}"),
+        decode_with_path(&body).map_err(|message| ApiError::Decode {
+            message: format!("not {what}: {message}"),
             request_id,
         })
     }
@@ -511,6 +512,18 @@ impl ApiClient {
         url.set_path(&format!("{base_path}{path}"));
         url
     }
+}
+
+/// Decode a body read whole; the error names the path of the field that
+/// failed (`data[3].organization`) and never its value.
+fn decode_with_path<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|error| {
+        let path = error.path().to_string();
+        json_error_text(error.inner(), Some(&path))
+    })?;
+    json.end().map_err(|error| json_error_text(&error, None))?;
+    Ok(value)
 }
 
 /// How long to wait before the one retry an error deserves, if any.

@@ -116,12 +116,10 @@ pub fn object_type_label(code: i64) -> &'static str {
 /// `enableDailyScan`: `"No"` is off, `"hh:mm"` a time of day; anything else
 /// is an error that names the field (the derive would not).
 fn daily_scan_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    // The value is not quoted in the error: it may be anything at all.
     let text = String::deserialize(deserializer)?;
     parse_daily_scan(&text).ok_or_else(|| {
-        let shown: String = text.chars().take(40).filter(|c| !c.is_control()).collect();
-        serde::de::Error::custom(format!(
-            "enableDailyScan must be \"No\" or a time \"hh:mm\", got {shown:?}"
-        ))
+        serde::de::Error::custom("enableDailyScan: expected No or a time of day hh:mm")
     })
 }
 

@@ -168,10 +168,25 @@ impl WireValue for i64 {
     }
 }
 
-/// Text; a number sent where text is documented is its decimal form.
+/// Text AvePoint sends is kept to this many characters: names become
+/// label values and are written into every scrape, so a 20 MB
+/// `profileName` must not be stored (nor a 3,000-character module name
+/// become a label). Ids (UUIDs, 36) and every documented name fit.
+pub const MAX_TEXT_CHARS: usize = 128;
+
+/// `text` cut to [`MAX_TEXT_CHARS`] characters.
+pub fn bounded_text(text: &str) -> String {
+    match text.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((cut, _)) => text[..cut].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+/// Text, cut to [`MAX_TEXT_CHARS`]; a number sent where text is
+/// documented is its decimal form.
 impl WireValue for String {
     fn from_text(text: &str) -> Field<Self> {
-        Field::Value(text.to_owned())
+        Field::Value(bounded_text(text))
     }
     fn from_number(number: Number) -> Field<Self> {
         Field::Value(match number {
@@ -196,7 +211,8 @@ impl WireValue for Bytes {
             Number::Signed(_) => return Field::Unreadable,
             Number::Float(value) => value,
         };
-        read((bytes.is_finite() && bytes >= 0.0).then_some(Bytes(bytes)))
+        // `-0.0 >= 0.0`: a negative zero is zero, not "-0" in the output.
+        read((bytes.is_finite() && bytes >= 0.0).then_some(Bytes(bytes.abs())))
     }
 }
 
@@ -219,7 +235,9 @@ pub fn parse_size(text: &str) -> Option<f64> {
         "PB" | "PIB" => 5,
         _ => return None,
     };
-    (number.is_finite()).then(|| number * 1024f64.powi(power))
+    // Finite after the unit too: 10^300 PB would be +Inf bytes.
+    let bytes = number * 1024f64.powi(power);
+    bytes.is_finite().then_some(bytes)
 }
 
 /// A job's duration, `"17m39s"` or `"1h2m"`.
@@ -324,6 +342,125 @@ pub fn text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String,
     })
 }
 
+/// An integer a metric needs (a report's counts and status): strict, as
+/// the report cannot be exported without it, but never wrapped and never
+/// echoed: the error names the field and what was expected, and says only
+/// what kind of value came instead (a wrong-typed field may hold anything,
+/// an e-mail address or a megabyte of text).
+struct StrictInteger {
+    field: &'static str,
+    /// Whether negative values are allowed (codes), or refused (counts).
+    signed: bool,
+}
+
+impl StrictInteger {
+    fn expected(&self) -> &'static str {
+        if self.signed {
+            "an integer"
+        } else {
+            "a count (an integer of at least 0)"
+        }
+    }
+
+    fn refuse<E: de::Error>(&self, got: &str) -> E {
+        E::custom(format_args!(
+            "{}: expected {}, got {got}",
+            self.field,
+            self.expected()
+        ))
+    }
+}
+
+impl<'de> Visitor<'de> for StrictInteger {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.expected())
+    }
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<i64, E> {
+        // Past i64::MAX a count stays there instead of wrapping to -1.
+        Ok(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<i64, E> {
+        if value < 0 && !self.signed {
+            return Err(self.refuse("a negative number"));
+        }
+        Ok(value)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<i64, E> {
+        Err(self.refuse("a number with a fraction or exponent"))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<i64, E> {
+        Err(self.refuse("a string"))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<i64, E> {
+        Err(self.refuse("a boolean"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<i64, E> {
+        Err(self.refuse("null"))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<i64, E> {
+        Err(self.refuse("null"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<i64, A::Error> {
+        Err(self.refuse("a list"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<i64, A::Error> {
+        Err(self.refuse("an object"))
+    }
+}
+
+/// A required count: a non-negative integer, `i64::MAX` past it; any
+/// other value is an error naming `field` (see [`StrictInteger`]).
+pub fn strict_count<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    field: &'static str,
+) -> Result<i64, D::Error> {
+    let visitor = StrictInteger {
+        field,
+        signed: false,
+    };
+    deserializer.deserialize_any(visitor)
+}
+
+/// A required code: any integer (`i64::MAX` past it); any other value is
+/// an error naming `field`.
+pub fn strict_code<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    field: &'static str,
+) -> Result<i64, D::Error> {
+    let visitor = StrictInteger {
+        field,
+        signed: true,
+    };
+    deserializer.deserialize_any(visitor)
+}
+
+/// The scan report's required integers, each read strictly under its wire
+/// name (the derive cannot pass a field's name to its `deserialize_with`).
+pub mod report {
+    use serde::Deserializer;
+
+    /// `lastScanStatus`.
+    pub fn status_code<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        super::strict_code(deserializer, "lastScanStatus")
+    }
+    /// `newRegisteredContentCount`.
+    pub fn new_registered_count<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<i64, D::Error> {
+        super::strict_count(deserializer, "newRegisteredContentCount")
+    }
+    /// `movedToAnotherContainer`.
+    pub fn moved_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        super::strict_count(deserializer, "movedToAnotherContainer")
+    }
+    /// `removedFromMicrosoft365OrOutofPolicy`.
+    pub fn removed_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        super::strict_count(deserializer, "removedFromMicrosoft365OrOutofPolicy")
+    }
+}
+
 /// A list field: `null` is an empty list.
 pub fn list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
@@ -403,12 +540,29 @@ mod tests {
     }
 
     #[test]
+    fn text_is_cut_to_the_bound_by_characters() {
+        let long = format!("\"{}\"", "é".repeat(MAX_TEXT_CHARS + 50));
+        let Field::Value(text) = field::<String>(&long) else {
+            panic!("text decodes");
+        };
+        assert_eq!(text.chars().count(), MAX_TEXT_CHARS);
+        assert_eq!(
+            field::<String>("\"short\""),
+            Field::Value("short".to_owned())
+        );
+    }
+
+    #[test]
     fn sizes_are_binary_and_strict() {
         assert_eq!(parse_size("0 GB"), Some(0.0));
         assert_eq!(parse_size("512KB"), Some(512.0 * 1024.0));
         assert_eq!(parse_size("12 B"), Some(12.0));
         assert_eq!(parse_size("7 MiB"), Some(7.0 * 1024.0 * 1024.0));
         assert_eq!(parse_size("12"), Some(12.0));
+        let huge = format!("{} PB", "9".repeat(300));
+        assert_eq!(parse_size(&huge), None, "10^300 PB is no finite size");
+        assert_eq!(field::<Bytes>("-0.0"), Field::Value(Bytes(0.0)));
+        assert!(field::<Bytes>("-0.0").value().unwrap().0.is_sign_positive());
         for bad in ["", "GB", "1,5 GB", "1 XB", "-1 GB", "1e3 GB", "NaN GB"] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }

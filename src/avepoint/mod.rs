@@ -1,7 +1,8 @@
 //! AvePoint's Graph API: everything that talks to it, and nothing else.
 //!
 //! Inside, from the bottom up: [`http`] (bounded and streamed body reads,
-//! text safe to log), [`instrumentation`] (`avepoint_api_*` counters),
+//! text safe to log), `scrub` (our credentials in every wire form, and
+//! JSON decode errors without the values), [`instrumentation`] (`avepoint_api_*` counters),
 //! [`lenient`] (fields read one by one: `"N/A"`, `null` and odd values are
 //! unknown, never a failed page), `job_codes` (documented job types and
 //! modules and their labels), [`model`], [`details`] and [`backup`] (the
@@ -29,6 +30,7 @@ pub mod pacing;
 pub mod permissions;
 mod profile_path;
 mod response;
+mod scrub;
 
 pub use auth::{AccessToken, AuthError, TokenSource};
 pub use client::ApiClient;

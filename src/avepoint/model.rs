@@ -39,13 +39,20 @@ pub struct ScanProfileReport {
     #[serde(with = "api_time::option", default)]
     pub last_update_time: Option<OffsetDateTime>,
     /// Raw `lastScanStatus` code; see [`ScanStatus`].
+    #[serde(deserialize_with = "super::lenient::report::status_code")]
     pub last_scan_status: i64,
-    /// Objects newly registered in the latest daily report.
+    /// Objects newly registered in the latest daily report (never
+    /// negative; `i64::MAX` when AvePoint sends more).
+    #[serde(deserialize_with = "super::lenient::report::new_registered_count")]
     pub new_registered_content_count: i64,
     /// Objects moved to another container in the latest daily report.
+    #[serde(deserialize_with = "super::lenient::report::moved_count")]
     pub moved_to_another_container: i64,
     /// Objects removed from Microsoft 365 or out of policy (note AvePoint's `Outof` spelling).
-    #[serde(rename = "removedFromMicrosoft365OrOutofPolicy")]
+    #[serde(
+        rename = "removedFromMicrosoft365OrOutofPolicy",
+        deserialize_with = "super::lenient::report::removed_count"
+    )]
     pub removed_from_m365_or_out_of_policy: i64,
     /// Items in the `newRegisteredContent` list (`changes` only).
     #[serde(
@@ -352,6 +359,9 @@ pub struct Page<T> {
     pub data: Vec<T>,
     /// Paging information.
     pub metadata: PageMetadata,
+    /// Whether the answer was the whole list (a bare list, or no
+    /// `metadata`): the page size asked for does not apply to it.
+    pub whole: bool,
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
@@ -390,7 +400,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
                 }
                 let page = Page::whole(data.unwrap_or_default());
                 Ok(match metadata {
-                    Some(metadata) => Page { metadata, ..page },
+                    Some(metadata) => Page {
+                        metadata,
+                        whole: false,
+                        ..page
+                    },
                     None => page,
                 })
             }
@@ -410,6 +424,7 @@ impl<T> Page<T> {
                 total_count: count as u64,
             },
             data,
+            whole: true,
         }
     }
 }

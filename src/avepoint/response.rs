@@ -15,6 +15,7 @@ use super::instrumentation::ApiEndpoint;
 use super::model::ApiErrorBody;
 use super::pacing::parse_retry_after;
 use super::permissions::permission_of;
+use super::scrub::scrub;
 use crate::config::ProfileEndpoint;
 
 /// The error of a non-success answer. `configured` is the
@@ -38,7 +39,7 @@ pub(super) async fn status_error(
         .unwrap_or_default();
     let body = serde_json::from_slice::<ApiErrorBody>(&bytes).unwrap_or_default();
     // A proxy may echo the request back: never let our token out.
-    let clean = |text: String| sanitize(&text, token.expose());
+    let clean = |text: String| scrub(&text, token.expose());
     let message = with_causes(body.message.map(clean), &bytes, token.expose());
     // The header is what AvePoint documents; the body's id stands in
     // for it when a gateway on the way dropped it.
@@ -107,7 +108,7 @@ fn with_causes(message: Option<String>, body: &[u8], token: &str) -> Option<Stri
     let mut causes: Vec<String> = readable
         .iter()
         .take(MAX_CAUSES)
-        .map(|text| sanitize(text, token))
+        .map(|text| scrub(text, token))
         .collect();
     if causes.is_empty() {
         return message;

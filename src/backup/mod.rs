@@ -15,7 +15,7 @@
 //! Imports `config`, `avepoint`, `discovery` and `refresher`; never
 //! `collect`, `metrics` or above.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -25,21 +25,31 @@ use tokio::sync::watch;
 
 use reqwest::StatusCode;
 
-use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob, CoverageItem};
+use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob};
 use crate::avepoint::{ApiClient, ApiError};
 use crate::config::BackupCollectorSettings;
-use crate::discovery::{DiscoveryError, DiscoveryState, list_all};
+use crate::discovery::{DiscoveryError, LimitCounter, LimitHits, ListBounds, list_all};
 use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule, Task};
 
 /// Customers read at the same time by one collector.
 const CUSTOMER_CONCURRENCY: usize = 2;
 /// Items per page (AvePoint allows at most 100).
 const PAGE_SIZE: u32 = 100;
+/// Failed customers logged one by one per refresh, the rest in one line:
+/// thousands of customers the API does not know must not mean thousands
+/// of lines a refresh.
+const FAILURES_LOGGED: usize = 5;
 
+mod customers;
 mod reduce;
 
-use reduce::Successes;
-pub use reduce::{Coverage, LatestJob, OBJECT_RESULTS, coverage_rows, latest_jobs};
+pub use customers::CustomerSource;
+
+pub use reduce::{
+    Coverage, LatestJob, MAX_ROWS_PER_CUSTOMER, OBJECT_RESULTS, Successes, coverage_rows,
+    fold_coverage, fold_jobs, latest_jobs,
+};
+use reduce::{coverage_key, job_key};
 
 /// One customer's result in one collector.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +67,8 @@ pub struct CollectorState<T> {
     pub customers: BTreeMap<String, CustomerData<T>>,
     /// End of the last refresh in which every customer was read.
     pub last_success: Option<SystemTime>,
+    /// How often the bounds on what AvePoint lists were hit, since start.
+    pub limit_hits: LimitHits,
 }
 
 impl<T> Default for CollectorState<T> {
@@ -64,40 +76,8 @@ impl<T> Default for CollectorState<T> {
         Self {
             customers: BTreeMap::new(),
             last_success: None,
+            limit_hits: LimitHits::default(),
         }
-    }
-}
-
-/// Where the customers come from: the config's, and discovery's.
-#[derive(Debug, Clone)]
-pub struct CustomerSource {
-    /// The customers `targets` names.
-    pub configured: Vec<String>,
-    /// Discovery's state, when discovery runs.
-    pub discovered: Option<watch::Receiver<Arc<DiscoveryState>>>,
-}
-
-impl CustomerSource {
-    /// Wait until discovery publishes; `false` once it never will (no
-    /// discovery, or it stopped). Without discovery it never returns.
-    async fn changed(&mut self) -> bool {
-        match &mut self.discovered {
-            Some(discovery) => discovery.changed().await.is_ok(),
-            None => std::future::pending().await,
-        }
-    }
-
-    /// Every customer right now: the configured ones first, no duplicates.
-    pub fn current(&self) -> Vec<String> {
-        let mut customers = self.configured.clone();
-        if let Some(discovery) = &self.discovered {
-            for customer in discovery.borrow().customers.iter() {
-                if !customers.contains(&customer.id) {
-                    customers.push(customer.id.clone());
-                }
-            }
-        }
-        customers
     }
 }
 
@@ -133,6 +113,7 @@ pub fn spawn_jobs(
         client,
         successes: Successes::new(),
         query: JobsQuery::AllTypes,
+        max_items: settings.max_items_per_list,
     };
     spawn(
         refresher,
@@ -150,7 +131,10 @@ pub fn spawn_coverage(
     customers: CustomerSource,
     settings: &BackupCollectorSettings,
 ) -> BackgroundCollector<Coverage> {
-    let reader = CoverageReader { client };
+    let reader = CoverageReader {
+        client,
+        max_items: settings.max_items_per_list,
+    };
     let interval = settings.refresh_interval;
     spawn(refresher, "backup_coverage", interval, customers, reader)
 }
@@ -188,14 +172,16 @@ impl<R: Refresh> BackgroundReader for Collector<R> {
     async fn run(
         &mut self,
         cause: Cause,
-        _: Arc<Self::State>,
+        previous: Arc<Self::State>,
         permits: Permits,
     ) -> Option<Self::State> {
-        let current = self.customers.current();
+        let current = self.customers.current_blocking().await;
         if cause == Cause::InputChanged && self.last_read.as_ref() == Some(&current) {
             return None;
         }
-        let state = self.reader.refresh(current.clone(), permits).await;
+        let mut state = self.reader.refresh(current.clone(), permits).await;
+        state.limit_hits.warn_if_any(self.name);
+        state.limit_hits = previous.limit_hits.plus(state.limit_hits);
         self.last_read = Some(current);
         Some(state)
     }
@@ -224,6 +210,8 @@ struct Jobs {
     successes: Successes,
     /// How the list is asked for: learned from the first `400` to `{}`.
     query: JobsQuery,
+    /// `discovery.max_items_per_list`.
+    max_items: usize,
 }
 
 /// How a customer's job list is asked for.
@@ -257,6 +245,7 @@ pub async fn read_customer_jobs(
     customer: &str,
     query: JobsQuery,
     permits: &Permits,
+    bounds: ListBounds<'_>,
 ) -> Result<(Vec<BackupJob>, JobsQuery), DiscoveryError> {
     // One list: every job type (`None`, body `{}`) or one.
     let list_jobs = |job_type: Option<i64>| {
@@ -267,7 +256,7 @@ pub async fn read_customer_jobs(
         async move {
             list_all(
                 &list,
-                PAGE_SIZE,
+                bounds,
                 |page, size| permits.hold(client.backup_jobs_page(customer, job_type, page, size)),
                 job_key,
             )
@@ -305,8 +294,14 @@ impl Refresh for Jobs {
     ) -> CollectorState<LatestJob> {
         let (client, permits) = (&self.client, &permits);
         let query = self.query;
+        let counter = LimitCounter::default();
+        let bounds = ListBounds {
+            page_size: PAGE_SIZE,
+            max_items: self.max_items,
+            counter: &counter,
+        };
         let results = read_customers(customers, |customer| async move {
-            read_customer_jobs(client, &customer, query, permits).await
+            read_customer_jobs(client, &customer, query, permits, bounds).await
         })
         .await;
         if results
@@ -315,15 +310,25 @@ impl Refresh for Jobs {
         {
             self.query = JobsQuery::PerJobType;
         }
+        let read: HashSet<&str> = results.iter().map(|(c, _)| c.as_str()).collect();
+        self.successes.retain_customers(&read);
         let successes = &mut self.successes;
-        CollectorState::from_results(results, |customer, (jobs, _)| {
-            latest_jobs(customer, &jobs, successes)
-        })
+        let mut state = CollectorState::from_results(results, |customer, (jobs, _)| {
+            let (rows, folded) = fold_jobs(latest_jobs(customer, &jobs, successes));
+            if folded {
+                counter.rows_folded();
+            }
+            rows
+        });
+        state.limit_hits = counter.hits();
+        state
     }
 }
 
 struct CoverageReader {
     client: Arc<ApiClient>,
+    /// `discovery.max_items_per_list`.
+    max_items: usize,
 }
 
 impl Refresh for CoverageReader {
@@ -335,26 +340,33 @@ impl Refresh for CoverageReader {
         permits: Permits,
     ) -> CollectorState<Coverage> {
         let (client, permits) = (&self.client, &permits);
+        let counter = LimitCounter::default();
+        let bounds = ListBounds {
+            page_size: PAGE_SIZE,
+            max_items: self.max_items,
+            counter: &counter,
+        };
         let results = read_customers(customers, |customer| async move {
             let list = format!("protection coverage of customer {customer}");
             list_all(
                 &list,
-                PAGE_SIZE,
+                bounds,
                 |page, size| permits.hold(client.coverage_page(&customer, page, size)),
                 coverage_key,
             )
             .await
         })
         .await;
-        CollectorState::from_results(results, |_, items| coverage_rows(&items))
+        let mut state = CollectorState::from_results(results, |_, items| {
+            let (rows, folded) = fold_coverage(coverage_rows(&items));
+            if folded {
+                counter.rows_folded();
+            }
+            rows
+        });
+        state.limit_hits = counter.hits();
+        state
     }
-}
-
-/// What makes two coverage rows the same row (for paging): every field,
-/// so that two rows of one module (the documented sample has two rows for
-/// one customer) are both kept and summed, while a page sent twice is not.
-fn coverage_key(item: &CoverageItem) -> String {
-    format!("{item:?}")
 }
 
 /// Read every customer with `read`, [`CUSTOMER_CONCURRENCY`] at a time.
@@ -383,7 +395,7 @@ impl<T> CollectorState<T> {
         results: Vec<(String, Result<R, E>)>,
         mut reduce: impl FnMut(&str, R) -> Vec<T>,
     ) -> Self {
-        let mut complete = true;
+        let mut failures = 0usize;
         let customers = results
             .into_iter()
             .map(|(customer, result)| {
@@ -393,8 +405,10 @@ impl<T> CollectorState<T> {
                         items: reduce(&customer, items).into(),
                     },
                     Err(error) => {
-                        complete = false;
-                        tracing::warn!(customer_id = %customer, %error, "reading a customer's backup data failed");
+                        failures += 1;
+                        if failures <= FAILURES_LOGGED {
+                            tracing::warn!(customer_id = %customer, %error, "reading a customer's backup data failed");
+                        }
                         CustomerData {
                             up: false,
                             items: Arc::new([]),
@@ -404,19 +418,19 @@ impl<T> CollectorState<T> {
                 (customer, data)
             })
             .collect();
+        if failures > FAILURES_LOGGED {
+            tracing::warn!(
+                more = failures - FAILURES_LOGGED,
+                "reading more customers' backup data failed (not logged one by one; avepoint_backup_collector_up says which)"
+            );
+        }
+        let complete = failures == 0;
         CollectorState {
             customers,
             last_success: complete.then(SystemTime::now),
+            limit_hits: LimitHits::default(),
         }
     }
-}
-
-/// What makes two job list items the same item (for paging).
-fn job_key(job: &BackupJob) -> String {
-    format!(
-        "{:?}/{:?}/{:?}/{:?}",
-        job.job_id, job.job_type, job.job_module, job.last_modify_time
-    )
 }
 
 /// Both collectors' latest states, as plain data for the encoders.
@@ -531,6 +545,35 @@ mod tests {
         assert!(after.customers["a"].up);
         assert_eq!(&*after.customers["a"].items, [7]);
         assert_eq!(panics.get("backup_jobs"), 1);
+    }
+
+    #[test]
+    fn failed_customers_are_logged_five_by_name_and_the_rest_in_one_line() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _log = tracing::subscriber::set_default(subscriber);
+        let results: Vec<(String, Result<Vec<u32>, String>)> = (0..8)
+            .map(|n| (format!("c{n}"), Err("HTTP 404".into())))
+            .collect();
+        let state = CollectorState::from_results(results, |_, items| items);
+        assert_eq!(state.customers.len(), 8);
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            log.matches("reading a customer's backup data failed")
+                .count(),
+            5
+        );
+        assert!(log.contains("customer_id=c4"), "{log}");
+        assert!(!log.contains("customer_id=c5"), "{log}");
+        assert_eq!(
+            log.matches("reading more customers' backup data failed")
+                .count(),
+            1
+        );
+        assert!(log.contains("more=3"), "{log}");
     }
 
     #[test]

@@ -54,11 +54,14 @@ const DEFAULT_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
 const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_REPORT_GRACE: Duration = Duration::from_secs(2 * 3600);
 
-/// A background collector's cadence.
+/// A background collector's cadence and bounds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupCollectorSettings {
     /// Time between two reads of every customer's data.
     pub refresh_interval: Duration,
+    /// Items read of one customer's list at most
+    /// (`discovery.max_items_per_list`, which bounds every paged list).
+    pub max_items_per_list: usize,
 }
 
 impl CollectorSettings {
@@ -185,5 +188,8 @@ fn background(
             "must be at least 1m: every refresh asks AvePoint for every customer's pages".into(),
         ));
     }
-    Ok(Some(BackupCollectorSettings { refresh_interval }))
+    Ok(Some(BackupCollectorSettings {
+        refresh_interval,
+        max_items_per_list: super::discovery::DEFAULT_MAX_ITEMS_PER_LIST,
+    }))
 }

@@ -24,6 +24,68 @@ pub struct DiscoverySettings {
     /// the scan profile collector is off: the backup collectors need only
     /// the customers).
     pub list_profiles: bool,
+    /// What one refresh keeps at most of what AvePoint lists.
+    pub limits: ListLimits,
+}
+
+/// Bounds on what a paged list of AvePoint may make the exporter keep:
+/// every item of a list is held in memory until the list is read, and
+/// every customer costs requests and series. Without them a server that
+/// answers 15,000 fresh items per page grows the process by gigabytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListLimits {
+    /// Customers kept per discovery refresh (`discovery.max_customers`):
+    /// the first ones by id, after the rules.
+    pub max_customers: usize,
+    /// Items read of any one paged list (`discovery.max_items_per_list`):
+    /// the customers, one customer's profiles, backup jobs or coverage rows.
+    pub max_items_per_list: usize,
+}
+
+/// Default of `discovery.max_customers`.
+pub const DEFAULT_MAX_CUSTOMERS: usize = 10_000;
+/// Default of `discovery.max_items_per_list`.
+pub const DEFAULT_MAX_ITEMS_PER_LIST: usize = 10_000;
+/// The most either bound may be set to.
+const MAX_LIMIT: usize = 1_000_000;
+
+impl Default for ListLimits {
+    fn default() -> Self {
+        Self {
+            max_customers: DEFAULT_MAX_CUSTOMERS,
+            max_items_per_list: DEFAULT_MAX_ITEMS_PER_LIST,
+        }
+    }
+}
+
+/// `discovery.max_customers` and `discovery.max_items_per_list`: checked
+/// whenever they are given, discovery enabled or not, since the second one
+/// bounds the backup collectors' lists too.
+pub(super) fn list_limits(
+    file: &ConfigFile<'_>,
+    raw: Option<&RawDiscovery>,
+) -> Result<ListLimits, ConfigError> {
+    let defaults = ListLimits::default();
+    let check = |key: &str, value: Option<usize>, default: usize| match value {
+        None => Ok(default),
+        Some(value) if (1..=MAX_LIMIT).contains(&value) => Ok(value),
+        Some(value) => Err(file.invalid(
+            key,
+            format!("must be between 1 and {MAX_LIMIT}, got {value}"),
+        )),
+    };
+    Ok(ListLimits {
+        max_customers: check(
+            "discovery.max_customers",
+            raw.and_then(|raw| raw.max_customers),
+            defaults.max_customers,
+        )?,
+        max_items_per_list: check(
+            "discovery.max_items_per_list",
+            raw.and_then(|raw| raw.max_items_per_list),
+            defaults.max_items_per_list,
+        )?,
+    })
 }
 
 /// One include or exclude rule: every field given must match (anchored regex).
@@ -74,6 +136,7 @@ impl DiscoverySettings {
         self.refresh_interval == other.refresh_interval
             && self.page_size == other.page_size
             && self.list_profiles == other.list_profiles
+            && self.limits == other.limits
             && same_rules(&self.include, &other.include)
             && same_rules(&self.exclude, &other.exclude)
     }
@@ -137,6 +200,7 @@ pub(super) fn validate(
         include: discovery.include.into_iter().map(rule).collect(),
         exclude: discovery.exclude.into_iter().map(rule).collect(),
         list_profiles: true,
+        limits: ListLimits::default(),
     }))
 }
 

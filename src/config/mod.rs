@@ -37,7 +37,7 @@ pub use collectors::{
     BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE, BackupCollectorSettings, CollectorSettings,
     ReportSchedule, SCAN_PROFILES_SCOPE,
 };
-pub use discovery::{DiscoveryRule, DiscoverySettings};
+pub use discovery::{DiscoveryRule, DiscoverySettings, ListLimits};
 pub use profile_details::ProfileDetailsSettings;
 pub(crate) use yaml::parse_yaml;
 
@@ -382,10 +382,18 @@ impl Settings {
         let client_id = avepoint::client_id(&file, &section, &env)?;
         let credential = avepoint::credential(&file, &section, &env)?;
         let limits = avepoint::limits(&file, &section)?;
-        let collectors = collectors::validate(&file, raw.collectors)?;
+        let list_limits = discovery::list_limits(&file, raw.discovery.as_ref())?;
+        let mut collectors = collectors::validate(&file, raw.collectors)?;
+        for backup in [&mut collectors.backup_jobs, &mut collectors.backup_coverage]
+            .into_iter()
+            .flatten()
+        {
+            backup.max_items_per_list = list_limits.max_items_per_list;
+        }
         let mut discovery = discovery::validate(&file, raw.discovery)?;
         if let Some(discovery) = &mut discovery {
             discovery.list_profiles = collectors.scan_profiles;
+            discovery.limits = list_limits;
         }
         let profile_details = match collectors.scan_profiles {
             true => profile_details::validate(&file, raw.profile_details, discovery.as_ref())?,

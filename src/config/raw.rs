@@ -78,6 +78,8 @@ pub(super) struct RawDiscovery {
     #[serde(default, deserialize_with = "duration")]
     pub(super) refresh_interval: Option<Duration>,
     pub(super) page_size: Option<u32>,
+    pub(super) max_customers: Option<usize>,
+    pub(super) max_items_per_list: Option<usize>,
     #[serde(default)]
     pub(super) include: Vec<RawRule>,
     #[serde(default)]

@@ -5,6 +5,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
+use super::customers::encode_limit_hits;
 use super::gauges::encode_gauges;
 use crate::avepoint::ScanStatus;
 use crate::backup::{
@@ -299,6 +300,26 @@ impl Collector for CollectorHealth {
             Some(&Unit::Seconds),
             rows.into_iter()
                 .filter_map(|(collector, at)| Some(([("collector", collector)], at?))),
+        )?;
+        let hits = [
+            ("backup_jobs", self.0.jobs.as_ref().map(|s| s.limit_hits)),
+            (
+                "backup_coverage",
+                self.0.coverage.as_ref().map(|s| s.limit_hits),
+            ),
+        ];
+        let labels = hits.map(|(collector, _)| [("collector", collector)]);
+        let groups: Vec<(&[(&str, &str)], _)> = labels
+            .iter()
+            .zip(hits)
+            .filter_map(|(labels, (_, hits))| Some((&labels[..], hits?)))
+            .collect();
+        encode_limit_hits(
+            &mut encoder,
+            "avepoint_backup_limit_hits",
+            "How often a backup collector's refresh found more than it keeps, by bound: page_size (a page held more items than asked for; the rest was ignored), max_items_per_list (a customer's list was cut at discovery.max_items_per_list), max_rows_per_customer (a customer's rows past 64 were folded into one row labelled other).",
+            &groups,
+            &["page_size", "max_items_per_list", "max_rows_per_customer"],
         )
     }
 }
@@ -359,10 +380,16 @@ mod tests {
             jobs: Some(Arc::new(CollectorState {
                 customers: jobs,
                 last_success: None,
+                limit_hits: crate::discovery::LimitHits {
+                    max_rows_per_customer: 2,
+                    page_size: 1,
+                    ..Default::default()
+                },
             })),
             coverage: Some(Arc::new(CollectorState {
                 customers: coverage,
                 last_success: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(42)),
+                limit_hits: Default::default(),
             })),
         }
     }
@@ -451,7 +478,13 @@ mod tests {
         assert_eq!(
             lines,
             [
-                r#"avepoint_collector_last_success_timestamp_seconds{collector="backup_coverage"} 42.0"#
+                r#"avepoint_collector_last_success_timestamp_seconds{collector="backup_coverage"} 42.0"#,
+                r#"avepoint_backup_limit_hits_total{collector="backup_jobs",limit="page_size"} 1"#,
+                r#"avepoint_backup_limit_hits_total{collector="backup_jobs",limit="max_items_per_list"} 0"#,
+                r#"avepoint_backup_limit_hits_total{collector="backup_jobs",limit="max_rows_per_customer"} 2"#,
+                r#"avepoint_backup_limit_hits_total{collector="backup_coverage",limit="page_size"} 0"#,
+                r#"avepoint_backup_limit_hits_total{collector="backup_coverage",limit="max_items_per_list"} 0"#,
+                r#"avepoint_backup_limit_hits_total{collector="backup_coverage",limit="max_rows_per_customer"} 0"#,
             ]
         );
     }

@@ -7,7 +7,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use super::gauges::{NO_LABELS, encode_counter, encode_gauges, encode_last_success};
 use crate::avepoint::model::Customer;
-use crate::discovery::DiscoveryState;
+use crate::discovery::{DiscoveryState, LimitHits};
 
 /// Discovery's health and the customers it found.
 #[derive(Debug)]
@@ -28,6 +28,13 @@ impl Collector for DiscoveryCollector {
             "Discovery refreshes that failed in whole or in part (the last known targets were kept).",
             state.errors_total,
         )?;
+        encode_limit_hits(
+            &mut encoder,
+            "avepoint_discovery_limit_hits",
+            "How often a discovery refresh found more than it keeps, by bound: page_size (a page held more items than asked for; the rest was ignored), max_items_per_list (a list was cut at discovery.max_items_per_list), max_customers (the customers were cut at discovery.max_customers).",
+            &[(&[], state.limit_hits)],
+            &["page_size", "max_items_per_list", "max_customers"],
+        )?;
         encode_gauges(
             &mut encoder,
             "avepoint_discovery_targets",
@@ -37,6 +44,34 @@ impl Collector for DiscoveryCollector {
         )?;
         CustomerCollector(Arc::clone(&state.customers)).encode(encoder)
     }
+}
+
+/// A counter family of [`LimitHits`]: for each group, one series per
+/// bound in `limits` (its `limit` label), after the group's own labels.
+pub(super) fn encode_limit_hits(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    groups: &[(&[(&str, &str)], LimitHits)],
+    limits: &[&str],
+) -> Result<(), std::fmt::Error> {
+    use prometheus_client::encoding::EncodeMetric;
+    use prometheus_client::metrics::MetricType;
+    use prometheus_client::metrics::counter::ConstCounter;
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, hits) in groups {
+        for (limit, count) in hits.by_limit() {
+            if limits.contains(&limit) {
+                let mut set: Vec<(&str, &str)> = labels.to_vec();
+                set.push(("limit", limit));
+                ConstCounter::new(count).encode(family.encode_family(&set)?)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Customer-level metrics from discovery data. `ownerEmail` is personal

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -20,9 +20,7 @@ use super::wire;
 use crate::sync::lock;
 
 /// Permission of both profile endpoints and of the profile list.
-const SCAN_PROFILES_READ: &str = "elements.scanprofiles.read.all";
-/// Permission of the customer list.
-const CUSTOMERS_READ: &str = "elements.customers.read.all";
+pub(super) const SCAN_PROFILES_READ: &str = "elements.scanprofiles.read.all";
 
 /// What a route answers: a refusal is an `Err` so `?` can pass it on from
 /// the checks; axum sends both sides alike.
@@ -52,7 +50,11 @@ fn request_id_text(request_id: u64) -> String {
 /// Every answer carries an id, as AvePoint's do, so the exporter's logs of
 /// failures can be tested for it; unless told to leave it out, as a
 /// gateway on the way might.
-fn with_request_id(state: &SimState, mut response: Response, request_id: u64) -> Response {
+pub(super) fn with_request_id(
+    state: &SimState,
+    mut response: Response,
+    request_id: u64,
+) -> Response {
     if state.omit_request_id_header.load(Ordering::Relaxed) {
         return response;
     }
@@ -324,6 +326,10 @@ async fn answer_with_fault(
             json_response(body.to_string())
         }
         Some(Fault::Truncated) => json_response(first_half(body.to_string())),
+        Some(Fault::Field(name, value)) => {
+            body[name.as_str()] = value;
+            json_response(body.to_string())
+        }
         Some(Fault::Huge(size)) => {
             body["description"] = json!("x".repeat(size));
             json_response(body.to_string())
@@ -363,7 +369,13 @@ async fn answer_with_fault(
             }
             json_response(body.to_string())
         }
-        Some(Fault::Report(_) | Fault::BareList | Fault::OneJobTypeOnly | Fault::Body(_))
+        Some(
+            Fault::Report(_)
+            | Fault::BareList
+            | Fault::OneJobTypeOnly
+            | Fault::Body(_)
+            | Fault::FreshModules,
+        )
         | None => json_response(body.to_string()),
     };
     with_request_id(state, response, request_id)
@@ -420,11 +432,12 @@ pub(super) struct PageQuery {
     page_size: Option<u32>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct BatchBody {
-    customer_ids: Option<Vec<String>>,
-    scan_profile_ids: Option<Vec<String>>,
+impl PageQuery {
+    /// The page index and size asked for, as [`page`] reads them.
+    pub(super) fn position(&self) -> (u32, u32) {
+        let index = self.page_index.unwrap_or(1).max(1);
+        (index, self.page_size.unwrap_or(50).clamp(1, 100))
+    }
 }
 
 /// One page of `items`, with the metadata the client pages by (inflated,
@@ -435,8 +448,7 @@ pub(super) fn page(
     query: &PageQuery,
     request_id: u64,
 ) -> Response {
-    let page_index = query.page_index.unwrap_or(1).max(1);
-    let page_size = query.page_size.unwrap_or(50).clamp(1, 100);
+    let (page_index, page_size) = query.position();
     let lying = state.paging_lies.load(Ordering::Relaxed);
     let total_count = items.len() as u64 + if lying { 1000 } else { 0 };
     let mut skip = (page_index - 1).saturating_mul(page_size) as usize;
@@ -451,138 +463,4 @@ pub(super) fn page(
         .collect();
     let body = wire::page_body(data, page_index, page_size, total_count);
     with_request_id(state, Json(body).into_response(), request_id)
-}
-
-/// Count a discovery request, admit it, and fail it when discovery
-/// failures are injected.
-async fn admit_discovery(
-    state: &SimState,
-    headers: &HeaderMap,
-    permission: &str,
-) -> Result<u64, Response> {
-    state
-        .stats
-        .discovery_requests
-        .fetch_add(1, Ordering::Relaxed);
-    background_delay(state).await;
-    let request_id = admit(state, headers, permission).await?;
-    if state.discovery_failing.load(Ordering::Relaxed) {
-        return Err(api_error(
-            state,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            request_id,
-            "injected discovery failure",
-        ));
-    }
-    Ok(request_id)
-}
-
-/// `POST .../customers/batch`: the visible customers, or those the body
-/// names.
-pub(super) async fn customers_batch(
-    State(state): State<Arc<SimState>>,
-    Query(query): Query<PageQuery>,
-    headers: HeaderMap,
-    body: Option<Json<BatchBody>>,
-) -> Answer {
-    let request_id = admit_discovery(&state, &headers, CUSTOMERS_READ).await?;
-    let wanted = body.and_then(|Json(body)| body.customer_ids);
-    Ok(page(
-        &state,
-        customer_items(&state, wanted),
-        &query,
-        request_id,
-    ))
-}
-
-fn customer_items(state: &SimState, wanted: Option<Vec<String>>) -> Vec<Value> {
-    let hidden = lock(&state.hidden_customers).clone();
-    let bogus = state
-        .bogus_customer
-        .load(Ordering::Relaxed)
-        .then(wire::bogus_customer_item);
-    state
-        .customers
-        .iter()
-        .filter(|c| wanted.as_ref().is_none_or(|ids| ids.contains(&c.id)))
-        .filter(|c| !hidden.contains(&c.id))
-        .map(wire::customer_item)
-        .chain(bogus)
-        .chain(respelled_customers(state))
-        .collect()
-}
-
-/// With [`SimState::respelled_ids`]: the first customer twice more, its id
-/// in upper case with braces and without hyphens, as a server that stores
-/// ids as it was given them might.
-fn respelled_customers(state: &SimState) -> Vec<Value> {
-    let Some(first) = state
-        .customers
-        .first()
-        .filter(|_| state.respelled_ids.load(Ordering::Relaxed))
-    else {
-        return Vec::new();
-    };
-    respellings(&first.id)
-        .into_iter()
-        .map(|id| {
-            let mut item = wire::customer_item(first);
-            item["id"] = json!(id);
-            item
-        })
-        .collect()
-}
-
-/// Other spellings of a UUID that parse to the same one.
-fn respellings(id: &str) -> [String; 2] {
-    [format!("{{{}}}", id.to_uppercase()), id.replace('-', "")]
-}
-
-/// `POST .../customers/{id}/scan-profiles/batch`: a visible customer's
-/// profiles, or those the body names.
-pub(super) async fn profiles_batch(
-    State(state): State<Arc<SimState>>,
-    Path(customer_id): Path<String>,
-    Query(query): Query<PageQuery>,
-    headers: HeaderMap,
-    body: Option<Json<BatchBody>>,
-) -> Answer {
-    let request_id = admit_discovery(&state, &headers, SCAN_PROFILES_READ).await?;
-    let hidden = lock(&state.hidden_customers).contains(&customer_id);
-    let customer = state
-        .customers
-        .iter()
-        .find(|c| c.id == customer_id && !hidden)
-        .ok_or_else(|| {
-            api_error(
-                &state,
-                StatusCode::NOT_FOUND,
-                request_id,
-                "customer not found",
-            )
-        })?;
-    let wanted = body.and_then(|Json(body)| body.scan_profile_ids);
-    let respelled = state.respelled_ids.load(Ordering::Relaxed);
-    let items: Vec<Value> = customer
-        .profiles
-        .iter()
-        .filter(|p| wanted.as_ref().is_none_or(|ids| ids.contains(&p.id)))
-        .flat_map(|profile| {
-            let item = wire::profile_item(profile);
-            let copies: Vec<Value> = if respelled {
-                respellings(&profile.id)
-                    .into_iter()
-                    .map(|profile_id| {
-                        let mut copy = item.clone();
-                        copy["profileId"] = json!(profile_id);
-                        copy
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            std::iter::once(item).chain(copies)
-        })
-        .collect();
-    Ok(page(&state, items, &query, request_id))
 }

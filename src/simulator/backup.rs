@@ -18,10 +18,12 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::Fault;
-use super::api::{Answer, PageQuery, admit, api_error, background_delay, page, throttled};
+use super::api::{
+    Answer, PageQuery, admit, api_error, background_delay, page, throttled, with_request_id,
+};
 use super::data::SimCustomer;
 use super::state::SimState;
+use super::{Fault, flood};
 use crate::avepoint::model::api_time;
 use crate::sync::lock;
 
@@ -320,6 +322,15 @@ pub(super) async fn jobs_batch(
             StatusCode::BAD_REQUEST,
             request_id,
             "jobType is required",
+        ));
+    }
+    if matches!(fault, Some(Fault::FreshModules)) {
+        let template = job(0, 0, 0, OffsetDateTime::now_utc());
+        let body = flood::fresh_modules(&state, template, query.position());
+        return Ok(with_request_id(
+            &state,
+            Json(body).into_response(),
+            request_id,
         ));
     }
     let mut items = jobs(index, OffsetDateTime::now_utc());

@@ -20,6 +20,8 @@
 mod api;
 pub mod backup;
 pub mod data;
+mod discovery;
+mod flood;
 mod state;
 mod token;
 pub mod wire;
@@ -181,6 +183,14 @@ pub enum Fault {
     /// Backup jobs: `400` to a request without `jobType` (body `{}`);
     /// a request for one job type is answered with that type's jobs.
     OneJobTypeOnly,
+    /// Reports and details: the body with this one field (by its wire
+    /// name) set to this JSON value: out-of-range counts, a wrong-typed
+    /// field holding an e-mail address, a 20 MB name.
+    Field(String, serde_json::Value),
+    /// Backup jobs: every page full of jobs of modules never seen before
+    /// (a fresh `jobModule` code per job, across requests too), with a
+    /// `totalCount` that always promises more, as a runaway upstream might.
+    FreshModules,
 }
 
 /// A simulator serving on a loopback port; stops when dropped.
@@ -264,15 +274,7 @@ impl RunningSimulator {
         self.state.report(customer_id, profile_id)
     }
 
-    /// Report requests for one profile so far (both paths, all outcomes).
-    pub fn profile_requests(&self, profile_id: &str) -> u64 {
-        lock(&self.state.requests_per_profile)
-            .get(profile_id)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Report requests per profile so far.
+    /// Report requests per profile id so far (both paths, all outcomes).
     pub fn requests_per_profile(&self) -> std::collections::HashMap<String, u64> {
         lock(&self.state.requests_per_profile).clone()
     }
@@ -301,6 +303,22 @@ impl RunningSimulator {
     /// repeat their last page forever, like a buggy server.
     pub fn set_paging_lies(&self, lying: bool) {
         self.state.paging_lies.store(lying, Ordering::Relaxed);
+    }
+
+    /// Make the token endpoint refuse every request with an
+    /// `error_description` quoting the request form-encoded, credentials
+    /// included (the client secret as `Sec%7Eret...`), as a misbehaving
+    /// proxy or identity server might.
+    pub fn set_token_echo(&self, on: bool) {
+        self.state.token_echo.store(on, Ordering::Relaxed);
+    }
+
+    /// Make the customer list answer `per_page` customers never sent
+    /// before on every page, however many were asked for, with a total
+    /// that always promises more (`None`: the real list again).
+    pub fn set_customer_flood(&self, per_page: Option<u64>) {
+        let per_page = per_page.unwrap_or(0);
+        self.state.customer_flood.store(per_page, Ordering::Relaxed);
     }
 
     /// Add a customer whose id is not a UUID (`../../etc`) to the customer
@@ -486,7 +504,7 @@ fn router(state: Arc<SimState>) -> Router {
             "/partner/external/v3/general/customers/{customer_id}/scan-profiles/{profile_id}",
             get(api::profile_details),
         )
-        .route("/partner/external/v3/general/customers/batch", post(api::customers_batch))
+        .route("/partner/external/v3/general/customers/batch", post(discovery::customers_batch))
         .route(
             "/partner/external/v3/general/customers/{customer_id}/avpt-products/jobs/batch",
             post(backup::jobs_batch),
@@ -497,7 +515,7 @@ fn router(state: Arc<SimState>) -> Router {
         )
         .route(
             "/partner/external/v3/general/customers/{customer_id}/scan-profiles/batch",
-            post(api::profiles_batch),
+            post(discovery::profiles_batch),
         )
         // Only the routes above: the token endpoint is not what
         // `avepoint.concurrency` bounds.

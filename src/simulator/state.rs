@@ -119,6 +119,14 @@ pub(super) struct SimState {
     pub(super) hidden_customers: Mutex<HashSet<String>>,
     pub(super) discovery_failing: AtomicBool,
     pub(super) paging_lies: AtomicBool,
+    /// Whether the token endpoint refuses every request quoting it.
+    pub(super) token_echo: AtomicBool,
+    /// The next fresh `jobModule` code of [`super::Fault::FreshModules`].
+    pub(super) fresh_modules: AtomicU64,
+    /// Customers per page of the customer flood (0: off).
+    pub(super) customer_flood: AtomicU64,
+    /// The next fresh customer of the flood.
+    pub(super) fresh_customers: AtomicU64,
     pub(super) bogus_customer: AtomicBool,
     /// Repeat ids in other spellings in the discovery lists.
     pub(super) respelled_ids: AtomicBool,
@@ -178,6 +186,10 @@ impl SimState {
             hidden_customers: Mutex::default(),
             discovery_failing: AtomicBool::default(),
             paging_lies: AtomicBool::default(),
+            token_echo: AtomicBool::default(),
+            fresh_modules: AtomicU64::default(),
+            customer_flood: AtomicU64::default(),
+            fresh_customers: AtomicU64::default(),
             bogus_customer: AtomicBool::default(),
             respelled_ids,
             token_redirect: Mutex::default(),

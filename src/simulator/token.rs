@@ -32,6 +32,28 @@ pub(super) struct TokenForm {
     scope: Option<String>,
 }
 
+impl TokenForm {
+    /// The form as it was sent (`application/x-www-form-urlencoded`), the
+    /// credentials first: an error keeps only its first 200 characters,
+    /// and the test must see what became of them.
+    fn encoded(&self) -> String {
+        let mut encoded = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("client_secret", &self.client_secret),
+            ("client_assertion", &self.client_assertion),
+            ("grant_type", &self.grant_type),
+            ("client_id", &self.client_id),
+            ("client_assertion_type", &self.client_assertion_type),
+            ("scope", &self.scope),
+        ] {
+            if let Some(value) = value {
+                encoded.append_pair(name, value);
+            }
+        }
+        encoded.finish()
+    }
+}
+
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     (
         status,
@@ -55,6 +77,15 @@ pub(super) async fn token(
     }
     if !state.config.token_latency.is_zero() {
         tokio::time::sleep(state.config.token_latency).await;
+    }
+    if state.token_echo.load(Ordering::Relaxed) {
+        // As a misbehaving proxy or identity server might: the refusal
+        // quotes the request, form-encoded, credentials and all.
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            &format!("rejected request: {}", form.encoded()),
+        );
     }
     if form.grant_type.as_deref() != Some("client_credentials") {
         return oauth_error(
