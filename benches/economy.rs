@@ -17,7 +17,8 @@
 //! calls per profile per (simulated) day, counted by the simulator, and
 //! the delay from a report's `lastUpdateTime` to the first scrape that
 //! shows it (p50, p99), in real-day units. `every_scrape` and `cache_ttl`
-//! are stationary and run for one day; `report_schedule` for `--days`.
+//! cost the same every day and run for a quarter of one (`--steady-days`);
+//! `report_schedule` runs for `--days`.
 
 mod support;
 
@@ -38,6 +39,8 @@ const USAGE: &str = "cargo bench --bench economy -- [options]
   --day D          length of a simulated day (default 6m: every duration / 240)
   --days N         simulated days of the report_schedule run (default 2)
   --modes LIST     every_scrape,cache_ttl,report_schedule (default: all three)
+  --steady-days F  simulated days of the every_scrape and cache_ttl runs, whose
+                   calls per day do not change from one day to the next (default 0.25)
 ";
 
 const REAL_DAY: f64 = 86_400.0;
@@ -62,7 +65,9 @@ fn main() {
     }
     let profiles: usize = flag(&args, "--profiles").map_or(1000, |n| parse_number(&n, "profiles"));
     let day = flag(&args, "--day").map_or(Duration::from_secs(360), |d| parse_duration(&d));
-    let days: u32 = flag(&args, "--days").map_or(2, |n| parse_number(&n, "days"));
+    let days: f64 = flag(&args, "--days").map_or(2.0, |n| parse_number(&n, "days"));
+    let steady_days: f64 =
+        flag(&args, "--steady-days").map_or(0.25, |n| parse_number(&n, "steady days"));
     let modes =
         flag(&args, "--modes").unwrap_or_else(|| "every_scrape,cache_ttl,report_schedule".into());
     let scale = day.as_secs_f64() / REAL_DAY;
@@ -78,9 +83,9 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut outcomes = Vec::new();
     for mode in modes.split(',') {
-        let (collectors, cache_ttl, length): (String, Option<Duration>, u32) = match mode {
-            "every_scrape" => (String::new(), None, 1),
-            "cache_ttl" => (String::new(), Some(scaled(300.0)), 1),
+        let (collectors, cache_ttl, length): (String, Option<Duration>, f64) = match mode {
+            "every_scrape" => (String::new(), None, steady_days),
+            "cache_ttl" => (String::new(), Some(scaled(300.0)), steady_days),
             "report_schedule" => (
                 format!(
                     "collectors:\n  scan_profiles:\n    refresh: report_schedule\n    poll_interval: {}ms\n    max_age: {}ms\n    report_interval: {}ms\n    report_grace: {}ms\n",
@@ -144,7 +149,7 @@ async fn run_mode(
     mode: &'static str,
     profiles: usize,
     day: Duration,
-    days: u32,
+    days: f64,
     scrape_every: Duration,
     cache_ttl: Option<Duration>,
     collectors: &str,
@@ -196,7 +201,7 @@ async fn run_mode(
     }
     let before: u64 = sim.requests_per_profile().values().sum();
     let started = Instant::now();
-    let length = day * days;
+    let length = day.mul_f64(days);
     let (mut delays, mut scrapes, mut slowest) = (Vec::new(), 0, Duration::ZERO);
     let mut next = tokio::time::Instant::now();
     while started.elapsed() < length {
