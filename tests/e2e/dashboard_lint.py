@@ -106,6 +106,10 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 ABSENT_UNTIL_FIRST_SAMPLE = {
     "avepoint_api_retries_total",
     "avepoint_api_backoff_skipped_requests_total",
+    # Only with collectors.scan_profiles.refresh: report_schedule (the demo
+    # the end-to-end test runs scrapes every report on every scrape).
+    "avepoint_scan_profile_last_read_timestamp_seconds",
+    "avepoint_scan_reports_max_age_seconds",
 }
 
 
