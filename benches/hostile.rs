@@ -69,10 +69,12 @@ const USAGE: &str = "cargo bench --bench hostile -- [options]
   --open-files N     the exporter's open-files limit (default 256)
   --scrape-every D   the Prometheus-like scraper's interval (default 5s)
   --attack NAME      all (default: the mix above), unread, unread-h2, keepalive
-                     or passwords (issue #20's attacks, one at a time)
+                     or passwords (issue #20's attacks, one at a time), or none
   --connections N    the attack's connections (unread, keepalive; unread-h2
                      takes at most 10, 200 streams each) or clients
                      (passwords) (default 1000)
+  --attack-addresses N  unread and keepalive come from 127.0.0.2 and the N-1
+                     next addresses (default 1; 5 fills the response bound)
   --tls              serve HTTPS (a test CA), HTTP/2 offered; needed by unread-h2
   --rss-limit-mib M  the most resident memory allowed (default 128)
 ";
@@ -87,6 +89,7 @@ struct Options {
     attack: String,
     connections: usize,
     tls: bool,
+    attack_addresses: u8,
     rss_limit_mib: f64,
 }
 
@@ -109,6 +112,10 @@ impl Options {
             attack: number("--attack", "all"),
             connections: parse_number(&number("--connections", "1000"), "--connections"),
             tls: args.iter().any(|a| a == "--tls"),
+            attack_addresses: parse_number(
+                &number("--attack-addresses", "1"),
+                "--attack-addresses",
+            ),
             rss_limit_mib: parse_number(&number("--rss-limit-mib", "128"), "--rss-limit-mib"),
         }
     }
@@ -659,6 +666,7 @@ fn spawn_attackers(
     let socket: std::net::SocketAddr = addr.parse().expect("the exporter's address");
     let (stop, tally) = (Arc::clone(stop), Arc::clone(tally));
     let base = base.to_owned();
+    attacks::ADDRESSES.store(options.attack_addresses.clamp(1, 250), Ordering::Relaxed);
     match options.attack.as_str() {
         "all" => vec![
             tokio::spawn(slowloris(
@@ -688,6 +696,8 @@ fn spawn_attackers(
             )),
             tokio::spawn(password_floods(base, stop, tally)),
         ],
+        // The baseline: only the scraper.
+        "none" => Vec::new(),
         "unread" => vec![tokio::spawn(attacks::unread(
             socket,
             options.connections,

@@ -24,13 +24,22 @@ use tokio::net::TcpStream;
 
 use super::{PASSWORD, Tally, USER};
 
-/// Where the attackers come from.
+/// Where the attackers come from (the first of `--attack-addresses`).
 pub const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
-/// A TCP connection to `addr` from [`ATTACKER`].
+/// How many addresses from [`ATTACKER`] on the raw-socket attacks use
+/// (`--attack-addresses`): more than the places per address allow fills
+/// the bound on responses in all, to measure what a full bound costs.
+pub static ADDRESSES: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+
+/// A TCP connection to `addr` from one of the attack's addresses, in turn.
 async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    let count = ADDRESSES.load(Ordering::Relaxed).max(1);
+    let turn = NEXT.fetch_add(1, Ordering::Relaxed) % count;
     let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(ATTACKER, 0))?;
+    let source = Ipv4Addr::new(127, 0, 0, 2 + turn);
+    socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
     socket.connect(addr).await
 }
 

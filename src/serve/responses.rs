@@ -26,9 +26,9 @@ pub struct ResponseLimits {
     pub per_address: usize,
 }
 
-/// Default [`ResponseLimits::total`]: measured, a response nobody reads
-/// holds about 0.5 MiB (docs/web-config.md, "Responses in progress"), so
-/// a full bound about 32 MiB.
+/// Default [`ResponseLimits::total`]: measured at 2,000 profiles, a gzipped
+/// `/metrics` nobody reads holds some 50 KiB besides its connection, a full
+/// bound a few MiB (BENCHMARKS.md, "Client-side memory soak").
 pub const MAX_RESPONSES: usize = 64;
 
 /// Default [`ResponseLimits::per_address`]: a Prometheus pair scraping
