@@ -1,25 +1,18 @@
 //! Every open connection of a listener, whether it has a request in
-//! progress, and the policy for which one to close: the cap, the
-//! deadlines and shedding.
+//! progress, and which one to close: the cap, the deadlines, shedding.
 //!
 //! A connection is *waiting* from its accept, and again from each response
 //! written, until its next request's headers are complete; it is *busy*
 //! while a request is in progress, its response's body included until the
-//! last byte is handed to the socket. The server closes:
-//!
-//! - a waiting connection at its deadline: the header-read timeout after
-//!   its accept (TLS handshake and protocol detection included), the idle
-//!   timeout after its last response;
-//! - a busy connection whose response has not been written within the
-//!   write timeout of being handed over (a client that asks and never
-//!   reads); a request still being answered is never cut short;
-//! - at the cap, the connection that has waited longest, once it has waited
-//!   at least [`SHED_GRACE`]: a slowloris holder or an idle keep-alive
-//!   connection, never one whose response is being written nor one
-//!   accepted a moment ago whose request has not been read yet;
-//! - when no connection can be shed, none is accepted until one can:
-//!   newcomers queue in the kernel's listen backlog instead of being
-//!   refused.
+//! last byte is handed to the socket. The server closes a waiting
+//! connection at its deadline (the header-read timeout after its accept,
+//! the idle timeout after its last response), a busy one whose response is
+//! not written within the write timeout (a client that asks and never
+//! reads; a request still being answered is never cut short), and at the
+//! cap the connection that has waited longest, once it has waited
+//! [`SHED_GRACE`]: never one whose response is being written nor one
+//! accepted a moment ago. When none can be shed, newcomers queue in the
+//! kernel's listen backlog instead of being refused.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
