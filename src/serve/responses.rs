@@ -3,11 +3,12 @@
 //! buffers of it) at once, in all and per client address.
 //!
 //! The connection cap counts connections, and a connection costs a few KiB;
-//! a response in progress costs hundreds (a gzip encoder alone is about
-//! 300 KiB), and a client that asks and never reads holds it. So the
-//! responses that cost something take a place here when their request
-//! starts and give it back only when the body has been written (or the
-//! connection is gone); a request that finds no place gets a 503 at once.
+//! a response in progress costs more (a gzip encoder, the encoder's chunk,
+//! what hyper buffers), and a client that asks and never reads holds it.
+//! So the responses that cost something take a place here when they are
+//! handed over (after basic auth and the round) and give it back only when
+//! the body has been written (or the connection is gone); a response that
+//! finds no place is replaced by a 503.
 //! The places per address keep one client (a flood of unread scrapes from
 //! one host) from taking them all from the others.
 

@@ -1,7 +1,8 @@
 //! The service around the router on each connection: it marks each request
 //! on the connection's slot in the tracker until its response's body has
 //! been written, and takes the response's place under the bound on
-//! responses in progress (a 503 when there is none).
+//! responses in progress when it is handed over (a 503 instead when there
+//! is none).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,26 +62,31 @@ where
         // The client's address, for the bcrypt queues (and any handler).
         request.extensions_mut().insert(ConnectInfo(self.peer));
         let mut guard = self.slot.request_started();
-        let permit = match &self.responses {
-            Some(bound) if bounded(request.uri().path()) => match bound.try_acquire(self.peer.ip())
-            {
-                Ok(permit) => Some(permit),
-                Err(full) => {
+        // The place is taken when the response is handed over, after basic
+        // auth and the round: a refusal (401, 429) or a request still
+        // waiting for its round holds no place, so a flood of wrong
+        // passwords from a scraper's own address cannot take the scraper's.
+        let bound = self
+            .responses
+            .clone()
+            .filter(|_| bounded(request.uri().path()));
+        let peer = self.peer;
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            let permit = match bound.map(|bound| bound.try_acquire(peer.ip())) {
+                Some(Err(full)) => {
                     tracing::debug!(
-                        peer = %self.peer,
+                        %peer,
                         own_share = full.own_share,
                         "too many responses in progress; answered 503"
                     );
                     guard.writing();
-                    let response = too_many_responses().map(|body| written(body, guard, None));
-                    return Box::pin(std::future::ready(Ok(response)));
+                    return Ok(too_many_responses().map(|body| written(body, guard, None)));
                 }
-            },
-            _ => None,
-        };
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
+                Some(Ok(permit)) => Some(permit),
+                None => None,
+            };
             guard.writing();
             Ok(response.map(|body| written(body, guard, permit)))
         })
