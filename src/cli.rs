@@ -272,6 +272,14 @@ fn telemetry_path(text: &str) -> Result<String, String> {
             "{text:?} contains {bad:?}, which cannot be part of the path"
         ));
     }
+    // A segment that starts with `:` is axum 0.7's parameter syntax, which
+    // axum 0.8 refuses with a panic at start rather than match it literally.
+    if let Some(segment) = text.split('/').find(|segment| segment.starts_with(':')) {
+        return Err(format!(
+            "{text:?} has a segment {segment:?} starting with ':', which the router takes for a \
+             parameter; choose a path without it, e.g. /metrics"
+        ));
+    }
     Ok(text.to_owned())
 }
 
@@ -373,7 +381,26 @@ mod tests {
             telemetry_path("metrics").unwrap_err(),
             "\"metrics\" must start with / and name a path, e.g. /metrics"
         );
-        for fine in ["/metrics", "/probe/metrics", "/sdk", "/avepoint/metrics"] {
+        for route_syntax in ["/:metrics", "/avepoint/:x/metrics"] {
+            let segment = route_syntax
+                .rsplit('/')
+                .find(|s| s.starts_with(':'))
+                .unwrap();
+            assert_eq!(
+                telemetry_path(route_syntax).unwrap_err(),
+                format!(
+                    "{route_syntax:?} has a segment {segment:?} starting with ':', which the router \
+                     takes for a parameter; choose a path without it, e.g. /metrics"
+                )
+            );
+        }
+        for fine in [
+            "/metrics",
+            "/probe/metrics",
+            "/sdk",
+            "/avepoint/metrics",
+            "/a:b",
+        ] {
             assert_eq!(telemetry_path(fine).unwrap(), fine);
         }
     }

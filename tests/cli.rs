@@ -306,3 +306,29 @@ fn a_telemetry_path_that_shadows_a_page_is_refused_naming_the_flag() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// axum 0.7's parameter syntax panicked at start under axum 0.8 (issue #20):
+/// now clap refuses it, naming the flag and the segment, exit code 2.
+#[test]
+fn a_telemetry_path_in_route_syntax_is_refused_not_a_panic() {
+    for (path, segment) in [("/:metrics", ":metrics"), ("/a/:b/metrics", ":b")] {
+        let output = run(&[
+            "--config.file",
+            "tests/testdata/config/valid-minimal.yml",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--web.telemetry-path",
+            path,
+        ]);
+        let stderr = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{path}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "invalid value '{path}' for '--web.telemetry-path <TELEMETRY_PATH>': \
+                 {path:?} has a segment {segment:?} starting with ':'"
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -283,3 +283,57 @@ async fn serves_on_the_sockets_systemd_socket_activate_passes() {
         "one line per socket:\n{log}"
     );
 }
+
+/// A passed socket that is bound but not listening used to be accepted, and
+/// the exporter ran without ever serving (issue #20): now the start fails,
+/// naming the socket and its address. `python3` passes the socket (the
+/// tests cannot, `unsafe` being forbidden); without it the test is skipped,
+/// saying so.
+#[test]
+fn a_passed_socket_that_is_not_listening_stops_the_start() {
+    let python = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("python3"))
+            .find(|candidate| candidate.is_file())
+    });
+    let Some(python) = python else {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = offline_config(dir.path());
+    // Bound, never listened on, as fd 3 of the exporter; LISTEN_PID is the
+    // exporter's, which keeps python's pid across the exec.
+    let script = "import os, socket, sys\n\
+                  s = socket.socket()\n\
+                  s.bind(('127.0.0.1', 0))\n\
+                  os.dup2(s.fileno(), 3)\n\
+                  os.set_inheritable(3, True)\n\
+                  os.environ['LISTEN_FDS'] = '1'\n\
+                  os.environ['LISTEN_PID'] = str(os.getpid())\n\
+                  print(s.getsockname()[1], flush=True)\n\
+                  os.execv(sys.argv[1], sys.argv[1:])\n";
+    let exporter = exporter(&config, &["--web.systemd-socket"]);
+    let mut command = Command::new(python);
+    command
+        .args(["-c", script, BIN])
+        .args(exporter.get_args())
+        .envs(
+            exporter
+                .get_envs()
+                .filter_map(|(key, value)| value.map(|value| (key, value))),
+        )
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID");
+    let (status, stderr) = run_to_exit(command);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let expected = "--web.systemd-socket: socket 1 of 1 that systemd passed (127.0.0.1:";
+    assert!(stderr.contains(expected), "{stderr}");
+    assert!(
+        stderr.contains(
+            ") is bound but not listening; whatever passes it must listen on it \
+             (ListenStream= in a .socket unit does, with Accept=no)"
+        ),
+        "{stderr}"
+    );
+}

@@ -321,3 +321,36 @@ fn write_atomically(path: &Path, text: &str) {
     std::fs::write(&aside, text).unwrap();
     std::fs::rename(&aside, path).unwrap();
 }
+
+/// Issue #20: wrong passwords under many made-up names filled the 32
+/// shared queue places, and a real user's first login got 429s for as long
+/// as that lasted. Unknown names are now refused at a fixed cost without a
+/// check: no place taken, no 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_names_take_no_place_and_do_not_crowd_out_a_real_login() {
+    let server = Server::start(&users_yaml(&[("prometheus", "scrape", 6)])).await;
+    let http = http();
+    let url = server.url("/metrics");
+    // One refusal first, so the check's time is known.
+    assert_eq!(timed(&http, &url, "prometheus", "wrong").await.0, 401);
+    let flood: Vec<_> = (0..200)
+        .map(|i| {
+            let request = http
+                .get(&url)
+                .basic_auth(format!("nobody-{i}"), Some("guess"));
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, took) = timed(&http, &url, "prometheus", "scrape").await;
+    assert_eq!(status, 200);
+    assert!(
+        took < Duration::from_secs(1),
+        "a valid first login took {took:?} among 200 made-up names"
+    );
+    let mut statuses = Vec::new();
+    for request in flood {
+        statuses.push(request.await.unwrap());
+    }
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+}

@@ -14,7 +14,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::connections::{Registration, Tracked};
+use super::connections::Registration;
+use super::responses::ResponseBound;
+use super::tracked::Tracked;
 use crate::web_config::WebConfigHandle;
 
 /// How long a client may take to complete the TLS handshake (and to send
@@ -23,6 +25,21 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first byte of a TLS record carrying a handshake (a ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// hyper's HTTP/1.1 buffer, each way (its least is 8 KiB, its default about
+/// 400 KiB): the request headers must fit (Prometheus sends well under
+/// 1 KiB), and it is what hyper holds of a response its client does not
+/// read, besides the chunk being encoded.
+const HTTP1_BUFFER: usize = 16 * 1024;
+
+/// HTTP/2 streams at once per connection (hyper's default is 200, each of
+/// which could hold a response): Prometheus runs one scrape per target at a
+/// time over its connection.
+const HTTP2_MAX_STREAMS: u32 = 4;
+
+/// What hyper buffers of one HTTP/2 stream's response before waiting for
+/// its client's window (default about 400 KiB).
+const HTTP2_SEND_BUFFER: usize = 64 * 1024;
 
 /// What a connection's task needs.
 pub struct Connection {
@@ -36,6 +53,8 @@ pub struct Connection {
     pub header_read_timeout: Duration,
     /// Holds graceful shutdown until the connection is done.
     pub watcher: Watcher,
+    /// The bound on responses in progress, if any.
+    pub responses: Option<Arc<ResponseBound>>,
 }
 
 /// The error a hyper connection ends with.
@@ -50,12 +69,16 @@ impl Connection {
             tls,
             header_read_timeout,
             watcher,
+            responses,
         } = self;
-        let service = TowerToHyperService::new(Tracked::new(router, registration.slot()));
+        let service =
+            TowerToHyperService::new(Tracked::new(router, registration.slot(), peer, responses));
         let served = async move {
             let Some(web_config) = tls else {
-                // Plain: HTTP/1.1, and HTTP/2 with prior knowledge, as axum::serve did.
-                return serve_io(stream, true, header_read_timeout, service, watcher).await;
+                // Plain: HTTP/1.1 only. Prometheus speaks HTTP/2 only over
+                // TLS; HTTP/2 with prior knowledge (h2c) served no scraper
+                // and let one connection open 200 streams.
+                return serve_io(stream, false, header_read_timeout, service, watcher).await;
             };
             let Some((stream, http2)) = handshake(stream, &web_config, peer).await else {
                 return Ok(());
@@ -74,7 +97,8 @@ impl Connection {
 }
 
 /// hyper on `io`: HTTP/1.1 with its header-read timeout (which needs a
-/// timer to take effect at all), and HTTP/2 when `http2`.
+/// timer to take effect at all) and a small buffer, and HTTP/2 when
+/// `http2`, with few streams and small send buffers.
 async fn serve_io<I>(
     io: I,
     http2: bool,
@@ -89,12 +113,20 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(HTTP1_BUFFER);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .max_send_buf_size(HTTP2_SEND_BUFFER);
     if !http2 {
         builder = builder.http1_only();
     }
+    // Not `serve_connection_with_upgrades`: it ignores `http1_only` and
+    // detects HTTP/2 anyway (hyper-util 0.1.21); nothing here upgrades.
     let connection = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .serve_connection(TokioIo::new(io), service)
         .into_owned();
     watcher.watch(connection).await
 }

@@ -1,28 +1,21 @@
 //! Every open connection of a listener, whether it has a request in
-//! progress, and the policy for which one to close: the cap, the
-//! waiting deadlines and shedding.
+//! progress, and which one to close: the cap, the deadlines, shedding.
 //!
-//! A connection is *waiting* from its accept, and again from each response,
-//! until its next request's headers are complete; it is *busy* while a
-//! request is in progress. Only waiting connections are ever closed by the
-//! server (a request in progress always finishes):
-//!
-//! - a waiting connection is closed at its deadline: the header-read
-//!   timeout after its accept (TLS handshake and protocol detection
-//!   included), the idle timeout after its last response;
-//! - at the cap, the connection that has waited longest is shed to make
-//!   room for the next one. A slowloris holder has waited since its
-//!   accept; a scraper's connection waits only the milliseconds its headers
-//!   take to arrive and is then busy, so the holders go first;
-//! - when every connection is busy, no more are accepted until one is not:
-//!   newcomers queue in the kernel's listen backlog instead of being
-//!   refused.
+//! A connection is *waiting* from its accept, and again from each response
+//! written, until its next request's headers are complete; it is *busy*
+//! while a request is in progress, its response's body included until the
+//! last byte is handed to the socket. The server closes a waiting
+//! connection at its deadline (the header-read timeout after its accept,
+//! the idle timeout after its last response), a busy one whose response is
+//! not written within the write timeout (a client that asks and never
+//! reads; a request still being answered is never cut short), and at the
+//! cap the connection that has waited longest, once it has waited
+//! [`SHED_GRACE`]: never one whose response is being written nor one
+//! accepted a moment ago. When none can be shed, newcomers queue in the
+//! kernel's listen backlog instead of being refused.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -41,7 +34,8 @@ pub enum Phase {
         /// Whether it has had a response (then the idle timeout applies).
         served: bool,
     },
-    /// This many requests in progress (HTTP/2 runs several at once).
+    /// This many requests in progress (HTTP/2 runs several at once), each
+    /// until its response's body is written.
     Busy(usize),
     /// Told to close; gone as soon as its task notices.
     Closing(Reason),
@@ -56,6 +50,9 @@ pub enum Reason {
     Shed,
     /// The server is shutting down and it had no request in progress.
     ShuttingDown,
+    /// A response was not written within the write timeout: its client
+    /// does not read.
+    WriteTimedOut,
 }
 
 impl Reason {
@@ -65,68 +62,97 @@ impl Reason {
             Reason::TimedOut => "no complete request in time",
             Reason::Shed => "shed at the connection limit",
             Reason::ShuttingDown => "shutting down",
+            Reason::WriteTimedOut => "response not written in time",
         }
     }
 }
 
-/// The connection to shed: the one that has waited longest for a complete
-/// request (the lowest id among equals, the older one). Busy and closing
-/// connections are never chosen.
-pub fn victim(phases: impl IntoIterator<Item = (u64, Phase)>) -> Option<u64> {
+/// How long a connection must have waited before it may be shed at the
+/// cap: a scraper's headers arrive milliseconds after its accept (a TLS
+/// handshake over a slow link takes a few hundred), and a keep-alive
+/// client may be sending its next request the moment its last response is
+/// written; shedding either would reset a real scrape. The price: at the
+/// cap, connections are accepted at most a cap's worth per grace.
+pub const SHED_GRACE: Duration = Duration::from_secs(1);
+
+/// The connection to shed at `now`: the one that has waited longest for a
+/// complete request (the lowest id among equals, the older one), if it has
+/// waited at least [`SHED_GRACE`]. Busy and closing connections are never
+/// chosen.
+pub fn victim(phases: impl IntoIterator<Item = (u64, Phase)>, now: Instant) -> Option<u64> {
     phases
         .into_iter()
         .filter_map(|(id, phase)| match phase {
-            Phase::Waiting { since, .. } => Some((since, id)),
+            Phase::Waiting { since, .. } if since + SHED_GRACE <= now => Some((since, id)),
             _ => None,
         })
         .min()
         .map(|(_, id)| id)
 }
 
-/// When a connection in `phase` is closed for waiting too long; `None`
-/// while a request is in progress (or it is closing anyway).
+/// The timeouts a connection is closed by.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From the accept to a complete request.
+    pub header_read: Duration,
+    /// From a response written to the next request.
+    pub idle: Duration,
+    /// From a response handed over to its last byte written.
+    pub write: Duration,
+}
+
+/// When a connection in `phase` is closed, and why; `None` while its
+/// requests are still being answered (or it is closing anyway).
+/// `oldest_write` is when the oldest of its responses still being written
+/// was handed over.
 pub fn deadline(
     phase: Phase,
-    header_read_timeout: Duration,
-    idle_timeout: Duration,
-) -> Option<Instant> {
+    oldest_write: Option<Instant>,
+    timeouts: Timeouts,
+) -> Option<(Instant, Reason)> {
     match phase {
         Phase::Waiting {
             since,
             served: false,
-        } => Some(since + header_read_timeout),
+        } => Some((since + timeouts.header_read, Reason::TimedOut)),
         Phase::Waiting {
             since,
             served: true,
-        } => Some(since + idle_timeout),
-        Phase::Busy(_) | Phase::Closing(_) => None,
+        } => Some((since + timeouts.idle, Reason::TimedOut)),
+        Phase::Busy(_) => oldest_write.map(|at| (at + timeouts.write, Reason::WriteTimedOut)),
+        Phase::Closing(_) => None,
     }
 }
 
 struct Slot {
     phase: Phase,
+    /// Its responses being written: a token each and when it was handed over.
+    writes: Vec<(u64, Instant)>,
     /// Wakes the connection's task to look at its phase again.
     wake: Arc<Notify>,
+}
+
+impl Slot {
+    fn oldest_write(&self) -> Option<Instant> {
+        self.writes.iter().map(|(_, at)| *at).min()
+    }
 }
 
 /// The open connections of one listener.
 pub struct Tracker {
     limit: usize,
-    header_read_timeout: Duration,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     slots: Mutex<(u64, HashMap<u64, Slot>)>,
     /// A connection closed or stopped being busy: maybe room now.
     changed: Notify,
 }
 
 impl Tracker {
-    /// At most `limit` connections (at least 1), closed when waiting past
-    /// the timeouts.
-    pub fn new(limit: usize, header_read_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
+    /// At most `limit` connections (at least 1), closed past `timeouts`.
+    pub fn new(limit: usize, timeouts: Timeouts) -> Arc<Self> {
         Arc::new(Self {
             limit: limit.max(1),
-            header_read_timeout,
-            idle_timeout,
+            timeouts,
             slots: Mutex::new((0, HashMap::new())),
             changed: Notify::new(),
         })
@@ -144,6 +170,7 @@ impl Tracker {
         };
         let slot = Slot {
             phase,
+            writes: Vec::new(),
             wake: Arc::clone(&wake),
         };
         slots.1.insert(id, slot);
@@ -167,24 +194,31 @@ impl Tracker {
     }
 
     /// Wait until one more connection fits under the cap, shedding the one
-    /// that has waited longest when the cap is reached. While every
-    /// connection is busy, waits for one to finish or close.
+    /// that has waited longest when the cap is reached. While none can be
+    /// shed, waits for one to close, to stop being busy, or to have waited
+    /// [`SHED_GRACE`].
     pub async fn wait_for_room(&self) {
         loop {
             let changed = self.changed.notified();
             if self.open() < self.limit || self.shed_oldest_waiting() {
                 return;
             }
-            changed.await;
+            match self.next_sheddable() {
+                Some(at) => tokio::select! {
+                    () = changed => {}
+                    () = tokio::time::sleep_until(at) => {}
+                },
+                None => changed.await,
+            }
         }
     }
 
-    /// Close the connection that has waited longest for a request; `false`
-    /// when every connection is busy.
+    /// Close the connection that has waited longest for a request, if one
+    /// has waited [`SHED_GRACE`]; `false` when none can be shed.
     pub fn shed_oldest_waiting(&self) -> bool {
         let mut slots = lock(&self.slots);
         let phases = slots.1.iter().map(|(id, slot)| (*id, slot.phase));
-        let Some(id) = victim(phases) else {
+        let Some(id) = victim(phases, Instant::now()) else {
             return false;
         };
         if let Some(slot) = slots.1.get_mut(&id) {
@@ -192,6 +226,19 @@ impl Tracker {
             slot.wake.notify_one();
         }
         true
+    }
+
+    /// When the next waiting connection will have waited [`SHED_GRACE`].
+    fn next_sheddable(&self) -> Option<Instant> {
+        let slots = lock(&self.slots);
+        slots
+            .1
+            .values()
+            .filter_map(|slot| match slot.phase {
+                Phase::Waiting { since, .. } => Some(since + SHED_GRACE),
+                _ => None,
+            })
+            .min()
     }
 
     /// On shutdown: close every connection without a request in progress
@@ -207,14 +254,25 @@ impl Tracker {
         }
     }
 
-    fn phase(&self, id: u64) -> Option<Phase> {
-        lock(&self.slots).1.get(&id).map(|slot| slot.phase)
+    fn phase(&self, id: u64) -> Option<(Phase, Option<Instant>)> {
+        lock(&self.slots)
+            .1
+            .get(&id)
+            .map(|slot| (slot.phase, slot.oldest_write()))
     }
 
-    fn update(&self, id: u64, change: impl FnOnce(Phase) -> Phase) {
+    fn update(&self, id: u64, change: impl FnOnce(&mut Slot)) {
         if let Some(slot) = lock(&self.slots).1.get_mut(&id) {
-            slot.phase = change(slot.phase);
+            change(slot);
         }
+    }
+
+    /// A token for a response being written.
+    fn next_token(&self) -> u64 {
+        let mut slots = lock(&self.slots);
+        let token = slots.0;
+        slots.0 += 1;
+        token
     }
 }
 
@@ -228,31 +286,58 @@ pub struct SlotHandle {
 impl SlotHandle {
     /// A request's headers are complete: busy until the guard drops.
     pub fn request_started(&self) -> RequestGuard {
-        self.tracker.update(self.id, |phase| match phase {
-            Phase::Waiting { .. } => Phase::Busy(1),
-            Phase::Busy(requests) => Phase::Busy(requests + 1),
-            closing @ Phase::Closing(_) => closing,
+        self.tracker.update(self.id, |slot| {
+            slot.phase = match slot.phase {
+                Phase::Waiting { .. } => Phase::Busy(1),
+                Phase::Busy(requests) => Phase::Busy(requests + 1),
+                closing @ Phase::Closing(_) => closing,
+            }
         });
-        RequestGuard { slot: self.clone() }
+        RequestGuard {
+            slot: self.clone(),
+            write: None,
+        }
     }
 }
 
-/// A request in progress; dropped when its response has been handed to
-/// hyper (or the request was abandoned).
+/// A request in progress; dropped when its response's body has been
+/// written (or the request was abandoned, or the connection is gone).
 pub struct RequestGuard {
     slot: SlotHandle,
+    /// The token of its response being written, once handed over.
+    write: Option<u64>,
+}
+
+impl RequestGuard {
+    /// Its response was handed to hyper: the write timeout runs from now.
+    pub fn writing(&mut self) {
+        let tracker = &self.slot.tracker;
+        let token = tracker.next_token();
+        let now = Instant::now();
+        tracker.update(self.slot.id, |slot| {
+            slot.writes.push((token, now));
+            // Its task sleeps until a deadline computed without this one.
+            slot.wake.notify_one();
+        });
+        self.write = Some(token);
+    }
 }
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let tracker = &self.slot.tracker;
-        tracker.update(self.slot.id, |phase| match phase {
-            Phase::Busy(1) | Phase::Waiting { .. } => Phase::Waiting {
-                since: Instant::now(),
-                served: true,
-            },
-            Phase::Busy(requests) => Phase::Busy(requests - 1),
-            closing @ Phase::Closing(_) => closing,
+        let write = self.write;
+        tracker.update(self.slot.id, |slot| {
+            slot.writes.retain(|(token, _)| Some(*token) != write);
+            slot.phase = match slot.phase {
+                Phase::Busy(1) | Phase::Waiting { .. } => Phase::Waiting {
+                    since: Instant::now(),
+                    served: true,
+                },
+                Phase::Busy(requests) => Phase::Busy(requests - 1),
+                closing @ Phase::Closing(_) => closing,
+            };
+            slot.wake.notify_one();
         });
         tracker.changed.notify_one();
     }
@@ -271,30 +356,30 @@ impl Registration {
     }
 
     /// Completes when the server wants this connection closed: shed, on
-    /// shutdown, or waiting past its deadline. Never while a request is in
-    /// progress.
+    /// shutdown, waiting past its deadline, or a response not written in
+    /// time. Never while a request is being answered.
     pub async fn closed(&self) -> Reason {
         let tracker = &self.slot.tracker;
         loop {
             let woken = self.wake.notified();
-            let Some(phase) = tracker.phase(self.slot.id) else {
+            let Some((phase, oldest_write)) = tracker.phase(self.slot.id) else {
                 return Reason::Shed;
             };
             if let Phase::Closing(reason) = phase {
                 return reason;
             }
             let now = Instant::now();
-            // Busy: look again after an idle timeout (the guard does not wake
-            // us; the deadline it sets is never nearer than that).
-            let at = deadline(phase, tracker.header_read_timeout, tracker.idle_timeout)
-                .unwrap_or(now + tracker.idle_timeout);
-            if at <= now && matches!(phase, Phase::Waiting { .. }) {
-                tracker.update(self.slot.id, |_| Phase::Closing(Reason::TimedOut));
-                return Reason::TimedOut;
-            }
-            tokio::select! {
-                () = tokio::time::sleep_until(at) => {}
-                () = woken => {}
+            match deadline(phase, oldest_write, tracker.timeouts) {
+                Some((at, reason)) if at <= now => {
+                    tracker.update(self.slot.id, |slot| slot.phase = Phase::Closing(reason));
+                    return reason;
+                }
+                Some((at, _)) => tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = woken => {}
+                },
+                // Busy answering: the guard wakes us when that changes.
+                None => woken.await,
             }
         }
     }
@@ -308,51 +393,20 @@ impl Drop for Registration {
     }
 }
 
-/// `S` with every request marked on the connection's slot, so the tracker
-/// knows when the connection is busy.
-#[derive(Clone)]
-pub struct Tracked<S> {
-    inner: S,
-    slot: SlotHandle,
-}
-
-impl<S> Tracked<S> {
-    /// Wrap `inner` for the connection of `slot`.
-    pub fn new(inner: S, slot: SlotHandle) -> Self {
-        Self { inner, slot }
-    }
-}
-
-impl<S, R> tower_service::Service<R> for Tracked<S>
-where
-    S: tower_service::Service<R>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: R) -> Self::Future {
-        let guard = self.slot.request_started();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await;
-            drop(guard);
-            response
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
 
     const HEADER: Duration = Duration::from_secs(10);
     const IDLE: Duration = Duration::from_secs(60);
+    const WRITE: Duration = Duration::from_secs(30);
+    const TIMEOUTS: Timeouts = Timeouts {
+        header_read: HEADER,
+        idle: IDLE,
+        write: WRITE,
+    };
 
     fn waiting(seconds_ago: u64, now: Instant) -> Phase {
         Phase::Waiting {
@@ -363,7 +417,7 @@ mod tests {
 
     #[test]
     fn the_victim_is_the_connection_waiting_longest_never_a_busy_one() {
-        let now = Instant::now();
+        let now = Instant::now() + Duration::from_secs(100);
         let phases = [
             (1, waiting(3, now)),
             (2, Phase::Busy(1)),
@@ -372,20 +426,36 @@ mod tests {
             (5, waiting(9, now)),
         ];
         // 3 and 5 waited as long; the older connection goes first.
-        assert_eq!(victim(phases), Some(3));
+        assert_eq!(victim(phases, now), Some(3));
         // A keep-alive connection idle since its response counts from then.
         let idle = Phase::Waiting {
             since: now - Duration::from_secs(30),
             served: true,
         };
-        assert_eq!(victim([(1, waiting(9, now)), (2, idle)]), Some(2));
-        // Busy for an hour (a slow scrape) is still never shed.
-        assert_eq!(victim([(1, Phase::Busy(3)), (2, Phase::Busy(1))]), None);
-        assert_eq!(victim([]), None);
+        assert_eq!(victim([(1, waiting(9, now)), (2, idle)], now), Some(2));
+        // Busy for an hour (a slow scrape, or its body being written) is
+        // still never shed.
+        assert_eq!(
+            victim([(1, Phase::Busy(3)), (2, Phase::Busy(1))], now),
+            None
+        );
+        assert_eq!(victim([], now), None);
     }
 
     #[test]
-    fn deadlines_run_from_the_accept_or_the_last_response() {
+    fn a_connection_accepted_or_served_a_moment_ago_is_not_shed() {
+        let now = Instant::now() + Duration::from_secs(100);
+        let just = |served| Phase::Waiting {
+            since: now - Duration::from_millis(999),
+            served,
+        };
+        assert_eq!(victim([(1, just(false)), (2, just(true))], now), None);
+        // From SHED_GRACE on, it may go.
+        assert_eq!(victim([(1, waiting(1, now))], now), Some(1));
+    }
+
+    #[test]
+    fn deadlines_run_from_the_accept_the_last_response_or_the_write() {
         let now = Instant::now();
         let fresh = Phase::Waiting {
             since: now,
@@ -395,10 +465,22 @@ mod tests {
             since: now,
             served: true,
         };
-        assert_eq!(deadline(fresh, HEADER, IDLE), Some(now + HEADER));
-        assert_eq!(deadline(served, HEADER, IDLE), Some(now + IDLE));
-        assert_eq!(deadline(Phase::Busy(1), HEADER, IDLE), None);
-        assert_eq!(deadline(Phase::Closing(Reason::Shed), HEADER, IDLE), None);
+        let timed_out = Reason::TimedOut;
+        assert_eq!(
+            deadline(fresh, None, TIMEOUTS),
+            Some((now + HEADER, timed_out))
+        );
+        assert_eq!(
+            deadline(served, None, TIMEOUTS),
+            Some((now + IDLE, timed_out))
+        );
+        // Still answering: no deadline; writing: the write timeout.
+        assert_eq!(deadline(Phase::Busy(1), None, TIMEOUTS), None);
+        assert_eq!(
+            deadline(Phase::Busy(2), Some(now), TIMEOUTS),
+            Some((now + WRITE, Reason::WriteTimedOut))
+        );
+        assert_eq!(deadline(Phase::Closing(Reason::Shed), None, TIMEOUTS), None);
     }
 
     /// Whether `future` is ready after the runtime ran everything it could.
@@ -412,12 +494,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn at_the_cap_the_longest_waiting_is_shed_and_busy_ones_are_kept() {
-        let tracker = Tracker::new(2, HEADER, IDLE);
+        let tracker = Tracker::new(2, TIMEOUTS);
         let oldest = tracker.register();
         tokio::time::advance(Duration::from_secs(1)).await;
         let busy = tracker.register();
         let request = busy.slot().request_started();
-        tokio::time::advance(Duration::from_secs(1)).await;
+        tokio::time::advance(SHED_GRACE).await;
         // Full: making room sheds the waiting one, not the older-busy one.
         tracker.wait_for_room().await;
         assert_eq!(oldest.closed().await, Reason::Shed);
@@ -430,15 +512,35 @@ mod tests {
         let mut room = std::pin::pin!(room);
         assert!(ready(&mut room).await.is_none());
         drop(request);
-        assert!(ready(&mut room).await.is_some(), "room after a response");
+        // Served a moment ago: not shed until it has idled SHED_GRACE.
+        assert!(ready(&mut room).await.is_none());
+        tokio::time::advance(SHED_GRACE).await;
+        assert!(ready(&mut room).await.is_some(), "room after a grace");
         // The connection whose request finished was the one shed.
         assert_eq!(busy.closed().await, Reason::Shed);
         drop(newcomer_request);
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_newcomer_waits_while_the_only_candidate_was_accepted_a_moment_ago() {
+        let tracker = Tracker::new(1, TIMEOUTS);
+        let fresh = tracker.register();
+        let room = tracker.wait_for_room();
+        let mut room = std::pin::pin!(room);
+        tokio::time::advance(SHED_GRACE - Duration::from_millis(1)).await;
+        assert!(ready(&mut room).await.is_none());
+        // Its request arrived in time: busy, never shed.
+        let request = fresh.slot().request_started();
+        tokio::time::advance(HEADER).await;
+        assert!(ready(&mut room).await.is_none());
+        drop(request);
+        drop(fresh);
+        assert!(ready(&mut room).await.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn waiting_connections_close_at_their_deadline_busy_ones_do_not() {
-        let tracker = Tracker::new(10, HEADER, IDLE);
+        let tracker = Tracker::new(10, TIMEOUTS);
         let silent = tracker.register();
         let started = Instant::now();
         assert_eq!(silent.closed().await, Reason::TimedOut);
@@ -458,8 +560,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_response_nobody_reads_closes_at_the_write_timeout() {
+        let tracker = Tracker::new(10, TIMEOUTS);
+        let reader = tracker.register();
+        let mut request = reader.slot().request_started();
+        let closed = reader.closed();
+        let mut closed = std::pin::pin!(closed);
+        tokio::time::advance(IDLE * 3).await;
+        assert!(ready(&mut closed).await.is_none(), "still answering");
+        let handed_over = Instant::now();
+        request.writing();
+        assert_eq!(closed.await, Reason::WriteTimedOut);
+        assert_eq!(handed_over.elapsed(), WRITE);
+        // Not idle meanwhile: a connection writing is never shed.
+        assert_eq!(victim([(0, Phase::Busy(1))], Instant::now()), None);
+        drop(request);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn shutdown_closes_only_connections_without_a_request() {
-        let tracker = Tracker::new(10, HEADER, IDLE);
+        let tracker = Tracker::new(10, TIMEOUTS);
         let idle = tracker.register();
         let busy = tracker.register();
         let request = busy.slot().request_started();

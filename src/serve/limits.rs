@@ -20,8 +20,9 @@ pub const RESERVED_SHARE: u64 = 4;
 
 /// The most connections a derived cap allows, however high the limit (a
 /// container's is often 1,048,576): a held connection costs about 12 KiB
-/// (TLS, idle after the handshake) to 18 KiB (plain, half a request line),
-/// so 1024 of them about 20 MiB, within the Kubernetes manifest's 64 MiB.
+/// (TLS, idle after the handshake) to 25 KiB (plain, kept alive after a
+/// response), so 1024 of them about 25 MiB, within the Kubernetes
+/// manifest's 64 MiB.
 /// Prometheus needs one connection per scrape in progress, and an idle one
 /// is shed when a new one needs its place.
 pub const MAX_DERIVED_CONNECTIONS: usize = 1024;

@@ -60,6 +60,21 @@ pub enum ListenError {
         /// What the environment said instead.
         reason: String,
     },
+    /// A TCP socket systemd passed that is bound but not listening: accepting
+    /// on it would fail forever, so the exporter would run and never serve.
+    #[error(
+        "--web.systemd-socket: socket {number} of {count} that systemd passed ({address}) is bound \
+         but not listening; whatever passes it must listen on it (ListenStream= in a .socket unit \
+         does, with Accept=no)"
+    )]
+    SystemdSocketNotListening {
+        /// Which one, from 1 (in the .socket unit's order).
+        number: usize,
+        /// How many were passed.
+        count: usize,
+        /// The address it is bound to.
+        address: String,
+    },
     /// A socket systemd passed that is not a TCP stream socket.
     #[error(
         "--web.systemd-socket: socket {number} of {count} that systemd passed: {source} \
@@ -221,10 +236,32 @@ pub fn systemd_listeners() -> Result<Vec<TcpListener>, ListenError> {
                 .take_tcp_listener(index)
                 .map_err(error)?
                 .ok_or_else(|| error(io::Error::other("already taken")))?;
+            if !listening(&listener) {
+                return Err(ListenError::SystemdSocketNotListening {
+                    number: index + 1,
+                    count,
+                    address: listener
+                        .local_addr()
+                        .map_or_else(|e| e.to_string(), |a| a.to_string()),
+                });
+            }
             listener.set_nonblocking(true).map_err(error)?;
             TcpListener::from_std(listener).map_err(error)
         })
         .collect()
+}
+
+/// Whether `socket` is listening (`SO_ACCEPTCONN`). When the kernel cannot
+/// say, it is taken as listening: the check is there to turn a silent
+/// failure into a clear one, not to refuse a socket that may work.
+fn listening(socket: &impl std::os::fd::AsFd) -> bool {
+    match socket2::SockRef::from(socket).is_listener() {
+        Ok(listening) => listening,
+        Err(error) => {
+            tracing::debug!(%error, "cannot tell whether a passed socket is listening");
+            true
+        }
+    }
 }
 
 /// Why `LISTEN_FDS` and `LISTEN_PID` give this process no sockets, for the
@@ -295,6 +332,26 @@ mod tests {
             "{error}"
         );
         assert!(matches!(bind_all(&[]).await, Err(ListenError::NoAddress)));
+    }
+
+    #[tokio::test]
+    async fn a_bound_socket_that_is_not_listening_is_told_apart() {
+        let bound = tokio::net::TcpSocket::new_v4().unwrap();
+        bound.bind(at("127.0.0.1:0")).unwrap();
+        assert!(!listening(&bound));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(listening(&listener));
+        let error = ListenError::SystemdSocketNotListening {
+            number: 2,
+            count: 3,
+            address: "127.0.0.1:10290".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "--web.systemd-socket: socket 2 of 3 that systemd passed (127.0.0.1:10290) is bound but \
+             not listening; whatever passes it must listen on it (ListenStream= in a .socket unit \
+             does, with Accept=no)"
+        );
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! - `connections`: which connections are open, busy or waiting; the cap,
 //!   the deadlines and which one to shed.
 //! - `connection`: one connection's task: TLS, hyper, its deadline.
+//! - `tracked`: the service marking each request until its body is
+//!   written, and taking its place under the response bound.
+//! - `responses`: the bound on responses in progress.
 //! - `limits`: the cap from the open-files limit; accept back-off.
 //! - `listen`: binding the listen addresses, or taking systemd's sockets.
 
@@ -16,6 +19,8 @@ mod connection;
 mod connections;
 mod limits;
 mod listen;
+mod responses;
+mod tracked;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,9 +33,11 @@ use tokio::net::TcpListener;
 
 use crate::web_config::WebConfigHandle;
 use connection::Connection;
-use connections::Tracker;
+pub use connections::SHED_GRACE;
+use connections::{Timeouts, Tracker};
 use limits::AcceptErrors;
 pub use listen::{ListenError, bind, bind_all, overlap, resolve_listen_address, systemd_listeners};
+pub use responses::{MAX_RESPONSES, MAX_RESPONSES_PER_ADDRESS, ResponseLimits};
 
 /// How a listener treats its connections. `Default` is what the exporter
 /// runs with; docs/web-config.md ("Connection limits") explains the numbers.
@@ -45,11 +52,17 @@ pub struct ServeOptions {
     /// request's headers.
     pub header_read_timeout: Duration,
     /// How long a connection may go without a new request after its last
-    /// response was handed to hyper: an idle HTTP/2 connection, or a
-    /// response still being written to a reader that does not read.
-    /// (HTTP/1.1 keep-alive connections meet the header timeout first: hyper
-    /// restarts it once a response is written.)
+    /// response was written: an idle HTTP/2 connection. (HTTP/1.1
+    /// keep-alive connections meet the header timeout first: hyper restarts
+    /// it once a response is written.)
     pub idle_timeout: Duration,
+    /// How long a response may take from being handed to hyper to its last
+    /// byte written; then its connection is closed (a client that asks and
+    /// does not read).
+    pub write_timeout: Duration,
+    /// The bound on responses in progress (every path but `/-/...`), a 503
+    /// beyond it; `None`: unbounded.
+    pub response_limits: Option<ResponseLimits>,
 }
 
 /// Default [`ServeOptions::header_read_timeout`]: a scraper sends its
@@ -60,25 +73,41 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default [`ServeOptions::idle_timeout`].
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Default [`ServeOptions::write_timeout`]: the largest scrape (about 4 MB
+/// gzipped at 10,000 profiles) takes a second or two over a slow link.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             max_connections: 0,
             header_read_timeout: HEADER_READ_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
+            response_limits: Some(ResponseLimits::default()),
         }
     }
 }
 
+/// [`ServeOptions::default`] without the response bound: for the simulator
+/// and the tests, whose clients (the exporter, a test firing many scrapes
+/// at once) may rightly hold more responses from one address.
+fn unbounded_responses() -> ServeOptions {
+    ServeOptions {
+        response_limits: None,
+        ..ServeOptions::default()
+    }
+}
+
 /// Serve `router` on `listener` until `shutdown` completes, then let
-/// in-flight requests finish. Plain HTTP/1.1 and HTTP/2 (prior knowledge),
-/// with [`ServeOptions::default`].
+/// in-flight requests finish. Plain HTTP/1.1, with
+/// [`ServeOptions::default`] but no bound on responses in progress.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with_options(listener, router, shutdown, None, ServeOptions::default()).await
+    serve_with_options(listener, router, shutdown, None, unbounded_responses()).await
 }
 
 /// Like [`serve`], under a `--web.config.file` when there is one: basic
@@ -95,7 +124,7 @@ pub async fn serve_with_web_config(
         router,
         shutdown,
         web_config,
-        ServeOptions::default(),
+        unbounded_responses(),
     )
     .await
 }
@@ -139,9 +168,13 @@ pub async fn serve_listeners(
     };
     let tracker = Tracker::new(
         connection_limit(options.max_connections),
-        options.header_read_timeout,
-        options.idle_timeout,
+        Timeouts {
+            header_read: options.header_read_timeout,
+            idle: options.idle_timeout,
+            write: options.write_timeout,
+        },
     );
+    let responses = options.response_limits.map(responses::ResponseBound::new);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut errors = AcceptErrors::default();
@@ -158,6 +191,7 @@ pub async fn serve_listeners(
             tls: tls.clone(),
             header_read_timeout: options.header_read_timeout,
             watcher: graceful.watcher(),
+            responses: responses.clone(),
         };
         tokio::spawn(connection.run(stream, peer));
     }

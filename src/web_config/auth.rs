@@ -8,21 +8,26 @@
 //! - successes are remembered (a scraper pays bcrypt once, not per scrape);
 //!   failures are not, so that only someone who knows a password can put
 //!   anything in the cache or push anything out of it;
-//! - every refusal costs the same: an unknown user is checked against the
-//!   hash of the user with the highest cost (the stand-in), and a wrong
-//!   password of a cheaper user is followed by a check against the stand-in
-//!   too, so that the response time tells neither whether the user exists
-//!   nor what its cost is;
+//! - every refusal takes the same time, that of a check at the cost of the
+//!   user with the highest cost (the stand-in), so that the response time
+//!   tells neither whether the user exists nor what its cost is: an unknown
+//!   user is refused after waiting that long, without a check (no CPU, no
+//!   place in the queues, so made-up names cannot crowd out real logins);
+//!   a wrong password of a cheaper user waits out the difference. The time
+//!   is measured on the checks made (the first refusal of an unknown user,
+//!   before any measurement, makes one against the stand-in's hash);
 //! - bcrypt runs on blocking threads, a bounded number at once, with turns
-//!   between user names ([`BcryptPool`]), so that a flood of wrong passwords
-//!   can neither stall the async runtime nor push a valid first login behind
-//!   the whole flood.
+//!   between client addresses and user names and bounded waiting for each
+//!   ([`BcryptPool`]), so that a flood of wrong passwords can neither stall
+//!   the async runtime nor push a valid first login behind the whole flood.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -31,7 +36,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::pool::{BcryptPool, Limits};
-use super::{WebConfig, WebConfigHandle};
+use super::{UserHash, WebConfig, WebConfigHandle};
 use crate::sync::lock;
 
 /// The realm announced in `WWW-Authenticate`.
@@ -46,13 +51,21 @@ pub const UNAUTHENTICATED_PATHS: &[&str] = &["/-/healthy"];
 /// password that all match (bcrypt reads only the first 72 bytes).
 const AUTH_CACHE_CAPACITY: usize = 1024;
 
-/// Checks that may wait under one user name. A Prometheus pair and a retry
-/// or two; more from one name is a flood, refused at once with a 429.
+/// Checks that may wait for one client address under one user name. A
+/// Prometheus pair and a retry or two; more is a flood, refused at once
+/// with a 429.
 const WAITING_PER_USER: usize = 4;
 
-/// Checks that may wait under all names together. Each waits for the ones
-/// ahead of it, so a longer queue only answers later than a scrape timeout.
+/// Checks that may wait for one client address under all names: two users
+/// (say, Prometheus and a person) logging in at once, with a retry each.
+const WAITING_PER_ADDRESS: usize = 8;
+
+/// Checks that may wait in all. Each waits for the ones ahead of it, so a
+/// longer queue only answers later than a scrape timeout.
 const WAITING_TOTAL: usize = 32;
+
+/// Check times kept per cost, for the median refusals are padded to.
+const CHECK_TIMES_KEPT: usize = 15;
 
 /// The outcome of a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,11 +78,14 @@ pub(super) enum Verdict {
     Busy,
 }
 
-/// Basic authentication checks: bcrypt on a bounded pool, and a cache of
-/// successes.
+/// Basic authentication checks: bcrypt on a bounded pool, a cache of
+/// successes, and how long a check takes at each cost.
 pub(super) struct Authenticator {
     cache: Mutex<SuccessCache>,
     pool: BcryptPool,
+    /// How long a check at each bcrypt cost took lately, on its blocking
+    /// thread: the time every refusal is padded to.
+    check_times: Mutex<HashMap<u32, VecDeque<Duration>>>,
     /// How many checks went to bcrypt (not answered from the cache).
     #[cfg(test)]
     bcrypt_checks: std::sync::atomic::AtomicUsize,
@@ -86,72 +102,123 @@ impl Authenticator {
             pool: BcryptPool::new(Limits {
                 permits: (cpus / 2).max(1),
                 per_user: WAITING_PER_USER,
+                per_address: WAITING_PER_ADDRESS,
                 total: WAITING_TOTAL,
             }),
+            check_times: Mutex::new(HashMap::new()),
             #[cfg(test)]
             bcrypt_checks: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
-    /// Whether `user` and `password` match `config`.
+    /// Whether `user` and `password`, sent from `client`, match `config`.
     pub(super) async fn check(
         &self,
         config: &Arc<WebConfig>,
+        client: IpAddr,
         user: &str,
         password: &str,
     ) -> Verdict {
-        if config.stand_in.is_none() {
+        let Some(stand_in) = config.stand_in.as_ref().and_then(|u| config.users.get(u)) else {
             return Verdict::Refused;
-        }
-        let key = config
-            .users
-            .get(user)
-            .map(|known| cache_key(user, known.hash.expose_secret(), password));
-        if key.is_some_and(|key| lock(&self.cache).contains(&key)) {
+        };
+        let stand_in_cost = stand_in.cost;
+        let Some(known) = config.users.get(user) else {
+            // Unknown: the stand-in's time, without a check once it is known.
+            if let Some(time) = self.check_time(stand_in_cost) {
+                tokio::time::sleep(time).await;
+                return Verdict::Refused;
+            }
+            let name = config.stand_in.clone().unwrap_or_default();
+            return match self.bcrypt(config, client, &name, password).await {
+                Some(_) => Verdict::Refused,
+                None => Verdict::Busy,
+            };
+        };
+        let key = cache_key(user, known.hash.expose_secret(), password);
+        if lock(&self.cache).contains(&key) {
             return Verdict::Allowed;
         }
-        let Ok(permit) = self.pool.acquire(user).await else {
+        let Some((ok, took)) = self.bcrypt(config, client, user, password).await else {
             return Verdict::Busy;
         };
+        if ok {
+            lock(&self.cache).insert(key);
+            return Verdict::Allowed;
+        }
+        // A cheaper user's refusal: wait out the difference to the stand-in.
+        if known.cost < stand_in_cost {
+            let time = match self.check_time(stand_in_cost) {
+                Some(time) => time,
+                None => self
+                    .bcrypt(
+                        config,
+                        client,
+                        config.stand_in.as_deref().unwrap_or(user),
+                        "",
+                    )
+                    .await
+                    .map_or(Duration::ZERO, |(_, time)| time),
+            };
+            tokio::time::sleep(time.saturating_sub(took)).await;
+        }
+        Verdict::Refused
+    }
+
+    /// One bcrypt check of `password` against `user`'s hash, in its turn on
+    /// a blocking thread; whether it matched and how long the check took,
+    /// `None` when the queues are full.
+    async fn bcrypt(
+        &self,
+        config: &Arc<WebConfig>,
+        client: IpAddr,
+        user: &str,
+        password: &str,
+    ) -> Option<(bool, Duration)> {
+        let permit = self.pool.acquire(client, user).await.ok()?;
         #[cfg(test)]
         self.bcrypt_checks
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (config, user) = (Arc::clone(config), user.to_owned());
         let password = SecretString::from(password);
-        let ok = tokio::task::spawn_blocking(move || {
+        let (ok, cost, took) = tokio::task::spawn_blocking(move || {
             // Held until bcrypt is done, even if the request is cancelled.
             let _permit = permit;
-            verify(&config, &user, password.expose_secret())
+            let hash: Option<&UserHash> = config.users.get(&user);
+            let started = Instant::now();
+            let ok = hash.is_some_and(|hash| {
+                bcrypt::verify(password.expose_secret(), hash.hash.expose_secret()).unwrap_or(false)
+            });
+            (ok, hash.map(|hash| hash.cost), started.elapsed())
         })
         .await
-        .unwrap_or(false);
-        match (ok, key) {
-            (true, Some(key)) => {
-                lock(&self.cache).insert(key);
-                Verdict::Allowed
-            }
-            _ => Verdict::Refused,
+        .unwrap_or((false, None, Duration::ZERO));
+        if let Some(cost) = cost {
+            self.record(cost, took);
         }
+        Some((ok, took))
     }
-}
 
-/// The bcrypt part of a check, on a blocking thread. Every refusal costs at
-/// least one check at the stand-in's cost, the highest: an unknown user is
-/// checked against the stand-in's hash (and refused whatever the result), a
-/// wrong password of a cheaper user is checked against it once more.
-fn verify(config: &WebConfig, user: &str, password: &str) -> bool {
-    let Some(stand_in) = config.stand_in.as_ref().and_then(|u| config.users.get(u)) else {
-        return false;
-    };
-    let (hash, known) = match config.users.get(user) {
-        Some(hash) => (hash, true),
-        None => (stand_in, false),
-    };
-    let ok = known && bcrypt::verify(password, hash.hash.expose_secret()).unwrap_or(false);
-    if !known || (!ok && hash.cost < stand_in.cost) {
-        let _ = bcrypt::verify(password, stand_in.hash.expose_secret());
+    /// How long a check at `cost` takes: the median of the last few, if one
+    /// was made. The median, not the mean: a check slowed by a busy moment
+    /// would make every padded refusal slower than a typical real one.
+    fn check_time(&self, cost: u32) -> Option<Duration> {
+        let times = lock(&self.check_times);
+        let recent = times.get(&cost)?;
+        let mut sorted: Vec<Duration> = recent.iter().copied().collect();
+        sorted.sort_unstable();
+        sorted.get(sorted.len() / 2).copied()
     }
-    ok
+
+    /// A check at `cost` took `took`.
+    fn record(&self, cost: u32, took: Duration) {
+        let mut times = lock(&self.check_times);
+        let recent = times.entry(cost).or_default();
+        if recent.len() >= CHECK_TIMES_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(took);
+    }
 }
 
 /// SHA-256 keys of recent successful checks, oldest first out.
@@ -220,11 +287,17 @@ async fn guard(
 ) -> Response {
     let config = handle.current();
     let open = !config.auth_enabled() || UNAUTHENTICATED_PATHS.contains(&request.uri().path());
+    // The serving layer tells the client's address; a router driven
+    // without it counts as one client.
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
     let verdict = if open {
         Verdict::Allowed
     } else {
         match basic_credentials(request.headers()) {
-            Some((user, password)) => handle.auth.check(&config, &user, &password).await,
+            Some((user, password)) => handle.auth.check(&config, client, &user, &password).await,
             None => Verdict::Refused,
         }
     };
@@ -311,39 +384,99 @@ mod tests {
         Arc::new(WebConfig::from_yaml(&yaml, std::path::Path::new("w.yml")).unwrap())
     }
 
+    const HERE: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
     fn bcrypt_checks(auth: &Authenticator) -> usize {
         auth.bcrypt_checks
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// A scraper pays bcrypt once; a wrong password or an unknown user every
-    /// time (nothing of theirs is stored); a new hash is checked anew.
+    /// A scraper pays bcrypt once; a wrong password every time (nothing of
+    /// theirs is stored); an unknown user never; a new hash is checked anew.
     #[tokio::test]
     async fn only_successes_are_cached() {
         let auth = Authenticator::new();
         let first = config(&[("alice", "right"), ("bob", "other")]);
         for expected_checks in [1, 1, 1] {
-            assert_eq!(auth.check(&first, "alice", "right").await, Verdict::Allowed);
+            assert_eq!(
+                auth.check(&first, HERE, "alice", "right").await,
+                Verdict::Allowed
+            );
             assert_eq!(bcrypt_checks(&auth), expected_checks);
         }
         for expected_checks in [2, 3] {
-            assert_eq!(auth.check(&first, "alice", "wrong").await, Verdict::Refused);
+            assert_eq!(
+                auth.check(&first, HERE, "alice", "wrong").await,
+                Verdict::Refused
+            );
             assert_eq!(bcrypt_checks(&auth), expected_checks);
         }
-        for expected_checks in [4, 5] {
-            assert_eq!(auth.check(&first, "carol", "right").await, Verdict::Refused);
+        // An unknown user costs no check once a check's time is known.
+        for expected_checks in [3, 3] {
+            assert_eq!(
+                auth.check(&first, HERE, "carol", "right").await,
+                Verdict::Refused
+            );
             assert_eq!(bcrypt_checks(&auth), expected_checks);
         }
         // Another user with alice's password is not alice.
-        assert_eq!(auth.check(&first, "bob", "right").await, Verdict::Refused);
-        assert_eq!(bcrypt_checks(&auth), 6);
+        assert_eq!(
+            auth.check(&first, HERE, "bob", "right").await,
+            Verdict::Refused
+        );
+        assert_eq!(bcrypt_checks(&auth), 4);
         // The same password under a new hash (a reload): checked again.
         let second = config(&[("alice", "right")]);
         assert_eq!(
-            auth.check(&second, "alice", "right").await,
+            auth.check(&second, HERE, "alice", "right").await,
             Verdict::Allowed
         );
-        assert_eq!(bcrypt_checks(&auth), 7);
+        assert_eq!(bcrypt_checks(&auth), 5);
+    }
+
+    /// Issue #20: a cheaper user's wrong password cost a check at its own
+    /// cost and then one at the stand-in's, so it took longer than the
+    /// stand-in's refusal (268 ms against 210 ms at costs 10 and 12). Now one
+    /// check, then the rest of the stand-in's time waited out; an unknown
+    /// user waits that time without a check.
+    #[tokio::test]
+    async fn refusals_are_padded_to_the_stand_ins_time_with_one_check_at_most() {
+        let auth = Authenticator::new();
+        let mut yaml = String::from("basic_auth_users:\n");
+        for (user, cost) in [("cheap", 4), ("dear", 6)] {
+            let hash = bcrypt::hash("right", cost).unwrap();
+            yaml.push_str(&format!("  {user}: '{hash}'\n"));
+        }
+        let config = Arc::new(WebConfig::from_yaml(&yaml, std::path::Path::new("w.yml")).unwrap());
+        // The stand-in's time is measured on its own refusals.
+        assert_eq!(
+            auth.check(&config, HERE, "dear", "wrong").await,
+            Verdict::Refused
+        );
+        assert_eq!(bcrypt_checks(&auth), 1);
+        let stand_in = auth.check_time(6).expect("measured");
+        let started = std::time::Instant::now();
+        assert_eq!(
+            auth.check(&config, HERE, "cheap", "wrong").await,
+            Verdict::Refused
+        );
+        assert_eq!(bcrypt_checks(&auth), 2, "one check, not two");
+        assert!(
+            started.elapsed() >= stand_in,
+            "{:?} < {stand_in:?}",
+            started.elapsed()
+        );
+        let started = std::time::Instant::now();
+        assert_eq!(
+            auth.check(&config, HERE, "nobody", "right").await,
+            Verdict::Refused
+        );
+        assert_eq!(bcrypt_checks(&auth), 2, "no check for an unknown user");
+        assert!(
+            started.elapsed() >= stand_in,
+            "{:?} < {stand_in:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -1,19 +1,24 @@
 //! [`BcryptPool`]: turns for bcrypt checks, a bounded number at once, taken
-//! in rotation between the user names that wait, with bounded queues.
+//! in rotation between the (client address, user name) pairs that wait,
+//! with bounded queues.
 //!
 //! A plain FIFO semaphore lets a burst of wrong passwords push a valid first
 //! login to the back of the line: 60 queued cost-12 checks are 16 s on one
-//! core, longer than any scrape timeout. Here each user name has its own
-//! queue and the names take turns, so a flood under one name (a brute force,
-//! a scraper with an old password) delays another name by about one check
-//! per name waiting, not by the whole flood. The queues are bounded: a
-//! request that finds its name's queue (or all queues together) full is
-//! refused at once instead of waiting for minutes.
+//! core, longer than any scrape timeout. Here each client address and user
+//! name has its own queue and they take turns, so a flood (a brute force, a
+//! scraper with an old password) delays another pair by about one check
+//! per pair waiting, not by the whole flood. The queues are bounded per
+//! pair, per client address and in all: a request that finds its place
+//! taken is refused at once instead of waiting for minutes, and a flood
+//! from one address, even under the real user's name, leaves the places of
+//! every other address free.
 //!
-//! The rotation goes by the name as sent, whether or not such a user exists,
-//! so that waiting times do not tell which users exist.
+//! Only users that exist queue here (unknown names are refused at a fixed
+//! cost without a check; see `auth`), so that many made-up names cannot
+//! take the places either.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -25,13 +30,19 @@ use crate::sync::lock;
 pub(super) struct Limits {
     /// Checks at once: each takes a blocking thread and a core.
     pub(super) permits: usize,
-    /// Checks waiting under one user name.
+    /// Checks waiting for one client address and user name.
     pub(super) per_user: usize,
-    /// Checks waiting under all names together.
+    /// Checks waiting for one client address, under all names.
+    pub(super) per_address: usize,
+    /// Checks waiting in all.
     pub(super) total: usize,
 }
 
-/// The queue for this user name, or all queues, are full: try again later.
+/// Who waits: the client's address and the user name it sent.
+type Key = (IpAddr, String);
+
+/// The queue for this address and name, for this address, or all queues,
+/// are full: try again later.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Busy;
 
@@ -49,10 +60,10 @@ struct State {
     /// Permits not in use. Above zero only while nobody waits: a released
     /// permit goes to the next waiter first.
     free: usize,
-    /// The waiters of each user name that has any, oldest first.
-    queues: HashMap<String, VecDeque<oneshot::Sender<Permit>>>,
-    /// The names in `queues`, in the order of their next turn.
-    turns: VecDeque<String>,
+    /// The waiters of each key that has any, oldest first.
+    queues: HashMap<Key, VecDeque<oneshot::Sender<Permit>>>,
+    /// The keys in `queues`, in the order of their next turn.
+    turns: VecDeque<Key>,
     /// All waiters, including those that gave up and are not yet removed.
     waiting: usize,
 }
@@ -89,9 +100,9 @@ impl BcryptPool {
         }
     }
 
-    /// Wait for a turn for a check of `user`, or [`Busy`] at once when the
-    /// queues are full.
-    pub(super) async fn acquire(&self, user: &str) -> Result<Permit, Busy> {
+    /// Wait for a turn for a check of `user` from `client`, or [`Busy`] at
+    /// once when its queues are full.
+    pub(super) async fn acquire(&self, client: IpAddr, user: &str) -> Result<Permit, Busy> {
         let waiter = {
             let mut state = lock(&self.shared.state);
             if state.free > 0 {
@@ -100,7 +111,7 @@ impl BcryptPool {
                     shared: Some(Arc::clone(&self.shared)),
                 });
             }
-            state.enqueue(user, self.shared.limits)?
+            state.enqueue((client.to_canonical(), user.to_owned()), self.shared.limits)?
         };
         // The sender is dropped without a permit only if the pool is.
         waiter.await.map_err(|_| Busy)
@@ -108,13 +119,21 @@ impl BcryptPool {
 }
 
 impl State {
-    /// A place in `user`'s queue, unless it or all queues are full.
-    fn enqueue(&mut self, user: &str, limits: Limits) -> Result<oneshot::Receiver<Permit>, Busy> {
+    /// A place in `key`'s queue, unless it, its address's or all queues are
+    /// full.
+    fn enqueue(&mut self, key: Key, limits: Limits) -> Result<oneshot::Receiver<Permit>, Busy> {
         let full = |state: &State| {
+            let address: usize = state
+                .queues
+                .iter()
+                .filter(|((client, _), _)| *client == key.0)
+                .map(|(_, queue)| queue.len())
+                .sum();
             state.waiting >= limits.total
+                || address >= limits.per_address
                 || state
                     .queues
-                    .get(user)
+                    .get(&key)
                     .is_some_and(|queue| queue.len() >= limits.per_user)
         };
         if full(self) {
@@ -126,26 +145,26 @@ impl State {
             }
         }
         let (sender, receiver) = oneshot::channel();
-        let queue = self.queues.entry(user.to_owned()).or_default();
+        let queue = self.queues.entry(key.clone()).or_default();
         if queue.is_empty() {
-            self.turns.push_back(user.to_owned());
+            self.turns.push_back(key);
         }
         queue.push_back(sender);
         self.waiting += 1;
         Ok(receiver)
     }
 
-    /// The oldest waiter of the name whose turn it is; that name goes to the
+    /// The oldest waiter of the key whose turn it is; that key goes to the
     /// back of the rotation if it has more.
     fn next_waiter(&mut self) -> Option<oneshot::Sender<Permit>> {
-        let user = self.turns.pop_front()?;
-        let queue = self.queues.get_mut(&user)?;
+        let key = self.turns.pop_front()?;
+        let queue = self.queues.get_mut(&key)?;
         let waiter = queue.pop_front();
         self.waiting -= usize::from(waiter.is_some());
         if queue.is_empty() {
-            self.queues.remove(&user);
+            self.queues.remove(&key);
         } else {
-            self.turns.push_back(user);
+            self.turns.push_back(key);
         }
         waiter
     }
@@ -156,7 +175,7 @@ impl State {
         }
         self.queues.retain(|_, queue| !queue.is_empty());
         let queues = &self.queues;
-        self.turns.retain(|user| queues.contains_key(user));
+        self.turns.retain(|key| queues.contains_key(key));
         self.waiting = self.queues.values().map(VecDeque::len).sum();
     }
 }
@@ -196,10 +215,14 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn pool(permits: usize, per_user: usize, total: usize) -> BcryptPool {
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const ELSEWHERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+    fn pool(permits: usize, per_user: usize, per_address: usize, total: usize) -> BcryptPool {
         BcryptPool::new(Limits {
             permits,
             per_user,
+            per_address,
             total,
         })
     }
@@ -212,17 +235,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn names_take_turns() {
-        let pool = Arc::new(pool(1, 8, 32));
-        let running = pool.acquire("mallory").await.unwrap();
+    async fn names_and_addresses_take_turns() {
+        let pool = Arc::new(pool(1, 8, 8, 32));
+        let running = pool.acquire(HERE, "mallory").await.unwrap();
         let (order, mut done) = tokio::sync::mpsc::unbounded_channel();
         let mut tasks = Vec::new();
-        // Three waiting under one name, then one under another.
-        for user in ["mallory", "mallory", "mallory", "prometheus"] {
+        // Three waiting under one name, then one under another, then the
+        // first name from elsewhere.
+        let waiters = [
+            (HERE, "mallory"),
+            (HERE, "mallory"),
+            (HERE, "mallory"),
+            (HERE, "prometheus"),
+            (ELSEWHERE, "mallory"),
+        ];
+        for (client, user) in waiters {
             let (pool, order) = (Arc::clone(&pool), order.clone());
             tasks.push(tokio::spawn(async move {
-                let _permit = pool.acquire(user).await.unwrap();
-                order.send(user).unwrap();
+                let _permit = pool.acquire(client, user).await.unwrap();
+                order.send((client, user)).unwrap();
             }));
             // Let it take its place before the next one.
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -232,44 +263,83 @@ mod tests {
             task.await.unwrap();
         }
         let mut seen = Vec::new();
-        while let Ok(user) = done.try_recv() {
-            seen.push(user);
+        while let Ok(waiter) = done.try_recv() {
+            seen.push(waiter);
         }
-        assert_eq!(seen, ["mallory", "prometheus", "mallory", "mallory"]);
+        assert_eq!(
+            seen,
+            [
+                (HERE, "mallory"),
+                (HERE, "prometheus"),
+                (ELSEWHERE, "mallory"),
+                (HERE, "mallory"),
+                (HERE, "mallory")
+            ]
+        );
     }
 
     #[tokio::test]
     async fn full_queues_refuse_at_once() {
-        let pool = pool(1, 2, 3);
-        let _running = pool.acquire("a").await.unwrap();
+        let pool = pool(1, 2, 8, 3);
+        let _running = pool.acquire(HERE, "a").await.unwrap();
         // Each waits (is polled once, which takes its place).
-        let mut a1 = Box::pin(pool.acquire("a"));
-        let mut a2 = Box::pin(pool.acquire("a"));
-        let mut b1 = Box::pin(pool.acquire("b"));
+        let mut a1 = Box::pin(pool.acquire(HERE, "a"));
+        let mut a2 = Box::pin(pool.acquire(HERE, "a"));
+        let mut b1 = Box::pin(pool.acquire(HERE, "b"));
         assert!(ready(&mut a1).await.is_none());
         assert!(ready(&mut a2).await.is_none());
-        assert_eq!(ready(pool.acquire("a")).await.unwrap().err(), Some(Busy));
+        assert_eq!(
+            ready(pool.acquire(HERE, "a")).await.unwrap().err(),
+            Some(Busy)
+        );
         assert!(ready(&mut b1).await.is_none());
-        assert_eq!(ready(pool.acquire("c")).await.unwrap().err(), Some(Busy));
+        assert_eq!(
+            ready(pool.acquire(HERE, "c")).await.unwrap().err(),
+            Some(Busy)
+        );
         // A waiter that gives up frees its place.
         drop(b1);
-        assert!(ready(pool.acquire("c")).await.is_none());
+        assert!(ready(pool.acquire(HERE, "c")).await.is_none());
         drop((a1, a2));
+    }
+
+    /// A flood from one address under the real user's name fills that
+    /// address's places, never the real user's from elsewhere.
+    #[tokio::test]
+    async fn one_address_cannot_take_the_places_of_another() {
+        let pool = pool(1, 4, 4, 32);
+        let _running = pool.acquire(ELSEWHERE, "prometheus").await.unwrap();
+        let mut flood = Vec::new();
+        for _ in 0..4 {
+            let mut waiter = Box::pin(pool.acquire(ELSEWHERE, "prometheus"));
+            assert!(ready(&mut waiter).await.is_none());
+            flood.push(waiter);
+        }
+        for user in ["prometheus", "alice"] {
+            assert_eq!(
+                ready(pool.acquire(ELSEWHERE, user)).await.unwrap().err(),
+                Some(Busy),
+                "{user}"
+            );
+        }
+        let mut real = Box::pin(pool.acquire(HERE, "prometheus"));
+        assert!(ready(&mut real).await.is_none(), "waits, not refused");
+        drop(flood);
     }
 
     #[tokio::test]
     async fn an_abandoned_turn_passes_on() {
-        let pool = pool(1, 4, 4);
-        let running = pool.acquire("a").await.unwrap();
-        let mut gone = Box::pin(pool.acquire("b"));
+        let pool = pool(1, 4, 4, 4);
+        let running = pool.acquire(HERE, "a").await.unwrap();
+        let mut gone = Box::pin(pool.acquire(HERE, "b"));
         assert!(ready(&mut gone).await.is_none());
-        let mut next = Box::pin(pool.acquire("c"));
+        let mut next = Box::pin(pool.acquire(HERE, "c"));
         assert!(ready(&mut next).await.is_none());
         drop(gone);
         drop(running);
         let permit = ready(&mut next).await.expect("c gets the turn").unwrap();
         drop(permit);
         // Everything released: a permit is free again.
-        assert!(ready(pool.acquire("d")).await.unwrap().is_ok());
+        assert!(ready(pool.acquire(HERE, "d")).await.unwrap().is_ok());
     }
 }
