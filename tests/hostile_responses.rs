@@ -23,8 +23,19 @@ const CHUNK: usize = 64 * 1024;
 const CHUNKS: usize = 128;
 const BIG: usize = CHUNK * CHUNKS;
 
+/// Requests the `/big` handler has run for.
+static HANDLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn router() -> Router {
     Router::new()
+        .route(
+            "/counted",
+            get(|| async {
+                HANDLED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let chunks = (0..CHUNKS).map(|_| Ok::<_, std::io::Error>(vec![b'x'; CHUNK]));
+                Body::from_stream(futures_util::stream::iter(chunks))
+            }),
+        )
         .route(
             "/big",
             get(|| async {
@@ -219,6 +230,39 @@ async fn responses_in_progress_are_bounded_with_a_503_beyond() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut again = ask(&address, "/big").await;
     assert_eq!(read_big(&mut again, Duration::from_secs(20)).await, BIG);
+}
+
+/// Before: a request from a client whose share was full ran its handler
+/// (for `/metrics`: auth, the round and the encoding) before its 503, so
+/// 1,000 unread scrapes cost enough CPU to slow a real scrape past its
+/// deadline (9.86 s of 9.5, BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_at_its_share_is_refused_before_its_handler_runs() {
+    use std::sync::atomic::Ordering;
+    let address = start(ServeOptions {
+        response_limits: Some(ResponseLimits {
+            total: 8,
+            per_address: 2,
+        }),
+        ..ServeOptions::default()
+    })
+    .await;
+    let _unread = [
+        ask(&address, "/counted").await,
+        ask(&address, "/counted").await,
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(HANDLED.load(Ordering::SeqCst), 2);
+    for _ in 0..5 {
+        let mut more = ask(&address, "/counted").await;
+        let (answer, _) = read_all(&mut more, Duration::from_secs(2)).await;
+        assert!(answer.starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"));
+    }
+    assert_eq!(
+        HANDLED.load(Ordering::SeqCst),
+        2,
+        "no handler ran for the 503s"
+    );
 }
 
 /// Prometheus speaks HTTP/2 only over TLS; h2c on the plain port let one

@@ -108,6 +108,16 @@ impl ResponseBound {
         })
     }
 
+    /// Whether `address` holds its whole share now: its next response
+    /// would be refused, so its request need not be answered first.
+    pub fn own_share_full(&self, address: IpAddr) -> bool {
+        let places = lock(&self.state);
+        places
+            .per_address
+            .get(&address.to_canonical())
+            .is_some_and(|own| *own >= self.limits.per_address)
+    }
+
     /// Responses in progress now.
     #[cfg(test)]
     pub fn in_progress(&self) -> usize {
@@ -155,7 +165,10 @@ mod tests {
             Some(Full { own_share: false })
         );
         assert_eq!(bound.in_progress(), 3);
+        assert!(bound.own_share_full(ip("10.0.0.1")));
+        assert!(!bound.own_share_full(ip("10.0.0.2")));
         drop(a1);
+        assert!(!bound.own_share_full(ip("10.0.0.1")));
         assert_eq!(bound.in_progress(), 2);
         assert!(bound.try_acquire(ip("10.0.0.3")).is_ok());
     }

@@ -71,6 +71,19 @@ where
             .clone()
             .filter(|_| bounded(request.uri().path()));
         let peer = self.peer;
+        // A client that already holds its whole share would get a 503 at
+        // hand-over anyway: say so now, before the handler runs (auth,
+        // the round, the encoding), so a flood of unread requests from one
+        // address costs no CPU beyond this check.
+        if bound
+            .as_ref()
+            .is_some_and(|bound| bound.own_share_full(peer.ip()))
+        {
+            tracing::debug!(%peer, "this client's responses in progress are at its share; answered 503");
+            guard.writing();
+            let refused = too_many_responses().map(|body| written(body, guard, None));
+            return Box::pin(std::future::ready(Ok(refused)));
+        }
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
