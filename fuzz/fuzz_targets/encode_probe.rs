@@ -9,13 +9,13 @@
 #![no_main]
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use arbitrary::Arbitrary;
 use avepoint_exporter::avepoint::model::{Customer, Tenant};
 use avepoint_exporter::avepoint::{FailureKind, ScanProfileReport};
 use avepoint_exporter::backup::BackupSnapshot;
-use avepoint_exporter::collect::{FetchError, ProfileResult, Snapshot};
+use avepoint_exporter::collect::{FetchError, ProfileResult, ReadTimes, Snapshot};
 use avepoint_exporter::config::{LastStatusState, ProfileTarget};
 use avepoint_exporter::metrics::{Format, encode_probe};
 use libfuzzer_sys::fuzz_target;
@@ -53,6 +53,7 @@ struct ProfileIn {
     profile_id: String,
     fetch_nanos: u64,
     cache_age_nanos: Option<u64>,
+    read_nanos: Option<(Option<u64>, u64)>,
     outcome: Result<ReportIn, (u8, Option<String>, String)>,
 }
 
@@ -97,6 +98,11 @@ fn snapshot(input: Input) -> (Snapshot, Option<Customer>) {
             },
             fetch_duration: Duration::from_nanos(p.fetch_nanos),
             cache_age: p.cache_age_nanos.map(Duration::from_nanos),
+            // When it was read and will be: with report_schedule.
+            read: p.read_nanos.map(|(last, next)| ReadTimes {
+                last_success: last.map(|nanos| UNIX_EPOCH + Duration::from_nanos(nanos)),
+                next_read: UNIX_EPOCH + Duration::from_nanos(next),
+            }),
             outcome: match p.outcome {
                 Ok(r) => Ok(ScanProfileReport {
                     profile_name: r.profile_name,
@@ -122,6 +128,7 @@ fn snapshot(input: Input) -> (Snapshot, Option<Customer>) {
                 }),
             },
         })
+        .map(Arc::new)
         .collect();
     let customer = input.customer.map(|c| Customer {
         id: c.id,
@@ -139,6 +146,7 @@ fn snapshot(input: Input) -> (Snapshot, Option<Customer>) {
         Snapshot {
             profiles,
             collect_duration: Duration::from_nanos(input.collect_nanos),
+            schedule: None,
         },
         customer,
     )
