@@ -117,30 +117,34 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|");
     for o in &outcomes {
-        let mut delays = o.delays.clone();
-        delays.sort();
+        let (p50, p99) = o.delay_percentiles(scale);
         println!(
-            "| {} | {:.1} | {:.0} s | {:.0} s | {} | {:.0} ms |",
+            "| {} | {:.1} | {p50:.0} s | {p99:.0} s | {} | {:.0} ms |",
             o.mode,
             o.calls_per_profile_day,
-            percentile(&delays, 0.5).as_secs_f64() / scale,
-            percentile(&delays, 0.99).as_secs_f64() / scale,
-            delays.len(),
+            o.delays.len(),
             o.slowest_scrape.as_secs_f64() * 1e3,
         );
     }
 }
 
+impl Outcome {
+    /// The delay's p50 and p99, seconds in real-day units.
+    fn delay_percentiles(&self, scale: f64) -> (f64, f64) {
+        let mut delays = self.delays.clone();
+        delays.sort();
+        let real = |p| percentile(&delays, p).as_secs_f64() / scale;
+        (real(0.5), real(0.99))
+    }
+}
+
 fn print_outcome(o: &Outcome, scale: f64) {
-    let mut delays = o.delays.clone();
-    delays.sort();
+    let (p50, p99) = o.delay_percentiles(scale);
     println!(
-        "\n== {}: {:.1} calls per profile per day; delay p50 {:.0} s, p99 {:.0} s (real-day units) over {} new reports; {} scrapes",
+        "\n== {}: {:.1} calls per profile per day; delay p50 {p50:.0} s, p99 {p99:.0} s (real-day units) over {} new reports; {} scrapes",
         o.mode,
         o.calls_per_profile_day,
-        percentile(&delays, 0.5).as_secs_f64() / scale,
-        percentile(&delays, 0.99).as_secs_f64() / scale,
-        delays.len(),
+        o.delays.len(),
         o.scrapes
     );
 }

@@ -497,6 +497,21 @@ mod tests {
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
 
+    impl Captured {
+        /// A capture set as this thread's subscriber until the guard drops.
+        fn install() -> (Captured, tracing::subscriber::DefaultGuard) {
+            let captured = Captured::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(captured.clone())
+                .with_ansi(false)
+                .finish();
+            (
+                captured.clone(),
+                tracing::subscriber::set_default(subscriber),
+            )
+        }
+    }
+
     impl std::io::Write for Captured {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
             crate::sync::lock(&self.0).extend_from_slice(bytes);
@@ -516,12 +531,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_panicking_refresh_is_logged_counted_and_runs_again_on_schedule() {
-        let captured = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(captured.clone())
-            .with_ansi(false)
-            .finish();
-        let _log = tracing::subscriber::set_default(subscriber);
+        let (captured, _log) = Captured::install();
         let panics = PanicCounts::default();
         let refresher = Refresher::new(Permits::share_of(8), panics.clone());
         let customers = CustomerSource {
@@ -549,12 +559,7 @@ mod tests {
 
     #[test]
     fn failed_customers_are_logged_five_by_name_and_the_rest_in_one_line() {
-        let captured = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(captured.clone())
-            .with_ansi(false)
-            .finish();
-        let _log = tracing::subscriber::set_default(subscriber);
+        let (captured, _log) = Captured::install();
         let results: Vec<(String, Result<Vec<u32>, String>)> = (0..8)
             .map(|n| (format!("c{n}"), Err("HTTP 404".into())))
             .collect();
