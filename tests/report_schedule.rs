@@ -125,14 +125,18 @@ async fn new_reports_are_read_within_a_poll_interval_of_appearing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_read_downs_only_its_profile_and_is_retried() {
-    let harness = Harness::start(schedule_setup(
+    // The fault is set before the exporter starts: its first read (at
+    // start) must fail, or the next would only come at max_age.
+    let mut setup = schedule_setup(
         Duration::from_secs(3600),
         "    poll_interval: 1s\n    max_age: 30m\n",
-    ))
-    .await;
-    let profiles = harness.sim.profile_ids();
-    let failing = profiles[3].1.clone();
-    harness.sim.set_fault(&failing, Fault::Status(500));
+    );
+    setup.prepare_sim = Some(Box::new(|sim| {
+        let failing = sim.profile_ids()[3].1.clone();
+        sim.set_fault(&failing, Fault::Status(500));
+    }));
+    let harness = Harness::start(setup).await;
+    let failing = harness.sim.profile_ids()[3].1.clone();
     let until = Instant::now() + Duration::from_secs(20);
     let metrics = loop {
         let metrics = harness.scrape().await;
