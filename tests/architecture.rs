@@ -401,7 +401,7 @@ fn the_rules_see_imports() {
     assert!(
         found
             .iter()
-            .any(|p| p.join("::") == "avepoint::auth::TokenSource")
+            .any(|p| p.join("::") == "avepoint::token::TokenSource")
     );
     assert_eq!(
         expand("a::{b::C, D, self}"),

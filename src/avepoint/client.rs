@@ -11,7 +11,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 use url::Url;
 
-use super::auth::{AccessToken, TokenSource};
 use super::details::ScanProfileDetails;
 use super::error::ApiError;
 use super::http::{DECODE_SLOTS, StreamBudget, decode_streamed, error_chain, read_body_limited};
@@ -20,6 +19,7 @@ use super::model::{Customer, Page, ScanProfileReport, ScanProfileSummary};
 use super::pacing::{Backoffs, RateLimiter, backoff_family, jitter};
 use super::response::{body_error, request_id, status_error};
 use super::scrub::json_error_text;
+use super::token::{AccessToken, TokenSource};
 use crate::config::{AvePointSettings, ProfileEndpoint, ProfileTarget};
 use crate::sync::lock;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use super::auth::AuthError;
+use super::token_response::AuthError;
 
 /// Why a call to the API failed.
 #[derive(Debug, thiserror::Error)]

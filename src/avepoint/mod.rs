@@ -2,39 +2,52 @@
 //!
 //! Inside, from the bottom up: [`http`] (bounded and streamed body reads,
 //! text safe to log), `scrub` (our credentials in every wire form, and
-//! JSON decode errors without the values), [`instrumentation`] (`avepoint_api_*` counters),
-//! [`lenient`] (fields read one by one: `"N/A"`, `null` and odd values are
-//! unknown, never a failed page), `job_codes` (documented job types and
-//! modules and their labels), [`model`], [`details`] and [`backup`] (the
-//! wire types), [`certificate`] (the
-//! certificate credential and its JWT), [`auth`] (the OAuth2 token source), [`permissions`] (which permission each call needs, and which the app holds), [`pacing`] (rate limit, Retry-After,
-//! jitter), [`error`] (why a call failed), `response` (the error an answer
-//! means), `profile_path` (which path a report comes from), [`client`] (one typed call per
-//! endpoint, retries, back-off, rate limit, the concurrency bound).
+//! JSON decode errors without the values), [`instrumentation`]
+//! (`avepoint_api_*` counters), [`lenient`] (fields read one by one:
+//! `"N/A"`, `null` and odd values are unknown, never a failed page),
+//! `strict` (the counts and codes a report cannot be exported without),
+//! `job_codes` (documented job types and modules and their labels), `page`
+//! (the page envelope of paged lists), [`model`], [`details`] and
+//! [`backup`] (the wire types), [`certificate`] (the certificate
+//! credential and its JWT; `key_usage` reads its Key Usage), [`credential`]
+//! (secret or certificate), [`token_response`] (what a token request ends
+//! in), [`token`] (the OAuth2 token source), [`permissions`] (which
+//! permission each call needs, and which the app holds), [`pacing`] (rate
+//! limit, Retry-After, jitter), [`error`] (why a call failed), `response`
+//! (the error an answer means), `profile_path` (which path a report comes
+//! from), [`client`] (one typed call per endpoint, retries, back-off, rate
+//! limit, the concurrency bound).
 //!
 //! Imports only `config` (settings, targets) and `sync` from the crate;
 //! never `discovery`, `collect`, `metrics` or anything above.
 
-pub mod auth;
 pub mod backup;
 pub mod certificate;
 pub mod client;
+pub mod credential;
 pub mod details;
 pub mod error;
 pub mod http;
 pub mod instrumentation;
 mod job_codes;
+mod key_usage;
 pub mod lenient;
 pub mod model;
 pub mod pacing;
+mod page;
 pub mod permissions;
 mod profile_path;
 mod response;
 mod scrub;
+mod strict;
+pub mod token;
+pub mod token_response;
 
-pub use auth::{AccessToken, AuthError, TokenSource};
 pub use client::ApiClient;
+pub use credential::ClientCredential;
 pub use details::{ProfileContainer, ScanProfileDetails};
 pub use error::{ApiError, FailureKind};
 pub use instrumentation::{ApiEndpoint, ApiMetrics};
 pub use model::{ScanProfileReport, ScanStatus};
+pub use token::{AccessToken, TokenSource};
+pub use token_response::AuthError;

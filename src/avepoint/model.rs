@@ -39,19 +39,19 @@ pub struct ScanProfileReport {
     #[serde(with = "api_time::option", default)]
     pub last_update_time: Option<OffsetDateTime>,
     /// Raw `lastScanStatus` code; see [`ScanStatus`].
-    #[serde(deserialize_with = "super::lenient::report::status_code")]
+    #[serde(deserialize_with = "super::strict::report::status_code")]
     pub last_scan_status: i64,
     /// Objects newly registered in the latest daily report (never
     /// negative; `i64::MAX` when AvePoint sends more).
-    #[serde(deserialize_with = "super::lenient::report::new_registered_count")]
+    #[serde(deserialize_with = "super::strict::report::new_registered_count")]
     pub new_registered_content_count: i64,
     /// Objects moved to another container in the latest daily report.
-    #[serde(deserialize_with = "super::lenient::report::moved_count")]
+    #[serde(deserialize_with = "super::strict::report::moved_count")]
     pub moved_to_another_container: i64,
     /// Objects removed from Microsoft 365 or out of policy (note AvePoint's `Outof` spelling).
     #[serde(
         rename = "removedFromMicrosoft365OrOutofPolicy",
-        deserialize_with = "super::lenient::report::removed_count"
+        deserialize_with = "super::strict::report::removed_count"
     )]
     pub removed_from_m365_or_out_of_policy: i64,
     /// Items in the `newRegisteredContent` list (`changes` only).
@@ -279,44 +279,6 @@ pub fn scan_mode_label(code: Option<i64>) -> &'static str {
     }
 }
 
-/// OAuth2 token endpoint success body.
-#[derive(Clone, Deserialize)]
-pub struct TokenResponse {
-    /// The bearer token. Never logged: this type has a redacting `Debug`.
-    pub access_token: String,
-    /// Lifetime in seconds (documented as 3600).
-    #[serde(default)]
-    pub expires_in: Option<u64>,
-    /// Usually `Bearer`.
-    #[serde(default)]
-    pub token_type: Option<String>,
-    /// The permissions actually granted.
-    #[serde(default)]
-    pub scope: Option<String>,
-}
-
-impl std::fmt::Debug for TokenResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenResponse")
-            .field("access_token", &"<secret>")
-            .field("expires_in", &self.expires_in)
-            .field("token_type", &self.token_type)
-            .field("scope", &self.scope)
-            .finish()
-    }
-}
-
-/// OAuth2 error body (`{"error": "invalid_client", "error_description": ...}`).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct OAuthError {
-    /// Machine-readable error code such as `invalid_client`.
-    #[serde(default)]
-    pub error: Option<String>,
-    /// Optional human text.
-    #[serde(default)]
-    pub error_description: Option<String>,
-}
-
 /// API error body: `{statusCode, message, errors[], requestId, timestamp,
 /// traceId}`, the one error body AvePoint documents (for another of its
 /// APIs). Every field is optional and a field of an odd type is dropped,
@@ -345,102 +307,6 @@ fn lenient_text<'de, D: serde::Deserializer<'de>>(
         serde_json::Value::Number(number) => Some(number.to_string()),
         _ => None,
     })
-}
-
-/// A page of a paged endpoint: `{"data": [...], "metadata": {...}}`.
-///
-/// Also read: a bare array (the coverage overview answered so before
-/// December 2025, and deployments that lag may still), which is the whole
-/// list on one page; `"data": null`, an empty page; and a missing
-/// `metadata`, which means this page is all there is.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    /// Items of this page.
-    pub data: Vec<T>,
-    /// Paging information.
-    pub metadata: PageMetadata,
-    /// Whether the answer was the whole list (a bare list, or no
-    /// `metadata`): the page size asked for does not apply to it.
-    pub whole: bool,
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // A visitor rather than an untagged enum: an item that fails keeps
-        // its own error message (which field, what was expected).
-        struct PageVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for PageVisitor<T> {
-            type Value = Page<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a page {\"data\": [...], \"metadata\": {...}} or a list")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut items: A,
-            ) -> Result<Page<T>, A::Error> {
-                let mut data = Vec::new();
-                while let Some(item) = items.next_element()? {
-                    data.push(item);
-                }
-                Ok(Page::whole(data))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Page<T>, A::Error> {
-                let (mut data, mut metadata) = (None, None);
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        "data" => data = map.next_value::<Option<Vec<T>>>()?,
-                        "metadata" => metadata = map.next_value::<Option<PageMetadata>>()?,
-                        _ => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                let page = Page::whole(data.unwrap_or_default());
-                Ok(match metadata {
-                    Some(metadata) => Page {
-                        metadata,
-                        whole: false,
-                        ..page
-                    },
-                    None => page,
-                })
-            }
-        }
-        deserializer.deserialize_any(PageVisitor(std::marker::PhantomData))
-    }
-}
-
-impl<T> Page<T> {
-    /// A page that holds the whole list.
-    fn whole(data: Vec<T>) -> Self {
-        let count = data.len();
-        Page {
-            metadata: PageMetadata {
-                page_index: 1,
-                page_size: u32::try_from(count).unwrap_or(u32::MAX),
-                total_count: count as u64,
-            },
-            data,
-            whole: true,
-        }
-    }
-}
-
-/// Paging information of a page.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PageMetadata {
-    /// 1-based page index.
-    #[serde(default)]
-    pub page_index: u32,
-    /// Items per page.
-    #[serde(default)]
-    pub page_size: u32,
-    /// Items over all pages.
-    pub total_count: u64,
 }
 
 /// A customer from `POST .../customers/batch`.
@@ -499,6 +365,7 @@ pub struct ScanProfileSummary {
 }
 
 pub use super::lenient::{api_time, list, text};
+pub use super::page::{Page, PageMetadata};
 
 #[cfg(test)]
 mod tests {
@@ -579,16 +446,5 @@ mod tests {
         assert_eq!(ScanStatus::from_code(15), None);
         assert_eq!(ScanStatus::from_code(-1), None);
         assert_eq!(scan_mode_label(Some(7)), "unknown");
-    }
-
-    #[test]
-    fn token_debug_hides_the_token() {
-        let token = TokenResponse {
-            access_token: "very-secret-token".into(),
-            expires_in: Some(3600),
-            token_type: None,
-            scope: None,
-        };
-        assert!(!format!("{token:?}").contains("very-secret-token"));
     }
 }

@@ -8,7 +8,6 @@
 
 use reqwest::{Response, StatusCode};
 
-use super::auth::AccessToken;
 use super::error::ApiError;
 use super::http::{BodyError, read_body_limited, redirect_target, sanitize};
 use super::instrumentation::ApiEndpoint;
@@ -16,6 +15,7 @@ use super::model::ApiErrorBody;
 use super::pacing::parse_retry_after;
 use super::permissions::permission_of;
 use super::scrub::scrub;
+use super::token::AccessToken;
 use crate::config::ProfileEndpoint;
 
 /// The error of a non-success answer. `configured` is the

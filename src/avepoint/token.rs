@@ -2,7 +2,7 @@
 //!
 //! The app authenticates with a client secret or with a certificate: a JWT
 //! `client_assertion` signed RS256 with the certificate's private key
-//! (RFC 7523), see [`ClientCertificate`] and `docs/certificate-auth.md`.
+//! (RFC 7523), see `credential.rs` and `docs/certificate-auth.md`.
 //!
 //! The token's scope is every permission the enabled collectors need; when
 //! the token endpoint refuses one of them (`invalid_scope` refuses the whole
@@ -21,12 +21,13 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use url::Url;
 
-use super::certificate::{CLIENT_ASSERTION_TYPE, ClientCertificate};
+use super::certificate::CLIENT_ASSERTION_TYPE;
+use super::credential::ClientCredential;
 use super::http::{error_chain, read_body_limited, redirect_target};
 use super::instrumentation::{ApiEndpoint, ApiMetrics};
-use super::model::{OAuthError, TokenResponse};
 use super::permissions::{Negotiated, negotiate, permission_of, scope_items};
 use super::scrub::{json_error_text, scrub};
+use super::token_response::{AuthError, OAuthError, TokenResponse};
 use crate::config::AvePointSettings;
 use crate::sync::lock;
 
@@ -46,100 +47,6 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// Token responses are small; anything larger is not a token response.
 const MAX_TOKEN_BODY: usize = 64 * 1024;
-
-/// Why no token could be had.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AuthError {
-    /// The token endpoint refused the credentials (wrong id, secret or
-    /// certificate, app disabled).
-    #[error(
-        "token endpoint rejected the client credentials (HTTP {status}{}): check avepoint.client_id and {}",
-        oauth_detail(.error, .description),
-        .check
-    )]
-    Rejected {
-        /// HTTP status of the token response.
-        status: StatusCode,
-        /// What to check besides the client id: the secret or the certificate.
-        check: &'static str,
-        /// OAuth error code such as `invalid_client`.
-        error: Option<String>,
-        /// OAuth error description.
-        description: Option<String>,
-    },
-    /// The token endpoint refused the scope (`invalid_scope`) in a way
-    /// asking for each permission alone could not narrow down.
-    #[error(
-        "token endpoint refused the requested scope (invalid_scope{}): the app registration lacks a permission in avepoint.scope; grant it in Elements > API app registration",
-        .description.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
-    )]
-    InvalidScope {
-        /// OAuth error description, scrubbed.
-        description: Option<String>,
-    },
-    /// The token endpoint refused this permission (or left it out of the
-    /// granted scope): the calls that need it are not sent.
-    #[error("the app registration lacks {permission}; grant it in Elements > API app registration")]
-    PermissionMissing {
-        /// The permission, such as `elements.jobs.read.all`.
-        permission: String,
-    },
-    /// The token endpoint refused every permission asked for: no token.
-    #[error(
-        "the app registration lacks every permission asked for ({}); grant them in Elements > API app registration",
-        .missing.join(", ")
-    )]
-    NotGranted {
-        /// The permissions asked for.
-        missing: Vec<String>,
-    },
-    /// Any other non-success status.
-    #[error("token endpoint answered HTTP {status}")]
-    Status {
-        /// HTTP status of the token response.
-        status: StatusCode,
-    },
-    /// No HTTP answer (connection refused, TLS, timeout).
-    #[error("token request failed: {0}")]
-    Transport(String),
-    /// A 200 whose body is not a token response.
-    #[error("token endpoint sent an invalid response: {0}")]
-    InvalidResponse(String),
-    /// The client assertion could not be signed (not sent).
-    #[error("cannot sign the client assertion with avepoint.client_private_key_file")]
-    Signing,
-    /// The token endpoint answered with a redirect, which is not followed:
-    /// it would re-send the credentials to wherever it points.
-    #[error(
-        "token endpoint answered HTTP {status}, a redirect to {location}: not followed, so the credentials are not sent there; check avepoint.token_url"
-    )]
-    Redirect {
-        /// HTTP status of the token response.
-        status: StatusCode,
-        /// Host (and port) the redirect pointed at, or `no Location`.
-        location: String,
-    },
-    /// The API refused a token the token endpoint had just issued: the app
-    /// registration lacks access to the API (or the API is misconfigured).
-    /// No token is requested until the pause ends.
-    #[error(
-        "the API rejected a freshly issued token; no new token is requested for {}s: check the app registration of avepoint.client_id in Elements",
-        remaining.as_secs_f64().ceil()
-    )]
-    ApiRejected {
-        /// How long the pause in token requests still lasts.
-        remaining: Duration,
-    },
-}
-
-fn oauth_detail(error: &Option<String>, description: &Option<String>) -> String {
-    match (error, description) {
-        (Some(error), Some(description)) => format!(", {error}: {description}"),
-        (Some(error), None) => format!(", {error}"),
-        (None, Some(description)) => format!(", {description}"),
-        (None, None) => String::new(),
-    }
-}
 
 /// A bearer token. `Debug` never shows it; compare with [`AccessToken::same_as`].
 #[derive(Clone, Debug)]
@@ -500,45 +407,5 @@ impl TokenSource {
             refresh_at,
             missing: missing.into(),
         })
-    }
-}
-
-/// How the app registration authenticates at the token endpoint.
-#[derive(Clone)]
-pub enum ClientCredential {
-    /// `client_secret`.
-    Secret(SecretString),
-    /// `client_assertion`: a JWT signed with the certificate's private key.
-    Certificate(ClientCertificate),
-}
-
-impl ClientCredential {
-    /// `client_secret` or `certificate`, for logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ClientCredential::Secret(_) => "client_secret",
-            ClientCredential::Certificate(_) => "certificate",
-        }
-    }
-
-    /// The config keys to check when the token endpoint says no.
-    fn what_to_check(&self) -> &'static str {
-        match self {
-            ClientCredential::Secret(_) => "the client secret",
-            ClientCredential::Certificate(_) => {
-                "that the certificate in avepoint.client_certificate_file is uploaded to the app registration"
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for ClientCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientCredential::Secret(_) => f.write_str("Secret([REDACTED])"),
-            ClientCredential::Certificate(certificate) => {
-                f.debug_tuple("Certificate").field(certificate).finish()
-            }
-        }
     }
 }
