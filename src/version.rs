@@ -14,10 +14,10 @@ pub const BRANCH: &str = env!("AVEPOINT_EXPORTER_BRANCH");
 pub const BUILD_DATE: &str = env!("AVEPOINT_EXPORTER_BUILD_DATE");
 /// `rustc --version` of the compiler that built it.
 pub const RUSTC_VERSION: &str = env!("AVEPOINT_EXPORTER_RUSTC_VERSION");
-/// Target OS and architecture, e.g. `linux/x86_64`.
-pub const PLATFORM: &str = env!("AVEPOINT_EXPORTER_PLATFORM");
 
-/// `--version`'s text after the program name, laid out as Prometheus does.
+/// `--version`'s text after the program name, laid out as Prometheus does;
+/// the only user of the target platform (`linux/x86_64`), so it has no
+/// const of its own (`concat!` takes literals, not consts).
 pub const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (branch: ",

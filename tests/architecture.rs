@@ -349,6 +349,26 @@ fn no_two_files_import_each_other_in_a_circle() {
     }
 }
 
+/// Whether `line` (trimmed) starts a function, whatever its visibility
+/// and qualifiers: a list of heads missed `pub(super) async fn`.
+fn function_head(line: &str) -> bool {
+    let mut rest = line;
+    if let Some(after) = rest.strip_prefix("pub") {
+        rest = match after.strip_prefix('(') {
+            Some(scope) => match scope.find(')') {
+                Some(end) => &scope[end + 1..],
+                None => return false,
+            },
+            None => after,
+        }
+        .trim_start();
+    }
+    for qualifier in ["const ", "async ", "unsafe ", "extern \"C\" "] {
+        rest = rest.strip_prefix(qualifier).unwrap_or(rest);
+    }
+    rest.starts_with("fn ")
+}
+
 #[test]
 fn files_and_functions_stay_readable() {
     let mut too_long = Vec::new();
@@ -364,10 +384,7 @@ fn files_and_functions_stay_readable() {
         for (start, line) in lines.iter().enumerate() {
             let trimmed = line.trim_start();
             let indent = &line[..line.len() - trimmed.len()];
-            let is_fn = ["fn ", "pub fn ", "async fn ", "pub async fn ", "const fn "]
-                .iter()
-                .chain(&["pub(crate) fn ", "pub(super) fn ", "pub(crate) async fn "])
-                .any(|head| trimmed.starts_with(head));
+            let is_fn = function_head(trimmed);
             if !is_fn || trimmed.ends_with(';') {
                 continue;
             }
@@ -403,6 +420,9 @@ fn the_rules_see_imports() {
             .iter()
             .any(|p| p.join("::") == "avepoint::token::TokenSource")
     );
+    assert!(function_head("pub(super) async fn run(&self) {"));
+    assert!(function_head("pub(in crate::a) const fn n() -> u8 {"));
+    assert!(!function_head("pub struct Fn;"));
     assert_eq!(
         expand("a::{b::C, D, self}"),
         vec![vec!["a", "b"], vec!["a", "D"]]
