@@ -61,6 +61,11 @@ pub trait WireValue: Sized {
     fn from_text(text: &str) -> Field<Self>;
     /// Read a number.
     fn from_number(number: Number) -> Field<Self>;
+    /// Read a JSON `true` or `false`: not of the documented form, but for
+    /// flags.
+    fn from_bool(_: bool) -> Field<Self> {
+        Field::Unreadable
+    }
 }
 
 /// A JSON number as serde hands it over.
@@ -123,8 +128,8 @@ impl<'de, T: WireValue> Visitor<'de> for FieldVisitor<T> {
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
         Ok(T::from_number(Number::Float(value)))
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Field::Unreadable)
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(T::from_bool(value))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Self::Value, A::Error> {
         while items.next_element::<IgnoredAny>()?.is_some() {}
@@ -194,6 +199,23 @@ impl WireValue for String {
             Number::Signed(value) => value.to_string(),
             Number::Float(value) => value.to_string(),
         })
+    }
+}
+
+/// A flag: `true`, `false`, or either as text in any case.
+impl WireValue for bool {
+    fn from_text(text: &str) -> Field<Self> {
+        read(match text.to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        })
+    }
+    fn from_number(_: Number) -> Field<Self> {
+        Field::Unreadable
+    }
+    fn from_bool(value: bool) -> Field<Self> {
+        Field::Value(value)
     }
 }
 

@@ -8,7 +8,7 @@
 //! `strict` (the counts and codes a report cannot be exported without),
 //! `job_codes` (documented job types and modules and their labels), `page`
 //! (the page envelope of paged lists), [`model`], [`details`] and
-//! [`backup`] (the wire types), [`certificate`] (the certificate
+//! [`backup`] and [`subscriptions`] (the wire types), [`certificate`] (the certificate
 //! credential and its JWT; `key_usage` reads its Key Usage), [`credential`]
 //! (secret or certificate), [`token_response`] (what a token request ends
 //! in), [`token`] (the OAuth2 token source), [`permissions`] (which
@@ -40,6 +40,7 @@ mod profile_path;
 mod response;
 mod scrub;
 mod strict;
+pub mod subscriptions;
 pub mod token;
 pub mod token_response;
 
