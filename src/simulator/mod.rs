@@ -22,6 +22,7 @@ pub mod backup;
 pub mod data;
 mod discovery;
 mod flood;
+pub mod licences;
 mod state;
 mod token;
 pub mod wire;
@@ -50,7 +51,7 @@ pub const DEMO_CLIENT_ID: &str = "5e1fc11e-0000-4000-8000-00000000de30";
 /// Client secret the simulator accepts unless told otherwise.
 pub const DEMO_CLIENT_SECRET: &str = "demo-secret-not-for-production";
 /// Every permission the simulated app registration holds by default.
-pub const ALL_PERMISSIONS: &str = "elements.scanprofiles.read.all elements.customers.read.all elements.jobs.read.all elements.cbprotected.read.all";
+pub const ALL_PERMISSIONS: &str = "elements.scanprofiles.read.all elements.customers.read.all elements.jobs.read.all elements.cbprotected.read.all elements.license.read.all";
 
 /// Knobs of a simulated AvePoint.
 #[derive(Debug, Clone)]
@@ -517,6 +518,7 @@ fn router(state: Arc<SimState>) -> Router {
             "/partner/external/v3/general/customers/{customer_id}/scan-profiles/batch",
             post(discovery::profiles_batch),
         )
+        .merge(licences::routes())
         // Only the routes above: the token endpoint is not what
         // `avepoint.concurrency` bounds.
         .route_layer(axum::middleware::from_fn_with_state(
