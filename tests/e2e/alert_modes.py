@@ -86,6 +86,10 @@ INFO = {"profile_name": "HR sites", "tenant_id": "t1", "tenant_domain": "contoso
         "scan_mode": "advanced"}
 BACKUP_JOB = {"job_type": "microsoft_365", "job_module": "exchange_online", "job_kind": "backup"}
 BACKUP_MODULE = {"service_type": "microsoft_365", "service_module": "onedrive"}
+SUBSCRIPTION = {"service_name": "cloud_backup_for_microsoft_365"}
+USERS = {"tenant_id": "t1", "module": "mailbox", "protected": "false"}
+CUSTOMER_INFO = {"customer_id": "c1", "organization": "Contoso", "management_mode": "partner_managed",
+                 "country_or_region": "US"}
 ALL = None  # keep every target label
 
 # name: (source job, target labels kept by the rule (ALL or a list), has
@@ -152,6 +156,19 @@ ALERTS = {
                                     "management_mode": "partner_managed", "country_or_region": "US"}, "1x95"),
     ], "70m", "50m", {"severity": "warning", "customer_id": "c1", "organization": "Contoso",
                       "collector": "backup_jobs"}),
+    "AvepointSubscriptionExpiring": ("profiles", ALL, False, [
+        ("avepoint_subscription_expiry_timestamp_seconds", dict(SUBSCRIPTION, customer_id="c1"), "1728000x80"),
+        ("avepoint_customer_info", CUSTOMER_INFO, "1x80"),
+    ], "70m", "50m", {"severity": "warning", "customer_id": "c1", "organization": "Contoso", **SUBSCRIPTION}),
+    "AvepointSubscriptionCapacityHigh": ("profiles", ALL, False, [
+        ("avepoint_subscription_capacity_bytes", dict(SUBSCRIPTION, customer_id="c1", kind="purchased"), "1000x80"),
+        ("avepoint_subscription_capacity_bytes", dict(SUBSCRIPTION, customer_id="c1", kind="used"), "950x80"),
+        ("avepoint_customer_info", CUSTOMER_INFO, "1x80"),
+    ], "70m", "50m", {"severity": "warning", "customer_id": "c1", "organization": "Contoso", **SUBSCRIPTION}),
+    "AvepointBackupUsersUnprotected": ("profiles", ALL, False, [
+        ("avepoint_backup_users", dict(USERS, customer_id="c1"), "2x1460"),
+        ("avepoint_customer_info", CUSTOMER_INFO, "1x1460"),
+    ], "1450m", "1400m", {"severity": "info", "customer_id": "c1", "organization": "Contoso", **USERS}),
     "AvepointAuthenticationFailing": ("metrics", ["job", "instance", "namespace", "service"], True, [
         ("avepoint_api_requests_total", {"api_endpoint": "token", "code": "401"}, "0x5 1+1x25"),
     ], "25m", "9m", {"severity": "critical", "code": "401", "reason": "token_refused"}),

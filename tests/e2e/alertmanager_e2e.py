@@ -46,7 +46,9 @@ from alert_modes import ALERTS, MODES, alert_labels  # noqa: E402
 from dashboard_e2e import run_bounded, Procs, SetupError, free_port, log, wait_for  # noqa: E402
 
 CONFIG = os.path.join(REPO, "deploy", "alertmanager", "alertmanager.yml")
-BACKUP_ALERTS = [name for name in ALERTS if name.startswith("AvepointBackup")]
+# The per-customer alerts of the optional collectors: backup jobs,
+# coverage, protected users and subscriptions.
+BACKUP_ALERTS = [name for name in ALERTS if name.startswith(("AvepointBackup", "AvepointSubscription"))]
 
 
 class Sink(http.server.BaseHTTPRequestHandler):
