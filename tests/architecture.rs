@@ -30,6 +30,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["sync", "config", "avepoint", "refresher", "discovery"],
     ),
     (
+        "subscriptions",
+        &["sync", "config", "avepoint", "refresher", "discovery"],
+    ),
+    (
         "report_schedule",
         &[
             "sync",

@@ -15,6 +15,8 @@
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::backup::MAX_NAME_LABEL;
+use super::job_codes::snake_case;
 use super::lenient::{Bytes, Field, Number, UnreadableFields, WireValue, parse_size, unreadable};
 
 /// One customer of the services list, with its subscriptions.
@@ -62,6 +64,18 @@ pub struct ServiceSubscription {
     /// When the contract behind it ends.
     #[serde(default)]
     pub contract_end_date: Field<OffsetDateTime>,
+}
+
+impl ServiceSubscription {
+    /// The `service_name` label: the service's name in snake case
+    /// (`Cloud Backup for Microsoft 365` is `cloud_backup_for_microsoft_365`),
+    /// at most [`MAX_NAME_LABEL`] characters; `None` without a name.
+    pub fn service_label(&self) -> Option<String> {
+        let name = self.service.as_ref().value()?;
+        let mut label = snake_case(name);
+        label.truncate(MAX_NAME_LABEL);
+        (!label.is_empty()).then_some(label)
+    }
 }
 
 impl UnreadableFields for ServiceSubscription {

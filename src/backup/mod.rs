@@ -42,8 +42,10 @@ const FAILURES_LOGGED: usize = 5;
 
 mod customers;
 mod reduce;
+mod users;
 
 pub use customers::CustomerSource;
+pub use users::{UserCount, count_users};
 
 pub use reduce::{
     Coverage, LatestJob, MAX_ROWS_PER_CUSTOMER, OBJECT_RESULTS, Successes, coverage_rows,
