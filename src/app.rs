@@ -161,7 +161,7 @@ pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
         }
     }
     // No Prometheus deadline here: give every request its full timeout and one retry.
-    let budget = settings.avepoint.request_timeout.saturating_mul(3);
+    let budget = settings.avepoint.limits.request_timeout.saturating_mul(3);
     let snapshot = pipeline.rounds.collect_once(budget).await;
     let path = profile_path_line(&settings, &pipeline.client);
     if settings.collectors.scan_profiles {

@@ -27,7 +27,7 @@ use super::instrumentation::{ApiEndpoint, ApiMetrics};
 use super::model::{OAuthError, TokenResponse};
 use super::permissions::{Negotiated, negotiate, permission_of, scope_items};
 use super::scrub::{json_error_text, scrub};
-use crate::config::AvePointSettings;
+use crate::config::{AvePointSettings, Credential};
 use crate::sync::lock;
 
 /// A failed token fetch is reported to callers this long before the
@@ -198,9 +198,11 @@ impl TokenSource {
     /// A token source for the app registration of `settings`, sending
     /// its requests through `http`.
     pub fn new(http: reqwest::Client, settings: &AvePointSettings, metrics: ApiMetrics) -> Self {
-        let credential = match &settings.client_certificate {
-            Some(certificate) => ClientCredential::Certificate(certificate.clone()),
-            None => ClientCredential::Secret(settings.client_secret.clone()),
+        let credential = match &settings.credential {
+            Credential::Certificate(certificate) => {
+                ClientCredential::Certificate(certificate.clone())
+            }
+            Credential::Secret(secret) => ClientCredential::Secret(secret.clone()),
         };
         Self {
             http,
