@@ -45,6 +45,15 @@ impl CollectorKind {
         }
     }
 
+    /// Whether the kind reads each customer's lists in the background
+    /// (rather than each profile's report on a scrape).
+    pub fn per_customer(self) -> bool {
+        match self {
+            CollectorKind::ScanProfiles => false,
+            CollectorKind::BackupJobs | CollectorKind::BackupCoverage => true,
+        }
+    }
+
     /// The permission the kind's endpoints need in the token's scope.
     pub fn scope(self) -> &'static str {
         match self {
@@ -124,7 +133,24 @@ impl CollectorSettings {
 
     /// Whether any collector runs per customer in the background.
     pub fn any_backup(&self) -> bool {
-        self.backup_jobs.is_some() || self.backup_coverage.is_some()
+        CollectorKind::ALL
+            .into_iter()
+            .any(|kind| kind.per_customer() && self.enabled(kind))
+    }
+
+    /// Bound every per-customer list by `discovery.max_items_per_list`.
+    /// Every field is named, so a new collector does not compile until
+    /// someone decides whether the bound applies to it.
+    pub(super) fn bound_lists(&mut self, max_items_per_list: usize) {
+        let CollectorSettings {
+            scan_profiles: _, // its lists are discovery's, bounded there
+            report_schedule: _,
+            backup_jobs,
+            backup_coverage,
+        } = self;
+        for backup in [backup_jobs, backup_coverage].into_iter().flatten() {
+            backup.max_items_per_list = max_items_per_list;
+        }
     }
 }
 

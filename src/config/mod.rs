@@ -179,12 +179,7 @@ impl Settings {
         let unscoped = avepoint::validate(&file, section, &env)?;
         let list_limits = discovery::list_limits(&file, raw.discovery.as_ref())?;
         let mut collectors = collectors::validate(&file, raw.collectors)?;
-        for backup in [&mut collectors.backup_jobs, &mut collectors.backup_coverage]
-            .into_iter()
-            .flatten()
-        {
-            backup.max_items_per_list = list_limits.max_items_per_list;
-        }
+        collectors.bound_lists(list_limits.max_items_per_list);
         let mut discovery = discovery::validate(&file, raw.discovery)?;
         if let Some(discovery) = &mut discovery {
             discovery.list_profiles = collectors.scan_profiles;
