@@ -41,19 +41,15 @@ impl Cli {
         let mut command = Self::command();
         let matches = command.try_get_matches_from_mut(args)?;
         if let Some((name, _)) = matches.subcommand() {
-            for (id, flag) in [
-                ("config_file", "--config.file"),
-                ("listen_addresses", "--web.listen-address"),
-                ("systemd_socket", "--web.systemd-socket"),
-                ("telemetry_path", "--web.telemetry-path"),
-                ("web_config_file", "--web.config.file"),
-                ("enable_lifecycle", "--web.enable-lifecycle"),
-                ("max_connections", "--web.max-connections"),
-            ] {
-                if matches.value_source(id) == Some(ValueSource::CommandLine) {
+            // `serve`'s flags, read from their clap definitions (in
+            // declaration order, so the first one given is named).
+            let serve = ServeArgs::augment_args(clap::Command::new("serve"));
+            for arg in serve.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine) {
                     return Err(command.error(
                         ErrorKind::ArgumentConflict,
-                        format!("{flag} must come after the subcommand: avepoint-exporter {name} {flag} ..."),
+                        format!("--{long} must come after the subcommand: avepoint-exporter {name} --{long} ..."),
                     ));
                 }
             }
@@ -339,6 +335,32 @@ mod tests {
                 .contains("--web.systemd-socket must come after the subcommand"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn every_serve_flag_before_a_subcommand_is_refused() {
+        let serve = ServeArgs::augment_args(clap::Command::new("serve"));
+        let longs: Vec<&str> = serve.get_arguments().filter_map(|a| a.get_long()).collect();
+        assert_eq!(longs.len(), 7, "{longs:?}");
+        for arg in serve.get_arguments() {
+            let long = arg.get_long().unwrap();
+            let mut args = vec!["x".to_owned(), format!("--{long}")];
+            if arg.get_action().takes_values() {
+                args.push(match long {
+                    "web.telemetry-path" => "/m".into(),
+                    "web.max-connections" => "1".into(),
+                    _ => "x".into(),
+                });
+            }
+            args.push("check".into());
+            let error = Cli::try_parse_args_from(args).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("--{long} must come after the subcommand")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -140,8 +140,8 @@ impl Pipeline {
         let mut rounds = ScrapeRounds::new(
             Arc::clone(&client),
             targets.clone(),
-            settings.avepoint.cache_ttl,
-            settings.avepoint.round_timeout,
+            settings.avepoint.limits.cache_ttl,
+            settings.avepoint.limits.round_timeout,
         );
         if let Some(schedule) = settings.collectors.report_schedule {
             rounds = rounds.serving(spawn_scheduled_reports(
@@ -323,7 +323,7 @@ fn spawn_scheduled_reports(
     previous: Option<&Pipeline>,
 ) -> Arc<ScheduledReports> {
     let client = Arc::clone(client);
-    let round_timeout = settings.avepoint.round_timeout;
+    let round_timeout = settings.avepoint.limits.round_timeout;
     let fetch = move |target: ProfileTarget| {
         let client = Arc::clone(&client);
         async move {

@@ -918,7 +918,11 @@ fn unusable_certificates_and_keys_are_refused_with_the_file_named() {
     ] {
         let settings =
             load_in(d, &lines(cert, key), None).unwrap_or_else(|error| panic!("{error}"));
-        let certificate = settings.avepoint.client_certificate.expect("certificate");
+        let certificate = settings
+            .avepoint
+            .credential
+            .certificate()
+            .expect("certificate");
         assert_eq!(certificate.certificate_file(), d.join(cert));
         assert_eq!(certificate.private_key_file(), d.join(key));
         let hex: String = rsa.sha1().iter().map(|b| format!("{b:02X}")).collect();
@@ -927,7 +931,7 @@ fn unusable_certificates_and_keys_are_refused_with_the_file_named() {
             certificate.certificate_der().as_ref(),
             rsa.certificate.der().as_ref()
         );
-        assert!(settings.avepoint.client_secret.expose_secret().is_empty());
+        assert!(settings.avepoint.credential.secret().is_none());
     }
 }
 
@@ -936,7 +940,7 @@ fn debug_never_shows_the_private_key() {
     let credential = Credential::rsa();
     let dir = tempfile::tempdir().unwrap();
     let settings = load_in(dir.path(), &credential.config_lines(), None).unwrap();
-    let certificate = settings.avepoint.client_certificate.clone().unwrap();
+    let certificate = settings.avepoint.credential.certificate().cloned().unwrap();
     for debug in [
         format!("{settings:?}"),
         format!("{settings:#?}"),

@@ -372,13 +372,16 @@ fn valid_minimal_gets_the_defaults() {
         "https://identity.avepointonlineservices.com/connect/token"
     );
     assert_eq!(avepoint.client_id, "11111111-2222-3333-4444-555555555555");
-    assert_eq!(avepoint.client_secret.expose_secret(), ENV_SECRET);
+    assert_eq!(
+        avepoint.credential.secret().unwrap().expose_secret(),
+        ENV_SECRET
+    );
     assert_eq!(avepoint.scope, "elements.scanprofiles.read.all");
     assert_eq!(avepoint.endpoint, ProfileEndpoint::Auto);
     assert_eq!(avepoint.endpoint.name(), "auto");
-    assert_eq!(avepoint.request_timeout, Duration::from_secs(10));
-    assert_eq!(avepoint.round_timeout, Duration::from_millis(9500));
-    assert_eq!(avepoint.concurrency, 8);
+    assert_eq!(avepoint.limits.request_timeout, Duration::from_secs(10));
+    assert_eq!(avepoint.limits.round_timeout, Duration::from_millis(9500));
+    assert_eq!(avepoint.limits.concurrency, 8);
     let targets: Vec<(&str, &str)> = settings
         .targets
         .iter()
@@ -462,18 +465,21 @@ fn valid_full_has_every_value_as_written() {
     );
     assert_eq!(avepoint.client_id, "11111111-2222-3333-4444-555555555555");
     // Read from client-secret.txt next to the config, trailing newline trimmed.
-    assert_eq!(avepoint.client_secret.expose_secret(), FILE_SECRET);
+    assert_eq!(
+        avepoint.credential.secret().unwrap().expose_secret(),
+        FILE_SECRET
+    );
     assert_eq!(
         avepoint.scope,
         "elements.scanprofiles.read.all elements.customers.read.all"
     );
     assert_eq!(avepoint.endpoint, ProfileEndpoint::Changes);
-    assert_eq!(avepoint.request_timeout, Duration::from_secs(90));
+    assert_eq!(avepoint.limits.request_timeout, Duration::from_secs(90));
     assert_eq!(
-        avepoint.round_timeout,
+        avepoint.limits.round_timeout,
         Duration::from_secs(29) + Duration::from_millis(500)
     );
-    assert_eq!(avepoint.concurrency, 16);
+    assert_eq!(avepoint.limits.concurrency, 16);
     let targets: Vec<(&str, &str)> = settings
         .targets
         .iter()
@@ -568,7 +574,15 @@ fn the_environment_overrides_the_file() {
     )
     .unwrap();
     assert_eq!(settings.avepoint.client_id, "client-from-env");
-    assert_eq!(settings.avepoint.client_secret.expose_secret(), ENV_SECRET);
+    assert_eq!(
+        settings
+            .avepoint
+            .credential
+            .secret()
+            .unwrap()
+            .expose_secret(),
+        ENV_SECRET
+    );
 }
 
 #[test]
@@ -579,14 +593,30 @@ fn each_variable_overrides_only_its_own_value() {
     )
     .unwrap();
     assert_eq!(settings.avepoint.client_id, "client-from-env");
-    assert_eq!(settings.avepoint.client_secret.expose_secret(), FILE_SECRET);
+    assert_eq!(
+        settings
+            .avepoint
+            .credential
+            .secret()
+            .unwrap()
+            .expose_secret(),
+        FILE_SECRET
+    );
 
     let settings = load("valid-full.yml", &[("AVEPOINT_CLIENT_SECRET", ENV_SECRET)]).unwrap();
     assert_eq!(
         settings.avepoint.client_id,
         "11111111-2222-3333-4444-555555555555"
     );
-    assert_eq!(settings.avepoint.client_secret.expose_secret(), ENV_SECRET);
+    assert_eq!(
+        settings
+            .avepoint
+            .credential
+            .secret()
+            .unwrap()
+            .expose_secret(),
+        ENV_SECRET
+    );
 }
 
 #[test]
@@ -601,7 +631,12 @@ fn environment_values_are_trimmed_and_blank_ones_ignored() {
     .unwrap();
     assert_eq!(settings.avepoint.client_id, "client-from-env");
     assert_eq!(
-        settings.avepoint.client_secret.expose_secret(),
+        settings
+            .avepoint
+            .credential
+            .secret()
+            .unwrap()
+            .expose_secret(),
         "padded-secret"
     );
 
@@ -615,7 +650,15 @@ fn environment_values_are_trimmed_and_blank_ones_ignored() {
         settings.avepoint.client_id,
         "11111111-2222-3333-4444-555555555555"
     );
-    assert_eq!(settings.avepoint.client_secret.expose_secret(), FILE_SECRET);
+    assert_eq!(
+        settings
+            .avepoint
+            .credential
+            .secret()
+            .unwrap()
+            .expose_secret(),
+        FILE_SECRET
+    );
 }
 
 #[test]
@@ -673,7 +716,7 @@ fn durations_are_written_like_prometheus_ones() {
         ("2m", Duration::from_secs(120)),
     ] {
         let settings = from_yaml(&yaml(&format!("  request_timeout: {text}\n"))).unwrap();
-        assert_eq!(settings.avepoint.request_timeout, expected, "{text}");
+        assert_eq!(settings.avepoint.limits.request_timeout, expected, "{text}");
     }
 }
 
@@ -684,7 +727,7 @@ fn round_timeout_bounds_are_inclusive() {
         ("1h", Duration::from_secs(3600)),
     ] {
         let settings = from_yaml(&yaml(&format!("  round_timeout: {text}\n"))).unwrap();
-        assert_eq!(settings.avepoint.round_timeout, expected, "{text}");
+        assert_eq!(settings.avepoint.limits.round_timeout, expected, "{text}");
     }
 }
 
@@ -692,7 +735,7 @@ fn round_timeout_bounds_are_inclusive() {
 fn concurrency_bounds_are_inclusive() {
     for concurrency in [1, 1024] {
         let settings = from_yaml(&yaml(&format!("  concurrency: {concurrency}\n"))).unwrap();
-        assert_eq!(settings.avepoint.concurrency, concurrency);
+        assert_eq!(settings.avepoint.limits.concurrency, concurrency);
     }
 }
 
@@ -706,7 +749,13 @@ fn debug_output_does_not_show_the_secret() {
         )
         .unwrap(),
     ] {
-        let secret = settings.avepoint.client_secret.expose_secret().to_owned();
+        let secret = settings
+            .avepoint
+            .credential
+            .secret()
+            .unwrap()
+            .expose_secret()
+            .to_owned();
         for debug in [format!("{settings:?}"), format!("{settings:#?}")] {
             assert!(!debug.contains(&secret), "secret in {debug}");
             assert!(debug.contains("REDACTED"), "{debug}");

@@ -550,7 +550,7 @@ async fn a_burst_of_reloads_of_a_changed_config_rebuilds_once_and_stops_the_old_
         sim.stats().token_requests.load(Ordering::Relaxed),
         tokens + 1
     );
-    assert_eq!(state.pipeline().settings.avepoint.concurrency, 4);
+    assert_eq!(state.pipeline().settings.avepoint.limits.concurrency, 4);
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     }) {
         Ok(settings) => {
             assert!(!settings.avepoint.client_id.trim().is_empty());
-            assert!(settings.avepoint.concurrency >= 1);
+            assert!(settings.avepoint.limits.concurrency >= 1);
             assert!(!settings.targets.is_empty() || settings.discovery.is_some());
         }
         Err(error) => {

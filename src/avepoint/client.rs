@@ -75,8 +75,8 @@ impl ApiClient {
             // the https-only rule for the configured URLs. AvePoint does not
             // redirect; a 3xx is an error naming where it pointed.
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
+            .timeout(settings.limits.request_timeout)
+            .connect_timeout(settings.limits.request_timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(90))
             // As many idle connections as requests may be in flight, so a
             // round reuses its connections instead of opening some anew
@@ -87,7 +87,7 @@ impl ApiClient {
             // `changes` report): with 64 kept, +25 MiB that no body is
             // using (heaptrack, BENCHMARKS.md "changes_memory"); 16 cost
             // at most ~6 MiB.
-            .pool_max_idle_per_host(settings.concurrency.min(MAX_IDLE_CONNECTIONS))
+            .pool_max_idle_per_host(settings.limits.concurrency.min(MAX_IDLE_CONNECTIONS))
             .tls_certs_merge(settings.extra_root_certificates.iter().cloned())
             .build()?;
         let tokens = TokenSource::new(http.clone(), settings, metrics.clone());
@@ -102,12 +102,13 @@ impl ApiClient {
             endpoint: settings.endpoint,
             tokens: Arc::new(tokens),
             metrics,
-            request_timeout: settings.request_timeout,
-            in_flight: Arc::new(Semaphore::new(settings.concurrency)),
+            request_timeout: settings.limits.request_timeout,
+            in_flight: Arc::new(Semaphore::new(settings.limits.concurrency)),
             decoding: Arc::new(Semaphore::new(DECODE_SLOTS)),
-            concurrency: settings.concurrency,
-            max_response_bytes: settings.max_response_bytes,
+            concurrency: settings.limits.concurrency,
+            max_response_bytes: settings.limits.max_response_bytes,
             rate_limit: settings
+                .limits
                 .max_requests_per_second
                 .map(|rate| Arc::new(RateLimiter::new(rate))),
             backoff: Arc::default(),

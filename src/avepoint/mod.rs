@@ -9,8 +9,7 @@
 //! `job_codes` (documented job types and modules and their labels), `page`
 //! (the page envelope of paged lists), [`model`], [`details`] and
 //! [`backup`] and [`subscriptions`] (the wire types), [`certificate`] (the certificate
-//! credential and its JWT; `key_usage` reads its Key Usage), [`credential`]
-//! (secret or certificate), [`token_response`] (what a token request ends
+//! credential and its JWT; `key_usage` reads its Key Usage), [`token_response`] (what a token request ends
 //! in), [`token`] (the OAuth2 token source), [`permissions`] (which
 //! permission each call needs, and which the app holds), [`pacing`] (rate
 //! limit, Retry-After, jitter), [`error`] (why a call failed), `response`
@@ -24,7 +23,6 @@
 pub mod backup;
 pub mod certificate;
 pub mod client;
-pub mod credential;
 pub mod details;
 pub mod error;
 pub mod http;
@@ -45,7 +43,6 @@ pub mod token;
 pub mod token_response;
 
 pub use client::ApiClient;
-pub use credential::ClientCredential;
 pub use details::{ProfileContainer, ScanProfileDetails};
 pub use error::{ApiError, FailureKind};
 pub use instrumentation::{ApiEndpoint, ApiMetrics};

@@ -2,7 +2,7 @@
 //!
 //! The app authenticates with a client secret or with a certificate: a JWT
 //! `client_assertion` signed RS256 with the certificate's private key
-//! (RFC 7523), see `credential.rs` and `docs/certificate-auth.md`.
+//! (RFC 7523), see `config::Credential` and `docs/certificate-auth.md`.
 //!
 //! The token's scope is every permission the enabled collectors need; when
 //! the token endpoint refuses one of them (`invalid_scope` refuses the whole
@@ -22,13 +22,12 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::certificate::CLIENT_ASSERTION_TYPE;
-use super::credential::ClientCredential;
 use super::http::{error_chain, read_body_limited, redirect_target};
 use super::instrumentation::{ApiEndpoint, ApiMetrics};
 use super::permissions::{Negotiated, negotiate, permission_of, scope_items};
 use super::scrub::{json_error_text, scrub};
 use super::token_response::{AuthError, OAuthError, TokenResponse};
-use crate::config::AvePointSettings;
+use crate::config::{AvePointSettings, Credential};
 use crate::sync::lock;
 
 /// A failed token fetch is reported to callers this long before the
@@ -80,7 +79,7 @@ pub struct TokenSource {
     http: reqwest::Client,
     token_url: Url,
     client_id: String,
-    credential: ClientCredential,
+    credential: Credential,
     scope: String,
     metrics: ApiMetrics,
     cache: Mutex<Option<CachedToken>>,
@@ -105,10 +104,7 @@ impl TokenSource {
     /// A token source for the app registration of `settings`, sending
     /// its requests through `http`.
     pub fn new(http: reqwest::Client, settings: &AvePointSettings, metrics: ApiMetrics) -> Self {
-        let credential = match &settings.client_certificate {
-            Some(certificate) => ClientCredential::Certificate(certificate.clone()),
-            None => ClientCredential::Secret(settings.client_secret.clone()),
-        };
+        let credential = settings.credential.clone();
         Self {
             http,
             token_url: settings.token_url.clone(),
@@ -291,7 +287,7 @@ impl TokenSource {
                 }
                 return Err(AuthError::Rejected {
                     status,
-                    check: self.credential.what_to_check(),
+                    check: what_to_check(&self.credential),
                     error: oauth.error.map(|text| scrub(&text)),
                     description,
                 });
@@ -311,8 +307,8 @@ impl TokenSource {
     /// assertion (each carries its own jti, so it is never reused).
     fn credential_value(&self) -> Result<SecretString, AuthError> {
         match &self.credential {
-            ClientCredential::Secret(secret) => Ok(secret.clone()),
-            ClientCredential::Certificate(certificate) => certificate
+            Credential::Secret(secret) => Ok(secret.clone()),
+            Credential::Certificate(certificate) => certificate
                 .client_assertion(&self.client_id, self.token_url.as_str(), SystemTime::now())
                 .map_err(|_| AuthError::Signing),
         }
@@ -331,8 +327,8 @@ impl TokenSource {
             ("client_id", self.client_id.as_str()),
         ];
         match &self.credential {
-            ClientCredential::Secret(_) => form.push(("client_secret", sent.expose_secret())),
-            ClientCredential::Certificate(_) => {
+            Credential::Secret(_) => form.push(("client_secret", sent.expose_secret())),
+            Credential::Certificate(_) => {
                 form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
                 form.push(("client_assertion", sent.expose_secret()));
             }
@@ -393,7 +389,7 @@ impl TokenSource {
                 .as_secs_f64(),
         );
         tracing::debug!(
-            credential = self.credential.kind(),
+            credential = credential_kind(&self.credential),
             lifetime_seconds = lifetime.as_secs(),
             granted_scope = parsed.scope.as_deref().unwrap_or(""),
             "fetched a new access token"
@@ -407,5 +403,23 @@ impl TokenSource {
             refresh_at,
             missing: missing.into(),
         })
+    }
+}
+
+/// `client_secret` or `certificate`, for logs.
+fn credential_kind(credential: &Credential) -> &'static str {
+    match credential {
+        Credential::Secret(_) => "client_secret",
+        Credential::Certificate(_) => "certificate",
+    }
+}
+
+/// The config keys to check when the token endpoint says no.
+fn what_to_check(credential: &Credential) -> &'static str {
+    match credential {
+        Credential::Secret(_) => "the client secret",
+        Credential::Certificate(_) => {
+            "that the certificate in avepoint.client_certificate_file is uploaded to the app registration"
+        }
     }
 }

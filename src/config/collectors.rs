@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use super::ConfigError;
-use super::ConfigFile;
+use super::file::{ConfigError, ConfigFile};
 use super::raw::{RawBackupCollector, RawCollectors, RawRefresh, RawScanProfilesCollector};
 
 /// Permission of the scan profile endpoints.
@@ -15,6 +14,55 @@ pub const SCAN_PROFILES_SCOPE: &str = "elements.scanprofiles.read.all";
 pub const BACKUP_JOBS_SCOPE: &str = "elements.jobs.read.all";
 /// Permission of the protection coverage endpoint.
 pub const BACKUP_COVERAGE_SCOPE: &str = "elements.cbprotected.read.all";
+
+/// The kinds of collector, as `collectors:` names them. Code that treats
+/// each kind its own way matches on this (never on a name), so a new kind
+/// does not compile until every such place has decided about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectorKind {
+    /// `collectors.scan_profiles`: the daily scan reports.
+    ScanProfiles,
+    /// `collectors.backup_jobs`: each customer's backup jobs.
+    BackupJobs,
+    /// `collectors.backup_coverage`: each customer's protection coverage.
+    BackupCoverage,
+}
+
+impl CollectorKind {
+    /// Every kind, in the order of the permissions in the default scope.
+    pub const ALL: [CollectorKind; 3] = [
+        CollectorKind::ScanProfiles,
+        CollectorKind::BackupJobs,
+        CollectorKind::BackupCoverage,
+    ];
+
+    /// The kind's key below `collectors:`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CollectorKind::ScanProfiles => "scan_profiles",
+            CollectorKind::BackupJobs => "backup_jobs",
+            CollectorKind::BackupCoverage => "backup_coverage",
+        }
+    }
+
+    /// Whether the kind reads each customer's lists in the background
+    /// (rather than each profile's report on a scrape).
+    pub fn per_customer(self) -> bool {
+        match self {
+            CollectorKind::ScanProfiles => false,
+            CollectorKind::BackupJobs | CollectorKind::BackupCoverage => true,
+        }
+    }
+
+    /// The permission the kind's endpoints need in the token's scope.
+    pub fn scope(self) -> &'static str {
+        match self {
+            CollectorKind::ScanProfiles => SCAN_PROFILES_SCOPE,
+            CollectorKind::BackupJobs => BACKUP_JOBS_SCOPE,
+            CollectorKind::BackupCoverage => BACKUP_COVERAGE_SCOPE,
+        }
+    }
+}
 
 /// Which collectors run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,22 +115,42 @@ pub struct BackupCollectorSettings {
 impl CollectorSettings {
     /// The permissions the enabled collectors need, in a stable order.
     pub fn scopes(&self) -> Vec<&'static str> {
-        let mut scopes = Vec::new();
-        if self.scan_profiles {
-            scopes.push(SCAN_PROFILES_SCOPE);
+        CollectorKind::ALL
+            .into_iter()
+            .filter(|kind| self.enabled(*kind))
+            .map(CollectorKind::scope)
+            .collect()
+    }
+
+    /// Whether the collector of this kind runs.
+    pub fn enabled(&self, kind: CollectorKind) -> bool {
+        match kind {
+            CollectorKind::ScanProfiles => self.scan_profiles,
+            CollectorKind::BackupJobs => self.backup_jobs.is_some(),
+            CollectorKind::BackupCoverage => self.backup_coverage.is_some(),
         }
-        if self.backup_jobs.is_some() {
-            scopes.push(BACKUP_JOBS_SCOPE);
-        }
-        if self.backup_coverage.is_some() {
-            scopes.push(BACKUP_COVERAGE_SCOPE);
-        }
-        scopes
     }
 
     /// Whether any collector runs per customer in the background.
     pub fn any_backup(&self) -> bool {
-        self.backup_jobs.is_some() || self.backup_coverage.is_some()
+        CollectorKind::ALL
+            .into_iter()
+            .any(|kind| kind.per_customer() && self.enabled(kind))
+    }
+
+    /// Bound every per-customer list by `discovery.max_items_per_list`.
+    /// Every field is named, so a new collector does not compile until
+    /// someone decides whether the bound applies to it.
+    pub(super) fn bound_lists(&mut self, max_items_per_list: usize) {
+        let CollectorSettings {
+            scan_profiles: _, // its lists are discovery's, bounded there
+            report_schedule: _,
+            backup_jobs,
+            backup_coverage,
+        } = self;
+        for backup in [backup_jobs, backup_coverage].into_iter().flatten() {
+            backup.max_items_per_list = max_items_per_list;
+        }
     }
 }
 

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::ConfigError;
-use super::ConfigFile;
+use super::file::{ConfigError, ConfigFile};
 use super::raw::{RawDiscovery, RawRule};
 
 /// How customers and profiles are discovered.

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use super::ConfigError;
-use super::ConfigFile;
 use super::discovery::DiscoverySettings;
+use super::file::{ConfigError, ConfigFile};
 use super::raw::RawProfileDetails;
 
 /// How often profile details are fetched in the background.

@@ -1,10 +1,12 @@
-//! The config file as written: serde structs that mirror the YAML one to one.
+//! The `targets:`, `discovery:`, `profile_details:` and `collectors:`
+//! sections as written: serde structs that mirror the YAML one to one (the
+//! `avepoint:` and `metrics:` sections are beside their validators, the
+//! whole document in `mod.rs`).
 //!
 //! They only decode (unknown keys are rejected here, as typos); defaults that
 //! depend on other keys and range checks live in the section validators, so
 //! every rule about a key is in one place and errors can name the file.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use regex::Regex;
@@ -12,50 +14,6 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::yaml::{duration, regex, uuid, uuids};
-use super::{Environment, LastStatusState, ProfileEndpoint};
-
-/// The whole document.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[serde(
-    expecting = "a mapping with the keys avepoint, targets, discovery, profile_details, collectors and metrics"
-)]
-pub(super) struct RawConfig {
-    pub(super) avepoint: Option<RawAvePoint>,
-    #[serde(default)]
-    pub(super) targets: Vec<RawTarget>,
-    pub(super) discovery: Option<RawDiscovery>,
-    pub(super) profile_details: Option<RawProfileDetails>,
-    pub(super) collectors: Option<RawCollectors>,
-    pub(super) metrics: Option<RawMetrics>,
-}
-
-/// The `avepoint:` section.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAvePoint {
-    #[serde(default)]
-    pub(super) environment: Environment,
-    pub(super) base_url: Option<String>,
-    pub(super) token_url: Option<String>,
-    pub(super) client_id: Option<String>,
-    pub(super) client_secret_file: Option<PathBuf>,
-    pub(super) client_certificate_file: Option<PathBuf>,
-    pub(super) client_private_key_file: Option<PathBuf>,
-    pub(super) ca_file: Option<PathBuf>,
-    pub(super) scope: Option<String>,
-    #[serde(default)]
-    pub(super) endpoint: ProfileEndpoint,
-    #[serde(default, deserialize_with = "duration")]
-    pub(super) request_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "duration")]
-    pub(super) round_timeout: Option<Duration>,
-    pub(super) concurrency: Option<usize>,
-    #[serde(default, deserialize_with = "duration")]
-    pub(super) cache_ttl: Option<Duration>,
-    pub(super) max_requests_per_second: Option<f64>,
-    pub(super) max_response_bytes: Option<usize>,
-}
 
 /// One entry of `targets:`.
 #[derive(Deserialize)]
@@ -151,13 +109,4 @@ pub(super) struct RawBackupCollector {
     pub(super) enabled: bool,
     #[serde(default, deserialize_with = "duration")]
     pub(super) refresh_interval: Option<Duration>,
-}
-
-/// The `metrics:` section.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawMetrics {
-    pub(super) include_profiles: Option<bool>,
-    #[serde(default)]
-    pub(super) last_status_state: LastStatusState,
 }

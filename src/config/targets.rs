@@ -2,9 +2,40 @@
 //! into one [`ProfileTarget`] per profile.
 
 use std::collections::HashSet;
+use std::fmt;
 
+use super::collectors::CollectorSettings;
+use super::file::{ConfigError, ConfigFile};
 use super::raw::RawTarget;
-use super::{CollectorSettings, ConfigError, ConfigFile, ProfileTarget};
+
+/// The form every id in a [`ProfileTarget`] takes: the lower-case,
+/// hyphenated UUID, whatever spelling it came in (case, braces, no hyphens),
+/// or `None` when it is not a UUID. Discovery and `/probe` use it, so that
+/// one id is one target everywhere.
+pub fn canonical_uuid(id: &str) -> Option<String> {
+    uuid::Uuid::parse_str(id.trim())
+        .ok()
+        .map(|id| id.to_string())
+}
+
+/// One scan profile to export.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProfileTarget {
+    /// Customer id (lower-case UUID).
+    pub customer_id: String,
+    /// Scan profile id (lower-case UUID).
+    pub profile_id: String,
+}
+
+impl fmt::Display for ProfileTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "customer {} profile {}",
+            self.customer_id, self.profile_id
+        )
+    }
+}
 
 /// What `targets:` lists: the profiles to collect, and every customer
 /// named (for the per-customer collectors).
