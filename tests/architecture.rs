@@ -60,6 +60,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "profile_details",
             "backup",
             "report_schedule",
+            "subscriptions",
         ],
     ),
     (

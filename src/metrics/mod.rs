@@ -18,6 +18,7 @@ mod gauges;
 mod process;
 pub mod profiles;
 mod schedule;
+mod subscriptions;
 
 pub use exporter::{BuildInfo, ReloadMetrics};
 pub use exposition::{Exposition, ScrapeSources, encode_probe, encode_scrape};
