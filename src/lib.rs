@@ -38,7 +38,6 @@ pub mod report_schedule;
 pub mod serve;
 pub mod simulator;
 pub mod state;
-pub mod subscriptions;
 pub mod sync;
 pub mod version;
 pub mod web;

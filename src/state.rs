@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::avepoint::{ApiClient, ApiMetrics};
-use crate::backup::{BackgroundCollector, BackupSnapshot, Coverage, CustomerSource, LatestJob};
+use crate::backup::BackupSnapshot;
 use crate::collect::ScrapeRounds;
 use crate::config::{ConfigError, ProfileTarget, ReportSchedule, Settings, process_env};
 use crate::discovery::{Discovery, DiscoveryState, TargetSource};
@@ -25,6 +25,11 @@ use crate::profile_details::{ProfileDetails, ProfileDetailsState, ProfileSetting
 use crate::refresher::{PanicCounts, Permits, Refresher};
 use crate::report_schedule::{ReadFailure, ScheduledReports};
 use crate::sync::{read, write};
+
+mod collectors;
+
+pub use collectors::BackupCollectors;
+use collectors::spawn_backup;
 
 /// Why a config could not be built into a pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -66,17 +71,8 @@ pub struct Pipeline {
     pub discovery: Option<Arc<Discovery>>,
     /// The profile details refresher, unless disabled; shared like discovery.
     pub profile_details: Option<Arc<ProfileDetails>>,
-    /// The backup collectors that are enabled; shared like discovery.
+    /// The per-customer collectors that are enabled; shared like discovery.
     pub backup: BackupCollectors,
-}
-
-/// The running backup collectors of a pipeline.
-#[derive(Debug, Clone, Default)]
-pub struct BackupCollectors {
-    /// `collectors.backup_jobs`, when enabled.
-    pub jobs: Option<Arc<BackgroundCollector<LatestJob>>>,
-    /// `collectors.backup_coverage`, when enabled.
-    pub coverage: Option<Arc<BackgroundCollector<Coverage>>>,
 }
 
 impl Pipeline {
@@ -165,6 +161,11 @@ impl Pipeline {
         })
     }
 
+    /// The per-customer collectors' latest states, as plain data.
+    pub fn backup_snapshot(&self) -> BackupSnapshot {
+        self.backup.snapshot()
+    }
+
     /// Whether a pipeline for `settings` can keep this one's backup
     /// collectors: same client, same customers, same collector settings.
     fn can_share_backup(
@@ -182,22 +183,6 @@ impl Pipeline {
             && same_discovery
             && self.settings.customers == settings.customers
             && self.settings.collectors == settings.collectors
-    }
-
-    /// The backup collectors' latest states, as plain data.
-    pub fn backup_snapshot(&self) -> BackupSnapshot {
-        BackupSnapshot {
-            jobs: self
-                .backup
-                .jobs
-                .as_ref()
-                .map(|c| Arc::clone(&c.state.borrow())),
-            coverage: self
-                .backup
-                .coverage
-                .as_ref()
-                .map(|c| Arc::clone(&c.state.borrow())),
-        }
     }
 
     /// This pipeline's details refresher, if the one for `settings` can
@@ -358,39 +343,6 @@ fn spawn_scheduled_reports(
         schedule,
         previous.as_deref(),
     ))
-}
-
-/// The enabled backup collectors of `settings`, reading the config's
-/// customers and the ones `discovery` finds.
-fn spawn_backup(
-    settings: &Settings,
-    refresher: &Refresher,
-    client: &Arc<ApiClient>,
-    discovery: &Option<Arc<Discovery>>,
-) -> BackupCollectors {
-    let customers = CustomerSource {
-        configured: settings.customers.clone(),
-        discovered: discovery.as_ref().map(|d| d.state.clone()),
-    };
-    let collectors = &settings.collectors;
-    BackupCollectors {
-        jobs: collectors.backup_jobs.as_ref().map(|jobs| {
-            Arc::new(crate::backup::spawn_jobs(
-                refresher,
-                Arc::clone(client),
-                customers.clone(),
-                jobs,
-            ))
-        }),
-        coverage: collectors.backup_coverage.as_ref().map(|coverage| {
-            Arc::new(crate::backup::spawn_coverage(
-                refresher,
-                Arc::clone(client),
-                customers,
-                coverage,
-            ))
-        }),
-    }
 }
 
 /// How the web face is set up, beside the config file.

@@ -30,10 +30,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["sync", "config", "avepoint", "refresher", "discovery"],
     ),
     (
-        "subscriptions",
-        &["sync", "config", "avepoint", "refresher", "discovery"],
-    ),
-    (
         "report_schedule",
         &[
             "sync",
@@ -60,7 +56,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "profile_details",
             "backup",
             "report_schedule",
-            "subscriptions",
         ],
     ),
     (

@@ -63,32 +63,48 @@ pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
 /// permission, then the first page of every customer's list (or why it
 /// failed).
 async fn check_background_collectors(settings: &Settings, pipeline: &Pipeline) -> bool {
+    let discovered = pipeline.discovery.as_ref().map(|d| d.state.clone());
     let customers = CustomerSource {
         configured: settings.customers.clone(),
-        discovered: pipeline.discovery.as_ref().map(|d| d.state.clone()),
+        discovered: discovered.clone(),
     }
     .current();
+    // The tenants of discovery's customers (protected_users reads each).
+    let tenants: Vec<(String, String)> = discovered
+        .map(|state| {
+            let state = state.borrow();
+            state
+                .customers
+                .iter()
+                .flat_map(|c| c.tenants.iter().map(|t| (c.id.clone(), t.id.clone())))
+                .filter(|(_, tenant)| !tenant.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
     let mut all_ok = true;
     for kind in CollectorKind::ALL {
         if settings.collectors.enabled(kind) {
-            all_ok &= check_collector(kind, &pipeline.client, &customers).await;
+            let client = &pipeline.client;
+            all_ok &= check_collector(kind, client, &customers, &tenants).await;
         }
     }
     all_ok
 }
 
 /// One collector of `check_background_collectors`.
-async fn check_collector(kind: CollectorKind, client: &ApiClient, customers: &[String]) -> bool {
-    /// Which list's first page is read.
-    enum List {
-        Jobs,
-        Coverage,
-    }
-    let (endpoint, list) = match kind {
+async fn check_collector(
+    kind: CollectorKind,
+    client: &ApiClient,
+    customers: &[String],
+    tenants: &[(String, String)],
+) -> bool {
+    let endpoint = match kind {
         // Read on every scrape: the table of `check` is its check.
         CollectorKind::ScanProfiles => return true,
-        CollectorKind::BackupJobs => (ApiEndpoint::BackupJobsBatch, List::Jobs),
-        CollectorKind::BackupCoverage => (ApiEndpoint::BackupCoverage, List::Coverage),
+        CollectorKind::BackupJobs => ApiEndpoint::BackupJobsBatch,
+        CollectorKind::BackupCoverage => ApiEndpoint::BackupCoverage,
+        CollectorKind::ProtectedUsers => ApiEndpoint::TenantUsersBatch,
+        CollectorKind::Subscriptions => ApiEndpoint::ServicesBatch,
     };
     println!("\ncollector {} (permission {}):", kind.name(), kind.scope());
     // A permission the token endpoint refused fails every customer
@@ -97,26 +113,52 @@ async fn check_collector(kind: CollectorKind, client: &ApiClient, customers: &[S
         println!("  FAILED: {error}");
         return false;
     }
+    let counted = |page: (usize, u64)| (page.0, page.1, String::new());
     let mut all_ok = true;
-    for customer in customers {
-        let first_page = match list {
-            List::Jobs => backup_jobs_first_page(client, customer).await,
-            List::Coverage => client
-                .coverage_page(customer, 1, 100)
-                .await
-                .map(|page| (page.data.len(), page.metadata.total_count, String::new())),
-        };
-        match first_page {
-            Ok((items, total, how)) => {
-                println!("  customer {customer}: first page {items} items of {total}{how}")
+    match kind {
+        CollectorKind::ScanProfiles => {}
+        CollectorKind::BackupJobs => {
+            for customer in customers {
+                let first = backup_jobs_first_page(client, customer).await;
+                all_ok &= report_first_page(&format!("customer {customer}"), first);
             }
-            Err(error) => {
-                all_ok = false;
-                println!("  customer {customer}: FAILED: {error}");
+        }
+        CollectorKind::BackupCoverage => {
+            for customer in customers {
+                let page = client.coverage_page(customer, 1, 100).await;
+                let first = page.map(|p| counted((p.data.len(), p.metadata.total_count)));
+                all_ok &= report_first_page(&format!("customer {customer}"), first);
             }
+        }
+        CollectorKind::ProtectedUsers => {
+            for (customer, tenant) in tenants {
+                let page = client.tenant_users_page(customer, tenant, 1, 100).await;
+                let first = page.map(|p| counted((p.data.len(), p.metadata.total_count)));
+                let whose = format!("customer {customer} tenant {tenant}");
+                all_ok &= report_first_page(&whose, first);
+            }
+        }
+        CollectorKind::Subscriptions => {
+            let page = client.services_page(1, 100).await;
+            let first = page.map(|p| counted((p.data.len(), p.metadata.total_count)));
+            all_ok &= report_first_page("every customer", first);
         }
     }
     all_ok
+}
+
+/// One line of `check` for the first page of one list; whether it worked.
+fn report_first_page(whose: &str, first: Result<(usize, u64, String), ApiError>) -> bool {
+    match first {
+        Ok((items, total, how)) => {
+            println!("  {whose}: first page {items} items of {total}{how}");
+            true
+        }
+        Err(error) => {
+            println!("  {whose}: FAILED: {error}");
+            false
+        }
+    }
 }
 
 /// The first page of a customer's backup jobs for `check`: asked for all

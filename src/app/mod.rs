@@ -131,6 +131,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         // The demo shows every collector; a real config enables the backup
         // ones only with their permissions granted.
         + "collectors:\n  backup_jobs:\n    enabled: true\n    refresh_interval: 1m\n  backup_coverage:\n    enabled: true\n    refresh_interval: 1m\n"
+        + "  protected_users:\n    enabled: true\n    refresh_interval: 1m\n  subscriptions:\n    enabled: true\n    refresh_interval: 1m\n"
         + &demo_schedule(&args.refresh, args.day_length);
     let settings = Settings::from_yaml(&config_text, Path::new("<demo>"), |name| {
         (name == CLIENT_SECRET_ENV).then(|| secret.clone())

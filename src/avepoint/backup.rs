@@ -85,7 +85,11 @@ impl ApiClient {
         Ok(page)
     }
 
-    fn count_unreadable<T: UnreadableFields>(&self, endpoint: ApiEndpoint, page: &Page<T>) {
+    pub(super) fn count_unreadable<T: UnreadableFields>(
+        &self,
+        endpoint: ApiEndpoint,
+        page: &Page<T>,
+    ) {
         for item in &page.data {
             for field in item.unreadable_fields() {
                 self.metrics.observe_unreadable_field(endpoint, field);
@@ -297,7 +301,7 @@ fn name_label(
 
 /// A fingerprint of a string field, so rows can be told apart without
 /// keeping the value.
-fn fingerprint<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+pub(super) fn fingerprint<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     let text = Field::<String>::deserialize(deserializer)?
         .value()
         .unwrap_or_default();

@@ -36,6 +36,10 @@ pub enum ApiEndpoint {
     BackupJobsBatch,
     /// A page of a customer's protection coverage.
     BackupCoverage,
+    /// A page of every customer's service subscriptions.
+    ServicesBatch,
+    /// A page of a tenant's users and their protection.
+    TenantUsersBatch,
 }
 
 impl ApiEndpoint {
@@ -49,6 +53,8 @@ impl ApiEndpoint {
             ApiEndpoint::ProfileDetails => "profile_details",
             ApiEndpoint::BackupJobsBatch => "backup_jobs_batch",
             ApiEndpoint::BackupCoverage => "backup_coverage",
+            ApiEndpoint::ServicesBatch => "services_batch",
+            ApiEndpoint::TenantUsersBatch => "tenant_users_batch",
         }
     }
 }

@@ -15,7 +15,7 @@ use std::future::Future;
 
 use super::instrumentation::ApiEndpoint;
 use crate::config::{
-    BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE, CUSTOMERS_SCOPE, SCAN_PROFILES_SCOPE,
+    BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE, CUSTOMERS_SCOPE, LICENSE_SCOPE, SCAN_PROFILES_SCOPE,
 };
 
 /// The permission an endpoint needs; `None` for the token endpoint.
@@ -24,7 +24,8 @@ pub fn permission_of(endpoint: ApiEndpoint) -> Option<&'static str> {
         ApiEndpoint::Token => None,
         ApiEndpoint::CustomersBatch => Some(CUSTOMERS_SCOPE),
         ApiEndpoint::BackupJobsBatch => Some(BACKUP_JOBS_SCOPE),
-        ApiEndpoint::BackupCoverage => Some(BACKUP_COVERAGE_SCOPE),
+        ApiEndpoint::BackupCoverage | ApiEndpoint::TenantUsersBatch => Some(BACKUP_COVERAGE_SCOPE),
+        ApiEndpoint::ServicesBatch => Some(LICENSE_SCOPE),
         ApiEndpoint::ScanProfile | ApiEndpoint::ScanProfilesBatch | ApiEndpoint::ProfileDetails => {
             Some(SCAN_PROFILES_SCOPE)
         }

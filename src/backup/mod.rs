@@ -42,10 +42,13 @@ const FAILURES_LOGGED: usize = 5;
 
 mod customers;
 mod reduce;
+mod snapshot;
+pub mod subscriptions;
 mod users;
 
 pub use customers::CustomerSource;
-pub use users::{UserCount, count_users};
+pub use snapshot::BackupSnapshot;
+pub use users::{TenantUsers, UserCount, count_users, spawn_users};
 
 pub use reduce::{
     Coverage, LatestJob, MAX_ROWS_PER_CUSTOMER, OBJECT_RESULTS, Successes, coverage_rows,
@@ -432,45 +435,6 @@ impl<T> CollectorState<T> {
             last_success: complete.then(SystemTime::now),
             limit_hits: LimitHits::default(),
         }
-    }
-}
-
-/// Both collectors' latest states, as plain data for the encoders.
-#[derive(Debug, Clone, Default)]
-pub struct BackupSnapshot {
-    /// Backup jobs, when that collector runs.
-    pub jobs: Option<Arc<CollectorState<LatestJob>>>,
-    /// Protection coverage, when that collector runs.
-    pub coverage: Option<Arc<CollectorState<Coverage>>>,
-}
-
-impl BackupSnapshot {
-    /// Every customer either collector read, sorted, no duplicates.
-    pub fn customers(&self) -> Vec<String> {
-        let mut customers: Vec<String> = self
-            .jobs
-            .iter()
-            .flat_map(|s| s.customers.keys().cloned())
-            .chain(
-                self.coverage
-                    .iter()
-                    .flat_map(|s| s.customers.keys().cloned()),
-            )
-            .collect();
-        customers.sort();
-        customers.dedup();
-        customers
-    }
-
-    /// Whether either collector knows `customer_id`.
-    pub fn knows(&self, customer_id: &str) -> bool {
-        self.jobs
-            .as_ref()
-            .is_some_and(|s| s.customers.contains_key(customer_id))
-            || self
-                .coverage
-                .as_ref()
-                .is_some_and(|s| s.customers.contains_key(customer_id))
     }
 }
 

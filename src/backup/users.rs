@@ -1,8 +1,132 @@
-//! The `protected_users` collector's reduction: a tenant's users, counted
-//! per module and protection, never kept one by one (addresses and names
-//! are personal data, and the wire type does not even decode them).
+//! The `protected_users` collector: each tenant's users (tenants from
+//! discovery's customer list), counted per module and protection, never
+//! kept one by one (addresses and names are personal data, and the wire
+//! type does not even decode them).
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::{
+    BackgroundCollector, CollectorState, CustomerSource, MAX_ROWS_PER_CUSTOMER, PAGE_SIZE, Refresh,
+    read_customers, spawn,
+};
+use crate::avepoint::ApiClient;
 use crate::avepoint::subscriptions::{TenantUser, user_module_label};
+use crate::config::BackupCollectorSettings;
+use crate::discovery::{DiscoveryError, DiscoveryState, LimitCounter, ListBounds, list_all};
+use crate::refresher::{Permits, Refresher};
+
+/// Tenants read per customer: four rows each, so a customer stays within
+/// [`MAX_ROWS_PER_CUSTOMER`] rows however many tenants AvePoint lists.
+pub const MAX_TENANTS_PER_CUSTOMER: usize = MAX_ROWS_PER_CUSTOMER / 4;
+
+/// One tenant's users by module and protection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantUsers {
+    /// The tenant id, as discovery listed it.
+    pub tenant_id: String,
+    /// The counts, see [`count_users`].
+    pub counts: Vec<UserCount>,
+}
+
+/// Start the collector: every customer's tenants' users, every
+/// `refresh_interval`. `discovery` lists the tenants.
+pub fn spawn_users(
+    refresher: &Refresher,
+    client: Arc<ApiClient>,
+    customers: CustomerSource,
+    discovery: watch::Receiver<Arc<DiscoveryState>>,
+    settings: &BackupCollectorSettings,
+) -> BackgroundCollector<TenantUsers> {
+    let reader = UsersReader {
+        client,
+        discovery,
+        max_items: settings.max_items_per_list,
+    };
+    let interval = settings.refresh_interval;
+    spawn(refresher, "protected_users", interval, customers, reader)
+}
+
+struct UsersReader {
+    client: Arc<ApiClient>,
+    discovery: watch::Receiver<Arc<DiscoveryState>>,
+    /// `discovery.max_items_per_list`.
+    max_items: usize,
+}
+
+impl UsersReader {
+    /// The tenant ids of `customer`, at most [`MAX_TENANTS_PER_CUSTOMER`].
+    fn tenants(&self, customer: &str, counter: &LimitCounter) -> Vec<String> {
+        let state = Arc::clone(&self.discovery.borrow());
+        let mut tenants: Vec<String> = state
+            .customers
+            .iter()
+            .filter(|c| c.id == customer)
+            .flat_map(|c| c.tenants.iter().map(|t| t.id.clone()))
+            .filter(|id| !id.is_empty())
+            .collect();
+        tenants.sort();
+        tenants.dedup();
+        if tenants.len() > MAX_TENANTS_PER_CUSTOMER {
+            tenants.truncate(MAX_TENANTS_PER_CUSTOMER);
+            counter.rows_folded();
+        }
+        tenants
+    }
+}
+
+impl Refresh for UsersReader {
+    type Item = TenantUsers;
+
+    async fn refresh(
+        &mut self,
+        customers: Vec<String>,
+        permits: Permits,
+    ) -> CollectorState<TenantUsers> {
+        let counter = LimitCounter::default();
+        let bounds = ListBounds {
+            page_size: PAGE_SIZE,
+            max_items: self.max_items,
+            counter: &counter,
+        };
+        let work: Vec<(String, Vec<String>)> = customers
+            .into_iter()
+            .map(|customer| {
+                let tenants = self.tenants(&customer, &counter);
+                (customer, tenants)
+            })
+            .collect();
+        let (client, permits, work) = (&self.client, &permits, &work);
+        let names = work.iter().map(|(customer, _)| customer.clone()).collect();
+        let results = read_customers(names, |customer| async move {
+            let tenants = work
+                .iter()
+                .find(|(c, _)| *c == customer)
+                .map(|(_, tenants)| tenants.as_slice())
+                .unwrap_or_default();
+            let mut read = Vec::with_capacity(tenants.len());
+            for tenant in tenants {
+                let list = format!("users of tenant {tenant} of customer {customer}");
+                let fetch = |page, size| {
+                    permits.hold(client.tenant_users_page(&customer, tenant, page, size))
+                };
+                let key =
+                    |user: &TenantUser| format!("{}/{:?}", user.id_fingerprint, user.module_status);
+                let users = list_all(&list, bounds, fetch, key).await?;
+                read.push(TenantUsers {
+                    tenant_id: tenant.clone(),
+                    counts: count_users(&users),
+                });
+            }
+            Ok::<_, DiscoveryError>(read)
+        })
+        .await;
+        let mut state = CollectorState::from_results(results, |_, tenants| tenants);
+        state.limit_hits = counter.hits();
+        state
+    }
+}
 
 /// Users of one tenant with one module protected or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! The `collectors:` section: which kinds of data the exporter reads, in
 //! the node_exporter sense. `scan_profiles` (the daily scan reports, on by
-//! default), `backup_jobs` and `backup_coverage` (off by default), and the
-//! permissions each one needs in the token's scope.
+//! default), `backup_jobs`, `backup_coverage`, `protected_users` and
+//! `subscriptions` (off by default), and the permissions each one needs in
+//! the token's scope.
 
 use std::time::Duration;
 
@@ -12,8 +13,11 @@ use super::raw::{RawBackupCollector, RawCollectors, RawRefresh, RawScanProfilesC
 pub const SCAN_PROFILES_SCOPE: &str = "elements.scanprofiles.read.all";
 /// Permission of the backup jobs endpoint.
 pub const BACKUP_JOBS_SCOPE: &str = "elements.jobs.read.all";
-/// Permission of the protection coverage endpoint.
+/// Permission of the protection coverage endpoint, and of the tenant users
+/// endpoint (`protected_users`).
 pub const BACKUP_COVERAGE_SCOPE: &str = "elements.cbprotected.read.all";
+/// Permission of the service subscriptions endpoint.
+pub const LICENSE_SCOPE: &str = "elements.license.read.all";
 
 /// The kinds of collector, as `collectors:` names them. Code that treats
 /// each kind its own way matches on this (never on a name), so a new kind
@@ -26,14 +30,21 @@ pub enum CollectorKind {
     BackupJobs,
     /// `collectors.backup_coverage`: each customer's protection coverage.
     BackupCoverage,
+    /// `collectors.protected_users`: each tenant's users, counted by
+    /// whether their mailbox and OneDrive are protected.
+    ProtectedUsers,
+    /// `collectors.subscriptions`: every customer's service subscriptions.
+    Subscriptions,
 }
 
 impl CollectorKind {
     /// Every kind, in the order of the permissions in the default scope.
-    pub const ALL: [CollectorKind; 3] = [
+    pub const ALL: [CollectorKind; 5] = [
         CollectorKind::ScanProfiles,
         CollectorKind::BackupJobs,
         CollectorKind::BackupCoverage,
+        CollectorKind::ProtectedUsers,
+        CollectorKind::Subscriptions,
     ];
 
     /// The kind's key below `collectors:`.
@@ -42,15 +53,8 @@ impl CollectorKind {
             CollectorKind::ScanProfiles => "scan_profiles",
             CollectorKind::BackupJobs => "backup_jobs",
             CollectorKind::BackupCoverage => "backup_coverage",
-        }
-    }
-
-    /// Whether the kind reads each customer's lists in the background
-    /// (rather than each profile's report on a scrape).
-    pub fn per_customer(self) -> bool {
-        match self {
-            CollectorKind::ScanProfiles => false,
-            CollectorKind::BackupJobs | CollectorKind::BackupCoverage => true,
+            CollectorKind::ProtectedUsers => "protected_users",
+            CollectorKind::Subscriptions => "subscriptions",
         }
     }
 
@@ -59,7 +63,8 @@ impl CollectorKind {
         match self {
             CollectorKind::ScanProfiles => SCAN_PROFILES_SCOPE,
             CollectorKind::BackupJobs => BACKUP_JOBS_SCOPE,
-            CollectorKind::BackupCoverage => BACKUP_COVERAGE_SCOPE,
+            CollectorKind::BackupCoverage | CollectorKind::ProtectedUsers => BACKUP_COVERAGE_SCOPE,
+            CollectorKind::Subscriptions => LICENSE_SCOPE,
         }
     }
 }
@@ -77,6 +82,10 @@ pub struct CollectorSettings {
     pub backup_jobs: Option<BackupCollectorSettings>,
     /// Protection coverage per customer, in the background.
     pub backup_coverage: Option<BackupCollectorSettings>,
+    /// Protected and unprotected users per tenant, in the background.
+    pub protected_users: Option<BackupCollectorSettings>,
+    /// Every customer's subscriptions, in the background.
+    pub subscriptions: Option<BackupCollectorSettings>,
 }
 
 /// The plan of `collectors.scan_profiles.refresh: report_schedule`
@@ -113,13 +122,19 @@ pub struct BackupCollectorSettings {
 }
 
 impl CollectorSettings {
-    /// The permissions the enabled collectors need, in a stable order.
+    /// The permissions the enabled collectors need, in a stable order,
+    /// each once (coverage and protected users share theirs).
     pub fn scopes(&self) -> Vec<&'static str> {
-        CollectorKind::ALL
+        let mut scopes: Vec<&'static str> = Vec::new();
+        for kind in CollectorKind::ALL
             .into_iter()
             .filter(|kind| self.enabled(*kind))
-            .map(CollectorKind::scope)
-            .collect()
+        {
+            if !scopes.contains(&kind.scope()) {
+                scopes.push(kind.scope());
+            }
+        }
+        scopes
     }
 
     /// Whether the collector of this kind runs.
@@ -128,14 +143,9 @@ impl CollectorSettings {
             CollectorKind::ScanProfiles => self.scan_profiles,
             CollectorKind::BackupJobs => self.backup_jobs.is_some(),
             CollectorKind::BackupCoverage => self.backup_coverage.is_some(),
+            CollectorKind::ProtectedUsers => self.protected_users.is_some(),
+            CollectorKind::Subscriptions => self.subscriptions.is_some(),
         }
-    }
-
-    /// Whether any collector runs per customer in the background.
-    pub fn any_backup(&self) -> bool {
-        CollectorKind::ALL
-            .into_iter()
-            .any(|kind| kind.per_customer() && self.enabled(kind))
     }
 
     /// Bound every per-customer list by `discovery.max_items_per_list`.
@@ -147,8 +157,11 @@ impl CollectorSettings {
             report_schedule: _,
             backup_jobs,
             backup_coverage,
+            protected_users,
+            subscriptions,
         } = self;
-        for backup in [backup_jobs, backup_coverage].into_iter().flatten() {
+        let lists = [backup_jobs, backup_coverage, protected_users, subscriptions];
+        for backup in lists.into_iter().flatten() {
             backup.max_items_per_list = max_items_per_list;
         }
     }
@@ -159,6 +172,11 @@ impl CollectorSettings {
 const DEFAULT_JOBS_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// Coverage moves slowly (objects added to or removed from protection).
 const DEFAULT_COVERAGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// Users change protection as they are onboarded, within a day: every six
+/// hours costs one paged list per tenant four times a day.
+const DEFAULT_USERS_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+/// Subscriptions change with contracts; one list for every customer.
+const DEFAULT_SUBSCRIPTIONS_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The section; at least one collector must be on.
 pub(super) fn validate(
@@ -181,6 +199,18 @@ pub(super) fn validate(
             "collectors.backup_coverage",
             raw.backup_coverage,
             DEFAULT_COVERAGE_INTERVAL,
+        )?,
+        protected_users: background(
+            file,
+            "collectors.protected_users",
+            raw.protected_users,
+            DEFAULT_USERS_INTERVAL,
+        )?,
+        subscriptions: background(
+            file,
+            "collectors.subscriptions",
+            raw.subscriptions,
+            DEFAULT_SUBSCRIPTIONS_INTERVAL,
         )?,
     };
     if settings.scopes().is_empty() {

@@ -39,7 +39,7 @@ pub use avepoint::{
 };
 pub use collectors::{
     BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE, BackupCollectorSettings, CollectorKind,
-    CollectorSettings, ReportSchedule, SCAN_PROFILES_SCOPE,
+    CollectorSettings, LICENSE_SCOPE, ReportSchedule, SCAN_PROFILES_SCOPE,
 };
 pub use discovery::{DiscoveryRule, DiscoverySettings, ListLimits};
 pub use file::ConfigError;
@@ -181,6 +181,12 @@ impl Settings {
         let mut collectors = collectors::validate(&file, raw.collectors)?;
         collectors.bound_lists(list_limits.max_items_per_list);
         let mut discovery = discovery::validate(&file, raw.discovery)?;
+        if collectors.protected_users.is_some() && discovery.is_none() {
+            return Err(file.invalid(
+                "collectors.protected_users",
+                "needs discovery: the tenants whose users it counts come from discovery's customer list; enable discovery".into(),
+            ));
+        }
         if let Some(discovery) = &mut discovery {
             discovery.list_profiles = collectors.scan_profiles;
             discovery.limits = list_limits;

@@ -75,6 +75,8 @@ pub(super) struct RawCollectors {
     pub(super) scan_profiles: Option<RawScanProfilesCollector>,
     pub(super) backup_jobs: Option<RawBackupCollector>,
     pub(super) backup_coverage: Option<RawBackupCollector>,
+    pub(super) protected_users: Option<RawBackupCollector>,
+    pub(super) subscriptions: Option<RawBackupCollector>,
 }
 
 /// `collectors.scan_profiles`.

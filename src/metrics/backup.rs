@@ -6,7 +6,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
 use super::customers::encode_limit_hits;
-use super::gauges::encode_gauges;
+use super::gauges::{NO_LABELS, encode_gauges};
 use crate::avepoint::ScanStatus;
 use crate::backup::{
     BackupSnapshot, CollectorState, Coverage, CustomerData, LatestJob, OBJECT_RESULTS,
@@ -52,6 +52,12 @@ impl Collector for BackupCollector {
             up.extend(
                 self.wanted(coverage)
                     .map(|(c, d)| ("backup_coverage", c, d.up)),
+            );
+        }
+        if let Some(users) = &self.snapshot.users {
+            up.extend(
+                self.wanted(users)
+                    .map(|(c, d)| ("protected_users", c, d.up)),
             );
         }
         encode_gauges(
@@ -280,19 +286,37 @@ impl Collector for CollectorHealth {
             at.and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs_f64())
         };
+        let snapshot = &self.0;
+        encode_gauges(
+            &mut encoder,
+            "avepoint_subscriptions_up",
+            "1 when the subscriptions collector's last read of the service subscriptions worked, 0 when it failed (every avepoint_subscription_* series is then absent).",
+            None,
+            snapshot
+                .subscriptions
+                .as_ref()
+                .and_then(|s| s.up)
+                .map(|up| (NO_LABELS, i64::from(up))),
+        )?;
         let rows = [
             (
                 "backup_jobs",
-                self.0.jobs.as_ref().and_then(|s| seconds(s.last_success)),
+                snapshot.jobs.as_ref().map(|s| s.last_success),
             ),
             (
                 "backup_coverage",
-                self.0
-                    .coverage
-                    .as_ref()
-                    .and_then(|s| seconds(s.last_success)),
+                snapshot.coverage.as_ref().map(|s| s.last_success),
             ),
-        ];
+            (
+                "protected_users",
+                snapshot.users.as_ref().map(|s| s.last_success),
+            ),
+            (
+                "subscriptions",
+                snapshot.subscriptions.as_ref().map(|s| s.last_success),
+            ),
+        ]
+        .map(|(collector, at)| (collector, seconds(at.flatten())));
         encode_gauges(
             &mut encoder,
             "avepoint_collector_last_success_timestamp",
@@ -302,10 +326,18 @@ impl Collector for CollectorHealth {
                 .filter_map(|(collector, at)| Some(([("collector", collector)], at?))),
         )?;
         let hits = [
-            ("backup_jobs", self.0.jobs.as_ref().map(|s| s.limit_hits)),
+            ("backup_jobs", snapshot.jobs.as_ref().map(|s| s.limit_hits)),
             (
                 "backup_coverage",
-                self.0.coverage.as_ref().map(|s| s.limit_hits),
+                snapshot.coverage.as_ref().map(|s| s.limit_hits),
+            ),
+            (
+                "protected_users",
+                snapshot.users.as_ref().map(|s| s.limit_hits),
+            ),
+            (
+                "subscriptions",
+                snapshot.subscriptions.as_ref().map(|s| s.limit_hits),
             ),
         ];
         let labels = hits.map(|(collector, _)| [("collector", collector)]);
@@ -377,6 +409,8 @@ mod tests {
             },
         );
         BackupSnapshot {
+            users: None,
+            subscriptions: None,
             jobs: Some(Arc::new(CollectorState {
                 customers: jobs,
                 last_success: None,

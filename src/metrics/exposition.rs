@@ -15,6 +15,8 @@ use super::format::Format;
 use super::process::ProcessCollector;
 use super::profiles::ProfileFamilies;
 use super::schedule::ScheduleCollector;
+use super::subscriptions::SubscriptionsCollector;
+use super::users::UsersCollector;
 use crate::avepoint::instrumentation::ApiMetrics;
 use crate::avepoint::model::Customer;
 use crate::backup::BackupSnapshot;
@@ -131,11 +133,12 @@ pub fn encode_scrape(
     }
     registry.register_collector(Box::new(CollectorHealth(sources.backup.clone())));
     if sources.backup_per_customer {
-        registry.register_collector(Box::new(BackupCollector {
-            snapshot: sources.backup,
-            states: sources.last_status_state,
-            customer: None,
-        }));
+        register_backup(
+            &mut registry,
+            sources.backup,
+            sources.last_status_state,
+            None,
+        );
     }
     registry.register_collector(Box::new(BackgroundPanics(sources.background_panics)));
     if let Some(figures) = &snapshot.schedule {
@@ -168,10 +171,33 @@ pub fn encode_probe(
     if let Some(customer) = customer {
         registry.register_collector(Box::new(CustomerCollector(vec![customer].into())));
     }
-    registry.register_collector(Box::new(BackupCollector {
-        snapshot: backup,
-        states,
-        customer: Some(customer_id.to_owned()),
-    }));
+    let customer = Some(customer_id.to_owned());
+    register_backup(&mut registry, backup, states, customer);
     Exposition::new(&registry, snapshot, details.as_deref(), format)
+}
+
+/// The per-customer collectors' families, for every customer or only
+/// `customer` (a probe).
+fn register_backup(
+    registry: &mut Registry,
+    backup: BackupSnapshot,
+    states: LastStatusState,
+    customer: Option<String>,
+) {
+    if let Some(users) = &backup.users {
+        let state = Arc::clone(users);
+        let customer = customer.clone();
+        registry.register_collector(Box::new(UsersCollector { state, customer }));
+    }
+    if let Some(subscriptions) = &backup.subscriptions {
+        let state = Arc::clone(subscriptions);
+        let customer = customer.clone();
+        registry.register_collector(Box::new(SubscriptionsCollector { state, customer }));
+    }
+    let snapshot = backup;
+    registry.register_collector(Box::new(BackupCollector {
+        snapshot,
+        states,
+        customer,
+    }));
 }

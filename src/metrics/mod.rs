@@ -19,6 +19,7 @@ mod process;
 pub mod profiles;
 mod schedule;
 mod subscriptions;
+mod users;
 
 pub use exporter::{BuildInfo, ReloadMetrics};
 pub use exposition::{Exposition, ScrapeSources, encode_probe, encode_scrape};

@@ -1,20 +1,19 @@
 //! The `subscriptions` collector's families: per customer and service, the
-//! expiry, seats and capacity (on `/metrics`, or the customer's `/probe`),
-//! and the collector's own `up`.
+//! expiry, seats and capacity (on `/metrics`, or the customer's `/probe`;
+//! the collector's own `up` is with the other collectors' health).
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
-use super::gauges::{NO_LABELS, encode_gauges};
-use crate::subscriptions::{CAPACITY_KINDS, SEAT_KINDS, Subscription, SubscriptionsState};
+use super::gauges::encode_gauges;
+use crate::backup::subscriptions::{CAPACITY_KINDS, SEAT_KINDS, Subscription, SubscriptionsState};
 
 /// The subscription series, for every customer or only one.
 #[derive(Debug)]
 pub(super) struct SubscriptionsCollector {
     pub(super) state: std::sync::Arc<SubscriptionsState>,
-    /// `Some`: only this customer (a probe), and no `up` (it is the
-    /// exporter's, on `/metrics`).
+    /// `Some`: only this customer (a probe).
     pub(super) customer: Option<String>,
 }
 
@@ -46,15 +45,6 @@ impl SubscriptionsCollector {
 
 impl Collector for SubscriptionsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        if self.customer.is_none() {
-            encode_gauges(
-                &mut encoder,
-                "avepoint_subscriptions_up",
-                "1 when the collector's last read of the service subscriptions worked, 0 when it failed (every avepoint_subscription_* series is then absent).",
-                None,
-                self.state.up.map(|up| (NO_LABELS, i64::from(up))),
-            )?;
-        }
         for (name, help, value) in TIMESTAMPS {
             encode_gauges(
                 &mut encoder,
@@ -161,20 +151,11 @@ mod tests {
             ],
             "{text}"
         );
-        assert!(
-            !text.contains("avepoint_subscriptions_up"),
-            "a probe has no up"
-        );
-    }
-
-    #[test]
-    fn metrics_has_up_and_every_customer_and_down_has_only_up() {
-        let text = encode(SubscriptionsCollector {
+        let all = encode(SubscriptionsCollector {
             state: state(),
             customer: None,
         });
-        assert!(text.contains("avepoint_subscriptions_up 1\n"), "{text}");
-        assert_eq!(text.matches("avepoint_subscription_seats{").count(), 4);
+        assert_eq!(all.matches("avepoint_subscription_seats{").count(), 4);
         let down = encode(SubscriptionsCollector {
             state: Arc::new(SubscriptionsState {
                 up: Some(false),
@@ -182,7 +163,6 @@ mod tests {
             }),
             customer: None,
         });
-        let series: Vec<&str> = down.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(series, ["avepoint_subscriptions_up 0"], "{down}");
+        assert!(down.lines().all(|l| l.starts_with('#')), "{down}");
     }
 }

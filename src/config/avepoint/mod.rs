@@ -338,7 +338,10 @@ fn checked_scope(
             // Not checked: scopes written before collectors existed may
             // spell it differently and work.
             CollectorKind::ScanProfiles => false,
-            CollectorKind::BackupJobs | CollectorKind::BackupCoverage => true,
+            CollectorKind::BackupJobs
+            | CollectorKind::BackupCoverage
+            | CollectorKind::ProtectedUsers
+            | CollectorKind::Subscriptions => true,
         };
         let what = format!("collectors.{}", kind.name());
         required.push((checked && collectors.enabled(kind), kind.scope(), what));

@@ -8,8 +8,8 @@
 //! backup collector's customer is), rather than the last values going on
 //! looking current.
 //!
-//! Imports `avepoint`, `discovery` (the paging rules every list follows)
-//! and `refresher`.
+//! Beside the backup collectors, whose rules it shares: read in the
+//! background, served from memory, down means absent.
 
 mod reduce;
 
@@ -158,7 +158,8 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    const SAMPLE: &str = include_str!("../../tests/testdata/avepoint-docs/customer-services.json");
+    const SAMPLE: &str =
+        include_str!("../../../tests/testdata/avepoint-docs/customer-services.json");
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_read_downs_the_collector_and_a_later_one_brings_it_back() {
