@@ -284,3 +284,128 @@ async fn backup_only_customers_are_probed_and_listed() {
         0
     );
 }
+
+/// Both optional collectors of issue #23.
+const LICENCES: &str =
+    "collectors:\n  protected_users:\n    enabled: true\n  subscriptions:\n    enabled: true\n";
+
+#[tokio::test]
+async fn protected_users_and_subscriptions_export_exactly_the_simulated_values() {
+    use avepoint_exporter::simulator::licences::{
+        NOT_APPLICABLE_CUSTOMER, UNPROTECTED_CUSTOMER, capacity_gb, expiry, seats, user_counts,
+    };
+    let harness = Harness::start_discovering(Default::default(), LICENCES).await;
+    let customers = harness.sim.customers().to_vec();
+    let mut metrics = harness.scrape().await;
+    for _ in 0..200 {
+        let users_up = metrics.find(
+            "avepoint_backup_collector_up",
+            &[("collector", "protected_users")],
+        );
+        if metrics.find("avepoint_subscriptions_up", &[]).len() == 1
+            && users_up.len() == customers.len()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        metrics = harness.scrape().await;
+    }
+    assert_eq!(metrics.value("avepoint_subscriptions_up", &[]), 1.0);
+    let now = time::OffsetDateTime::now_utc();
+    const GB: f64 = 1024.0 * 1024.0 * 1024.0;
+    for (index, customer) in customers.iter().enumerate() {
+        let id = customer.id.as_str();
+        let backup = [
+            ("customer_id", id),
+            ("service_name", "cloud_backup_for_microsoft_365"),
+        ];
+        if index == NOT_APPLICABLE_CUSTOMER {
+            // Every value "N/A": no series at all, and no error.
+            let any = metrics.samples.iter().any(|s| {
+                s.name.starts_with("avepoint_subscription_")
+                    && s.labels.get("customer_id").map(String::as_str) == Some(id)
+            });
+            assert!(!any, "customer {index} has subscription series");
+        } else {
+            let expires = expiry(index, now).unix_timestamp() as f64;
+            assert_eq!(
+                metrics.value("avepoint_subscription_expiry_timestamp_seconds", &backup),
+                expires
+            );
+            let (purchased, assigned, available) = seats(index);
+            for (kind, want) in [
+                ("purchased", purchased),
+                ("assigned", assigned),
+                ("available", available),
+            ] {
+                let labels = [backup[0], backup[1], ("kind", kind)];
+                assert_eq!(
+                    metrics.value("avepoint_subscription_seats", &labels),
+                    want as f64,
+                    "{kind}"
+                );
+            }
+            let (bought, used, protected, consumed) = capacity_gb(index);
+            for (kind, want) in [
+                ("purchased", bought),
+                ("used", used),
+                ("protected", protected),
+                ("consumed", consumed),
+            ] {
+                let labels = [backup[0], backup[1], ("kind", kind)];
+                assert_eq!(
+                    metrics.value("avepoint_subscription_capacity_bytes", &labels),
+                    want as f64 * GB,
+                    "{kind}"
+                );
+            }
+            let migration = [
+                ("customer_id", id),
+                ("service_name", "fly_migration_to_google"),
+                ("kind", "purchased"),
+            ];
+            assert_eq!(
+                metrics.value("avepoint_subscription_seats", &migration),
+                25.0
+            );
+        }
+        let (users, mailboxes, onedrives) = user_counts(index);
+        let tenant = customer.tenant_id.as_str();
+        for (module, unprotected) in [("mailbox", mailboxes), ("onedrive", onedrives)] {
+            for (protected, want) in [("false", unprotected), ("true", users - unprotected)] {
+                let labels = [
+                    ("customer_id", id),
+                    ("tenant_id", tenant),
+                    ("module", module),
+                    ("protected", protected),
+                ];
+                assert_eq!(
+                    metrics.value("avepoint_backup_users", &labels),
+                    want as f64,
+                    "{index} {module} {protected}"
+                );
+            }
+        }
+    }
+    assert_eq!(UNPROTECTED_CUSTOMER, 1);
+    // No address of a user or a customer reaches the exposition.
+    let text = harness.get("/metrics", &[]).await.body;
+    assert!(!text.contains('@'), "an address in /metrics");
+    // A probe of one customer carries its own series only.
+    let probe = harness
+        .get(&format!("/probe?customer_id={}", customers[0].id), &[])
+        .await;
+    let probe = Exposition::parse(&probe.body);
+    let seen: std::collections::BTreeSet<&str> = probe
+        .samples
+        .iter()
+        .filter(|s| {
+            s.name.starts_with("avepoint_subscription_") || s.name == "avepoint_backup_users"
+        })
+        .map(|s| s.labels["customer_id"].as_str())
+        .collect();
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [customers[0].id.as_str()]
+    );
+}

@@ -204,6 +204,13 @@ const INVALID: &[(&str, Vars, &str)] = &[
          AvePoint for every customer's pages",
     ),
     (
+        "invalid-protected-users-without-discovery.yml",
+        &[],
+        "config file tests/testdata/config/invalid-protected-users-without-discovery.yml: \
+         collectors.protected_users: needs discovery: the tenants whose users it counts come \
+         from discovery's customer list; enable discovery",
+    ),
+    (
         "invalid-profile-details-interval.yml",
         &[],
         "config file tests/testdata/config/invalid-profile-details-interval.yml: \
@@ -448,6 +455,19 @@ fn each_collector_adds_only_its_own_permission() {
     assert!(!settings.discovery.unwrap().list_profiles);
     let coverage = settings.collectors.backup_coverage.unwrap();
     assert_eq!(coverage.refresh_interval, Duration::from_secs(3600));
+    // protected_users shares coverage's permission: asked for once.
+    let licences = format!(
+        "{base}discovery:\n  enabled: true\ncollectors:\n  backup_coverage:\n    enabled: true\n  protected_users:\n    enabled: true\n  subscriptions:\n    enabled: true\n"
+    );
+    let settings = from_yaml(&licences).unwrap();
+    assert_eq!(
+        settings.avepoint.scope,
+        "elements.scanprofiles.read.all elements.cbprotected.read.all elements.license.read.all elements.customers.read.all"
+    );
+    let users = settings.collectors.protected_users.unwrap();
+    assert_eq!(users.refresh_interval, Duration::from_secs(6 * 3600));
+    let subscriptions = settings.collectors.subscriptions.unwrap();
+    assert_eq!(subscriptions.refresh_interval, Duration::from_secs(3600));
 }
 
 #[test]

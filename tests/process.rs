@@ -482,3 +482,80 @@ async fn a_missing_permission_is_logged_once_by_name() {
     assert_eq!(up.len(), 9, "{metrics}");
     assert!(up.iter().all(|line| line.ends_with("} 1")), "{up:?}");
 }
+
+#[tokio::test]
+async fn no_address_of_a_user_or_customer_reaches_the_log_or_the_metrics() {
+    // The demo runs protected_users and subscriptions against the
+    // simulator, whose users and customers all have addresses; at debug
+    // level every request is logged.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"))
+        .args([
+            "demo",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.level",
+            "debug",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let log = Arc::new(Mutex::new(String::new()));
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    for (lines, sink) in [
+        (
+            Box::new(stdout) as Box<dyn BufRead + Send>,
+            Arc::clone(&log),
+        ),
+        (Box::new(stderr), Arc::clone(&log)),
+    ] {
+        let url_tx = url_tx.clone();
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                if let Some(url) = line.trim().strip_prefix("metrics:") {
+                    let _ = url_tx.send(url.trim().to_owned());
+                }
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+    }
+    let metrics_url = url_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("demo prints its URL");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let mut body = String::new();
+    for _ in 0..200 {
+        body = client
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if body.contains("avepoint_backup_users{") && body.contains("avepoint_subscription_seats{")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.contains("avepoint_backup_users{"), "{body}");
+    let log = log.lock().unwrap().clone();
+    // The simulator's addresses are user<N>@<tenant>.example and
+    // admin@<tenant>.example.
+    assert!(log.contains("level=debug"), "debug logging is on:\n{log}");
+    for (what, text) in [("log", &log), ("metrics", &body)] {
+        assert!(
+            !text.contains(".example"),
+            "an address in the {what}:\n{text}"
+        );
+        assert!(!text.contains("@"), "an address in the {what}");
+    }
+}
