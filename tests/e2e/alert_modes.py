@@ -165,6 +165,9 @@ ALERTS = {
         ("avepoint_subscription_capacity_bytes", dict(SUBSCRIPTION, customer_id="c1", kind="used"), "950x80"),
         ("avepoint_customer_info", CUSTOMER_INFO, "1x80"),
     ], "70m", "50m", {"severity": "warning", "customer_id": "c1", "organization": "Contoso", **SUBSCRIPTION}),
+    "AvepointSubscriptionsCollectorFailing": ("metrics", ALL, True, [
+        ("avepoint_subscriptions_up", {}, "1x5 0x130"),
+    ], "130m", "120m", {"severity": "warning"}),
     "AvepointBackupUsersUnprotected": ("profiles", ALL, False, [
         ("avepoint_backup_users", dict(USERS, customer_id="c1"), "2x1460"),
         ("avepoint_customer_info", CUSTOMER_INFO, "1x1460"),

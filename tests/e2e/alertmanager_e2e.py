@@ -46,9 +46,11 @@ from alert_modes import ALERTS, MODES, alert_labels  # noqa: E402
 from dashboard_e2e import run_bounded, Procs, SetupError, free_port, log, wait_for  # noqa: E402
 
 CONFIG = os.path.join(REPO, "deploy", "alertmanager", "alertmanager.yml")
-# The per-customer alerts of the optional collectors: backup jobs,
-# coverage, protected users and subscriptions.
-BACKUP_ALERTS = [name for name in ALERTS if name.startswith(("AvepointBackup", "AvepointSubscription"))]
+# The per-customer alerts of the optional collectors (backup jobs,
+# coverage, protected users, subscriptions): not the subscriptions
+# collector's own failure, which comes from /metrics.
+BACKUP_ALERTS = [name for name, (source, *_) in ALERTS.items()
+                 if source == "profiles" and name.startswith(("AvepointBackup", "AvepointSubscription"))]
 
 
 class Sink(http.server.BaseHTTPRequestHandler):
@@ -156,6 +158,7 @@ def scenarios():
         add(mode, a, "AvepointScanFailed", False, "a scan result is not a consequence of auth", 4)
         add(mode, a, "AvepointProfileFetchFailing", False, "another exporter's fetch alert", 5)
         add(mode, a, "AvepointBackupCollectorFailing", True, "backup reads failing of the same exporter", 4)
+        add(mode, a, "AvepointSubscriptionsCollectorFailing", True, "subscription reads failing of the same exporter", 4)
         add(mode, a, "AvepointBackupCollectorFailing", False, "another exporter's backup reads", 5)
         add(mode, a, "AvepointBackupJobFailed", False, "a failed backup job is not a consequence of auth", 4)
     for mode in ("static", "operator-static"):

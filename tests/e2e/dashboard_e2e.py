@@ -410,6 +410,8 @@ FAILING_LIMIT = 50
 TOPN_POOL = {
     "Oldest last backup success": 'count(avepoint_backup_last_success_timestamp_seconds{%s})' % _S,
     "Lowest backup coverage": 'count(avepoint_backup_scanned_objects{%s} > 0)' % _S,
+    "Subscriptions by expiry": 'count(avepoint_subscription_expiry_timestamp_seconds{%s})' % _S,
+    "Users without protection by tenant": 'count(avepoint_backup_users{%s, protected="false"} > 0)' % _S,
 }
 # Panels of the selected profiles with several series per profile (one per
 # object type): exactly as many series as this independent count.
