@@ -24,9 +24,10 @@ real Prometheus and the shipped deploy/prometheus/prometheus-sd.yml (stdlib only
      /sd customer (organization matching that customer: no series of one
      customer scraped under another's target), and none has an exported_*
      label (honor_labels);
-   - the backup series (the demo runs both backup collectors) come from
-     the avepoint-probe job: avepoint_backup_collector_up once per customer
-     and collector, under that customer;
+   - the backup series (the demo runs the backup collectors and
+     protected_users) come from the avepoint-probe job:
+     avepoint_backup_collector_up once per customer and collector, under
+     that customer;
    - the avepoint job (/metrics) is up and contributes no avepoint_scan_*,
      avepoint_customer_* or avepoint_backup_* (the drop), but keeps the
      exporter-level avepoint_collector_last_success_timestamp_seconds;
@@ -318,7 +319,8 @@ def pass_all(a, procs, tmp, exporter, base, customers, c):
     # Backup series: per customer, from its own /probe.
     backup = result(prom, "last_over_time(avepoint_backup_collector_up%s%s)" % (sel, recent))
     pairs = sorted((s["metric"].get("customer_id"), s["metric"].get("collector")) for s in backup)
-    want_pairs = sorted((cid, col) for cid in customers for col in ("backup_coverage", "backup_jobs"))
+    per_customer = ("backup_coverage", "backup_jobs", "protected_users")
+    want_pairs = sorted((cid, col) for cid in customers for col in per_customer)
     c.expect(pairs == want_pairs,
              "avepoint_backup_collector_up: %d series in %s, one per customer and collector" % (len(pairs), JOB),
              "avepoint_backup_collector_up in %s: %d series %s, want %d (customer, collector) pairs"
