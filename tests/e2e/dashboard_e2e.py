@@ -531,7 +531,7 @@ def start_prometheus(a, procs, tmp, name, cfgdir, config):
 # The two deployment modes: which jobs the variables must find.
 #   static: prometheus.yml, one job scraping /metrics with every profile;
 #   probe:  prometheus-sd.yml, /sd + /probe per customer (job avepoint-probe)
-#           next to a /metrics job (avepoint) without avepoint_(scan|customer|backup)_*.
+#           next to a /metrics job (avepoint) without avepoint_(scan|customer|backup|subscription)_*.
 MODES = {
     "static": {"exporter_job": "avepoint", "scan_job": "avepoint"},
     "probe": {"exporter_job": "avepoint", "scan_job": "avepoint-probe"},

@@ -221,9 +221,15 @@ def substitute(expr, job):
     return expr
 
 
-def rules():
+def rule_list():
+    """Every rule of the file, in order (one alert name may have several
+    rules, one per severity)."""
     with open(RULES, encoding="utf-8") as f:
-        return {r["alert"]: r["expr"] for g in yaml.safe_load(f)["groups"] for r in g["rules"]}
+        return [r for g in yaml.safe_load(f)["groups"] for r in g["rules"]]
+
+
+def rules():
+    return {r["alert"]: r["expr"] for r in rule_list()}
 
 
 def start(a, procs, tmp):
@@ -329,7 +335,7 @@ def run(a, procs, tmp):
              "exported_* labels: %s" % exported)
 
     # 5. metricRelabelings
-    leaked = prom.scalar('count({job="%s", __name__=~"avepoint_(scan|customer|backup)_.*"})' % svc_name)
+    leaked = prom.scalar('count({job="%s", __name__=~"avepoint_(scan|customer|backup|subscription)_.*"})' % svc_name)
     probed = prom.scalar('count(last_over_time(avepoint_scan_profile_up{job="%s"}[30s]))' % probe_job)
     c.expect(not leaked and probed == a.customers * 2,
              "ServiceMonitor job has no avepoint_scan_*/customer_*/backup_*; ScrapeConfig job %d profiles" % probed,
@@ -338,11 +344,11 @@ def run(a, procs, tmp):
     backup = prom.scalar('count(last_over_time(avepoint_backup_collector_up{job="%s"}[30s]))' % probe_job)
     kept = prom.scalar('count(last_over_time(avepoint_collector_last_success_timestamp_seconds{job="%s"}[30s]))'
                        % svc_name)
-    c.expect(backup == a.customers * 2 and kept == 2,
-             "ScrapeConfig job %d avepoint_backup_collector_up (customers x 2 collectors); ServiceMonitor job keeps "
-             "avepoint_collector_last_success_timestamp_seconds of both collectors" % backup,
+    c.expect(backup == a.customers * 3 and kept == 4,
+             "ScrapeConfig job %d avepoint_backup_collector_up (customers x 3 per-customer collectors); "
+             "ServiceMonitor job keeps avepoint_collector_last_success_timestamp_seconds of all 4 collectors" % backup,
              "ScrapeConfig job has %s avepoint_backup_collector_up (want %d); ServiceMonitor job has %s "
-             "avepoint_collector_last_success_timestamp_seconds (want 2)" % (backup, a.customers * 2, kept))
+             "avepoint_collector_last_success_timestamp_seconds (want 4)" % (backup, a.customers * 3, kept))
 
     # 6. the alerts' exporter label
     for alert, n in (("AvepointExporterDown", 1), ("AvepointProbeFailing", a.customers)):
@@ -356,8 +362,9 @@ def run(a, procs, tmp):
     groups = (prom.api("/api/v1/rules").get("data") or {}).get("groups") or []
     loaded = [r for g in groups for r in g.get("rules") or []]
     broken = ["%s: %s" % (r.get("name"), r.get("lastError")) for r in loaded if r.get("health") == "err"]
-    c.expect(len(loaded) == len(exprs) and not broken, "%d alert rules loaded, none in error" % len(loaded),
-             "rules: %d of %d loaded, errors %s" % (len(loaded), len(exprs), broken))
+    want = len(rule_list())
+    c.expect(len(loaded) == want and not broken, "%d alert rules loaded, none in error" % len(loaded),
+             "rules: %d of %d loaded, errors %s" % (len(loaded), want, broken))
     return c.failures
 
 

@@ -328,7 +328,7 @@ def pass_all(a, procs, tmp, exporter, base, customers, c):
 
     # The /metrics job next to it: no per-customer series, the exporter's own kept.
     up = prom.scalar('max(up{job="avepoint"})')
-    leaked = result(prom, 'count by(__name__) ({job="avepoint", __name__=~"avepoint_(scan|customer|backup)_.*"})')
+    leaked = result(prom, 'count by(__name__) ({job="avepoint", __name__=~"avepoint_(scan|customer|backup|subscription)_.*"})')
     names = sorted(s["metric"].get("__name__", "?") for s in leaked)
     c.expect(up == 1 and not leaked,
              "avepoint job (/metrics): up, no avepoint_scan_*/customer_*/backup_* series",

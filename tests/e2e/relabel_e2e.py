@@ -184,7 +184,7 @@ def main():
                 build = get_json(base + "/api/v1/query?query=" + urllib.parse.quote(
                     'avepoint_exporter_build_info{job="avepoint"}'))["data"]["result"]
                 leaked = get_json(base + "/api/v1/query?query=" + urllib.parse.quote(
-                    '{job="avepoint", __name__=~"avepoint_(scan|customer|backup)_.*"}'))["data"]["result"]
+                    '{job="avepoint", __name__=~"avepoint_(scan|customer|backup|subscription)_.*"}'))["data"]["result"]
                 kept = get_json(base + "/api/v1/query?query=" + urllib.parse.quote(
                     'avepoint_collector_last_success_timestamp_seconds{job="avepoint"}'))["data"]["result"]
                 drop_checked = (len(build), len(leaked), len(kept))
