@@ -146,33 +146,7 @@ async fn rejected_secret_is_logged_clearly_without_the_secret() {
 /// table for every simulated profile within one scrape.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_every_metric_for_every_simulated_profile() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"))
-        .args([
-            "demo",
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--log.level",
-            "warn",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (url_tx, url_rx) = std::sync::mpsc::channel();
-    let banner = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&banner);
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if let Some(url) = line.trim().strip_prefix("metrics:") {
-                let _ = url_tx.send(url.trim().to_owned());
-            }
-            sink.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let metrics_url = url_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("demo prints its URL");
+    let (mut child, metrics_url, banner, _) = spawn_demo("warn");
     let base = metrics_url.trim_end_matches("/metrics").to_owned();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
@@ -488,42 +462,7 @@ async fn no_address_of_a_user_or_customer_reaches_the_log_or_the_metrics() {
     // The demo runs protected_users and subscriptions against the
     // simulator, whose users and customers all have addresses; at debug
     // level every request is logged.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"))
-        .args([
-            "demo",
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--log.level",
-            "debug",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let log = Arc::new(Mutex::new(String::new()));
-    let (url_tx, url_rx) = std::sync::mpsc::channel();
-    for (lines, sink) in [
-        (
-            Box::new(stdout) as Box<dyn BufRead + Send>,
-            Arc::clone(&log),
-        ),
-        (Box::new(stderr), Arc::clone(&log)),
-    ] {
-        let url_tx = url_tx.clone();
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                if let Some(url) = line.trim().strip_prefix("metrics:") {
-                    let _ = url_tx.send(url.trim().to_owned());
-                }
-                sink.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-    }
-    let metrics_url = url_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("demo prints its URL");
+    let (mut child, metrics_url, stdout, stderr) = spawn_demo("debug");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
@@ -547,7 +486,7 @@ async fn no_address_of_a_user_or_customer_reaches_the_log_or_the_metrics() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(body.contains("avepoint_backup_users{"), "{body}");
-    let log = log.lock().unwrap().clone();
+    let log = stdout.lock().unwrap().clone() + &stderr.lock().unwrap();
     // The simulator's addresses are user<N>@<tenant>.example and
     // admin@<tenant>.example.
     assert!(log.contains("level=debug"), "debug logging is on:\n{log}");
@@ -558,4 +497,44 @@ async fn no_address_of_a_user_or_customer_reaches_the_log_or_the_metrics() {
         );
         assert!(!text.contains("@"), "an address in the {what}");
     }
+}
+
+/// Lines a child writes, kept as they come.
+type Lines = Arc<Mutex<String>>;
+
+/// `demo` on a free port at `log_level`: the child, its metrics URL (from
+/// its banner) and what it writes to stdout and to stderr.
+fn spawn_demo(log_level: &str) -> (std::process::Child, String, Lines, Lines) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"))
+        .args([
+            "demo",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.level",
+            log_level,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let keep = |stream: Box<dyn std::io::Read + Send>| {
+        let lines = Lines::default();
+        let (sink, url_tx) = (Arc::clone(&lines), url_tx.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(url) = line.trim().strip_prefix("metrics:") {
+                    let _ = url_tx.send(url.trim().to_owned());
+                }
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        lines
+    };
+    let stdout = keep(Box::new(child.stdout.take().unwrap()));
+    let stderr = keep(Box::new(child.stderr.take().unwrap()));
+    let metrics_url = url_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("demo prints its URL");
+    (child, metrics_url, stdout, stderr)
 }
