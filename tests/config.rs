@@ -594,15 +594,7 @@ fn the_environment_overrides_the_file() {
     )
     .unwrap();
     assert_eq!(settings.avepoint.client_id, "client-from-env");
-    assert_eq!(
-        settings
-            .avepoint
-            .credential
-            .secret()
-            .unwrap()
-            .expose_secret(),
-        ENV_SECRET
-    );
+    assert_eq!(secret_of(&settings), ENV_SECRET);
 }
 
 #[test]
@@ -613,30 +605,14 @@ fn each_variable_overrides_only_its_own_value() {
     )
     .unwrap();
     assert_eq!(settings.avepoint.client_id, "client-from-env");
-    assert_eq!(
-        settings
-            .avepoint
-            .credential
-            .secret()
-            .unwrap()
-            .expose_secret(),
-        FILE_SECRET
-    );
+    assert_eq!(secret_of(&settings), FILE_SECRET);
 
     let settings = load("valid-full.yml", &[("AVEPOINT_CLIENT_SECRET", ENV_SECRET)]).unwrap();
     assert_eq!(
         settings.avepoint.client_id,
         "11111111-2222-3333-4444-555555555555"
     );
-    assert_eq!(
-        settings
-            .avepoint
-            .credential
-            .secret()
-            .unwrap()
-            .expose_secret(),
-        ENV_SECRET
-    );
+    assert_eq!(secret_of(&settings), ENV_SECRET);
 }
 
 #[test]
@@ -650,15 +626,7 @@ fn environment_values_are_trimmed_and_blank_ones_ignored() {
     )
     .unwrap();
     assert_eq!(settings.avepoint.client_id, "client-from-env");
-    assert_eq!(
-        settings
-            .avepoint
-            .credential
-            .secret()
-            .unwrap()
-            .expose_secret(),
-        "padded-secret"
-    );
+    assert_eq!(secret_of(&settings), "padded-secret");
 
     // A blank variable (e.g. an empty Kubernetes env entry) falls back to the file.
     let settings = load(
@@ -670,15 +638,7 @@ fn environment_values_are_trimmed_and_blank_ones_ignored() {
         settings.avepoint.client_id,
         "11111111-2222-3333-4444-555555555555"
     );
-    assert_eq!(
-        settings
-            .avepoint
-            .credential
-            .secret()
-            .unwrap()
-            .expose_secret(),
-        FILE_SECRET
-    );
+    assert_eq!(secret_of(&settings), FILE_SECRET);
 }
 
 #[test]
@@ -769,13 +729,7 @@ fn debug_output_does_not_show_the_secret() {
         )
         .unwrap(),
     ] {
-        let secret = settings
-            .avepoint
-            .credential
-            .secret()
-            .unwrap()
-            .expose_secret()
-            .to_owned();
+        let secret = secret_of(&settings).to_owned();
         for debug in [format!("{settings:?}"), format!("{settings:#?}")] {
             assert!(!debug.contains(&secret), "secret in {debug}");
             assert!(debug.contains("REDACTED"), "{debug}");
@@ -820,4 +774,14 @@ fn last_status_state_defaults_to_all_and_takes_each_mode() {
         // The other metrics key keeps its default.
         assert!(settings.metrics_include_profiles);
     }
+}
+
+/// The client secret of `settings`, which must have one.
+fn secret_of(settings: &Settings) -> &str {
+    settings
+        .avepoint
+        .credential
+        .secret()
+        .unwrap()
+        .expose_secret()
 }

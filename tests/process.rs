@@ -166,14 +166,7 @@ async fn demo_serves_every_metric_for_every_simulated_profile() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ready, "demo never became ready");
-    let body = client
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = text_of(&client, &metrics_url).await;
     let _ = child.kill();
     let _ = child.wait();
 
@@ -469,14 +462,7 @@ async fn no_address_of_a_user_or_customer_reaches_the_log_or_the_metrics() {
         .unwrap();
     let mut body = String::new();
     for _ in 0..200 {
-        body = client
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        body = text_of(&client, &metrics_url).await;
         if body.contains("avepoint_backup_users{") && body.contains("avepoint_subscription_seats{")
         {
             break;
@@ -537,4 +523,9 @@ fn spawn_demo(log_level: &str) -> (std::process::Child, String, Lines, Lines) {
         .recv_timeout(Duration::from_secs(10))
         .expect("demo prints its URL");
     (child, metrics_url, stdout, stderr)
+}
+
+/// The body of `GET url`, which must answer.
+async fn text_of(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
 }
