@@ -20,7 +20,7 @@ use crate::backup::BackupSnapshot;
 use crate::collect::ScrapeRounds;
 use crate::config::{ConfigError, ProfileTarget, ReportSchedule, Settings, process_env};
 use crate::discovery::{Discovery, DiscoveryState, TargetSource};
-use crate::metrics::{BuildInfo, ReloadMetrics};
+use crate::metrics::{BuildInfo, ReloadMetrics, SharedBodies};
 use crate::profile_details::{ProfileDetails, ProfileDetailsState, ProfileSettings};
 use crate::refresher::{PanicCounts, Permits, Refresher};
 use crate::report_schedule::{ReadFailure, ScheduledReports};
@@ -396,6 +396,11 @@ pub struct AppState {
     pub background_panics: PanicCounts,
     /// Version information.
     pub build: BuildInfo,
+    /// The scrape bodies of the latest rounds, encoded once for all their
+    /// callers.
+    pub scrape_bodies: SharedBodies,
+    /// The same for `/probe`.
+    pub probe_bodies: SharedBodies,
     /// Reload requests so far; a request is covered by a reload that
     /// started after it was made.
     reloads_requested: AtomicU64,
@@ -417,6 +422,8 @@ impl AppState {
             api_metrics,
             background_panics,
             build: BuildInfo::default(),
+            scrape_bodies: SharedBodies::default(),
+            probe_bodies: SharedBodies::default(),
             reloads_requested: AtomicU64::new(0),
             reload_lock: tokio::sync::Mutex::new((0, Ok(ReloadOutcome::Unchanged))),
         }))

@@ -450,3 +450,74 @@ async fn an_impatient_caller_shares_the_results_so_far_with_the_round() {
         "the first batch is the same allocation"
     );
 }
+
+/// One round, eight concurrent callers: the round's exposition is encoded
+/// (and gzipped) once, and every caller gets the same bytes of it. Only
+/// the head (process and API metrics, different per request) is each
+/// caller's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_of_one_round_share_one_encoding() {
+    use std::io::Read;
+    // 20 profiles, 8 at a time, 500 ms each: the round takes about 1.5 s,
+    // long enough for all eight requests to join it.
+    let harness = Harness::start(Setup {
+        sim: SimulatorConfig {
+            customers: 4,
+            profiles_per_customer: 5,
+            latency: Duration::from_millis(500),
+            ..SimulatorConfig::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    for (encoding, plain) in [("gzip", false), ("identity", true)] {
+        let before = harness.state.scrape_bodies.encodings();
+        let addr = harness.addr;
+        let burst: Vec<_> = (0..8)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let response = reqwest::Client::new()
+                        .get(format!("http://{addr}/metrics"))
+                        .header("Accept-Encoding", encoding)
+                        .header("Accept", "application/openmetrics-text;version=1.0.0")
+                        .timeout(Duration::from_secs(15))
+                        .send()
+                        .await
+                        .expect("exporter answers");
+                    assert_eq!(response.status().as_u16(), 200);
+                    let content_encoding = response
+                        .headers()
+                        .get("content-encoding")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    let bytes = response.bytes().await.unwrap().to_vec();
+                    if plain {
+                        assert_eq!(content_encoding, None);
+                        return String::from_utf8(bytes).unwrap();
+                    }
+                    assert_eq!(content_encoding.as_deref(), Some("gzip"));
+                    let mut text = String::new();
+                    flate2::read::GzDecoder::new(bytes.as_slice())
+                        .read_to_string(&mut text)
+                        .expect("one valid gzip stream");
+                    text
+                })
+            })
+            .collect();
+        let mut bodies = Vec::new();
+        for caller in burst {
+            let text = caller.await.unwrap();
+            let start = text
+                .find("# HELP avepoint_scan_profile_up ")
+                .expect("the per-profile families");
+            assert!(text.ends_with("# EOF\n"), "{encoding}");
+            assert_eq!(Exposition::parse(&text).up_count(), 20);
+            bodies.push(text[start..].to_owned());
+        }
+        assert_eq!(
+            harness.state.scrape_bodies.encodings() - before,
+            1,
+            "{encoding}: one encoding for the round"
+        );
+        assert!(bodies.iter().all(|body| *body == bodies[0]), "{encoding}");
+    }
+}

@@ -1,7 +1,7 @@
 //! Encoding a scrape or a probe: a fresh registry per request, then the
 //! per-profile families streamed from the snapshot.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use prometheus_client::registry::Registry;
 
@@ -29,19 +29,65 @@ use crate::profile_details::ProfileDetailsState;
 /// prometheus-client, then the per-profile families written straight from
 /// the snapshot (see [`profiles`]) and their details, then OpenMetrics'
 /// `# EOF`.
+///
+/// The head is the request's own (process metrics, API counters, reload
+/// state: they change from one request to the next); the rest, the
+/// [`ExpositionBody`], is the same for every caller of one round, so
+/// callers can share its encoding ([`SharedBodies`](super::SharedBodies)).
 #[derive(Debug)]
 pub struct Exposition {
     head: Option<String>,
+    body: ExpositionBody,
+}
+
+/// The part of an exposition that only the round decides: the per-profile
+/// families, their details and OpenMetrics' `# EOF`.
+#[derive(Debug)]
+pub struct ExpositionBody {
+    key: BodyKey,
     profiles: ProfileFamilies,
     details: DetailFamilies,
     eof: Option<&'static str>,
+}
+
+/// What decides an [`ExpositionBody`]'s bytes: the round's snapshot, the
+/// profile details read, the format and `metrics.last_status_state`. Two
+/// bodies with equal keys encode to the same bytes. The snapshot and the
+/// details are held weakly: a key keeps no round alive.
+#[derive(Debug, Clone)]
+pub struct BodyKey {
+    snapshot: Weak<Snapshot>,
+    details: Option<Weak<ProfileDetailsState>>,
+    format: Format,
+    states: LastStatusState,
+}
+
+impl PartialEq for BodyKey {
+    fn eq(&self, other: &Self) -> bool {
+        let same_details = match (&self.details, &other.details) {
+            (Some(mine), Some(theirs)) => Weak::ptr_eq(mine, theirs),
+            (None, None) => true,
+            _ => false,
+        };
+        Weak::ptr_eq(&self.snapshot, &other.snapshot)
+            && same_details
+            && self.format == other.format
+            && self.states == other.states
+    }
+}
+
+impl BodyKey {
+    /// The format the body is encoded in.
+    pub fn format(&self) -> Format {
+        self.format
+    }
 }
 
 impl Exposition {
     fn new(
         registry: &Registry,
         snapshot: Arc<Snapshot>,
-        details: Option<&ProfileDetailsState>,
+        details: Option<Arc<ProfileDetailsState>>,
         format: Format,
     ) -> Result<Self, std::fmt::Error> {
         let mut head = String::with_capacity(16 * 1024);
@@ -53,18 +99,28 @@ impl Exposition {
                 prometheus_client::encoding::prometheus_text::encode(&mut head, registry)?
             }
         }
+        let key = BodyKey {
+            snapshot: Arc::downgrade(&snapshot),
+            details: details.as_ref().map(Arc::downgrade),
+            format,
+            states: LastStatusState::All,
+        };
         Ok(Self {
             head: Some(head),
-            details: DetailFamilies::new(&snapshot, details, format),
-            profiles: ProfileFamilies::new(snapshot, format),
-            eof: (format == Format::OpenMetrics).then_some("# EOF\n"),
+            body: ExpositionBody {
+                key,
+                details: DetailFamilies::new(&snapshot, details.as_deref(), format),
+                profiles: ProfileFamilies::new(snapshot, format),
+                eof: (format == Format::OpenMetrics).then_some("# EOF\n"),
+            },
         })
     }
 
     /// Which series of `avepoint_scan_last_status_state` each profile gets
     /// (`metrics.last_status_state`; without this call, all of them).
     pub fn with_last_status_state(mut self, states: LastStatusState) -> Self {
-        self.profiles = self.profiles.with_last_status_state(states);
+        self.body.profiles = self.body.profiles.with_last_status_state(states);
+        self.body.key.states = states;
         self
     }
 
@@ -72,15 +128,33 @@ impl Exposition {
     pub fn into_string(self) -> String {
         self.collect()
     }
+
+    /// The request's own head and the round's body, to encode the body
+    /// once for every caller of the round.
+    pub fn into_parts(self) -> (String, ExpositionBody) {
+        (self.head.unwrap_or_default(), self.body)
+    }
 }
 
 impl Iterator for Exposition {
     type Item = String;
 
     fn next(&mut self) -> Option<String> {
-        if let Some(head) = self.head.take() {
-            return Some(head);
-        }
+        self.head.take().or_else(|| self.body.next())
+    }
+}
+
+impl ExpositionBody {
+    /// What decides this body's bytes.
+    pub fn key(&self) -> &BodyKey {
+        &self.key
+    }
+}
+
+impl Iterator for ExpositionBody {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
         self.profiles
             .next()
             .or_else(|| self.details.next())
@@ -147,7 +221,7 @@ pub fn encode_scrape(
     api.register(&mut registry);
     reload.register(&mut registry);
     registry.register_collector(Box::new(ProcessCollector));
-    Exposition::new(&registry, snapshot, sources.details.as_deref(), format)
+    Exposition::new(&registry, snapshot, sources.details, format)
 }
 
 /// Encode one `/probe`: in a fresh registry, only the probed customer's
@@ -173,7 +247,7 @@ pub fn encode_probe(
     }
     let customer = Some(customer_id.to_owned());
     register_backup(&mut registry, backup, states, customer);
-    Exposition::new(&registry, snapshot, details.as_deref(), format)
+    Exposition::new(&registry, snapshot, details, format)
 }
 
 /// The per-customer collectors' families, for every customer or only

@@ -18,12 +18,16 @@ mod gauges;
 mod process;
 pub mod profiles;
 mod schedule;
+mod shared;
 mod subscriptions;
 mod users;
 
 pub use exporter::{BuildInfo, ReloadMetrics};
-pub use exposition::{Exposition, ScrapeSources, encode_probe, encode_scrape};
+pub use exposition::{
+    BodyKey, Exposition, ExpositionBody, ScrapeSources, encode_probe, encode_scrape,
+};
 pub use format::Format;
+pub use shared::{BodyChunk, BodyReader, Encoding, SharedBodies, SharedBody};
 
 #[cfg(test)]
 mod tests {

@@ -12,9 +12,9 @@ mod timeout;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,7 +23,9 @@ use tower_http::compression::CompressionLayer;
 
 use crate::collect::Snapshot;
 use crate::config::{ProfileTarget, canonical_uuid};
-use crate::metrics::{Exposition, Format, ScrapeSources, encode_probe, encode_scrape};
+use crate::metrics::{
+    Encoding, Exposition, Format, ScrapeSources, SharedBodies, encode_probe, encode_scrape,
+};
 use crate::state::{AppState, ReloadError, ReloadOutcome};
 pub use timeout::{SCRAPE_TIMEOUT_HEADER, request_budget};
 
@@ -87,6 +89,8 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             exposition.with_last_status_state(pipeline.settings.metrics_last_status_state)
         }),
         format,
+        &state.scrape_bodies,
+        &headers,
     )
 }
 
@@ -100,17 +104,40 @@ fn negotiated_format(headers: &HeaderMap) -> Format {
 }
 
 /// Stream an exposition chunk by chunk, so a large scrape never sits in
-/// memory whole.
-fn metrics_response(encoded: Result<Exposition, std::fmt::Error>, format: Format) -> Response {
+/// memory whole. The request's own head is encoded here; the round's body
+/// comes from `bodies`, encoded (and gzipped, when the client accepts it)
+/// once for every caller of the round (`metrics/shared.rs`). A gzipped
+/// response carries its `Content-Encoding`, so the compression layer
+/// leaves it alone.
+fn metrics_response(
+    encoded: Result<Exposition, std::fmt::Error>,
+    format: Format,
+    bodies: &SharedBodies,
+    headers: &HeaderMap,
+) -> Response {
     match encoded {
         Ok(exposition) => {
-            let chunks =
-                futures_util::stream::iter(exposition.map(Ok::<_, std::convert::Infallible>));
-            (
+            let encoding = Encoding::negotiate(
+                headers
+                    .get(header::ACCEPT_ENCODING)
+                    .and_then(|value| value.to_str().ok()),
+            );
+            let (head, body) = exposition.into_parts();
+            let reader = bodies.body(body, encoding).reader(head);
+            let chunks = futures_util::stream::iter(
+                reader.map(|chunk| Ok::<_, std::convert::Infallible>(Bytes::from_owner(chunk))),
+            );
+            let mut response = (
                 [(header::CONTENT_TYPE, format.content_type())],
                 Body::from_stream(chunks),
             )
-                .into_response()
+                .into_response();
+            if encoding == Encoding::Gzip {
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            }
+            response
         }
         Err(error) => {
             tracing::error!(%error, "encoding metrics failed");
@@ -206,6 +233,8 @@ async fn probe(
         )
         .map(|exposition| exposition.with_last_status_state(states)),
         format,
+        &state.probe_bodies,
+        &headers,
     )
 }
 
