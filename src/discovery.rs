@@ -20,6 +20,7 @@ use std::time::SystemTime;
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 
+use crate::avepoint::endpoint;
 use crate::avepoint::http::sanitize_public;
 use crate::avepoint::model::{Customer, Page, ScanProfileSummary};
 use crate::avepoint::{ApiClient, ApiError};
@@ -363,7 +364,7 @@ async fn list_customers(
     let customers = list_all(
         "customers",
         bounds,
-        |page, size| permits.hold(client.customers_page(page, size)),
+        |page, size| permits.hold(client.page(endpoint::CUSTOMERS, [], page, size)),
         |customer: &Customer| canonical_key(&customer.id),
     )
     .await?;
@@ -488,7 +489,7 @@ async fn list_profiles(
     let result = list_all(
         &list,
         bounds,
-        |page, size| permits.hold(client.scan_profiles_page(&customer.id, page, size)),
+        |page, size| permits.hold(client.page(endpoint::SCAN_PROFILES, [&customer.id], page, size)),
         |profile: &ScanProfileSummary| canonical_key(&profile.profile_id),
     )
     .await;

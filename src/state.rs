@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::avepoint::{ApiClient, ApiMetrics};
+use crate::avepoint::{ApiClient, ApiMetrics, endpoint};
 use crate::backup::BackupSnapshot;
 use crate::collect::ScrapeRounds;
 use crate::config::{ConfigError, ProfileTarget, ReportSchedule, Settings, process_env};
@@ -277,10 +277,11 @@ fn spawn_details(
 ) -> Option<Arc<ProfileDetails>> {
     let details = settings.profile_details.as_ref()?;
     let client = Arc::clone(client);
-    let fetch = move |target| {
+    let fetch = move |target: ProfileTarget| {
         let client = Arc::clone(&client);
         async move {
-            let details = client.fetch_profile_details(&target).await?;
+            let ids = [target.customer_id.as_str(), target.profile_id.as_str()];
+            let details = client.get(endpoint::PROFILE_DETAILS, ids).await?;
             Ok::<_, crate::avepoint::ApiError>(ProfileSettings::from(&details))
         }
     };

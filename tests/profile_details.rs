@@ -1,4 +1,4 @@
-//! `ApiClient::fetch_profile_details` against the simulator: the details of
+//! `ApiClient::get(PROFILE_DETAILS, ..)` against the simulator: the details of
 //! every simulated profile decode to exactly what the simulator holds, the
 //! call shares the client's retry path and counters, a failure is an error
 //! naming what went wrong, and an error without a `request-id` header takes
@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use avepoint_exporter::avepoint::endpoint::PROFILE_DETAILS;
 use avepoint_exporter::avepoint::{ApiClient, ApiError, ApiMetrics, ScanProfileDetails};
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, ProfileTarget, Settings};
 use avepoint_exporter::simulator::{
@@ -22,6 +23,15 @@ async fn simulator() -> RunningSimulator {
     RunningSimulator::start(SimulatorConfig::default(), ([127, 0, 0, 1], 0).into())
         .await
         .unwrap()
+}
+
+/// One profile's details, as the profile details reader asks for them.
+async fn details(
+    client: &ApiClient,
+    target: &ProfileTarget,
+) -> Result<ScanProfileDetails, ApiError> {
+    let ids = [target.customer_id.as_str(), target.profile_id.as_str()];
+    client.get(PROFILE_DETAILS, ids).await
 }
 
 /// A client for `sim` with `extra` lines under `avepoint:`.
@@ -63,8 +73,7 @@ async fn every_simulated_profile_has_exactly_its_details() {
     let mut seen_unknown_type = false;
     for customer in sim.customers() {
         for profile in &customer.profiles {
-            let details: ScanProfileDetails = client
-                .fetch_profile_details(&target(&customer.id, &profile.id))
+            let details: ScanProfileDetails = details(&client, &target(&customer.id, &profile.id))
                 .await
                 .unwrap();
             assert_eq!(details.profile_id, profile.id);
@@ -114,10 +123,7 @@ async fn details_faults_are_errors_that_say_what_went_wrong() {
     let profile_target = target(&customer, &profile);
 
     sim.set_details_fault(&profile, Fault::WrongTypes);
-    let error = client
-        .fetch_profile_details(&profile_target)
-        .await
-        .unwrap_err();
+    let error = details(&client, &profile_target).await.unwrap_err();
     assert_eq!(error.kind(), "invalid_body");
     assert!(
         error.to_string().starts_with(
@@ -127,10 +133,7 @@ async fn details_faults_are_errors_that_say_what_went_wrong() {
     );
 
     sim.set_details_fault(&profile, Fault::Status(404));
-    let error = client
-        .fetch_profile_details(&profile_target)
-        .await
-        .unwrap_err();
+    let error = details(&client, &profile_target).await.unwrap_err();
     assert!(
         matches!(&error, ApiError::Status { status, hint, .. }
             if *status == StatusCode::NOT_FOUND && hint == "customer or scan profile not found; check the ids"),
@@ -140,10 +143,7 @@ async fn details_faults_are_errors_that_say_what_went_wrong() {
     // A 503 is retried once, as every call is, and then given up.
     sim.set_details_fault(&profile, Fault::Status(503));
     let before = sim.stats().details_requests.load(Ordering::Relaxed);
-    let error = client
-        .fetch_profile_details(&profile_target)
-        .await
-        .unwrap_err();
+    let error = details(&client, &profile_target).await.unwrap_err();
     assert_eq!(error.kind(), "503");
     assert_eq!(
         sim.stats().details_requests.load(Ordering::Relaxed) - before,
@@ -157,10 +157,7 @@ async fn details_faults_are_errors_that_say_what_went_wrong() {
 
     // A 503 given up asks for a pause, which holds for the details only
     // (issue #19): the scan reports are not paused by it.
-    let error = client
-        .fetch_profile_details(&profile_target)
-        .await
-        .unwrap_err();
+    let error = details(&client, &profile_target).await.unwrap_err();
     assert_eq!(error.kind(), "backoff");
     client
         .scan_profile(
@@ -171,7 +168,7 @@ async fn details_faults_are_errors_that_say_what_went_wrong() {
         .expect("the reports are not paused by the details' back-off");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     sim.clear_faults();
-    assert!(client.fetch_profile_details(&profile_target).await.is_ok());
+    assert!(details(&client, &profile_target).await.is_ok());
 }
 
 /// A fresh simulator numbers requests from 1, the token request first: the

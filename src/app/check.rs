@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use super::error::AppError;
+use crate::avepoint::backup::job_type_filter;
+use crate::avepoint::endpoint::{self, BACKUP_JOBS};
 use crate::avepoint::{ApiClient, ApiEndpoint, ApiError};
 use crate::backup::{CustomerSource, JobsQuery};
 use crate::cli::CheckArgs;
@@ -125,21 +127,25 @@ async fn check_collector(
         }
         CollectorKind::BackupCoverage => {
             for customer in customers {
-                let page = client.coverage_page(customer, 1, 100).await;
+                let page = client
+                    .page(endpoint::BACKUP_COVERAGE, [customer], 1, 100)
+                    .await;
                 let first = page.map(|p| counted((p.data.len(), p.metadata.total_count)));
                 all_ok &= report_first_page(&format!("customer {customer}"), first);
             }
         }
         CollectorKind::ProtectedUsers => {
             for (customer, tenant) in tenants {
-                let page = client.tenant_users_page(customer, tenant, 1, 100).await;
+                let page = client
+                    .page(endpoint::TENANT_USERS, [customer, tenant], 1, 100)
+                    .await;
                 let first = page.map(|p| counted((p.data.len(), p.metadata.total_count)));
                 let whose = format!("customer {customer} tenant {tenant}");
                 all_ok &= report_first_page(&whose, first);
             }
         }
         CollectorKind::Subscriptions => {
-            let page = client.services_page(1, 100).await;
+            let page = client.page(endpoint::SERVICES, [], 1, 100).await;
             let first = page.map(|p| counted((p.data.len(), p.metadata.total_count)));
             all_ok &= report_first_page("every customer", first);
         }
@@ -169,14 +175,18 @@ async fn backup_jobs_first_page(
     customer: &str,
 ) -> Result<(usize, u64, String), ApiError> {
     let mut query = JobsQuery::AllTypes;
-    let mut page = client.backup_jobs_page(customer, None, 1, 100).await;
+    let every_type = job_type_filter(None);
+    let mut page = client
+        .filtered_page(BACKUP_JOBS, [customer], &every_type, 1, 100)
+        .await;
     if let Err(ApiError::Status { status, .. }) = &page
         && *status == reqwest::StatusCode::BAD_REQUEST
     {
         query = JobsQuery::PerJobType;
         let first_type = crate::avepoint::backup::BACKUP_JOB_TYPES[0];
+        let one_type = job_type_filter(Some(first_type));
         page = client
-            .backup_jobs_page(customer, Some(first_type), 1, 100)
+            .filtered_page(BACKUP_JOBS, [customer], &one_type, 1, 100)
             .await;
     }
     let page = page?;

@@ -14,87 +14,21 @@ use std::hash::{Hash, Hasher};
 use serde::{Deserialize, Deserializer};
 use time::OffsetDateTime;
 
-use super::client::{ApiClient, set_page};
-use super::error::ApiError;
-use super::instrumentation::ApiEndpoint;
 pub use super::job_codes::{JobKind, job_module_label, job_type_label};
 use super::job_codes::{job_module_of_name, job_type_of_name, snake_case};
 use super::lenient::{Bytes, Field, JobDuration, UnreadableFields, unreadable};
-use super::model::Page;
 
 /// Longest label value made from a name AvePoint sends (a module or service
 /// name): past it the name is cut, so a runaway value cannot blow up the
 /// series it labels.
 pub const MAX_NAME_LABEL: usize = 64;
 
-impl ApiClient {
-    /// One page of `POST .../customers/{id}/avpt-products/jobs/batch`,
-    /// retried like the discovery pages: every job type and module (body
-    /// `{}`), or those of one `jobType`.
-    pub async fn backup_jobs_page(
-        &self,
-        customer_id: &str,
-        job_type: Option<i64>,
-        page_index: u32,
-        page_size: u32,
-    ) -> Result<Page<BackupJob>, ApiError> {
-        let mut url = self.url(&format!(
-            "/partner/external/v3/general/customers/{customer_id}/avpt-products/jobs/batch"
-        ));
-        set_page(&mut url, page_index, page_size);
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let body = match job_type {
-            None => serde_json::json!({}),
-            Some(job_type) => serde_json::json!({ "jobType": job_type }),
-        };
-        let page = self
-            .call_with_retry(
-                ApiEndpoint::BackupJobsBatch,
-                &url,
-                Some(&body),
-                "a page of backup jobs",
-                deadline,
-            )
-            .await?;
-        self.count_unreadable(ApiEndpoint::BackupJobsBatch, &page);
-        Ok(page)
-    }
-
-    /// One page of `GET .../customers/{id}/cloud-backup-m365/overview`.
-    pub async fn coverage_page(
-        &self,
-        customer_id: &str,
-        page_index: u32,
-        page_size: u32,
-    ) -> Result<Page<CoverageItem>, ApiError> {
-        let mut url = self.url(&format!(
-            "/partner/external/v3/general/customers/{customer_id}/cloud-backup-m365/overview"
-        ));
-        set_page(&mut url, page_index, page_size);
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let page = self
-            .call_with_retry(
-                ApiEndpoint::BackupCoverage,
-                &url,
-                None,
-                "a page of protection coverage",
-                deadline,
-            )
-            .await?;
-        self.count_unreadable(ApiEndpoint::BackupCoverage, &page);
-        Ok(page)
-    }
-
-    pub(super) fn count_unreadable<T: UnreadableFields>(
-        &self,
-        endpoint: ApiEndpoint,
-        page: &Page<T>,
-    ) {
-        for item in &page.data {
-            for field in item.unreadable_fields() {
-                self.metrics.observe_unreadable_field(endpoint, field);
-            }
-        }
+/// The body of a backup job list request: every job type and module
+/// (`{}`), or those of one `jobType`.
+pub fn job_type_filter(job_type: Option<i64>) -> serde_json::Value {
+    match job_type {
+        None => serde_json::json!({}),
+        Some(job_type) => serde_json::json!({ "jobType": job_type }),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The HTTP client for AvePoint's Graph API: one typed call per endpoint,
-//! typed errors (`error.rs`), the `request-id` of every failure, and one token refresh
+//! The HTTP client for AvePoint's Graph API: one authorized call, retried,
+//! paced and bounded, that every typed call (`calls.rs`) and the report
+//! fetch (`profile_path.rs`) go through; typed errors (`error.rs`), the `request-id` of every failure, and one token refresh
 //! when the API answers 401.
 
 use std::sync::Arc;
@@ -11,11 +12,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 use url::Url;
 
-use super::details::ScanProfileDetails;
+use super::endpoint::ApiEndpoint;
 use super::error::ApiError;
 use super::http::{DECODE_SLOTS, StreamBudget, decode_streamed, error_chain, read_body_limited};
-use super::instrumentation::{ApiEndpoint, ApiMetrics};
-use super::model::{Customer, Page, ScanProfileReport, ScanProfileSummary};
+use super::instrumentation::ApiMetrics;
+use super::model::ScanProfileReport;
 use super::pacing::{Backoffs, RateLimiter, backoff_family, jitter};
 use super::response::{body_error, request_id, status_error};
 use super::scrub::json_error_text;
@@ -181,71 +182,6 @@ impl ApiClient {
         );
     }
 
-    /// A profile's settings (`GET .../customers/{c}/scan-profiles/{p}`):
-    /// daily scan time, containers and switches. Retried, paced and bounded
-    /// like [`ApiClient::scan_profile`], within one request timeout.
-    pub async fn fetch_profile_details(
-        &self,
-        target: &ProfileTarget,
-    ) -> Result<ScanProfileDetails, ApiError> {
-        let url = self.url(&format!(
-            "/partner/external/v3/general/customers/{}/scan-profiles/{}",
-            target.customer_id, target.profile_id
-        ));
-        let deadline = Instant::now() + self.request_timeout;
-        self.call_with_retry(
-            ApiEndpoint::ProfileDetails,
-            &url,
-            None,
-            "scan profile details",
-            deadline,
-        )
-        .await
-    }
-
-    /// One page of `POST .../customers/batch` (all customers), retried once
-    /// like [`ApiClient::scan_profile`] within the request timeout.
-    pub async fn customers_page(
-        &self,
-        page_index: u32,
-        page_size: u32,
-    ) -> Result<Page<Customer>, ApiError> {
-        let mut url = self.url("/partner/external/v3/general/customers/batch");
-        set_page(&mut url, page_index, page_size);
-        let deadline = Instant::now() + self.request_timeout;
-        self.call_with_retry(
-            ApiEndpoint::CustomersBatch,
-            &url,
-            Some(&serde_json::json!({})),
-            "a page of customers",
-            deadline,
-        )
-        .await
-    }
-
-    /// One page of `POST .../customers/{id}/scan-profiles/batch` (all
-    /// profiles), retried like [`ApiClient::customers_page`].
-    pub async fn scan_profiles_page(
-        &self,
-        customer_id: &str,
-        page_index: u32,
-        page_size: u32,
-    ) -> Result<Page<ScanProfileSummary>, ApiError> {
-        let mut url = self.url(&format!(
-            "/partner/external/v3/general/customers/{customer_id}/scan-profiles/batch"
-        ));
-        set_page(&mut url, page_index, page_size);
-        let deadline = Instant::now() + self.request_timeout;
-        self.call_with_retry(
-            ApiEndpoint::ScanProfilesBatch,
-            &url,
-            Some(&serde_json::json!({})),
-            "a page of scan profiles",
-            deadline,
-        )
-        .await
-    }
-
     /// [`ApiClient::call_in_task`], and once more after a retryable failure
     /// if the wait fits before `deadline`.
     ///
@@ -257,11 +193,10 @@ impl ApiClient {
         endpoint: ApiEndpoint,
         url: &Url,
         body: Option<&serde_json::Value>,
-        what: &'static str,
         deadline: Instant,
     ) -> Result<T, ApiError> {
         self.check_backoff(endpoint)?;
-        let error = match self.call_in_task(endpoint, url, body, what).await {
+        let error = match self.call_in_task(endpoint, url, body).await {
             Err(error) => error,
             ok => return ok,
         };
@@ -276,7 +211,7 @@ impl ApiClient {
         tracing::debug!(url = %url, error = %error, ?delay, "retrying once");
         tokio::time::sleep(delay).await;
         self.check_backoff(endpoint)?;
-        let result = self.call_in_task(endpoint, url, body, what).await;
+        let result = self.call_in_task(endpoint, url, body).await;
         if let Err(error) = &result
             && let Some(delay) = retry_delay(error)
         {
@@ -347,7 +282,6 @@ impl ApiClient {
         endpoint: ApiEndpoint,
         url: &Url,
         body: Option<&serde_json::Value>,
-        what: &'static str,
     ) -> Result<T, ApiError>
     where
         T: DeserializeOwned + Send + 'static,
@@ -368,11 +302,7 @@ impl ApiClient {
             let Ok(permit) = permit else {
                 return None;
             };
-            Some(
-                client
-                    .call(endpoint, &url, body.as_ref(), what, permit)
-                    .await,
-            )
+            Some(client.call(endpoint, &url, body.as_ref(), permit).await)
         });
         match task.await {
             Ok(Some(result)) => result,
@@ -396,7 +326,6 @@ impl ApiClient {
         endpoint: ApiEndpoint,
         url: &Url,
         body: Option<&serde_json::Value>,
-        what: &str,
         permit: OwnedSemaphorePermit,
     ) -> Result<T, ApiError> {
         let token = self.tokens.token_for(endpoint).await?;
@@ -432,7 +361,11 @@ impl ApiClient {
                 .await
                 .map_err(|error| body_error(error, &request_id, "avepoint.max_response_bytes"))?
                 .map_err(|error| ApiError::Decode {
-                    message: format!("not {what}: {}", json_error_text(&error, None)),
+                    message: format!(
+                        "not {}: {}",
+                        endpoint.description(),
+                        json_error_text(&error, None)
+                    ),
                     request_id,
                 });
         }
@@ -446,7 +379,7 @@ impl ApiClient {
             body_error(error, &request_id, setting)
         })?;
         decode_with_path(&body).map_err(|message| ApiError::Decode {
-            message: format!("not {what}: {message}"),
+            message: format!("not {}: {message}", endpoint.description()),
             request_id,
         })
     }
@@ -543,10 +476,4 @@ fn retry_delay(error: &ApiError) -> Option<Duration> {
         ApiError::Transport { timeout: false, .. } => Some(jitter(100, 300)),
         _ => None,
     }
-}
-
-pub(super) fn set_page(url: &mut Url, page_index: u32, page_size: u32) {
-    url.query_pairs_mut()
-        .append_pair("pageIndex", &page_index.to_string())
-        .append_pair("pageSize", &page_size.to_string());
 }

@@ -4,7 +4,7 @@
 //!
 //! Lives with the client rather than in `metrics/` because the client
 //! writes it on every request; `metrics/` only registers it for encoding.
-//! Imports nothing of the crate.
+//! Imports only `endpoint` (the `api_endpoint` label values).
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -17,47 +17,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use reqwest::StatusCode;
 
-/// Which AvePoint endpoint a request went to (the `api_endpoint` label; not
-/// `endpoint`, which prometheus-operator sets on every ServiceMonitor target
-/// and which would rename ours to `exported_endpoint`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ApiEndpoint {
-    /// The OAuth2 token endpoint.
-    Token,
-    /// A profile's daily report (either path).
-    ScanProfile,
-    /// Customer discovery.
-    CustomersBatch,
-    /// Profile discovery.
-    ScanProfilesBatch,
-    /// A profile's settings (`.../scan-profiles/{id}`).
-    ProfileDetails,
-    /// A page of a customer's backup jobs.
-    BackupJobsBatch,
-    /// A page of a customer's protection coverage.
-    BackupCoverage,
-    /// A page of every customer's service subscriptions.
-    ServicesBatch,
-    /// A page of a tenant's users and their protection.
-    TenantUsersBatch,
-}
-
-impl ApiEndpoint {
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            ApiEndpoint::Token => "token",
-            ApiEndpoint::ScanProfile => "scan_profile",
-            ApiEndpoint::CustomersBatch => "customers_batch",
-            ApiEndpoint::ScanProfilesBatch => "scan_profiles_batch",
-            ApiEndpoint::ProfileDetails => "profile_details",
-            ApiEndpoint::BackupJobsBatch => "backup_jobs_batch",
-            ApiEndpoint::BackupCoverage => "backup_coverage",
-            ApiEndpoint::ServicesBatch => "services_batch",
-            ApiEndpoint::TenantUsersBatch => "tenant_users_batch",
-        }
-    }
-}
+use super::endpoint::ApiEndpoint;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {

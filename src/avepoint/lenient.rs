@@ -375,8 +375,11 @@ where
 
 /// Items whose fields are read one by one can say which were unreadable.
 pub trait UnreadableFields {
-    /// The wire names of the fields sent in a form that could not be read.
-    fn unreadable_fields(&self) -> Vec<&'static str>;
+    /// The wire names of the fields sent in a form that could not be read
+    /// (none, for a type read strictly: it fails instead).
+    fn unreadable_fields(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
 }
 
 /// The wire names of the unreadable fields among `fields`.

@@ -14,16 +14,20 @@
 //! permission each call needs, and which the app holds), [`pacing`] (rate
 //! limit, Retry-After, jitter), [`error`] (why a call failed), `response`
 //! (the error an answer means), `profile_path` (which path a report comes
-//! from), [`client`] (one typed call per endpoint, retries, back-off, rate
-//! limit, the concurrency bound).
+//! from), [`client`] (the one authorized call: retries, back-off, rate
+//! limit, the concurrency bound), `calls` (the typed calls every paged
+//! list and single object go through), [`endpoint`] (the endpoints as
+//! data: label, method, path, description, and their typed handles).
 //!
 //! Imports only `config` (settings, targets) and `sync` from the crate;
 //! never `discovery`, `collect`, `metrics` or anything above.
 
 pub mod backup;
+mod calls;
 pub mod certificate;
 pub mod client;
 pub mod details;
+pub mod endpoint;
 pub mod error;
 pub mod http;
 pub mod instrumentation;
@@ -44,8 +48,9 @@ pub mod token_response;
 
 pub use client::ApiClient;
 pub use details::{ProfileContainer, ScanProfileDetails};
+pub use endpoint::ApiEndpoint;
 pub use error::{ApiError, FailureKind};
-pub use instrumentation::{ApiEndpoint, ApiMetrics};
+pub use instrumentation::ApiMetrics;
 pub use model::{ScanProfileReport, ScanStatus};
 pub use token::{AccessToken, TokenSource};
 pub use token_response::AuthError;

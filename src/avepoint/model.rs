@@ -7,6 +7,8 @@
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::lenient::UnreadableFields;
+
 /// One scan profile's latest daily report, as both profile endpoints return it.
 ///
 /// The `changes` endpoint adds three object lists with no documented size
@@ -335,6 +337,9 @@ pub struct Customer {
     pub tenants: Vec<Tenant>,
 }
 
+// Read strictly: a customer or profile that cannot be read fails its page.
+impl UnreadableFields for Customer {}
+
 /// A tenant of a customer.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Tenant {
@@ -363,6 +368,9 @@ pub struct ScanProfileSummary {
     #[serde(with = "api_time::option", default)]
     pub modified_time: Option<OffsetDateTime>,
 }
+
+// Read strictly: a customer or profile that cannot be read fails its page.
+impl UnreadableFields for ScanProfileSummary {}
 
 pub use super::lenient::{api_time, list, text};
 pub use super::page::{Page, PageMetadata};

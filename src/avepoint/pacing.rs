@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
-use super::instrumentation::ApiEndpoint;
+use super::endpoint::ApiEndpoint;
 use crate::sync::lock;
 
 /// A token bucket over all API requests: `rate` per second, bursts of up

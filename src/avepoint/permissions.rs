@@ -13,7 +13,7 @@
 
 use std::future::Future;
 
-use super::instrumentation::ApiEndpoint;
+use super::endpoint::ApiEndpoint;
 use crate::config::{
     BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE, CUSTOMERS_SCOPE, LICENSE_SCOPE, SCAN_PROFILES_SCOPE,
 };

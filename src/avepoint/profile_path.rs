@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use tokio::time::Instant;
 
 use super::client::ApiClient;
+use super::endpoint::{ApiEndpoint, report_path};
 use super::error::ApiError;
-use super::instrumentation::ApiEndpoint;
 use super::model::ScanProfileReport;
 use crate::config::{ProfileEndpoint, ProfileTarget};
 
@@ -112,14 +112,8 @@ impl ApiClient {
         target: &ProfileTarget,
         deadline: Instant,
     ) -> Result<ScanProfileReport, ApiError> {
-        let url = self.url(&path.path(&target.customer_id, &target.profile_id));
-        self.call_with_retry(
-            ApiEndpoint::ScanProfile,
-            &url,
-            None,
-            "a scan profile report",
-            deadline,
-        )
-        .await
+        let url = self.url(&report_path(path, &target.customer_id, &target.profile_id));
+        self.call_with_retry(ApiEndpoint::ScanProfile, &url, None, deadline)
+            .await
     }
 }

@@ -8,9 +8,9 @@
 
 use reqwest::{Response, StatusCode};
 
+use super::endpoint::ApiEndpoint;
 use super::error::ApiError;
 use super::http::{BodyError, read_body_limited, redirect_target, sanitize};
-use super::instrumentation::ApiEndpoint;
 use super::model::ApiErrorBody;
 use super::pacing::parse_retry_after;
 use super::permissions::permission_of;

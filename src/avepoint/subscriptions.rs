@@ -15,60 +15,9 @@
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::client::{ApiClient, set_page};
-use super::error::ApiError;
-use super::instrumentation::ApiEndpoint;
-use super::model::Page;
-
 use super::backup::MAX_NAME_LABEL;
 use super::job_codes::snake_case;
 use super::lenient::{Bytes, Field, Number, UnreadableFields, WireValue, parse_size, unreadable};
-
-impl ApiClient {
-    /// One page of `POST .../customers/services/batch`: every customer's
-    /// subscriptions (body `{}`: all customers).
-    pub async fn services_page(
-        &self,
-        page_index: u32,
-        page_size: u32,
-    ) -> Result<Page<CustomerServices>, ApiError> {
-        let mut url = self.url("/partner/external/v3/general/customers/services/batch");
-        set_page(&mut url, page_index, page_size);
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let endpoint = ApiEndpoint::ServicesBatch;
-        let body = serde_json::json!({});
-        let what = "a page of service subscriptions";
-        let page = self
-            .call_with_retry(endpoint, &url, Some(&body), what, deadline)
-            .await?;
-        self.count_unreadable(endpoint, &page);
-        Ok(page)
-    }
-
-    /// One page of `POST .../customers/{c}/tenants/{t}/cloud-backup-m365/users/batch`
-    /// (body `{}`: every user).
-    pub async fn tenant_users_page(
-        &self,
-        customer_id: &str,
-        tenant_id: &str,
-        page_index: u32,
-        page_size: u32,
-    ) -> Result<Page<TenantUser>, ApiError> {
-        let mut url = self.url(&format!(
-            "/partner/external/v3/general/customers/{customer_id}/tenants/{tenant_id}/cloud-backup-m365/users/batch"
-        ));
-        set_page(&mut url, page_index, page_size);
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let endpoint = ApiEndpoint::TenantUsersBatch;
-        let body = serde_json::json!({});
-        let what = "a page of a tenant's users";
-        let page = self
-            .call_with_retry(endpoint, &url, Some(&body), what, deadline)
-            .await?;
-        self.count_unreadable(endpoint, &page);
-        Ok(page)
-    }
-}
 
 /// One customer of the services list, with its subscriptions.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

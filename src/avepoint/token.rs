@@ -22,8 +22,9 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::certificate::CLIENT_ASSERTION_TYPE;
+use super::endpoint::ApiEndpoint;
 use super::http::{error_chain, read_body_limited, redirect_target};
-use super::instrumentation::{ApiEndpoint, ApiMetrics};
+use super::instrumentation::ApiMetrics;
 use super::permissions::{Negotiated, negotiate, permission_of, scope_items};
 use super::scrub::{json_error_text, scrub};
 use super::token_response::{AuthError, OAuthError, TokenResponse};

@@ -25,7 +25,8 @@ use tokio::sync::watch;
 
 use reqwest::StatusCode;
 
-use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob};
+use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob, job_type_filter};
+use crate::avepoint::endpoint::{self, BACKUP_JOBS};
 use crate::avepoint::{ApiClient, ApiError};
 use crate::config::BackupCollectorSettings;
 use crate::discovery::{DiscoveryError, LimitCounter, LimitHits, ListBounds, list_all};
@@ -258,11 +259,15 @@ pub async fn read_customer_jobs(
             None => format!("backup jobs of customer {customer}"),
             Some(job_type) => format!("backup jobs of type {job_type} of customer {customer}"),
         };
+        let filter = job_type_filter(job_type);
         async move {
             list_all(
                 &list,
                 bounds,
-                |page, size| permits.hold(client.backup_jobs_page(customer, job_type, page, size)),
+                |page, size| {
+                    let jobs = client.filtered_page(BACKUP_JOBS, [customer], &filter, page, size);
+                    permits.hold(jobs)
+                },
                 job_key,
             )
             .await
@@ -356,7 +361,9 @@ impl Refresh for CoverageReader {
             list_all(
                 &list,
                 bounds,
-                |page, size| permits.hold(client.coverage_page(&customer, page, size)),
+                |page, size| {
+                    permits.hold(client.page(endpoint::BACKUP_COVERAGE, [&customer], page, size))
+                },
                 coverage_key,
             )
             .await

@@ -11,8 +11,8 @@ use super::{
     BackgroundCollector, CollectorState, CustomerSource, MAX_ROWS_PER_CUSTOMER, PAGE_SIZE, Refresh,
     read_customers, spawn,
 };
-use crate::avepoint::ApiClient;
 use crate::avepoint::subscriptions::{TenantUser, user_module_label};
+use crate::avepoint::{ApiClient, endpoint};
 use crate::config::BackupCollectorSettings;
 use crate::discovery::{DiscoveryError, DiscoveryState, LimitCounter, ListBounds, list_all};
 use crate::refresher::{Permits, Refresher};
@@ -109,7 +109,12 @@ impl Refresh for UsersReader {
             for tenant in tenants {
                 let list = format!("users of tenant {tenant} of customer {customer}");
                 let fetch = |page, size| {
-                    permits.hold(client.tenant_users_page(&customer, tenant, page, size))
+                    permits.hold(client.page(
+                        endpoint::TENANT_USERS,
+                        [&customer, tenant],
+                        page,
+                        size,
+                    ))
                 };
                 let key =
                     |user: &TenantUser| format!("{}/{:?}", user.id_fingerprint, user.module_status);

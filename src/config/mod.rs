@@ -83,19 +83,6 @@ impl ProfileEndpoint {
             ProfileEndpoint::Changes => ProfileEndpoint::ScanProfilesV2,
         }
     }
-
-    /// Path of one profile's report below the API base URL (`auto` starts
-    /// with `scan-profiles-v2`'s).
-    pub fn path(self, customer_id: &str, profile_id: &str) -> String {
-        match self {
-            ProfileEndpoint::Auto | ProfileEndpoint::ScanProfilesV2 => format!(
-                "/partner/external/v3/general/customers/{customer_id}/scan-profiles-v2/{profile_id}"
-            ),
-            ProfileEndpoint::Changes => format!(
-                "/partner/external/v3/general/customers/{customer_id}/scan-profiles/{profile_id}/changes"
-            ),
-        }
-    }
 }
 
 /// Validated settings: everything the exporter needs, checked once at start.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::avepoint::ApiClient;
+use crate::avepoint::{ApiClient, endpoint};
 use crate::backup::subscriptions::{self, SubscriptionsReader};
 use crate::backup::{
     BackgroundCollector, BackupSnapshot, Coverage, CustomerSource, LatestJob, TenantUsers,
@@ -89,7 +89,7 @@ pub(super) fn spawn_backup(
             let client = client_of();
             let fetch = move |page, size| {
                 let client = Arc::clone(&client);
-                async move { client.services_page(page, size).await }
+                async move { client.page(endpoint::SERVICES, [], page, size).await }
             };
             let interval = settings.refresh_interval;
             let max_items = settings.max_items_per_list;
