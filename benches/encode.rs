@@ -16,7 +16,7 @@ use avepoint_exporter::avepoint::ApiMetrics;
 use avepoint_exporter::collect::{ProfileResult, Snapshot};
 use avepoint_exporter::config::ProfileTarget;
 use avepoint_exporter::metrics::{
-    BuildInfo, Format, ReloadMetrics, ScrapeSources, encode_probe, encode_scrape,
+    BuildInfo, Format, ProbeSources, ReloadMetrics, ScrapeSources, encode_probe, encode_scrape,
 };
 use avepoint_exporter::simulator::data;
 use time::OffsetDateTime;
@@ -86,18 +86,14 @@ fn profiles_10k(bencher: divan::Bencher, format: Format) {
         .counter(divan::counter::ItemsCount::new(PROFILES))
         .bench(|| {
             // Every chunk, as the server streams them, without keeping them.
-            encode_probe(
-                Arc::clone(&SNAPSHOT),
-                CUSTOMER,
-                None,
-                None,
-                Default::default(),
-                Default::default(),
-                format,
-            )
-            .expect("encodes")
-            .map(|chunk| chunk.len())
-            .sum::<usize>()
+            let sources = ProbeSources {
+                customer_id: CUSTOMER.to_owned(),
+                ..Default::default()
+            };
+            encode_probe(Arc::clone(&SNAPSHOT), sources, format)
+                .expect("encodes")
+                .map(|chunk| chunk.len())
+                .sum::<usize>()
         });
 }
 

@@ -16,20 +16,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::avepoint::{ApiClient, ApiMetrics, endpoint};
-use crate::backup::BackupSnapshot;
 use crate::collect::ScrapeRounds;
 use crate::config::{ConfigError, ProfileTarget, ReportSchedule, Settings, process_env};
-use crate::discovery::{Discovery, DiscoveryState, TargetSource};
+use crate::discovery::{Discovery, TargetSource};
 use crate::metrics::{BuildInfo, ReloadMetrics, SharedBodies};
-use crate::profile_details::{ProfileDetails, ProfileDetailsState, ProfileSettings};
+use crate::profile_details::{ProfileDetails, ProfileSettings};
 use crate::refresher::{PanicCounts, Permits, Refresher};
 use crate::report_schedule::{ReadFailure, ScheduledReports};
 use crate::sync::{read, write};
 
 mod collectors;
+mod serving;
 
 pub use collectors::BackupCollectors;
 use collectors::spawn_backup;
+pub use serving::{ProbeError, ProbeInputs};
 
 /// Why a config could not be built into a pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -161,11 +162,6 @@ impl Pipeline {
         })
     }
 
-    /// The per-customer collectors' latest states, as plain data.
-    pub fn backup_snapshot(&self) -> BackupSnapshot {
-        self.backup.snapshot()
-    }
-
     /// Whether a pipeline for `settings` can keep this one's backup
     /// collectors: same client, same customers, same collector settings.
     fn can_share_backup(
@@ -207,13 +203,6 @@ impl Pipeline {
             .then(|| Arc::clone(running))
     }
 
-    /// The latest profile details, unless their refresher is disabled.
-    pub fn profile_details_state(&self) -> Option<Arc<ProfileDetailsState>> {
-        self.profile_details
-            .as_ref()
-            .map(|d| Arc::clone(&d.state.borrow()))
-    }
-
     /// This pipeline's discovery, if a pipeline for `settings` using
     /// `client` can share it: same client, same discovery settings, same
     /// static targets (which it merges in). Restarting it would cost a full
@@ -232,13 +221,6 @@ impl Pipeline {
             && mine.same_as(theirs)
             && self.settings.targets == settings.targets)
             .then(|| Arc::clone(running))
-    }
-
-    /// Discovery's latest state, when discovery is enabled.
-    pub fn discovery_state(&self) -> Option<Arc<DiscoveryState>> {
-        self.discovery
-            .as_ref()
-            .map(|d| Arc::clone(&d.state.borrow()))
     }
 }
 

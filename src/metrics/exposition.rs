@@ -89,6 +89,7 @@ impl Exposition {
         snapshot: Arc<Snapshot>,
         details: Option<Arc<ProfileDetailsState>>,
         format: Format,
+        states: LastStatusState,
     ) -> Result<Self, std::fmt::Error> {
         let mut head = String::with_capacity(16 * 1024);
         match format {
@@ -103,25 +104,17 @@ impl Exposition {
             snapshot: Arc::downgrade(&snapshot),
             details: details.as_ref().map(Arc::downgrade),
             format,
-            states: LastStatusState::All,
+            states,
         };
         Ok(Self {
             head: Some(head),
             body: ExpositionBody {
                 key,
                 details: DetailFamilies::new(&snapshot, details.as_deref(), format),
-                profiles: ProfileFamilies::new(snapshot, format),
+                profiles: ProfileFamilies::new(snapshot, format).with_last_status_state(states),
                 eof: (format == Format::OpenMetrics).then_some("# EOF\n"),
             },
         })
-    }
-
-    /// Which series of `avepoint_scan_last_status_state` each profile gets
-    /// (`metrics.last_status_state`; without this call, all of them).
-    pub fn with_last_status_state(mut self, states: LastStatusState) -> Self {
-        self.body.profiles = self.body.profiles.with_last_status_state(states);
-        self.body.key.states = states;
-        self
     }
 
     /// The whole exposition as one string (tests, benchmarks, small outputs).
@@ -221,7 +214,25 @@ pub fn encode_scrape(
     api.register(&mut registry);
     reload.register(&mut registry);
     registry.register_collector(Box::new(ProcessCollector));
-    Exposition::new(&registry, snapshot, sources.details, format)
+    let states = sources.last_status_state;
+    Exposition::new(&registry, snapshot, sources.details, format, states)
+}
+
+/// What a probe encodes besides the snapshot: the probed customer's
+/// plain data from each stage.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeSources {
+    /// The probed customer, canonical (lower case).
+    pub customer_id: String,
+    /// What discovery knows of the customer, when it runs.
+    pub customer: Option<Customer>,
+    /// Profile details, when they are read.
+    pub details: Option<Arc<ProfileDetailsState>>,
+    /// The per-customer collectors' states (only this customer's are
+    /// encoded).
+    pub backup: BackupSnapshot,
+    /// `metrics.last_status_state`.
+    pub last_status_state: LastStatusState,
 }
 
 /// Encode one `/probe`: in a fresh registry, only the probed customer's
@@ -230,13 +241,16 @@ pub fn encode_scrape(
 /// `avepoint_probe_duration_seconds`.
 pub fn encode_probe(
     snapshot: Arc<Snapshot>,
-    customer_id: &str,
-    customer: Option<Customer>,
-    details: Option<Arc<ProfileDetailsState>>,
-    backup: BackupSnapshot,
-    states: LastStatusState,
+    sources: ProbeSources,
     format: Format,
 ) -> Result<Exposition, std::fmt::Error> {
+    let ProbeSources {
+        customer_id,
+        customer,
+        details,
+        backup,
+        last_status_state: states,
+    } = sources;
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ProbeCollector {
         success: snapshot.failures() == 0,
@@ -245,9 +259,8 @@ pub fn encode_probe(
     if let Some(customer) = customer {
         registry.register_collector(Box::new(CustomerCollector(vec![customer].into())));
     }
-    let customer = Some(customer_id.to_owned());
-    register_backup(&mut registry, backup, states, customer);
-    Exposition::new(&registry, snapshot, details, format)
+    register_backup(&mut registry, backup, states, Some(customer_id));
+    Exposition::new(&registry, snapshot, details, format, states)
 }
 
 /// The per-customer collectors' families, for every customer or only

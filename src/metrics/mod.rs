@@ -24,7 +24,7 @@ mod users;
 
 pub use exporter::{BuildInfo, ReloadMetrics};
 pub use exposition::{
-    BodyKey, Exposition, ExpositionBody, ScrapeSources, encode_probe, encode_scrape,
+    BodyKey, Exposition, ExpositionBody, ProbeSources, ScrapeSources, encode_probe, encode_scrape,
 };
 pub use format::Format;
 pub use shared::{BodyChunk, BodyReader, Encoding, SharedBodies, SharedBody};

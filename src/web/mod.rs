@@ -22,11 +22,9 @@ use serde::Serialize;
 use tower_http::compression::CompressionLayer;
 
 use crate::collect::Snapshot;
-use crate::config::{ProfileTarget, canonical_uuid};
-use crate::metrics::{
-    Encoding, Exposition, Format, ScrapeSources, SharedBodies, encode_probe, encode_scrape,
-};
-use crate::state::{AppState, ReloadError, ReloadOutcome};
+use crate::config::canonical_uuid;
+use crate::metrics::{Encoding, Exposition, Format, SharedBodies, encode_probe, encode_scrape};
+use crate::state::{AppState, ProbeError, ReloadError, ReloadOutcome};
 pub use timeout::{SCRAPE_TIMEOUT_HEADER, request_budget};
 
 /// The exporter's routes.
@@ -67,31 +65,10 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     } else {
         Arc::new(Snapshot::default())
     };
-    let sources = ScrapeSources {
-        targets: pipeline.rounds.targets().len(),
-        discovery: pipeline.discovery_state(),
-        details: pipeline.profile_details_state(),
-        backup: pipeline.backup_snapshot(),
-        backup_per_customer: pipeline.settings.metrics_include_profiles,
-        last_status_state: pipeline.settings.metrics_last_status_state,
-        background_panics: state.background_panics.snapshot(),
-    };
-    metrics_response(
-        encode_scrape(
-            snapshot,
-            sources,
-            &state.api_metrics,
-            &state.reload_metrics,
-            &state.build,
-            format,
-        )
-        .map(|exposition| {
-            exposition.with_last_status_state(pipeline.settings.metrics_last_status_state)
-        }),
-        format,
-        &state.scrape_bodies,
-        &headers,
-    )
+    let sources = pipeline.scrape_sources(&state.background_panics);
+    let (api, reload, build) = (&state.api_metrics, &state.reload_metrics, &state.build);
+    let encoded = encode_scrape(snapshot, sources, api, reload, build, format);
+    metrics_response(encoded, format, &state.scrape_bodies, &headers)
 }
 
 /// The exposition format the `Accept` header asks for.
@@ -159,13 +136,26 @@ fn bad_request(message: String) -> Response {
         .into_response()
 }
 
-/// A UUID query parameter, normalised to lower case; `Err` is the 400 text.
-fn uuid_parameter(query: &HashMap<String, String>, name: &str) -> Result<Option<String>, String> {
+/// A UUID query parameter, normalised to lower case.
+fn uuid_parameter(
+    query: &HashMap<String, String>,
+    name: &'static str,
+) -> Result<Option<String>, ProbeError> {
     match query.get(name) {
         None => Ok(None),
         Some(value) => canonical_uuid(value)
             .map(Some)
-            .ok_or_else(|| format!("{name} {value:?} is not a UUID")),
+            .ok_or_else(|| ProbeError::NotUuid {
+                name,
+                value: value.clone(),
+            }),
+    }
+}
+
+/// A caller's mistake: 400, in plain text.
+impl IntoResponse for ProbeError {
+    fn into_response(self) -> Response {
+        bad_request(self.to_string())
     }
 }
 
@@ -176,66 +166,28 @@ async fn probe(
     State(state): State<Arc<AppState>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    let customer_id = match uuid_parameter(&query, "customer_id") {
-        Ok(Some(id)) => id,
-        Ok(None) => return bad_request("customer_id parameter is missing".into()),
-        Err(message) => return bad_request(message),
-    };
-    let profile_id = match uuid_parameter(&query, "profile_id") {
-        Ok(id) => id,
-        Err(message) => return bad_request(message),
-    };
+) -> Result<Response, ProbeError> {
+    let customer_id = uuid_parameter(&query, "customer_id")?.ok_or(ProbeError::MissingCustomer)?;
+    let profile_id = uuid_parameter(&query, "profile_id")?;
     let pipeline = state.pipeline();
-    let targets: Arc<[ProfileTarget]> = pipeline
-        .rounds
-        .targets()
-        .iter()
-        .filter(|t| t.customer_id == customer_id)
-        .filter(|t| profile_id.as_ref().is_none_or(|p| t.profile_id == *p))
-        .cloned()
-        .collect();
-    let backup = pipeline.backup_snapshot();
-    // A customer without scan profiles still has its backup data.
-    let backup_only = profile_id.is_none() && backup.knows(&customer_id);
-    if targets.is_empty() && !backup_only {
-        return bad_request(match profile_id {
-            Some(profile_id) => format!(
-                "profile {profile_id} of customer {customer_id} is not a configured or discovered target"
-            ),
-            None => format!("customer {customer_id} has no configured or discovered scan profiles"),
-        });
-    }
+    let inputs = pipeline.probe_inputs(customer_id, profile_id)?;
     let budget = request_budget(&headers);
     let format = negotiated_format(&headers);
     // Probes of the same targets share a round, as scrapes do.
-    let snapshot = match targets.is_empty() {
+    let snapshot = match inputs.targets.is_empty() {
         true => Arc::new(Snapshot::default()),
-        false => pipeline.rounds.collect_targets(targets, budget).await,
+        false => {
+            let targets = Arc::clone(&inputs.targets);
+            pipeline.rounds.collect_targets(targets, budget).await
+        }
     };
-    let customer = pipeline.discovery_state().and_then(|discovery| {
-        discovery
-            .customers
-            .iter()
-            .find(|c| c.id.eq_ignore_ascii_case(&customer_id))
-            .cloned()
-    });
-    let states = pipeline.settings.metrics_last_status_state;
-    metrics_response(
-        encode_probe(
-            snapshot,
-            &customer_id,
-            customer,
-            pipeline.profile_details_state(),
-            backup,
-            states,
-            format,
-        )
-        .map(|exposition| exposition.with_last_status_state(states)),
+    let encoded = encode_probe(snapshot, inputs.sources, format);
+    Ok(metrics_response(
+        encoded,
         format,
         &state.probe_bodies,
         &headers,
-    )
+    ))
 }
 
 /// One entry of Prometheus' HTTP service discovery format.
