@@ -21,15 +21,17 @@ use crate::config::{ConfigError, ProfileTarget, ReportSchedule, Settings, proces
 use crate::discovery::{Discovery, TargetSource};
 use crate::metrics::{BuildInfo, ReloadMetrics, SharedBodies};
 use crate::profile_details::{ProfileDetails, ProfileSettings};
-use crate::refresher::{PanicCounts, Permits, Refresher};
+use crate::refresher::{PanicCounts, Refresher};
 use crate::report_schedule::{ReadFailure, ScheduledReports};
 use crate::sync::{read, write};
 
 mod collectors;
+mod reuse;
 mod serving;
 
 pub use collectors::BackupCollectors;
 use collectors::spawn_backup;
+use reuse::refresher_for;
 pub use serving::{ProbeError, ProbeInputs};
 
 /// Why a config could not be built into a pipeline.
@@ -160,91 +162,6 @@ impl Pipeline {
             profile_details,
             backup,
         })
-    }
-
-    /// Whether a pipeline for `settings` can keep this one's backup
-    /// collectors: same client, same customers, same collector settings.
-    fn can_share_backup(
-        &self,
-        settings: &Settings,
-        client: &Arc<ApiClient>,
-        discovery: &Option<Arc<Discovery>>,
-    ) -> bool {
-        let same_discovery = match (&self.discovery, discovery) {
-            (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
-            (None, None) => true,
-            _ => false,
-        };
-        Arc::ptr_eq(&self.client, client)
-            && same_discovery
-            && self.settings.customers == settings.customers
-            && self.settings.collectors == settings.collectors
-    }
-
-    /// This pipeline's details refresher, if the one for `settings` can
-    /// share it: same client, same targets (the same discovery, whose
-    /// updates it follows, and the same static list) and same interval.
-    fn reusable_details(
-        &self,
-        settings: &Settings,
-        client: &Arc<ApiClient>,
-        discovery: &Option<Arc<Discovery>>,
-    ) -> Option<Arc<ProfileDetails>> {
-        let running = self.profile_details.as_ref()?;
-        let same_discovery = match (&self.discovery, discovery) {
-            (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
-            (None, None) => true,
-            _ => false,
-        };
-        (Arc::ptr_eq(&self.client, client)
-            && same_discovery
-            && self.settings.targets == settings.targets
-            && self.settings.profile_details == settings.profile_details)
-            .then(|| Arc::clone(running))
-    }
-
-    /// This pipeline's discovery, if a pipeline for `settings` using
-    /// `client` can share it: same client, same discovery settings, same
-    /// static targets (which it merges in). Restarting it would cost a full
-    /// run of listing every customer for nothing.
-    fn reusable_discovery(
-        &self,
-        settings: &Settings,
-        client: &Arc<ApiClient>,
-    ) -> Option<Arc<Discovery>> {
-        let running = self.discovery.as_ref()?;
-        let (mine, theirs) = (
-            self.settings.discovery.as_ref()?,
-            settings.discovery.as_ref()?,
-        );
-        (Arc::ptr_eq(&self.client, client)
-            && mine.same_as(theirs)
-            && self.settings.targets == settings.targets)
-            .then(|| Arc::clone(running))
-    }
-}
-
-/// The refresher of a pipeline: `previous`'s when it keeps the client (one
-/// permit share per client: readers a reload keeps and readers it starts
-/// anew share it), else a new one. With `report_schedule` no scrape or
-/// probe asks AvePoint, so the background readers get the whole
-/// concurrency bound instead of a quarter.
-fn refresher_for(
-    settings: &Settings,
-    client: &Arc<ApiClient>,
-    panics: &PanicCounts,
-    previous: Option<&Pipeline>,
-) -> Refresher {
-    let scheduled = settings.collectors.report_schedule.is_some();
-    match previous {
-        Some(previous)
-            if Arc::ptr_eq(&previous.client, client)
-                && previous.settings.collectors.report_schedule.is_some() == scheduled =>
-        {
-            previous.refresher.clone()
-        }
-        _ if scheduled => Refresher::new(Permits::exactly(client.concurrency()), panics.clone()),
-        _ => Refresher::new(Permits::share_of(client.concurrency()), panics.clone()),
     }
 }
 
