@@ -1,13 +1,14 @@
 //! The AvePoint endpoints the exporter calls, as data: each one's label,
-//! method, path template and description ([`ApiEndpoint`]), and the typed
+//! method, path template, permission and description ([`ApiEndpoint`]), and the typed
 //! handles ([`Paged`], [`Get`]) that tie an endpoint to the wire type it
 //! answers with, so that one paged call and one get call of the client
 //! ([`ApiClient::page`](super::ApiClient::page),
 //! [`ApiClient::get`](super::ApiClient::get)) serve them all. A new
-//! endpoint is a variant, its four facts, a handle and a permission
-//! (`permissions.rs`): no new client method.
+//! endpoint is a variant, its five facts and a handle: no new client
+//! method.
 //!
-//! Imports only the wire types and `config`'s report path choice.
+//! Imports only the wire types and, from `config`, the report path choice
+//! and the permission names.
 
 use std::marker::PhantomData;
 
@@ -15,7 +16,10 @@ use super::backup::{BackupJob, CoverageItem};
 use super::details::ScanProfileDetails;
 use super::model::{Customer, ScanProfileSummary};
 use super::subscriptions::{CustomerServices, TenantUser};
-use crate::config::ProfileEndpoint;
+use crate::config::{
+    BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE, CUSTOMERS_SCOPE, LICENSE_SCOPE, ProfileEndpoint,
+    SCAN_PROFILES_SCOPE,
+};
 
 /// Which AvePoint endpoint a request went to (the `api_endpoint` label; not
 /// `endpoint`, which prometheus-operator sets on every ServiceMonitor target
@@ -97,6 +101,20 @@ impl ApiEndpoint {
             ApiEndpoint::TenantUsersBatch => {
                 "/partner/external/v3/general/customers/{customer}/tenants/{tenant}/cloud-backup-m365/users/batch"
             }
+        })
+    }
+
+    /// The permission the endpoint needs; `None` for the token endpoint.
+    pub fn permission(self) -> Option<&'static str> {
+        Some(match self {
+            ApiEndpoint::Token => return None,
+            ApiEndpoint::CustomersBatch => CUSTOMERS_SCOPE,
+            ApiEndpoint::BackupJobsBatch => BACKUP_JOBS_SCOPE,
+            ApiEndpoint::BackupCoverage | ApiEndpoint::TenantUsersBatch => BACKUP_COVERAGE_SCOPE,
+            ApiEndpoint::ServicesBatch => LICENSE_SCOPE,
+            ApiEndpoint::ScanProfile
+            | ApiEndpoint::ScanProfilesBatch
+            | ApiEndpoint::ProfileDetails => SCAN_PROFILES_SCOPE,
         })
     }
 

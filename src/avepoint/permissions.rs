@@ -9,28 +9,10 @@
 //! token with just the ones that work; the collectors needing the others
 //! fail alone, with an error naming the permission.
 //!
-//! Imports `avepoint::instrumentation` and `config` (the permission names).
+//! Which permission an endpoint needs is the endpoint's own data
+//! (`ApiEndpoint::permission`, `endpoint.rs`). Imports nothing of the crate.
 
 use std::future::Future;
-
-use super::endpoint::ApiEndpoint;
-use crate::config::{
-    BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE, CUSTOMERS_SCOPE, LICENSE_SCOPE, SCAN_PROFILES_SCOPE,
-};
-
-/// The permission an endpoint needs; `None` for the token endpoint.
-pub fn permission_of(endpoint: ApiEndpoint) -> Option<&'static str> {
-    match endpoint {
-        ApiEndpoint::Token => None,
-        ApiEndpoint::CustomersBatch => Some(CUSTOMERS_SCOPE),
-        ApiEndpoint::BackupJobsBatch => Some(BACKUP_JOBS_SCOPE),
-        ApiEndpoint::BackupCoverage | ApiEndpoint::TenantUsersBatch => Some(BACKUP_COVERAGE_SCOPE),
-        ApiEndpoint::ServicesBatch => Some(LICENSE_SCOPE),
-        ApiEndpoint::ScanProfile | ApiEndpoint::ScanProfilesBatch | ApiEndpoint::ProfileDetails => {
-            Some(SCAN_PROFILES_SCOPE)
-        }
-    }
-}
 
 /// The items of a scope string, each once, in order.
 pub fn scope_items(scope: &str) -> Vec<String> {

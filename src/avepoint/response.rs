@@ -13,7 +13,6 @@ use super::error::ApiError;
 use super::http::{BodyError, read_body_limited, redirect_target, sanitize};
 use super::model::ApiErrorBody;
 use super::pacing::parse_retry_after;
-use super::permissions::permission_of;
 use super::scrub::scrub;
 use super::token::AccessToken;
 use crate::config::ProfileEndpoint;
@@ -53,7 +52,9 @@ pub(super) async fn status_error(
         // never asked for), so the app may be limited to some customers.
         StatusCode::FORBIDDEN => format!(
             "the app registration lacks the permission {}, or may not access this customer (an app registration can be limited to some customers or customer groups); check both in Elements > API app registration",
-            permission_of(endpoint).unwrap_or(crate::config::SCAN_PROFILES_SCOPE)
+            endpoint
+                .permission()
+                .unwrap_or(crate::config::SCAN_PROFILES_SCOPE)
         ),
         StatusCode::NOT_FOUND if endpoint == ApiEndpoint::ProfileDetails => {
             "customer or scan profile not found; check the ids".to_owned()

@@ -25,7 +25,7 @@ use super::certificate::CLIENT_ASSERTION_TYPE;
 use super::endpoint::ApiEndpoint;
 use super::http::{error_chain, read_body_limited, redirect_target};
 use super::instrumentation::ApiMetrics;
-use super::permissions::{Negotiated, negotiate, permission_of, scope_items};
+use super::permissions::{Negotiated, negotiate, scope_items};
 use super::scrub::{json_error_text, scrub};
 use super::token_response::{AuthError, OAuthError, TokenResponse};
 use crate::config::{AvePointSettings, Credential};
@@ -128,7 +128,7 @@ impl TokenSource {
     /// refused the permission that call needs, [`AuthError::PermissionMissing`]
     /// (the call is not sent: AvePoint would answer 403).
     pub async fn token_for(&self, endpoint: ApiEndpoint) -> Result<AccessToken, AuthError> {
-        let needed = permission_of(endpoint);
+        let needed = endpoint.permission();
         let lacking =
             |missing: &[String]| needed.filter(|needed| missing.iter().any(|m| m == needed));
         match self.cached_or_fresh().await {
