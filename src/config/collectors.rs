@@ -67,6 +67,19 @@ impl CollectorKind {
             CollectorKind::Subscriptions => LICENSE_SCOPE,
         }
     }
+
+    /// Whether an explicit `avepoint.scope` must hold [`Self::scope`] when
+    /// the collector is enabled. Not for scan profiles: scopes written
+    /// before collectors existed may spell theirs differently and work.
+    pub fn scope_checked(self) -> bool {
+        match self {
+            CollectorKind::ScanProfiles => false,
+            CollectorKind::BackupJobs
+            | CollectorKind::BackupCoverage
+            | CollectorKind::ProtectedUsers
+            | CollectorKind::Subscriptions => true,
+        }
+    }
 }
 
 /// Which collectors run.

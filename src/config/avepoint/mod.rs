@@ -334,17 +334,9 @@ fn checked_scope(
     }
     let mut required = vec![(discovery_enabled, CUSTOMERS_SCOPE, "discovery".to_owned())];
     for kind in CollectorKind::ALL {
-        let checked = match kind {
-            // Not checked: scopes written before collectors existed may
-            // spell it differently and work.
-            CollectorKind::ScanProfiles => false,
-            CollectorKind::BackupJobs
-            | CollectorKind::BackupCoverage
-            | CollectorKind::ProtectedUsers
-            | CollectorKind::Subscriptions => true,
-        };
         let what = format!("collectors.{}", kind.name());
-        required.push((checked && collectors.enabled(kind), kind.scope(), what));
+        let wanted = kind.scope_checked() && collectors.enabled(kind);
+        required.push((wanted, kind.scope(), what));
     }
     for (wanted, permission, what) in required {
         if wanted && !scope.split_whitespace().any(|s| s == permission) {
