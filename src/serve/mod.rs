@@ -15,6 +15,7 @@
 //! - `limits`: the cap from the open-files limit; accept back-off.
 //! - `listen`: binding the listen addresses, or taking systemd's sockets.
 
+mod closing;
 mod connection;
 mod connections;
 mod limits;
@@ -32,9 +33,10 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::web_config::WebConfigHandle;
+pub use closing::SHED_GRACE;
+use closing::Timeouts;
 use connection::Connection;
-pub use connections::SHED_GRACE;
-use connections::{Timeouts, Tracker};
+use connections::Tracker;
 use limits::AcceptErrors;
 pub use listen::{ListenError, bind, bind_all, overlap, resolve_listen_address, systemd_listeners};
 pub use responses::{MAX_RESPONSES, MAX_RESPONSES_PER_ADDRESS, ResponseLimits};
