@@ -1,5 +1,6 @@
-//! The backup collectors: each customer's backup jobs and protection
-//! coverage, read in the background on their own cadence (backups run a
+//! The per-customer collectors (backup jobs in `jobs`, protection coverage
+//! in `coverage`, protected users in `users`, subscriptions in
+//! `subscriptions`; this file holds what they share), read in the background on their own cadence (backups run a
 //! few times a day, not per scrape) and served from memory, so a scrape
 //! never waits for them.
 //!
@@ -15,7 +16,7 @@
 //! Imports `config`, `avepoint`, `discovery` and `refresher`; never
 //! `collect`, `metrics` or above.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -23,13 +24,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 
-use reqwest::StatusCode;
-
-use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob, job_type_filter};
-use crate::avepoint::endpoint::{self, BACKUP_JOBS};
-use crate::avepoint::{ApiClient, ApiError};
-use crate::config::BackupCollectorSettings;
-use crate::discovery::{DiscoveryError, LimitCounter, LimitHits, ListBounds, list_all};
+use crate::discovery::LimitHits;
 use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule, Task};
 
 /// Customers read at the same time by one collector.
@@ -41,13 +36,17 @@ const PAGE_SIZE: u32 = 100;
 /// of lines a refresh.
 const FAILURES_LOGGED: usize = 5;
 
+mod coverage;
 mod customers;
+mod jobs;
 mod reduce;
 mod snapshot;
 pub mod subscriptions;
 mod users;
 
+pub use coverage::spawn_coverage;
 pub use customers::CustomerSource;
+pub use jobs::{JobsQuery, read_customer_jobs, spawn_jobs};
 pub use snapshot::BackupSnapshot;
 pub use users::{TenantUsers, UserCount, count_users, spawn_users};
 
@@ -55,7 +54,6 @@ pub use reduce::{
     Coverage, LatestJob, MAX_ROWS_PER_CUSTOMER, OBJECT_RESULTS, Successes, coverage_rows,
     fold_coverage, fold_jobs, latest_jobs,
 };
-use reduce::{coverage_key, job_key};
 
 /// One customer's result in one collector.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,44 +103,6 @@ trait Refresh: Send + 'static {
         customers: Vec<String>,
         permits: Permits,
     ) -> impl Future<Output = CollectorState<Self::Item>> + Send + '_;
-}
-
-/// Start the backup jobs collector: every customer's job list, reduced to
-/// the latest job per (type, module).
-pub fn spawn_jobs(
-    refresher: &Refresher,
-    client: Arc<ApiClient>,
-    customers: CustomerSource,
-    settings: &BackupCollectorSettings,
-) -> BackgroundCollector<LatestJob> {
-    let jobs = Jobs {
-        client,
-        successes: Successes::new(),
-        query: JobsQuery::AllTypes,
-        max_items: settings.max_items_per_list,
-    };
-    spawn(
-        refresher,
-        "backup_jobs",
-        settings.refresh_interval,
-        customers,
-        jobs,
-    )
-}
-
-/// Start the protection coverage collector.
-pub fn spawn_coverage(
-    refresher: &Refresher,
-    client: Arc<ApiClient>,
-    customers: CustomerSource,
-    settings: &BackupCollectorSettings,
-) -> BackgroundCollector<Coverage> {
-    let reader = CoverageReader {
-        client,
-        max_items: settings.max_items_per_list,
-    };
-    let interval = settings.refresh_interval;
-    spawn(refresher, "backup_coverage", interval, customers, reader)
 }
 
 /// A collector as the refresher's reader: a refresh at once, then every
@@ -209,176 +169,6 @@ fn spawn<R: Refresh>(
     };
     let (state, task) = refresher.spawn(collector, CollectorState::default());
     BackgroundCollector { state, _task: task }
-}
-
-struct Jobs {
-    client: Arc<ApiClient>,
-    successes: Successes,
-    /// How the list is asked for: learned from the first `400` to `{}`.
-    query: JobsQuery,
-    /// `discovery.max_items_per_list`.
-    max_items: usize,
-}
-
-/// How a customer's job list is asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobsQuery {
-    /// One list with body `{}`: every job type and module.
-    AllTypes,
-    /// One list per documented backup job type (`{"jobType": 7}`, ...),
-    /// when AvePoint answers `400` to `{}`: the endpoint is documented as
-    /// returning jobs "for a specific job type and module".
-    PerJobType,
-}
-
-impl JobsQuery {
-    /// How `check` describes it.
-    pub fn describe(self) -> &'static str {
-        match self {
-            JobsQuery::AllTypes => "one request for all job types (body {})",
-            JobsQuery::PerJobType => {
-                "one request per backup job type (body {\"jobType\": N}; {} was refused)"
-            }
-        }
-    }
-}
-
-/// Every job of one customer, asked for as `query` says; when `{}` is
-/// refused with a `400`, asked again per job type. Returns the jobs and
-/// the query that worked.
-pub async fn read_customer_jobs(
-    client: &ApiClient,
-    customer: &str,
-    query: JobsQuery,
-    permits: &Permits,
-    bounds: ListBounds<'_>,
-) -> Result<(Vec<BackupJob>, JobsQuery), DiscoveryError> {
-    // One list: every job type (`None`, body `{}`) or one.
-    let list_jobs = |job_type: Option<i64>| {
-        let list = match job_type {
-            None => format!("backup jobs of customer {customer}"),
-            Some(job_type) => format!("backup jobs of type {job_type} of customer {customer}"),
-        };
-        let filter = job_type_filter(job_type);
-        async move {
-            list_all(
-                &list,
-                bounds,
-                |page, size| {
-                    let jobs = client.filtered_page(BACKUP_JOBS, [customer], &filter, page, size);
-                    permits.hold(jobs)
-                },
-                job_key,
-            )
-            .await
-        }
-    };
-    if query == JobsQuery::AllTypes {
-        match list_jobs(None).await {
-            Err(DiscoveryError::Api {
-                source: ApiError::Status { status, .. },
-                ..
-            }) if status == StatusCode::BAD_REQUEST => {
-                tracing::info!(
-                    customer_id = %customer,
-                    "the backup jobs endpoint refused a request for all job types (400); asking per job type from now on"
-                );
-            }
-            other => return other.map(|jobs| (jobs, JobsQuery::AllTypes)),
-        }
-    }
-    let mut jobs = Vec::new();
-    for job_type in BACKUP_JOB_TYPES {
-        jobs.extend(list_jobs(Some(job_type)).await?);
-    }
-    Ok((jobs, JobsQuery::PerJobType))
-}
-
-impl Refresh for Jobs {
-    type Item = LatestJob;
-
-    async fn refresh(
-        &mut self,
-        customers: Vec<String>,
-        permits: Permits,
-    ) -> CollectorState<LatestJob> {
-        let (client, permits) = (&self.client, &permits);
-        let query = self.query;
-        let counter = LimitCounter::default();
-        let bounds = ListBounds {
-            page_size: PAGE_SIZE,
-            max_items: self.max_items,
-            counter: &counter,
-        };
-        let results = read_customers(customers, |customer| async move {
-            read_customer_jobs(client, &customer, query, permits, bounds).await
-        })
-        .await;
-        if results
-            .iter()
-            .any(|(_, result)| matches!(result, Ok((_, JobsQuery::PerJobType))))
-        {
-            self.query = JobsQuery::PerJobType;
-        }
-        let read: HashSet<&str> = results.iter().map(|(c, _)| c.as_str()).collect();
-        self.successes.retain_customers(&read);
-        let successes = &mut self.successes;
-        let mut state = CollectorState::from_results(results, |customer, (jobs, _)| {
-            let (rows, folded) = fold_jobs(latest_jobs(customer, &jobs, successes));
-            if folded {
-                counter.rows_folded();
-            }
-            rows
-        });
-        state.limit_hits = counter.hits();
-        state
-    }
-}
-
-struct CoverageReader {
-    client: Arc<ApiClient>,
-    /// `discovery.max_items_per_list`.
-    max_items: usize,
-}
-
-impl Refresh for CoverageReader {
-    type Item = Coverage;
-
-    async fn refresh(
-        &mut self,
-        customers: Vec<String>,
-        permits: Permits,
-    ) -> CollectorState<Coverage> {
-        let (client, permits) = (&self.client, &permits);
-        let counter = LimitCounter::default();
-        let bounds = ListBounds {
-            page_size: PAGE_SIZE,
-            max_items: self.max_items,
-            counter: &counter,
-        };
-        let results = read_customers(customers, |customer| async move {
-            let list = format!("protection coverage of customer {customer}");
-            list_all(
-                &list,
-                bounds,
-                |page, size| {
-                    permits.hold(client.page(endpoint::BACKUP_COVERAGE, [&customer], page, size))
-                },
-                coverage_key,
-            )
-            .await
-        })
-        .await;
-        let mut state = CollectorState::from_results(results, |_, items| {
-            let (rows, folded) = fold_coverage(coverage_rows(&items));
-            if folded {
-                counter.rows_folded();
-            }
-            rows
-        });
-        state.limit_hits = counter.hits();
-        state
-    }
 }
 
 /// Read every customer with `read`, [`CUSTOMER_CONCURRENCY`] at a time.
