@@ -39,6 +39,7 @@ mod handle;
 mod parse;
 mod pool;
 mod tls;
+mod tls_names;
 
 pub use auth::{REALM, UNAUTHENTICATED_PATHS, protect};
 pub use handle::WebConfigHandle;
