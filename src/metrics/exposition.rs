@@ -5,7 +5,8 @@ use std::sync::{Arc, Weak};
 
 use prometheus_client::registry::Registry;
 
-use super::backup::{BackupCollector, CollectorHealth};
+use super::backup::BackupCollector;
+use super::collector_health::CollectorHealth;
 use super::customers::{CustomerCollector, DiscoveryCollector};
 use super::details::{DetailFamilies, DetailsCollector};
 use super::exporter::{

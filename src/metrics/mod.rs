@@ -9,6 +9,7 @@
 //! fresh registry per scrape. Must not import `web`, `serve` or `state`.
 
 mod backup;
+mod collector_health;
 mod customers;
 mod details;
 mod exporter;
