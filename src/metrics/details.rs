@@ -16,7 +16,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use super::Format;
 use super::gauges::{NO_LABELS, encode_counter, encode_gauges, encode_last_success};
-use super::profiles::{CHUNK_BYTES, push_escaped, push_float};
+use super::lines::{CHUNK_BYTES, open_series, push_float};
 use crate::collect::Snapshot;
 use crate::config::ProfileTarget;
 use crate::profile_details::{ProfileDetailsState, ProfileSettings};
@@ -149,12 +149,7 @@ fn flag_line(out: &mut String, name: &str, target: &ProfileTarget, value: Option
 
 /// `name{customer_id="...",profile_id="..."<extra>} value`.
 fn line(out: &mut String, name: &str, target: &ProfileTarget, extra: &str, value: f64) {
-    out.push_str(name);
-    out.push_str("{customer_id=\"");
-    push_escaped(out, &target.customer_id);
-    out.push_str("\",profile_id=\"");
-    push_escaped(out, &target.profile_id);
-    out.push('"');
+    open_series(out, name, target);
     out.push_str(extra);
     out.push_str("} ");
     push_float(out, value);

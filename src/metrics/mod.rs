@@ -16,6 +16,7 @@ mod exporter;
 mod exposition;
 mod format;
 mod gauges;
+mod lines;
 mod process;
 pub mod profiles;
 mod schedule;

@@ -5,22 +5,19 @@
 //! profiles these are 240,000 series (150,000 of them the status state set),
 //! and the generic per-label encoding took three times the 15 ms budget and
 //! one 38 MB string per scrape (BENCHMARKS.md). Here each profile's id
-//! labels are escaped once per line with a fast path for the common case,
-//! and output goes out in chunks of about [`CHUNK_BYTES`]. The same tests
+//! labels are escaped once per line with a fast path for the common case
+//! (`lines.rs`), and output goes out in chunks of about `CHUNK_BYTES`. The same tests
 //! check these lines as everything else: exact values, promtool and the
 //! reference parsers of both formats.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::Format;
+use super::lines::{CHUNK_BYTES, line_float, line_int, open_series, push_escaped};
 use crate::avepoint::ScanStatus;
 use crate::avepoint::model::{ScanProfileReport, scan_mode_label};
 use crate::collect::{ProfileResult, Snapshot};
 use crate::config::LastStatusState;
-
-/// Output is handed out in pieces of about this size.
-pub const CHUNK_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
@@ -158,48 +155,57 @@ impl Family {
         let name = self.name();
         let report = result.outcome.as_ref().ok();
         match (self, report) {
-            (Family::Up, _) => line_int(out, name, result, i64::from(report.is_some())),
-            (Family::FetchDuration, _) => {
-                line_float(out, name, result, result.fetch_duration.as_secs_f64())
-            }
+            (Family::Up, _) => line_int(out, name, &result.target, i64::from(report.is_some())),
+            (Family::FetchDuration, _) => line_float(
+                out,
+                name,
+                &result.target,
+                result.fetch_duration.as_secs_f64(),
+            ),
             (Family::CacheAge, _) => {
                 if let Some(age) = result.cache_age {
-                    line_float(out, name, result, age.as_secs_f64());
+                    line_float(out, name, &result.target, age.as_secs_f64());
                 }
             }
             (Family::LastRead, _) => {
                 if let Some(at) = result.read.and_then(|read| read.last_success) {
-                    line_float(out, name, result, system_seconds(at));
+                    line_float(out, name, &result.target, system_seconds(at));
                 }
             }
             (Family::NextRead, _) => {
                 if let Some(read) = result.read {
-                    line_float(out, name, result, system_seconds(read.next_read));
+                    line_float(out, name, &result.target, system_seconds(read.next_read));
                 }
             }
             (_, None) => {}
             (Family::Info, Some(report)) => info_line(out, result, report),
-            (Family::NewRegistered, Some(report)) => {
-                line_int(out, name, result, report.new_registered_content_count)
-            }
+            (Family::NewRegistered, Some(report)) => line_int(
+                out,
+                name,
+                &result.target,
+                report.new_registered_content_count,
+            ),
             (Family::Moved, Some(report)) => {
-                line_int(out, name, result, report.moved_to_another_container)
+                line_int(out, name, &result.target, report.moved_to_another_container)
             }
-            (Family::Removed, Some(report)) => {
-                line_int(out, name, result, report.removed_from_m365_or_out_of_policy)
-            }
+            (Family::Removed, Some(report)) => line_int(
+                out,
+                name,
+                &result.target,
+                report.removed_from_m365_or_out_of_policy,
+            ),
             (Family::LastStatus, Some(report)) => {
-                line_int(out, name, result, report.last_scan_status)
+                line_int(out, name, &result.target, report.last_scan_status)
             }
             (Family::State, Some(report)) => state_lines(out, result, report, states),
             (Family::LastUpdate, Some(report)) => {
                 if let Some(at) = report.last_update_time {
-                    line_float(out, name, result, unix_seconds(at));
+                    line_float(out, name, &result.target, unix_seconds(at));
                 }
             }
             (Family::Modified, Some(report)) => {
                 if let Some(at) = report.modified_time {
-                    line_float(out, name, result, unix_seconds(at));
+                    line_float(out, name, &result.target, unix_seconds(at));
                 }
             }
         }
@@ -299,71 +305,8 @@ impl Iterator for ProfileFamilies {
     }
 }
 
-/// Append a label value, escaped as both text formats require.
-pub(super) fn push_escaped(out: &mut String, value: &str) {
-    // Bytes, not chars: every id and name of every scrape passes here, and
-    // the three characters are ASCII (a UTF-8 continuation byte never
-    // equals one of them).
-    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
-        out.push_str(value);
-        return;
-    }
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// `name{customer_id="...",profile_id="..."` (no closing brace).
-fn open_series(out: &mut String, name: &str, result: &ProfileResult) {
-    out.push_str(name);
-    out.push_str("{customer_id=\"");
-    push_escaped(out, &result.target.customer_id);
-    out.push_str("\",profile_id=\"");
-    push_escaped(out, &result.target.profile_id);
-    out.push('"');
-}
-
-fn line_int(out: &mut String, name: &str, result: &ProfileResult, value: i64) {
-    open_series(out, name, result);
-    out.push_str("} ");
-    out.push_str(itoa::Buffer::new().format(value));
-    out.push('\n');
-}
-
-fn line_float(out: &mut String, name: &str, result: &ProfileResult, value: f64) {
-    open_series(out, name, result);
-    out.push_str("} ");
-    push_float(out, value);
-    out.push('\n');
-}
-
-/// Integers an `f64` holds exactly (2^53): below this a whole value
-/// prints as the integer it is.
-const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
-
-/// Rust's `Display` gives the shortest round-trip decimal, never an
-/// exponent; only the non-finite values need the exposition's spelling.
-pub(super) fn push_float(out: &mut String, value: f64) {
-    if value.is_nan() {
-        out.push_str("NaN");
-    } else if value.is_infinite() {
-        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
-    } else if value.fract() == 0.0 && value.abs() < MAX_EXACT_INTEGER && !value.is_sign_negative() {
-        // Whole seconds and counts: the same digits `Display` writes, in
-        // a fraction of the time (most values of a scrape are these).
-        out.push_str(itoa::Buffer::new().format(value as i64));
-    } else {
-        let _ = write!(out, "{value}");
-    }
-}
-
 fn info_line(out: &mut String, result: &ProfileResult, report: &ScanProfileReport) {
-    open_series(out, Family::Info.name(), result);
+    open_series(out, Family::Info.name(), &result.target);
     out.push_str(",profile_name=\"");
     push_escaped(out, &report.profile_name);
     out.push_str("\",tenant_id=\"");
@@ -387,7 +330,7 @@ fn state_lines(
     }
     // Fifteen lines share everything up to the state's value: escape once.
     let mut prefix = String::with_capacity(160);
-    open_series(&mut prefix, Family::State.name(), result);
+    open_series(&mut prefix, Family::State.name(), &result.target);
     prefix.push_str(",state=\"");
     for status in ScanStatus::ALL {
         if states == LastStatusState::Current && current != Some(status) {
@@ -407,29 +350,6 @@ fn state_lines(
 mod tests {
     use super::*;
 
-    #[test]
-    fn floats_are_written_as_display_writes_them_fast_path_or_not() {
-        for value in [
-            0.0,
-            -0.0,
-            1.0,
-            -3.0,
-            0.25,
-            1_764_672_000.0,
-            1_764_672_000.123,
-            9_007_199_254_740_991.0,
-            9_007_199_254_740_992.0,
-            1e21,
-            f64::MIN_POSITIVE,
-        ] {
-            let mut out = String::new();
-            push_float(&mut out, value);
-            assert_eq!(out, value.to_string(), "{value:?}");
-        }
-        let mut out = String::new();
-        push_escaped(&mut out, "a\\b\"c\nd é");
-        assert_eq!(out, "a\\\\b\\\"c\\nd é");
-    }
     use crate::collect::FetchError;
     use crate::config::ProfileTarget;
     use std::time::Duration;
@@ -547,15 +467,5 @@ mod tests {
             2000 * 15
         );
         assert!(text.ends_with('\n'));
-    }
-
-    #[test]
-    fn floats_use_the_exposition_spelling() {
-        let mut out = String::new();
-        for value in [0.1, 1e21, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, -0.5] {
-            push_float(&mut out, value);
-            out.push(' ');
-        }
-        assert_eq!(out, "0.1 1000000000000000000000 +Inf -Inf NaN -0.5 ");
     }
 }
