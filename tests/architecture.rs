@@ -122,7 +122,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Longest file in `src/`, in lines.
-const MAX_FILE_LINES: usize = 600;
+const MAX_FILE_LINES: usize = 500;
 /// Longest function in `src/`, in lines.
 const MAX_FUNCTION_LINES: usize = 80;
 
