@@ -211,7 +211,7 @@ async fn a_certificate_that_is_not_registered_sets_every_profile_down_and_says_w
         let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
         assert_eq!(snapshot.failures(), snapshot.profiles.len());
         let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
-        assert_eq!(error.status, "auth");
+        assert_eq!(error.kind, "auth");
         assert_eq!(
             error.message,
             format!(

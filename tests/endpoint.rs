@@ -132,7 +132,7 @@ async fn a_profile_neither_path_knows_is_reported_as_not_existing() {
         .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].0.profile_id, unknown.1);
-    assert_eq!(failed[0].1.status, "404");
+    assert_eq!(failed[0].1.kind, "404");
     assert!(
         failed[0].1.message.starts_with(
             "HTTP 404 Not Found: customer or scan profile not found: neither the scan-profiles-v2 nor the changes path knows it; check the ids"

@@ -280,7 +280,7 @@ async fn wrong_secret_sets_every_profile_down_and_says_why() {
         1
     );
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
-    assert_eq!(error.status, "auth");
+    assert_eq!(error.kind, "auth");
     assert_eq!(
         error.message,
         "token endpoint rejected the client credentials (HTTP 401 Unauthorized, invalid_client: unknown client or wrong secret): check avepoint.client_id and the client secret"
@@ -384,7 +384,7 @@ async fn a_403_names_the_permission_and_the_customer_limit() {
     let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
     assert_eq!(snapshot.failures(), 1);
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
-    assert_eq!(error.status, "403");
+    assert_eq!(error.kind, "403");
     assert!(
         error.message.starts_with("HTTP 403 Forbidden: the app registration lacks the permission elements.scanprofiles.read.all, or may not access this customer (an app registration can be limited to some customers or customer groups); check both in Elements > API app registration (AvePoint says: injected fault) [request-id sim-"),
         "{}",
@@ -405,7 +405,7 @@ async fn a_400_quotes_the_causes_of_the_error_body() {
     );
     let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
-    assert_eq!(error.status, "400");
+    assert_eq!(error.kind, "400");
     assert!(
         error.message.starts_with(
             "HTTP 400 Bad Request: AvePoint refused the request as invalid (AvePoint says: Bad Request: \
@@ -456,7 +456,7 @@ async fn unknown_profile_is_a_404_that_names_the_other_endpoint_and_spares_the_o
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].target.profile_id, unknown.1);
     let error = failed[0].outcome.as_ref().unwrap_err();
-    assert_eq!(error.status, "404");
+    assert_eq!(error.kind, "404");
     assert!(error.request_id.as_deref().unwrap().starts_with("sim-"));
     assert!(
         error.message.starts_with("HTTP 404 Not Found: customer or scan profile not found on the scan-profiles-v2 endpoint; check the ids, or try `avepoint.endpoint: changes`"),
@@ -491,7 +491,7 @@ async fn one_profile_fails(fault: Fault, status: &str, message_start: &str) -> H
 
     let snapshot = harness.state.rounds().collect(Duration::from_secs(3)).await;
     let error = snapshot.profiles[1].outcome.as_ref().unwrap_err();
-    assert_eq!(error.status, status, "{}", error.message);
+    assert_eq!(error.kind, status, "{}", error.message);
     assert!(
         error.message.starts_with(message_start),
         "{}",

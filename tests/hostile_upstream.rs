@@ -37,7 +37,7 @@ async fn a_redirecting_token_endpoint_gets_no_second_request_and_no_secret() {
     let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
     assert_eq!(snapshot.failures(), snapshot.profiles.len());
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
-    assert_eq!(error.status, "auth");
+    assert_eq!(error.kind, "auth");
     assert_eq!(
         error.message,
         format!(
@@ -72,7 +72,7 @@ async fn an_api_redirect_is_an_error_naming_where_it_pointed() {
         .find(|p| p.target.profile_id == profile)
         .and_then(|p| p.outcome.as_ref().err())
         .expect("the redirected profile failed");
-    assert_eq!(error.status, "302");
+    assert_eq!(error.kind, "302");
     assert!(
         error.message.starts_with(&format!(
             "HTTP 302 Found: a redirect to {target}, not followed: AvePoint's API does not redirect"
@@ -120,7 +120,7 @@ async fn an_api_refusing_every_token_costs_two_token_requests_then_a_pause() {
     assert_eq!(tokens(), 2, "the next scrape asked for tokens again");
     assert_eq!(profile_requests(), sent, "requests were sent with no hope");
     let error = second.profiles[100].outcome.as_ref().unwrap_err();
-    assert_eq!(error.status, "auth");
+    assert_eq!(error.kind, "auth");
     assert!(
         error
             .message

@@ -170,7 +170,7 @@ async fn every_permission_missing_names_the_one_each_collector_needs() {
     assert_eq!(snapshot.failures(), 9);
     for profile in &snapshot.profiles {
         let error = profile.outcome.as_ref().unwrap_err();
-        assert_eq!(error.status, "auth");
+        assert_eq!(error.kind, "auth");
         assert_eq!(
             error.message,
             "the app registration lacks elements.scanprofiles.read.all; grant it in Elements > API app registration"

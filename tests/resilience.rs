@@ -106,7 +106,7 @@ async fn long_retry_after_fails_fast_and_the_back_off_spares_the_api() {
     assert_eq!(requests(&harness), 9);
     let snapshot = harness.state.rounds().collect(Duration::from_secs(2)).await;
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
-    assert_eq!(error.status, "backoff");
+    assert_eq!(error.kind, "backoff");
     assert!(
         error
             .message
@@ -225,7 +225,7 @@ async fn connection_reset_mid_response_is_retried_and_fails_only_that_profile() 
     harness.sim.set_fault(&profile, Fault::Reset);
     let snapshot = harness.state.rounds().collect(Duration::from_secs(3)).await;
     let error = snapshot.profiles[5].outcome.as_ref().unwrap_err();
-    assert_eq!(error.status, "error");
+    assert_eq!(error.kind, "error");
     assert!(
         error.message.starts_with("request failed: ")
             && error.message.contains("connection closed"),
@@ -256,7 +256,7 @@ async fn huge_bodies_are_refused_not_buffered() {
         .set_fault(&profile, Fault::Huge(3 * 1024 * 1024));
     let snapshot = harness.state.rounds().collect(Duration::from_secs(3)).await;
     let error = snapshot.profiles[6].outcome.as_ref().unwrap_err();
-    assert_eq!(error.status, "invalid_body");
+    assert_eq!(error.kind, "invalid_body");
     assert!(
         error
             .message

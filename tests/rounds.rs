@@ -174,7 +174,7 @@ async fn a_short_caller_joining_gets_what_the_round_has_so_far() {
     assert_eq!(fetched, [0, 1, 2, 3]);
     for result in short.profiles.iter().filter(|p| p.outcome.is_err()) {
         let error = result.outcome.as_ref().unwrap_err();
-        assert_eq!(error.status, "deadline");
+        assert_eq!(error.kind, "deadline");
         assert_eq!(
             error.message,
             "not fetched yet when this caller's deadline passed; the round goes on for the others"
@@ -323,7 +323,7 @@ async fn round_timeout_bounds_the_round_whatever_the_header() {
     );
     let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
-    assert_eq!(error.status, "deadline");
+    assert_eq!(error.kind, "deadline");
     assert_eq!(
         error.message,
         "no answer within avepoint.round_timeout (1s)"

@@ -153,7 +153,7 @@ async fn a_body_over_the_cap_fails_only_its_profile_naming_the_cap() {
         .collect(Duration::from_secs(60))
         .await;
     let failure = snapshot.profiles[6].outcome.as_ref().unwrap_err();
-    assert_eq!(failure.status, "invalid_body");
+    assert_eq!(failure.kind, "invalid_body");
     assert!(
         failure.message.starts_with(
             "invalid response body: response body larger than avepoint.max_response_bytes (4194304 bytes), refused [request-id sim-"
@@ -209,7 +209,7 @@ async fn a_body_below_the_minimum_rate_is_given_up_early_and_a_slow_one_above_it
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
     let failure = snapshot.profiles[2].outcome.as_ref().unwrap_err();
-    assert_eq!(failure.status, "timeout");
+    assert_eq!(failure.kind, "timeout");
     assert!(
         failure
             .message

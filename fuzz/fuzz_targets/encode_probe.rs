@@ -17,7 +17,7 @@ use avepoint_exporter::avepoint::{FailureKind, ScanProfileReport};
 use avepoint_exporter::backup::BackupSnapshot;
 use avepoint_exporter::collect::{FetchError, ProfileResult, ReadTimes, Snapshot};
 use avepoint_exporter::config::{LastStatusState, ProfileTarget};
-use avepoint_exporter::metrics::{Format, encode_probe};
+use avepoint_exporter::metrics::{Format, ProbeSources, encode_probe};
 use libfuzzer_sys::fuzz_target;
 use time::OffsetDateTime;
 
@@ -122,7 +122,7 @@ fn snapshot(input: Input) -> (Snapshot, Option<Customer>) {
                 }),
                 Err((kind, request_id, message)) => Err(FetchError {
                     // The kind never reaches the exposition; any will do.
-                    status: FAILURE_KINDS[usize::from(kind) % FAILURE_KINDS.len()],
+                    kind: FAILURE_KINDS[usize::from(kind) % FAILURE_KINDS.len()],
                     request_id,
                     message,
                 }),
@@ -250,16 +250,14 @@ fuzz_target!(|input: Input| {
         })
         .unwrap_or_default();
     let encode = |snapshot: Arc<Snapshot>, customer: Option<Customer>| {
-        encode_probe(
-            snapshot,
-            &customer_id,
+        let sources = ProbeSources {
+            customer_id: customer_id.clone(),
             customer,
-            None,
-            BackupSnapshot::default(),
-            states,
-            format,
-        )
-        .expect("encoding into a String does not fail")
+            details: None,
+            backup: BackupSnapshot::default(),
+            last_status_state: states,
+        };
+        encode_probe(snapshot, sources, format).expect("encoding into a String does not fail")
     };
     let chunked: String = encode(Arc::clone(&snapshot), customer.clone()).collect();
     check(&chunked, format);

@@ -186,7 +186,7 @@ impl Round {
                         target: target.clone(),
                         fetch_duration: elapsed,
                         outcome: Err(FetchError {
-                            status: FailureKind::Deadline,
+                            kind: FailureKind::Deadline,
                             request_id: None,
                             message: pending.into(),
                         }),
@@ -247,7 +247,7 @@ async fn collect_round(
             result
                 .outcome
                 .as_ref()
-                .is_err_and(|error| error.status == FailureKind::Backoff)
+                .is_err_and(|error| error.kind == FailureKind::Backoff)
         })
         .count();
     if skipped > 0 {
@@ -298,19 +298,19 @@ async fn fetch_one(
             Ok(Ok(report)) => Ok(report),
             Ok(Err(error)) => Err(FetchError::from(&error)),
             Err(_) => Err(FetchError {
-                status: FailureKind::Deadline,
+                kind: FailureKind::Deadline,
                 request_id: None,
                 message: timeout_message.into(),
             }),
         };
     // During a back-off nothing was sent; the round logs that once.
     if let Err(error) = &outcome
-        && error.status != FailureKind::Backoff
+        && error.kind != FailureKind::Backoff
     {
         tracing::warn!(
             customer_id = %target.customer_id,
             profile_id = %target.profile_id,
-            status = %error.status,
+            status = %error.kind,
             request_id = error.request_id.as_deref().unwrap_or("-"),
             error = %error.message,
             "scan profile fetch failed"

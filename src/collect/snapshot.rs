@@ -62,7 +62,7 @@ pub struct ProfileResult {
 pub struct FetchError {
     /// What kind of failure; its label is an HTTP status code, `timeout`,
     /// `error`, `auth`, `backoff`, `invalid_body` or `deadline`.
-    pub status: FailureKind,
+    pub kind: FailureKind,
     /// AvePoint's request id, when a response carried one.
     pub request_id: Option<String>,
     /// The full error text, safe to show.
@@ -72,7 +72,7 @@ pub struct FetchError {
 impl From<&ApiError> for FetchError {
     fn from(error: &ApiError) -> Self {
         FetchError {
-            status: error.kind(),
+            kind: error.kind(),
             request_id: error.request_id().map(str::to_owned),
             message: error.to_string(),
         }
@@ -82,7 +82,7 @@ impl From<&ApiError> for FetchError {
 impl From<&ReadFailure> for FetchError {
     fn from(failure: &ReadFailure) -> Self {
         FetchError {
-            status: failure.kind,
+            kind: failure.kind,
             request_id: failure.request_id.clone(),
             message: failure.message.clone(),
         }
@@ -142,7 +142,7 @@ pub(super) fn not_fetched(target: ProfileTarget, why: &str) -> ProfileResult {
         target,
         fetch_duration: Duration::ZERO,
         outcome: Err(FetchError {
-            status: FailureKind::Deadline,
+            kind: FailureKind::Deadline,
             request_id: None,
             message: why.into(),
         }),

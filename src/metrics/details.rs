@@ -289,7 +289,7 @@ mod tests {
                     fetch_duration: Duration::ZERO,
                     outcome: match *p {
                         "failed" => Err(crate::collect::FetchError {
-                            status: crate::avepoint::FailureKind::Deadline,
+                            kind: crate::avepoint::FailureKind::Deadline,
                             request_id: None,
                             message: String::new(),
                         }),

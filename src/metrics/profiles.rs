@@ -398,7 +398,7 @@ mod tests {
     #[test]
     fn writes_every_family_with_escaped_labels() {
         let failed = Err(FetchError {
-            status: crate::avepoint::FailureKind::Http(reqwest::StatusCode::INTERNAL_SERVER_ERROR),
+            kind: crate::avepoint::FailureKind::Http(reqwest::StatusCode::INTERNAL_SERVER_ERROR),
             request_id: None,
             message: "boom".into(),
         });
