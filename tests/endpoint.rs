@@ -20,7 +20,7 @@ fn v2_requests(harness: &Harness) -> u64 {
 }
 
 fn all_requests(harness: &Harness) -> u64 {
-    harness.sim.stats().profile_requests.load(Ordering::Relaxed)
+    harness.profile_requests()
 }
 
 #[tokio::test]

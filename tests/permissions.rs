@@ -197,10 +197,7 @@ async fn every_permission_missing_names_the_one_each_collector_needs() {
         harness.sim.stats().token_requests.load(Ordering::Relaxed),
         3
     );
-    assert_eq!(
-        harness.sim.stats().profile_requests.load(Ordering::Relaxed),
-        0
-    );
+    assert_eq!(harness.profile_requests(), 0);
 }
 
 /// A token refresh that fails for another reason (here a redirect) leaves
@@ -223,12 +220,7 @@ async fn a_failed_token_refresh_clears_the_granted_permissions() {
         .set_token_redirect(Some("http://127.0.0.1:9/connect/token"));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let metrics = harness.scrape().await;
-    assert!(
-        metrics
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .all(|s| s.value == 0.0)
-    );
+    assert!(metrics.every_up_is(0.0));
     assert!(
         metrics
             .find("avepoint_api_granted_permission", &[])
