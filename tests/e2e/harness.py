@@ -75,19 +75,7 @@ class Procs:
 
     def stop_all(self):
         for name, p, out, _ in reversed(self.procs):
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                p.wait(timeout=5)
+            terminate(p, 5)
             out.close()
         self.procs = []
 
@@ -96,19 +84,28 @@ class Procs:
         would stop the exporter too)."""
         for i, (name, p, out, _) in enumerate(self.procs):
             if p is proc:
-                if p.poll() is None:
-                    try:
-                        os.killpg(p.pid, signal.SIGTERM)
-                    except (ProcessLookupError, PermissionError):
-                        pass
-                    try:
-                        p.wait(timeout=10)
-                    except Exception:
-                        os.killpg(p.pid, signal.SIGKILL)
-                        p.wait(timeout=5)
+                terminate(p, 10)
                 out.close()
                 del self.procs[i]
                 return
+
+
+def terminate(p, grace):
+    """SIGTERM the process group of `p`; SIGKILL it when `p` has not exited
+    after `grace` seconds."""
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        p.wait(timeout=5)
 
 
 def tail(path, n=30):
