@@ -122,13 +122,17 @@ async fn a_missing_backup_permission_downs_only_the_backup_jobs_collector() {
     client.authorize(ApiEndpoint::ScanProfile).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_permission_granted_later_is_used_from_the_next_token_refresh() {
-    let harness = without_jobs_permission(SimulatorConfig {
+/// A simulator whose tokens live 2 s, so a test sees a token refresh.
+fn two_second_tokens() -> SimulatorConfig {
+    SimulatorConfig {
         token_lifetime: Duration::from_secs(2),
         ..SimulatorConfig::default()
-    })
-    .await;
+    }
+}
+
+#[tokio::test]
+async fn a_permission_granted_later_is_used_from_the_next_token_refresh() {
+    let harness = without_jobs_permission(two_second_tokens()).await;
     let client = &harness.state.pipeline().client;
     assert!(
         client
@@ -205,11 +209,7 @@ async fn every_permission_missing_names_the_one_each_collector_needs() {
 /// permission, which the authentication alert would then ignore.
 #[tokio::test]
 async fn a_failed_token_refresh_clears_the_granted_permissions() {
-    let harness = without_jobs_permission(SimulatorConfig {
-        token_lifetime: Duration::from_secs(2),
-        ..SimulatorConfig::default()
-    })
-    .await;
+    let harness = without_jobs_permission(two_second_tokens()).await;
     let metrics = harness.scrape().await;
     assert_eq!(
         metrics.value("avepoint_api_granted_permission", &[("permission", JOBS)]),
