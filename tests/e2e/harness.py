@@ -3,10 +3,10 @@ exporter, Prometheus started on a copy of a shipped config, its HTTP API, and
 the bounded run with its exit status.
 
 dashboard_e2e.py, probe_e2e.py, operator_e2e.py and alertmanager_e2e.py
-import from here, never from each other: dashboard_e2e needed probe_e2e's
-/sd reader and config copy while probe_e2e needed dashboard_e2e's processes
-and Prometheus client, an import loop that only worked because of a
-function-level import.
+import these from here. dashboard_e2e and probe_e2e used to import each
+other (dashboard_e2e needed probe_e2e's /sd reader and config copy, probe_e2e
+dashboard_e2e's processes and Prometheus client), a loop that only worked
+because of a function-level import; neither imports the other now.
 """
 import json
 import os
