@@ -19,17 +19,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Instant;
 
-use avepoint_exporter::config::CLIENT_SECRET_ENV;
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, Fault, RunningSimulator, SimulatorConfig};
-use support::{cpu_model, flag, parse_number};
+use support::{EXPORTER, cpu_model, flag, follow_log, memory, parse_number, serve_command};
 
 /// The exporter binary cargo built for this bench.
-const EXPORTER: &str = env!("CARGO_BIN_EXE_avepoint-exporter");
 const PROFILES_PER_CUSTOMER: usize = 8;
 
 fn main() {
@@ -185,17 +181,6 @@ async fn body_size(sim: &RunningSimulator) -> usize {
     body.len()
 }
 
-/// VmHWM (peak RSS) and VmRSS of a process, bytes.
-fn memory(pid: u32) -> (u64, u64) {
-    let status = procfs::process::Process::new(pid as i32)
-        .and_then(|p| p.status())
-        .expect("/proc/PID/status readable");
-    (
-        status.vmhwm.unwrap_or(0) * 1024,
-        status.vmrss.unwrap_or(0) * 1024,
-    )
-}
-
 struct Exporter {
     child: Child,
     pid: u32,
@@ -204,40 +189,17 @@ struct Exporter {
 
 impl Exporter {
     fn start(config: &std::path::Path) -> Exporter {
-        let mut child = Command::new(EXPORTER)
-            .args(["serve", "--log.format", "json", "--config.file"])
-            .arg(config)
-            .args(["--web.listen-address", "127.0.0.1:0"])
-            .env(CLIENT_SECRET_ENV, DEMO_CLIENT_SECRET)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+        let mut child = serve_command(Command::new(EXPORTER), config)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {EXPORTER}: {e}"));
         let pid = child.id();
         let stderr = child.stderr.take().expect("stderr");
-        let (address_tx, address_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut address_tx = Some(address_tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("\"level\":\"WARN\"") || line.contains("\"level\":\"ERROR\"") {
-                    eprintln!("exporter: {line}");
-                }
-                if address_tx.is_some() && line.contains("\"message\":\"listening\"") {
-                    let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                    if let (Some(tx), Some(address)) =
-                        (address_tx.take(), event["address"].as_str())
-                    {
-                        let _ = tx.send(address.to_owned());
-                    }
-                }
+        let addr = follow_log(stderr, |line| {
+            if line.contains("\"level\":\"WARN\"") || line.contains("\"level\":\"ERROR\"") {
+                eprintln!("exporter: {line}");
             }
-        });
-        let addr = address_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the exporter logs `listening` within 30 s");
+        })
+        .expect("the exporter logs `listening` within 30 s");
         Exporter { child, pid, addr }
     }
 

@@ -43,19 +43,18 @@
 mod attacks;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use avepoint_exporter::config::CLIENT_SECRET_ENV;
-use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
-use support::{flag, parse_duration, parse_number, percentile};
+use avepoint_exporter::simulator::{RunningSimulator, SimulatorConfig};
+use support::{
+    EXPORTER, flag, follow_log, parse_duration, parse_number, percentile, serve_command,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const EXPORTER: &str = env!("CARGO_BIN_EXE_avepoint-exporter");
 const USER: &str = "prometheus";
 const PASSWORD: &str = "scrape-secret";
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -133,60 +132,38 @@ struct Exporter {
 
 impl Exporter {
     fn start(dir: &Path, open_files: u64, scheme: &str) -> Exporter {
-        let mut child = Command::new("bash")
+        // The exporter under a lower open-files limit: bash sets it and execs
+        // the exporter ($0) with the arguments serve_command appends.
+        let mut wrapper = Command::new("bash");
+        wrapper
             .arg("-c")
             .arg(format!("ulimit -n {open_files} && exec \"$0\" \"$@\""))
-            .arg(EXPORTER)
-            .args(["serve", "--log.format", "json", "--config.file"])
-            .arg(dir.join("avepoint.yml"))
+            .arg(EXPORTER);
+        let mut child = serve_command(wrapper, &dir.join("avepoint.yml"))
             .arg("--web.config.file")
             .arg(dir.join("web.yml"))
-            .args([
-                "--web.listen-address",
-                "127.0.0.1:0",
-                "--web.enable-lifecycle",
-            ])
-            .env(CLIENT_SECRET_ENV, DEMO_CLIENT_SECRET)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .arg("--web.enable-lifecycle")
             .spawn()
             .expect("the exporter starts");
         let stderr = child.stderr.take().expect("stderr");
         let (errors, panics) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
         let (error_count, panic_count) = (Arc::clone(&errors), Arc::clone(&panics));
         let first_errors = Arc::new(std::sync::Mutex::new(Vec::new()));
         let kept = Arc::clone(&first_errors);
-        std::thread::spawn(move || {
-            let mut address_tx = Some(address_tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("\"level\":\"ERROR\"") {
-                    error_count.fetch_add(1, Ordering::Relaxed);
-                    let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
-                    if kept.len() < 5 {
-                        kept.push(line.clone());
-                    }
-                }
-                if line.contains("panicked") {
-                    panic_count.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("exporter: {line}");
-                }
-                if address_tx.is_some() && line.contains("\"message\":\"listening\"") {
-                    let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                    if let (Some(tx), Some(address)) =
-                        (address_tx.take(), event["address"].as_str())
-                    {
-                        let _ = tx.send(address.to_owned());
-                    }
+        let address = follow_log(stderr, move |line| {
+            if line.contains("\"level\":\"ERROR\"") {
+                error_count.fetch_add(1, Ordering::Relaxed);
+                let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+                if kept.len() < 5 {
+                    kept.push(line.to_owned());
                 }
             }
-        });
-        let address = address_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the exporter logs `listening` within 30 s");
+            if line.contains("panicked") {
+                panic_count.fetch_add(1, Ordering::Relaxed);
+                eprintln!("exporter: {line}");
+            }
+        })
+        .expect("the exporter logs `listening` within 30 s");
         Exporter {
             child,
             base: format!("{scheme}://{address}"),

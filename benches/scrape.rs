@@ -34,7 +34,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::{cpu_model, flag, parse_duration, parse_number, percentile};
+use support::{cpu_model, flag, memory, parse_duration, parse_number, percentile};
 
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::simulator::{
@@ -294,17 +294,6 @@ fn cpu_seconds(pid: u32) -> f64 {
         .and_then(|p| p.stat())
         .expect("/proc/PID/stat readable");
     (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64
-}
-
-/// VmHWM (peak RSS) and VmRSS of a process, bytes.
-fn memory(pid: u32) -> (u64, u64) {
-    let status = procfs::process::Process::new(pid as i32)
-        .and_then(|p| p.status())
-        .expect("/proc/PID/status readable");
-    (
-        status.vmhwm.unwrap_or(0) * 1024,
-        status.vmrss.unwrap_or(0) * 1024,
-    )
 }
 
 struct Scraper {

@@ -29,22 +29,19 @@ mod support;
 mod upstream;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{cpu_model, flag, parse_duration, parse_number, percentile};
-
-use avepoint_exporter::config::CLIENT_SECRET_ENV;
-use avepoint_exporter::simulator::{
-    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, RunningSimulator, SimulatorConfig,
+use support::{
+    EXPORTER, cpu_model, flag, follow_log, parse_duration, parse_number, percentile, serve_command,
 };
+
+use avepoint_exporter::simulator::{DEMO_CLIENT_ID, Fault, RunningSimulator, SimulatorConfig};
 use avepoint_exporter::web::SCRAPE_TIMEOUT_HEADER;
 
-/// The exporter binary cargo built for this bench (release profile under `cargo bench`).
-const EXPORTER: &str = env!("CARGO_BIN_EXE_avepoint-exporter");
 /// What Prometheus 2.x sends, so the exporter negotiates OpenMetrics as in production.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 const PROFILES_PER_CUSTOMER: usize = 10;
@@ -210,61 +207,37 @@ struct Exporter {
 
 impl Exporter {
     fn start(config: &Path, log_path: PathBuf) -> Exporter {
-        let mut child = Command::new(EXPORTER)
-            .args(["serve", "--log.format", "json", "--config.file"])
-            .arg(config)
-            .args([
-                "--web.listen-address",
-                "127.0.0.1:0",
-                "--web.enable-lifecycle",
-            ])
-            .env(CLIENT_SECRET_ENV, DEMO_CLIENT_SECRET)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+        let mut child = serve_command(Command::new(EXPORTER), config)
+            .arg("--web.enable-lifecycle")
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {EXPORTER}: {e}"));
         let pid = child.id();
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(LogTally::default()));
-        let (address_tx, address_rx) = mpsc::channel();
         let tally = Arc::clone(&log);
         let mut file = std::fs::File::create(&log_path).expect("log file");
-        std::thread::spawn(move || {
-            let mut address_tx = Some(address_tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = writeln!(file, "{line}");
-                let mut tally = tally.lock().unwrap();
-                if line.contains("panicked at") {
-                    tally.panics += 1;
-                    tally.first_panic.get_or_insert_with(|| line.clone());
-                }
-                // Substring tests, not a JSON parse per line: during a
-                // back-off the exporter logs thousands of lines a second, and
-                // a slow reader would stall it on a full pipe.
-                let level = ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"]
-                    .into_iter()
-                    .find(|level| line.contains(&format!("\"level\":\"{level}\"")))
-                    .unwrap_or("(other)");
-                *tally.by_level.entry(level.to_owned()).or_default() += 1;
-                if line.contains("\"status\":\"backoff\"") {
-                    tally.backoff_lines += 1;
-                }
-                if address_tx.is_some() && line.contains("\"message\":\"listening\"") {
-                    let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                    if let (Some(tx), Some(address)) =
-                        (address_tx.take(), event["address"].as_str())
-                    {
-                        let _ = tx.send(address.to_owned());
-                    }
-                }
+        let address = follow_log(stderr, move |line| {
+            let _ = writeln!(file, "{line}");
+            let mut tally = tally.lock().unwrap();
+            if line.contains("panicked at") {
+                tally.panics += 1;
+                tally.first_panic.get_or_insert_with(|| line.to_owned());
+            }
+            // Substring tests, not a JSON parse per line: during a
+            // back-off the exporter logs thousands of lines a second, and
+            // a slow reader would stall it on a full pipe.
+            let level = ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"]
+                .into_iter()
+                .find(|level| line.contains(&format!("\"level\":\"{level}\"")))
+                .unwrap_or("(other)");
+            *tally.by_level.entry(level.to_owned()).or_default() += 1;
+            if line.contains("\"status\":\"backoff\"") {
+                tally.backoff_lines += 1;
             }
         });
-        let addr = match address_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
+        let addr = match address {
+            Some(addr) => addr,
+            None => {
                 let _ = child.kill();
                 panic!(
                     "the exporter did not log `listening` within 30 s; see {}",

@@ -219,12 +219,7 @@ async fn a_failing_customer_fails_only_that_customer_and_collector() {
         MODULES.len()
     );
     // Scan profiles are not disturbed, and no collector read every customer.
-    assert!(
-        metrics
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .all(|s| s.value == 1.0)
-    );
+    assert!(metrics.every_up_is(1.0));
     assert!(
         metrics
             .find("avepoint_collector_last_success_timestamp_seconds", &[])
@@ -243,12 +238,7 @@ async fn backup_only_customers_are_probed_and_listed() {
         ..Setup::default()
     })
     .await;
-    let customers: Vec<String> = harness
-        .sim
-        .customers()
-        .iter()
-        .map(|c| c.id.clone())
-        .collect();
+    let customers: Vec<String> = harness.customer_ids();
     let mut probed = None;
     for _ in 0..200 {
         let response = harness
@@ -275,14 +265,7 @@ async fn backup_only_customers_are_probed_and_listed() {
     for customer in &customers {
         assert!(sd.body.contains(customer.as_str()), "{}", sd.body);
     }
-    assert_eq!(
-        harness
-            .sim
-            .stats()
-            .profile_requests
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(harness.profile_requests(), 0);
 }
 
 /// Both optional collectors of issue #23.

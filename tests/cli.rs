@@ -148,13 +148,20 @@ fn help_lists_the_subcommands_and_prometheus_style_flags() {
     }
 }
 
-#[test]
-fn check_with_an_invalid_config_names_the_file_and_the_key() {
-    let file = "tests/testdata/config/invalid-unknown-avepoint-key.yml";
+/// `check` on the config `file`: it must fail (exit 1) with an error that
+/// names the file. Returns the output and its stderr.
+fn check_fails(file: &str) -> (Output, String) {
     let output = run(&["check", "--config.file", file]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let stderr = stderr(&output);
     assert!(stderr.contains(file), "{stderr}");
+    (output, stderr)
+}
+
+#[test]
+fn check_with_an_invalid_config_names_the_file_and_the_key() {
+    let file = "tests/testdata/config/invalid-unknown-avepoint-key.yml";
+    let (output, stderr) = check_fails(file);
     assert!(stderr.contains("avepoint.client_idd"), "{stderr}");
     assert!(stderr.contains("unknown field `client_idd`"), "{stderr}");
     assert_eq!(
@@ -168,10 +175,7 @@ fn check_with_an_invalid_config_names_the_file_and_the_key() {
 fn check_does_not_see_the_callers_credentials() {
     // The secret is missing from the file, and the child has no AVEPOINT_* variables.
     let file = "tests/testdata/config/invalid-missing-secret.yml";
-    let output = run(&["check", "--config.file", file]);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    let stderr = stderr(&output);
-    assert!(stderr.contains(file), "{stderr}");
+    let (_, stderr) = check_fails(file);
     assert!(stderr.contains("avepoint.client_secret_file"), "{stderr}");
     assert!(stderr.contains("AVEPOINT_CLIENT_SECRET"), "{stderr}");
 }

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use std::time::{Duration, SystemTime};
 
@@ -223,19 +222,7 @@ async fn a_certificate_that_is_not_registered_sets_every_profile_down_and_says_w
         assert_no_key_material(&other, &error.message, "error");
 
         let metrics = harness.scrape().await;
-        for (customer, profile) in harness.sim.profile_ids() {
-            assert_eq!(
-                metrics.profile_value("avepoint_scan_profile_up", &customer, &profile),
-                0.0
-            );
-            assert!(!metrics.has_data_for(&profile));
-        }
-        assert!(
-            metrics.value(
-                "avepoint_api_requests_total",
-                &[("api_endpoint", "token"), ("code", "401")]
-            ) >= 1.0
-        );
+        common::assert_token_refused(&harness, &metrics);
         assert_no_key_material(&other, &metrics.text, "metrics");
     }
 }
@@ -984,17 +971,8 @@ async fn trace_logs_never_show_the_key_or_the_assertion() {
     );
     let path = credential.dir.path().join("avepoint.yml");
     std::fs::write(&path, config).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"));
-    command
-        .args(["--config.file", path.to_str().unwrap()])
-        .args([
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--log.level",
-            "trace",
-        ])
-        .env_remove("AVEPOINT_CLIENT_ID")
-        .env_remove("AVEPOINT_CLIENT_SECRET");
+    let mut command = common::trace_command(&path);
+    command.env_remove("AVEPOINT_CLIENT_SECRET");
     let binary = common::RunningBinary::spawn(command);
     let address = binary.address.clone();
     let get = |path: &str| {

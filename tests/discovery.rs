@@ -38,6 +38,23 @@ fn settings(sim: &RunningSimulator, discovery_yaml: &str) -> Settings {
     .unwrap()
 }
 
+/// One discovery refresh from scratch against `sim`, with `discovery_yaml`
+/// under `discovery:`.
+async fn first_refresh(sim: &RunningSimulator, discovery_yaml: &str) -> DiscoveryState {
+    refresh_once(&settings(sim, discovery_yaml), &DiscoveryState::default()).await
+}
+
+/// How many discovery requests `sim` has answered.
+fn discovery_requests(sim: &RunningSimulator) -> u64 {
+    sim.stats().discovery_requests.load(Ordering::Relaxed)
+}
+
+/// The refresh found `customers` customers and `targets` targets.
+fn assert_found(state: &DiscoveryState, customers: usize, targets: usize) {
+    assert_eq!(state.customers.len(), customers);
+    assert_eq!(state.targets.len(), targets);
+}
+
 async fn refresh_once(settings: &Settings, previous: &DiscoveryState) -> DiscoveryState {
     let client = ApiClient::new(&settings.avepoint, ApiMetrics::default()).unwrap();
     discovery::refresh(
@@ -53,8 +70,7 @@ async fn refresh_once(settings: &Settings, previous: &DiscoveryState) -> Discove
 #[tokio::test]
 async fn pages_through_hundreds_of_customers() {
     let sim = simulator(250, 2).await;
-    let settings = settings(&sim, "  page_size: 100\n");
-    let state = refresh_once(&settings, &DiscoveryState::default()).await;
+    let state = first_refresh(&sim, "  page_size: 100\n").await;
     assert_eq!(state.customers.len(), 250);
     assert_eq!(state.discovered.len(), 500);
     assert_eq!(state.targets.len(), 500);
@@ -70,10 +86,7 @@ async fn pages_through_hundreds_of_customers() {
     assert!(state.last_success.is_some());
     assert_eq!(state.errors_total, 0);
     // 3 pages of customers, then one page of profiles per customer.
-    assert_eq!(
-        sim.stats().discovery_requests.load(Ordering::Relaxed),
-        3 + 250
-    );
+    assert_eq!(discovery_requests(&sim), 3 + 250);
 }
 
 #[tokio::test]
@@ -180,16 +193,11 @@ async fn customers_appear_and_disappear_between_refreshes() {
 async fn a_server_lying_about_total_count_cannot_keep_us_paging() {
     let sim = simulator(120, 1).await;
     sim.set_paging_lies(true);
-    let settings = settings(&sim, "  page_size: 50\n");
-    let state = refresh_once(&settings, &DiscoveryState::default()).await;
-    assert_eq!(state.customers.len(), 120);
-    assert_eq!(state.targets.len(), 120);
+    let state = first_refresh(&sim, "  page_size: 50\n").await;
+    assert_found(&state, 120, 120);
     // Customers: pages 1-3, then page 4 repeats page 3 and brings nothing
     // new. Profiles: page 1, then page 2 repeats it.
-    assert_eq!(
-        sim.stats().discovery_requests.load(Ordering::Relaxed),
-        4 + 120 * 2
-    );
+    assert_eq!(discovery_requests(&sim), 4 + 120 * 2);
 }
 
 #[tokio::test]
@@ -380,13 +388,9 @@ async fn sd_lists_one_target_per_customer() {
 #[tokio::test]
 async fn not_ready_until_the_first_discovery_finished() {
     let harness = Harness::start(Setup {
-        sim: SimulatorConfig {
-            latency: Duration::from_millis(400),
-            ..SimulatorConfig::default()
-        },
         static_targets: false,
         config_tail: "discovery:\n  enabled: true\n".into(),
-        ..Setup::default()
+        ..Setup::slow(Duration::from_millis(400))
     })
     .await;
     let early = harness.get("/-/ready", &[]).await;
@@ -409,10 +413,7 @@ async fn metrics_can_leave_the_profiles_to_probe() {
     assert!(metrics.find("avepoint_scan_profile_up", &[]).is_empty());
     assert_eq!(metrics.value("avepoint_exporter_targets", &[]), 9.0);
     assert_eq!(metrics.find("avepoint_customer_info", &[]).len(), 3);
-    assert_eq!(
-        harness.sim.stats().profile_requests.load(Ordering::Relaxed),
-        0
-    );
+    assert_eq!(harness.profile_requests(), 0);
     let customer = &harness.sim.customers()[0].id;
     let probe = harness
         .get(&format!("/probe?customer_id={customer}"), &[])
@@ -423,10 +424,7 @@ async fn metrics_can_leave_the_profiles_to_probe() {
             .len(),
         3
     );
-    assert_eq!(
-        harness.sim.stats().profile_requests.load(Ordering::Relaxed),
-        3
-    );
+    assert_eq!(harness.profile_requests(), 3);
 }
 
 #[tokio::test]
@@ -434,12 +432,8 @@ async fn concurrency_bounds_requests_across_concurrent_probes() {
     // 2 customers x 3 profiles probed at once, 200 ms each, concurrency 2:
     // at least ceil(6 / 2) x 200 ms if the bound is global, 400 ms if not.
     let harness = Harness::start(Setup {
-        sim: SimulatorConfig {
-            latency: Duration::from_millis(200),
-            ..SimulatorConfig::default()
-        },
         avepoint_extra: "  concurrency: 2\n".into(),
-        ..Setup::default()
+        ..Setup::slow(Duration::from_millis(200))
     })
     .await;
     harness.scrape().await; // token fetched, connections warm
@@ -464,10 +458,8 @@ async fn concurrency_bounds_requests_across_concurrent_probes() {
 async fn ids_that_are_not_uuids_are_skipped() {
     let sim = simulator(3, 2).await;
     sim.set_bogus_customer(true);
-    let settings = settings(&sim, "");
-    let state = refresh_once(&settings, &DiscoveryState::default()).await;
-    assert_eq!(state.customers.len(), 3);
-    assert_eq!(state.targets.len(), 6);
+    let state = first_refresh(&sim, "").await;
+    assert_found(&state, 3, 6);
     assert!(
         state
             .customers
@@ -475,20 +467,15 @@ async fn ids_that_are_not_uuids_are_skipped() {
             .all(|c| uuid::Uuid::parse_str(&c.id).is_ok())
     );
     // Its profiles were never asked for (the id would have become a path).
-    assert_eq!(
-        sim.stats().discovery_requests.load(Ordering::Relaxed),
-        1 + 3
-    );
+    assert_eq!(discovery_requests(&sim), 1 + 3);
 }
 
 #[tokio::test]
 async fn one_id_in_three_spellings_is_one_customer_and_one_profile() {
     let sim = simulator(3, 2).await;
     sim.set_respelled_ids(true);
-    let settings = settings(&sim, "");
-    let state = refresh_once(&settings, &DiscoveryState::default()).await;
-    assert_eq!(state.customers.len(), 3);
-    assert_eq!(state.targets.len(), 6);
+    let state = first_refresh(&sim, "").await;
+    assert_found(&state, 3, 6);
     let mut ids: Vec<_> = state.targets.iter().map(|t| t.profile_id.clone()).collect();
     ids.sort();
     ids.dedup();
@@ -496,10 +483,7 @@ async fn one_id_in_three_spellings_is_one_customer_and_one_profile() {
     // Each customer's profiles are listed once, not once per spelling. Each
     // list takes two pages: the server's totalCount counts the repeats, so
     // a second, empty page confirms the end.
-    assert_eq!(
-        sim.stats().discovery_requests.load(Ordering::Relaxed),
-        2 + 3 * 2
-    );
+    assert_eq!(discovery_requests(&sim), 2 + 3 * 2);
 }
 
 #[tokio::test]
@@ -516,10 +500,7 @@ async fn respelled_ids_give_one_series_per_customer_and_one_fetch_per_profile() 
     assert_eq!(metrics.find("avepoint_customer_job_status", &[]).len(), 3);
     assert_eq!(metrics.find("avepoint_customer_tenants", &[]).len(), 3);
     assert_eq!(metrics.find("avepoint_scan_profile_up", &[]).len(), 9);
-    assert_eq!(
-        harness.sim.stats().profile_requests.load(Ordering::Relaxed),
-        9
-    );
+    assert_eq!(harness.profile_requests(), 9);
     // /probe takes any spelling of the customer id and answers for the one customer.
     let customer = harness.sim.customers()[0].id.clone();
     let braced = format!("{{{}}}", customer.to_uppercase());

@@ -20,7 +20,12 @@ fn v2_requests(harness: &Harness) -> u64 {
 }
 
 fn all_requests(harness: &Harness) -> u64 {
-    harness.sim.stats().profile_requests.load(Ordering::Relaxed)
+    harness.profile_requests()
+}
+
+/// The name of the path the client reads profiles from now.
+fn profile_path(harness: &Harness) -> &'static str {
+    harness.state.pipeline().client.profile_path().name()
 }
 
 #[tokio::test]
@@ -91,10 +96,7 @@ async fn auto_moves_to_changes_when_the_seed_path_answers_405() {
         "{seed} requests on scan-profiles-v2"
     );
     assert_eq!(all_requests(&harness), profiles.len() as u64 + seed);
-    assert_eq!(
-        harness.state.pipeline().client.profile_path().name(),
-        "changes"
-    );
+    assert_eq!(profile_path(&harness), "changes");
 }
 
 #[tokio::test]
@@ -141,10 +143,7 @@ async fn a_profile_neither_path_knows_is_reported_as_not_existing() {
         failed[0].1.message
     );
     // The seed path answers for the real profiles, so no switch happened.
-    assert_eq!(
-        harness.state.pipeline().client.profile_path().name(),
-        "scan-profiles-v2"
-    );
+    assert_eq!(profile_path(&harness), "scan-profiles-v2");
 }
 
 /// `auto` goes both ways: after moving to `changes`, a `changes` that
@@ -158,10 +157,7 @@ async fn auto_moves_back_when_changes_goes_away() {
     harness.sim.set_v2_path_absent(true);
     let up = |metrics: &common::Exposition| metrics.up_count();
     assert_eq!(up(&harness.scrape().await), profiles);
-    assert_eq!(
-        harness.state.pipeline().client.profile_path().name(),
-        "changes"
-    );
+    assert_eq!(profile_path(&harness), "changes");
 
     harness.sim.set_v2_path_absent(false);
     harness.sim.set_changes_path_status(Some(404));
@@ -174,10 +170,7 @@ async fn auto_moves_back_when_changes_goes_away() {
         "every profile up at once: {scrapes:?}"
     );
     assert_eq!(scrapes, vec![profiles; 3]);
-    assert_eq!(
-        harness.state.pipeline().client.profile_path().name(),
-        "scan-profiles-v2"
-    );
+    assert_eq!(profile_path(&harness), "scan-profiles-v2");
     let metrics = harness.scrape().await;
     assert_eq!(
         metrics.value(
@@ -206,8 +199,5 @@ async fn one_profile_answering_404_does_not_move_the_default() {
     for _ in 0..3 {
         harness.scrape().await;
     }
-    assert_eq!(
-        harness.state.pipeline().client.profile_path().name(),
-        "scan-profiles-v2"
-    );
+    assert_eq!(profile_path(&harness), "scan-profiles-v2");
 }

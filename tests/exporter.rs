@@ -10,26 +10,8 @@ use avepoint_exporter::avepoint::ScanProfileReport;
 use avepoint_exporter::avepoint::model::ScanStatus;
 use avepoint_exporter::simulator::{Fault, SimulatorConfig};
 use avepoint_exporter::version;
-use common::{Exposition, Harness, Setup};
+use common::{Exposition, Harness, STATES, Setup};
 use time::macros::datetime;
-
-const STATES: [&str; 15] = [
-    "none",
-    "running",
-    "finished",
-    "failed",
-    "finished_with_exception",
-    "skipped",
-    "pending",
-    "failed_to_start",
-    "canceled",
-    "rejected",
-    "stopped",
-    "not_scanned",
-    "disabled",
-    "not_started",
-    "wait_for_configuration",
-];
 
 /// Assert every per-profile metric of one profile against the report the
 /// simulator served.
@@ -287,19 +269,7 @@ async fn wrong_secret_sets_every_profile_down_and_says_why() {
     );
 
     let metrics = harness.scrape().await;
-    for (customer, profile) in harness.sim.profile_ids() {
-        assert_eq!(
-            metrics.profile_value("avepoint_scan_profile_up", &customer, &profile),
-            0.0
-        );
-        assert!(!metrics.has_data_for(&profile));
-    }
-    assert!(
-        metrics.value(
-            "avepoint_api_requests_total",
-            &[("api_endpoint", "token"), ("code", "401")]
-        ) >= 1.0
-    );
+    common::assert_token_refused(&harness, &metrics);
     assert!(
         metrics
             .find(
@@ -629,24 +599,10 @@ async fn unknown_enum_values_are_exported_raw_and_do_not_fail_the_profile() {
 
 #[tokio::test]
 async fn two_concurrent_scrapes_cause_one_upstream_round() {
-    let harness = Harness::start(Setup {
-        sim: SimulatorConfig {
-            latency: Duration::from_millis(300),
-            ..SimulatorConfig::default()
-        },
-        ..Setup::default()
-    })
-    .await;
+    let harness = Harness::start(Setup::slow(Duration::from_millis(300))).await;
     let targets = harness.sim.profile_ids().len() as u64;
     let (first, second) = tokio::join!(harness.scrape(), harness.scrape());
-    assert_eq!(
-        harness
-            .sim
-            .stats()
-            .profile_requests
-            .load(std::sync::atomic::Ordering::Relaxed),
-        targets
-    );
+    assert_eq!(harness.profile_requests(), targets);
     assert_eq!(
         first.find("avepoint_scan_profile_up", &[]).len() as u64,
         targets
@@ -657,26 +613,15 @@ async fn two_concurrent_scrapes_cause_one_upstream_round() {
     );
     // A later scrape starts a new round.
     harness.scrape().await;
-    assert_eq!(
-        harness
-            .sim
-            .stats()
-            .profile_requests
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2 * targets
-    );
+    assert_eq!(harness.profile_requests(), 2 * targets);
 }
 
 #[tokio::test]
 async fn concurrency_bound_is_respected() {
     // 9 profiles, concurrency 2, 200 ms latency: at least ceil(9/2) * 200 ms.
     let harness = Harness::start(Setup {
-        sim: SimulatorConfig {
-            latency: Duration::from_millis(200),
-            ..SimulatorConfig::default()
-        },
         avepoint_extra: "  concurrency: 2\n".into(),
-        ..Setup::default()
+        ..Setup::slow(Duration::from_millis(200))
     })
     .await;
     let started = Instant::now();
@@ -689,12 +634,8 @@ async fn concurrency_bound_is_respected() {
 #[tokio::test]
 async fn a_short_timeout_scrape_does_not_cut_a_longer_one_short() {
     let harness = Harness::start(Setup {
-        sim: SimulatorConfig {
-            latency: Duration::from_millis(400),
-            ..SimulatorConfig::default()
-        },
         avepoint_extra: "  concurrency: 16\n".into(),
-        ..Setup::default()
+        ..Setup::slow(Duration::from_millis(400))
     })
     .await;
     harness.scrape().await; // token fetched
@@ -708,16 +649,7 @@ async fn a_short_timeout_scrape_does_not_cut_a_longer_one_short() {
     };
     let (short, long) = tokio::join!(short, long);
     let short = Exposition::parse(&short.body);
-    assert!(
-        short
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .all(|s| s.value == 0.0)
-    );
-    assert!(
-        long.find("avepoint_scan_profile_up", &[])
-            .iter()
-            .all(|s| s.value == 1.0)
-    );
+    assert!(short.every_up_is(0.0));
+    assert!(long.every_up_is(1.0));
     assert_eq!(long.find("avepoint_scan_profile_up", &[]).len(), 9);
 }

@@ -183,14 +183,7 @@ async fn landing_page_and_health_endpoints() {
     assert_eq!(harness.get("/-/ready", &[]).await.body, "Ready\n");
     assert_eq!(harness.get("/nope", &[]).await.status, 404);
     // The landing page does not fetch anything upstream.
-    assert_eq!(
-        harness
-            .sim
-            .stats()
-            .profile_requests
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(harness.profile_requests(), 0);
 }
 
 /// A raw GET: status, `Content-Encoding` and the body's bytes as sent.

@@ -203,6 +203,67 @@ where
 }
 
 /// Assert that every hostile connection was closed by the server in time.
+/// The demo over plain HTTP started with `args`, and a client that opens
+/// a new connection per request, once the demo is ready.
+async fn ready_plain_demo(args: &[&str]) -> (Demo, reqwest::Client) {
+    let demo = Demo::start(args);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    wait_ready(&client, &demo.base).await;
+    (demo, client)
+}
+
+/// `count` connections to the demo that each send half a request line and
+/// then nothing; each task says when the server closed it (see
+/// [`closed_after`], with `limit`).
+async fn half_requests(
+    demo: &Demo,
+    count: usize,
+    limit: Duration,
+) -> Vec<tokio::task::JoinHandle<Option<Duration>>> {
+    let mut holders = Vec::new();
+    for _ in 0..count {
+        let opened = Instant::now();
+        let mut stream = TcpStream::connect(demo.address()).await.unwrap();
+        // Half a request line: the server can never answer it.
+        let _ = stream.write_all(b"GET /metr").await;
+        holders.push(tokio::spawn(closed_after(stream, opened, limit)));
+    }
+    holders
+}
+
+/// During a connection flood: a real scrape (`scrape_what` in the
+/// message) still succeeds, every flooding connection (`holders`, called
+/// `holders_what`) is closed by the server, and the accept loop logged no
+/// more than 2 accept errors.
+async fn assert_flood_survived(
+    demo: &Demo,
+    client: &reqwest::Client,
+    holders: Vec<tokio::task::JoinHandle<Option<Duration>>>,
+    scrape_what: &str,
+    holders_what: &str,
+) {
+    let started = Instant::now();
+    let scraped = scrape(client, &demo.base).await;
+    assert_eq!(
+        scraped,
+        Ok(200),
+        "{scrape_what}, after {:?}\n{}",
+        started.elapsed(),
+        demo.log()
+    );
+    assert_all_closed(holders, holders_what).await;
+    let accept_errors = demo.accept_error_lines();
+    assert!(
+        accept_errors <= 2,
+        "{accept_errors} accept error lines:\n{}",
+        demo.log()
+    );
+}
+
 async fn assert_all_closed(holders: Vec<tokio::task::JoinHandle<Option<Duration>>>, what: &str) {
     let total = holders.len();
     let mut still_open = 0;
@@ -224,44 +285,22 @@ async fn assert_all_closed(holders: Vec<tokio::task::JoinHandle<Option<Duration>
 /// a request line and then nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_does_not_starve_a_scrape_under_an_open_files_limit() {
-    let demo = Demo::start(&["--log.level", "info"]);
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    wait_ready(&client, &demo.base).await;
+    let (demo, client) = ready_plain_demo(&["--log.level", "info"]).await;
 
-    let mut holders = Vec::new();
-    for _ in 0..200 {
-        let opened = Instant::now();
-        let mut stream = TcpStream::connect(demo.address()).await.unwrap();
-        // Half a request line: the server can never answer it.
-        let _ = stream.write_all(b"GET /metr").await;
-        holders.push(tokio::spawn(closed_after(stream, opened, FLOOD_CLOSED)));
-    }
+    let holders = half_requests(&demo, 200, FLOOD_CLOSED).await;
     // Let the server take in (and run out of descriptors for, before the fix)
     // the whole flood before the scrape arrives.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let started = Instant::now();
-    let scraped = scrape(&client, &demo.base).await;
-    assert_eq!(
-        scraped,
-        Ok(200),
-        "a real scrape during the flood, after {:?}\n{}",
-        started.elapsed(),
-        demo.log()
-    );
-    assert_all_closed(holders, "slowloris connections").await;
-
-    // The accept loop logged no flood (before the fix: one line a second).
-    let accept_errors = demo.accept_error_lines();
-    assert!(
-        accept_errors <= 2,
-        "{accept_errors} accept error lines:\n{}",
-        demo.log()
-    );
+    // The accept loop logs no flood (before the fix: one line a second).
+    assert_flood_survived(
+        &demo,
+        &client,
+        holders,
+        "a real scrape during the flood",
+        "slowloris connections",
+    )
+    .await;
 
     // Graceful shutdown is not held up by connections waiting for a request.
     let mut waiting = Vec::new();
@@ -333,22 +372,14 @@ async fn idle_tls_connections_do_not_starve_a_scrape_under_an_open_files_limit()
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let started = Instant::now();
-    let scraped = scrape(&client, &demo.base).await;
-    assert_eq!(
-        scraped,
-        Ok(200),
-        "a real scrape over TLS during the flood, after {:?}\n{}",
-        started.elapsed(),
-        demo.log()
-    );
-    assert_all_closed(holders, "idle TLS connections").await;
-    let accept_errors = demo.accept_error_lines();
-    assert!(
-        accept_errors <= 2,
-        "{accept_errors} accept error lines:\n{}",
-        demo.log()
-    );
+    assert_flood_survived(
+        &demo,
+        &client,
+        holders,
+        "a real scrape over TLS during the flood",
+        "idle TLS connections",
+    )
+    .await;
     demo.terminate(Duration::from_secs(5));
 }
 
@@ -358,24 +389,9 @@ async fn idle_tls_connections_do_not_starve_a_scrape_under_an_open_files_limit()
 /// scrape in (it sheds a waiting connection to get a descriptor back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepting_survives_running_out_of_descriptors() {
-    let demo = Demo::start(&["--log.level", "info", "--web.max-connections", "1000"]);
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    wait_ready(&client, &demo.base).await;
-    let mut holders = Vec::new();
-    for _ in 0..200 {
-        let opened = Instant::now();
-        let mut stream = TcpStream::connect(demo.address()).await.unwrap();
-        let _ = stream.write_all(b"GET /metr").await;
-        holders.push(tokio::spawn(closed_after(
-            stream,
-            opened,
-            HEADER_TIMEOUT + SLACK,
-        )));
-    }
+    let (demo, client) =
+        ready_plain_demo(&["--log.level", "info", "--web.max-connections", "1000"]).await;
+    let holders = half_requests(&demo, 200, HEADER_TIMEOUT + SLACK).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let scraped = scrape(&client, &demo.base).await;
     assert_eq!(scraped, Ok(200), "{}", demo.log());

@@ -122,13 +122,17 @@ async fn a_missing_backup_permission_downs_only_the_backup_jobs_collector() {
     client.authorize(ApiEndpoint::ScanProfile).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_permission_granted_later_is_used_from_the_next_token_refresh() {
-    let harness = without_jobs_permission(SimulatorConfig {
+/// A simulator whose tokens live 2 s, so a test sees a token refresh.
+fn two_second_tokens() -> SimulatorConfig {
+    SimulatorConfig {
         token_lifetime: Duration::from_secs(2),
         ..SimulatorConfig::default()
-    })
-    .await;
+    }
+}
+
+#[tokio::test]
+async fn a_permission_granted_later_is_used_from_the_next_token_refresh() {
+    let harness = without_jobs_permission(two_second_tokens()).await;
     let client = &harness.state.pipeline().client;
     assert!(
         client
@@ -197,10 +201,7 @@ async fn every_permission_missing_names_the_one_each_collector_needs() {
         harness.sim.stats().token_requests.load(Ordering::Relaxed),
         3
     );
-    assert_eq!(
-        harness.sim.stats().profile_requests.load(Ordering::Relaxed),
-        0
-    );
+    assert_eq!(harness.profile_requests(), 0);
 }
 
 /// A token refresh that fails for another reason (here a redirect) leaves
@@ -208,11 +209,7 @@ async fn every_permission_missing_names_the_one_each_collector_needs() {
 /// permission, which the authentication alert would then ignore.
 #[tokio::test]
 async fn a_failed_token_refresh_clears_the_granted_permissions() {
-    let harness = without_jobs_permission(SimulatorConfig {
-        token_lifetime: Duration::from_secs(2),
-        ..SimulatorConfig::default()
-    })
-    .await;
+    let harness = without_jobs_permission(two_second_tokens()).await;
     let metrics = harness.scrape().await;
     assert_eq!(
         metrics.value("avepoint_api_granted_permission", &[("permission", JOBS)]),
@@ -223,12 +220,7 @@ async fn a_failed_token_refresh_clears_the_granted_permissions() {
         .set_token_redirect(Some("http://127.0.0.1:9/connect/token"));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let metrics = harness.scrape().await;
-    assert!(
-        metrics
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .all(|s| s.value == 0.0)
-    );
+    assert!(metrics.every_up_is(0.0));
     assert!(
         metrics
             .find("avepoint_api_granted_permission", &[])

@@ -25,17 +25,8 @@ fn start_exporter(config: &str, secret: &str) -> Exporter {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("avepoint.yml");
     std::fs::write(&path, config).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"));
-    command
-        .args(["--config.file", path.to_str().unwrap()])
-        .args([
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--log.level",
-            "trace",
-        ])
-        .env_remove("AVEPOINT_CLIENT_ID")
-        .env("AVEPOINT_CLIENT_SECRET", secret);
+    let mut command = common::trace_command(&path);
+    command.env("AVEPOINT_CLIENT_SECRET", secret);
     Exporter {
         binary: RunningBinary::spawn(command),
         _dir: dir,
@@ -61,9 +52,10 @@ impl Exporter {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secret_and_tokens_never_appear_in_logs_or_responses() {
-    let sim = RunningSimulator::start(
+/// The simulator on 127.0.0.1:0, accepting only the client secret SECRET
+/// (the value the tests look for in logs and responses).
+async fn secret_simulator() -> RunningSimulator {
+    RunningSimulator::start(
         SimulatorConfig {
             client_secret: SECRET.into(),
             ..SimulatorConfig::default()
@@ -71,7 +63,12 @@ async fn secret_and_tokens_never_appear_in_logs_or_responses() {
         ([127, 0, 0, 1], 0).into(),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_and_tokens_never_appear_in_logs_or_responses() {
+    let sim = secret_simulator().await;
     let mut targets = sim.profile_ids();
     targets.push((
         "caf90000-2cc6-4000-b04b-794c00005ea3".into(),
@@ -302,15 +299,7 @@ async fn check_waits_for_discovery() {
 /// must not flood the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_back_off_is_logged_once_per_round() {
-    let sim = RunningSimulator::start(
-        SimulatorConfig {
-            client_secret: SECRET.into(),
-            ..SimulatorConfig::default()
-        },
-        ([127, 0, 0, 1], 0).into(),
-    )
-    .await
-    .unwrap();
+    let sim = secret_simulator().await;
     let throttled = sim.profile_ids()[0].1.clone();
     sim.set_fault(
         &throttled,

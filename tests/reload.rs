@@ -11,11 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use avepoint_exporter::config::Settings;
-use avepoint_exporter::config::process_env;
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
-use avepoint_exporter::state::{AppState, ReloadOutcome, StateOptions};
-use avepoint_exporter::{serve, web};
+use avepoint_exporter::state::{AppState, ReloadOutcome};
 use common::Exposition;
 
 struct Files {
@@ -51,24 +48,22 @@ async fn start(path: &Path) -> (Arc<AppState>, String) {
 }
 
 async fn start_with(path: &Path, enable_lifecycle: bool) -> (Arc<AppState>, String) {
-    let settings = Settings::load(path, process_env).unwrap();
-    let state = AppState::build(
-        &settings,
-        StateOptions {
-            config_file: Some(path.to_owned()),
-            enable_lifecycle,
-            ..StateOptions::default()
-        },
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve::serve(
-        listener,
-        web::router(Arc::clone(&state)),
-        std::future::pending(),
-    ));
-    (state, base)
+    common::serve_config_file(path, enable_lifecycle).await
+}
+
+/// Waits (up to 2 s) until the discovery of the running config has
+/// attempted its first refresh, so a scrape sees its outcome.
+async fn wait_for_first_discovery(state: &AppState) {
+    for _ in 0..100 {
+        if state
+            .pipeline()
+            .discovery_state()
+            .is_some_and(|d| d.attempted)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn scrape(base: &str) -> Exposition {
@@ -182,12 +177,7 @@ async fn a_bad_edit_is_refused_and_the_old_targets_stay() {
     let mut expected: Vec<String> = ids[..3].iter().map(|(_, p)| p.clone()).collect();
     expected.sort();
     assert_eq!(profiles(&after), expected);
-    assert!(
-        after
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .all(|s| s.value == 1.0)
-    );
+    assert!(after.every_up_is(1.0));
     assert_eq!(
         after.value("avepoint_exporter_config_last_reload_successful", &[]),
         0.0
@@ -216,16 +206,7 @@ async fn reload_turns_discovery_on_and_off() {
     let (state, base) = start(&files.config()).await;
     files.write(&sim, &[], "discovery:\n  enabled: true\n");
     assert_eq!(post_reload(&base).await.0, 200);
-    for _ in 0..100 {
-        if state
-            .pipeline()
-            .discovery_state()
-            .is_some_and(|d| d.attempted)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_first_discovery(&state).await;
     assert_eq!(profiles(&scrape(&base).await).len(), 9);
     files.write(&sim, &ids[..1], "");
     assert_eq!(post_reload(&base).await.0, 200);
@@ -302,18 +283,7 @@ async fn a_reload_keeps_the_discovered_targets_until_the_new_discovery_succeeds(
     let files = Files::new();
     files.write(&sim, &[], "discovery:\n  enabled: true\n");
     let (state, base) = start(&files.config()).await;
-    let first_refresh = |state: &AppState| {
-        state
-            .pipeline()
-            .discovery_state()
-            .is_some_and(|d| d.attempted)
-    };
-    for _ in 0..100 {
-        if first_refresh(&state) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_first_discovery(&state).await;
     assert_eq!(profiles(&scrape(&base).await).len(), 9);
 
     // The new config's first discovery fails: the last known set stays.
@@ -376,12 +346,7 @@ async fn a_back_off_survives_a_reload() {
     let after = scrape(&base).await;
     // AvePoint asked for 30 s; a new config does not end the pause.
     assert_eq!(requests(), 9);
-    assert!(
-        after
-            .find("avepoint_scan_profile_up", &[])
-            .iter()
-            .all(|s| s.value == 0.0)
-    );
+    assert!(after.every_up_is(0.0));
 }
 
 #[tokio::test]
@@ -398,16 +363,7 @@ async fn a_static_target_dropped_by_a_reload_goes_even_while_discovery_fails() {
         "discovery:\n  enabled: true\n",
     );
     let (state, base) = start(&files.config()).await;
-    for _ in 0..100 {
-        if state
-            .pipeline()
-            .discovery_state()
-            .is_some_and(|d| d.attempted)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_first_discovery(&state).await;
     assert_eq!(profiles(&scrape(&base).await).len(), 10);
 
     sim.set_discovery_failing(true);

@@ -6,14 +6,14 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use avepoint_exporter::collect::FetchError;
 use avepoint_exporter::simulator::{Fault, SimulatorConfig};
 use common::{Exposition, Harness, Setup};
 
 fn requests(harness: &Harness) -> u64 {
-    harness.sim.stats().profile_requests.load(Ordering::Relaxed)
+    harness.profile_requests()
 }
 
 /// Scrape with Prometheus' timeout header; the answer must come in time.
@@ -35,6 +35,25 @@ async fn scrape_within(harness: &Harness, timeout_seconds: f64) -> Exposition {
         "answered after {elapsed:?}"
     );
     Exposition::parse(&response.body)
+}
+
+/// Gives the simulator's profile number `index` the `fault`; returns its
+/// profile id.
+fn fault_profile(harness: &Harness, index: usize, fault: Fault) -> String {
+    let (_, profile) = harness.sim.profile_ids()[index].clone();
+    harness.sim.set_fault(&profile, fault);
+    profile
+}
+
+/// Why profile number `index` failed in a round collected within
+/// `timeout`; panics when it did not fail.
+async fn round_error(harness: &Harness, index: usize, timeout: Duration) -> FetchError {
+    let snapshot = harness.state.rounds().collect(timeout).await;
+    snapshot.profiles[index]
+        .outcome
+        .as_ref()
+        .unwrap_err()
+        .clone()
 }
 
 fn up_count(metrics: &Exposition) -> usize {
@@ -104,8 +123,7 @@ async fn long_retry_after_fails_fast_and_the_back_off_spares_the_api() {
         assert_eq!(up_count(&metrics), 0);
     }
     assert_eq!(requests(&harness), 9);
-    let snapshot = harness.state.rounds().collect(Duration::from_secs(2)).await;
-    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
+    let error = round_error(&harness, 0, Duration::from_secs(2)).await;
     assert_eq!(error.kind, "backoff");
     assert!(
         error
@@ -138,8 +156,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
         &throttled,
         Fault::Throttle(Some(httpdate::fmt_http_date(in_a_minute))),
     );
-    let snapshot = harness.state.rounds().collect(Duration::from_secs(3)).await;
-    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
+    let error = round_error(&harness, 0, Duration::from_secs(3)).await;
     assert!(
         error
             .message
@@ -197,8 +214,7 @@ async fn short_retry_after_is_retried_once_within_the_deadline() {
 #[tokio::test]
 async fn service_unavailable_with_retry_after_is_retried() {
     let harness = Harness::start(wide()).await;
-    let (_, profile) = harness.sim.profile_ids()[4].clone();
-    harness.sim.set_fault(&profile, Fault::Status(503));
+    let profile = fault_profile(&harness, 4, Fault::Status(503));
     let metrics = scrape_within(&harness, 4.0).await;
     others_exact(&harness, &metrics, &profile);
     assert_eq!(
@@ -221,10 +237,8 @@ async fn service_unavailable_with_retry_after_is_retried() {
 #[tokio::test]
 async fn connection_reset_mid_response_is_retried_and_fails_only_that_profile() {
     let harness = Harness::start(wide()).await;
-    let (_, profile) = harness.sim.profile_ids()[5].clone();
-    harness.sim.set_fault(&profile, Fault::Reset);
-    let snapshot = harness.state.rounds().collect(Duration::from_secs(3)).await;
-    let error = snapshot.profiles[5].outcome.as_ref().unwrap_err();
+    let profile = fault_profile(&harness, 5, Fault::Reset);
+    let error = round_error(&harness, 5, Duration::from_secs(3)).await;
     assert_eq!(error.kind, "error");
     assert!(
         error.message.starts_with("request failed: ")
@@ -250,12 +264,8 @@ async fn huge_bodies_are_refused_not_buffered() {
         ..Setup::default()
     })
     .await;
-    let (_, profile) = harness.sim.profile_ids()[6].clone();
-    harness
-        .sim
-        .set_fault(&profile, Fault::Huge(3 * 1024 * 1024));
-    let snapshot = harness.state.rounds().collect(Duration::from_secs(3)).await;
-    let error = snapshot.profiles[6].outcome.as_ref().unwrap_err();
+    let profile = fault_profile(&harness, 6, Fault::Huge(3 * 1024 * 1024));
+    let error = round_error(&harness, 6, Duration::from_secs(3)).await;
     assert_eq!(error.kind, "invalid_body");
     assert!(
         error
@@ -275,10 +285,7 @@ async fn max_response_bytes_is_configurable() {
         ..Setup::default()
     })
     .await;
-    let (_, profile) = harness.sim.profile_ids()[6].clone();
-    harness
-        .sim
-        .set_fault(&profile, Fault::Huge(3 * 1024 * 1024));
+    fault_profile(&harness, 6, Fault::Huge(3 * 1024 * 1024));
     let metrics = scrape_within(&harness, 5.0).await;
     assert_eq!(up_count(&metrics), 9);
 }
@@ -311,8 +318,7 @@ async fn token_endpoint_down() {
             &[("api_endpoint", "token"), ("code", "error")]
         ) >= 1.0
     );
-    let snapshot = harness.state.rounds().collect(Duration::from_secs(2)).await;
-    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
+    let error = round_error(&harness, 0, Duration::from_secs(2)).await;
     assert!(
         error.message.starts_with("token request failed: "),
         "{}",

@@ -264,12 +264,7 @@ async fn hung_up_probes_never_exceed_the_concurrency_upstream() {
         ..Setup::default()
     })
     .await;
-    let customers: Vec<String> = harness
-        .sim
-        .customers()
-        .iter()
-        .map(|c| c.id.clone())
-        .collect();
+    let customers: Vec<String> = harness.customer_ids();
     let mut probes = Vec::new();
     for customer in customers {
         probes.push(tokio::spawn(hang_up_after(

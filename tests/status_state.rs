@@ -6,33 +6,11 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use avepoint_exporter::avepoint::ScanProfileReport;
-use avepoint_exporter::config::{Settings, process_env};
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, Fault, RunningSimulator, SimulatorConfig};
-use avepoint_exporter::state::{AppState, StateOptions};
-use avepoint_exporter::{serve, web};
-use common::{Exposition, Harness, Setup};
+use common::{Exposition, Harness, STATES, Setup};
 use time::macros::datetime;
-
-const STATES: [&str; 15] = [
-    "none",
-    "running",
-    "finished",
-    "failed",
-    "finished_with_exception",
-    "skipped",
-    "pending",
-    "failed_to_start",
-    "canceled",
-    "rejected",
-    "stopped",
-    "not_scanned",
-    "disabled",
-    "not_started",
-    "wait_for_configuration",
-];
 
 const HELP_ALL: &str = "# HELP avepoint_scan_last_status_state 1 for the documented state of the profile's last scan, 0 for the others; all 0 for an undocumented status code.";
 const HELP_CURRENT: &str = "# HELP avepoint_scan_last_status_state 1 for the documented state of the profile's last scan; only that state's series is exported (metrics.last_status_state: current), none for an undocumented status code.";
@@ -273,25 +251,9 @@ async fn the_mode_changes_on_reload() {
     }
 }
 
+/// The exporter for the config at `path`, with `POST /-/reload` enabled.
 async fn start(path: &Path) -> String {
-    let settings = Settings::load(path, process_env).unwrap();
-    let state = AppState::build(
-        &settings,
-        StateOptions {
-            config_file: Some(path.to_owned()),
-            enable_lifecycle: true,
-            ..StateOptions::default()
-        },
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve::serve(
-        listener,
-        web::router(Arc::clone(&state)),
-        std::future::pending(),
-    ));
-    base
+    common::serve_config_file(path, true).await.1
 }
 
 async fn get(base: &str, path: &str) -> String {

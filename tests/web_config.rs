@@ -152,6 +152,12 @@ impl Server {
         }
     }
 
+    /// `GET /-/healthy` over TLS by a client trusting `ca`, without a
+    /// client certificate.
+    async fn healthy(&self, ca: &Ca) -> reqwest::Result<reqwest::Response> {
+        client(ca, None).get(self.https("/-/healthy")).send().await
+    }
+
     fn https(&self, path: &str) -> String {
         format!("https://{}{path}", self.addr)
     }
@@ -268,11 +274,7 @@ async fn https_with_the_ca_works_and_plain_http_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_can_be_turned_off() {
     let (ca, _, server) = tls_server("", "http_server_config:\n  http2: false\n").await;
-    let response = client(&ca, None)
-        .get(server.https("/-/healthy"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.healthy(&ca).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.version(), reqwest::Version::HTTP_11);
 }
@@ -280,11 +282,7 @@ async fn http2_can_be_turned_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls13_only_is_honoured() {
     let (ca, _, server) = tls_server("  min_version: TLS13\n", "").await;
-    let response = client(&ca, None)
-        .get(server.https("/-/healthy"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.healthy(&ca).await.unwrap();
     assert_eq!(response.status(), 200);
     // A TLS 1.2-only client cannot connect.
     let tls12_only = reqwest::Client::builder()
@@ -344,13 +342,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_any_client_cert_accepts_any_certificate_but_not_none() {
     let (ca, _, server) = tls_server("  client_auth_type: RequireAnyClientCert\n", "").await;
-    assert!(
-        client(&ca, None)
-            .get(server.https("/-/healthy"))
-            .send()
-            .await
-            .is_err()
-    );
+    assert!(server.healthy(&ca).await.is_err());
     let anyone = Ca::new("self-made CA").client("anyone");
     let response = client(&ca, Some(&anyone))
         .get(server.https("/-/healthy"))
@@ -365,22 +357,14 @@ async fn certificates_rotate_without_a_restart() {
     let (ca, first, server) = tls_server("", "").await;
     let seen = |response: &reqwest::Response| peer_certificate(response);
 
-    let response = client(&ca, None)
-        .get(server.https("/-/healthy"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.healthy(&ca).await.unwrap();
     assert_eq!(seen(&response), first.der);
 
     // New certificate and key on disk (different serial and CN): the next
     // connection sees it.
     let second = ca.server("exporter two", 2);
     second.write(server.dir.path(), "server");
-    let response = client(&ca, None)
-        .get(server.https("/-/healthy"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.healthy(&ca).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
         seen(&response),
@@ -391,31 +375,22 @@ async fn certificates_rotate_without_a_restart() {
     // A broken rotation (a key that does not match) keeps the last good pair.
     let third = ca.server("exporter three", 3);
     write_atomically(&server.path("server.crt"), &third.cert_pem);
-    let response = client(&ca, None)
-        .get(server.https("/-/healthy"))
-        .send()
+    let response = server
+        .healthy(&ca)
         .await
         .expect("still served with the last good certificate");
     assert_eq!(seen(&response), second.der);
 
     // Completing the rotation (the key arrives) switches over.
     write_atomically(&server.path("server.key"), &third.key_pem);
-    let response = client(&ca, None)
-        .get(server.https("/-/healthy"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.healthy(&ca).await.unwrap();
     assert_eq!(seen(&response), third.der);
 
     // An in-place overwrite (same inode) is noticed too.
     let fourth = ca.server("exporter four, a longer name", 4);
     std::fs::write(server.path("server.key"), &fourth.key_pem).unwrap();
     std::fs::write(server.path("server.crt"), &fourth.cert_pem).unwrap();
-    let response = client(&ca, None)
-        .get(server.https("/-/healthy"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.healthy(&ca).await.unwrap();
     assert_eq!(seen(&response), fourth.der);
     server.stop().await;
 }

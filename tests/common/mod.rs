@@ -8,11 +8,32 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
+use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings, process_env};
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
 use avepoint_exporter::state::{AppState, StateOptions};
 use avepoint_exporter::{serve, web};
 use tokio::sync::oneshot;
+
+/// The `state` label values of `avepoint_scan_last_status_state`, in the
+/// documented order: written out here, not taken from the exporter, so a
+/// state renamed or dropped there fails the tests that walk this list.
+pub const STATES: [&str; 15] = [
+    "none",
+    "running",
+    "finished",
+    "failed",
+    "finished_with_exception",
+    "skipped",
+    "pending",
+    "failed_to_start",
+    "canceled",
+    "rejected",
+    "stopped",
+    "not_scanned",
+    "disabled",
+    "not_started",
+    "wait_for_configuration",
+];
 
 /// A simulator plus an exporter scraping it, both on loopback.
 pub struct Harness {
@@ -65,7 +86,34 @@ impl Default for Setup {
     }
 }
 
+impl Setup {
+    /// The default setup with a simulator that answers every request after
+    /// `latency`: for tests of timing, concurrency and timeouts.
+    pub fn slow(latency: Duration) -> Setup {
+        Setup {
+            sim: SimulatorConfig {
+                latency,
+                ..SimulatorConfig::default()
+            },
+            ..Setup::default()
+        }
+    }
+}
+
 impl Harness {
+    /// How many scan profile requests the simulator has answered.
+    pub fn profile_requests(&self) -> u64 {
+        self.sim
+            .stats()
+            .profile_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The ids of the simulator's customers, in its order.
+    pub fn customer_ids(&self) -> Vec<String> {
+        self.sim.customers().iter().map(|c| c.id.clone()).collect()
+    }
+
     /// A harness whose targets come from discovery only (`config_tail` is
     /// added after `discovery: enabled: true`), once the first discovery
     /// has finished (`/-/ready`).
@@ -222,7 +270,6 @@ impl Exposition {
             .collect()
     }
 
-    /// The value of the one sample of `name` with `labels`; panics if not exactly one.
     /// How many profiles are up (`avepoint_scan_profile_up 1`).
     pub fn up_count(&self) -> usize {
         self.find("avepoint_scan_profile_up", &[])
@@ -231,6 +278,15 @@ impl Exposition {
             .count()
     }
 
+    /// Whether every `avepoint_scan_profile_up` sample is `value` (all up
+    /// with 1.0, all down with 0.0; true when there is none).
+    pub fn every_up_is(&self, value: f64) -> bool {
+        self.find("avepoint_scan_profile_up", &[])
+            .iter()
+            .all(|s| s.value == value)
+    }
+
+    /// The value of the one sample of `name` with `labels`; panics if not exactly one.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let found = self.find(name, labels);
         assert_eq!(
@@ -430,4 +486,65 @@ impl Drop for RunningBinary {
             let _ = self.child.wait();
         }
     }
+}
+
+/// After the token endpoint refused the client credentials: every profile
+/// is down and has no data, and the refusal is counted as a 401 of the
+/// token endpoint.
+pub fn assert_token_refused(harness: &Harness, metrics: &Exposition) {
+    for (customer, profile) in harness.sim.profile_ids() {
+        assert_eq!(
+            metrics.profile_value("avepoint_scan_profile_up", &customer, &profile),
+            0.0
+        );
+        assert!(!metrics.has_data_for(&profile));
+    }
+    assert!(
+        metrics.value(
+            "avepoint_api_requests_total",
+            &[("api_endpoint", "token"), ("code", "401")]
+        ) >= 1.0
+    );
+}
+
+/// The exporter built from the config file at `path`, as `serve` builds it
+/// (reloadable from that file; `POST /-/reload` when `enable_lifecycle`),
+/// served on 127.0.0.1:0 until the test's runtime ends. Returns its state
+/// and base URL (`http://127.0.0.1:PORT`).
+pub async fn serve_config_file(path: &Path, enable_lifecycle: bool) -> (Arc<AppState>, String) {
+    let settings = Settings::load(path, process_env).unwrap();
+    let state = AppState::build(
+        &settings,
+        StateOptions {
+            config_file: Some(path.to_owned()),
+            enable_lifecycle,
+            ..StateOptions::default()
+        },
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve::serve(
+        listener,
+        web::router(Arc::clone(&state)),
+        std::future::pending(),
+    ));
+    (state, base)
+}
+
+/// The exporter binary on the config file `config`, listening on
+/// 127.0.0.1:0 and logging at trace level, with no AVEPOINT_CLIENT_ID from
+/// the test's environment; the caller sets or removes the secret.
+pub fn trace_command(config: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_avepoint-exporter"));
+    command
+        .args(["--config.file", config.to_str().unwrap()])
+        .args([
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.level",
+            "trace",
+        ])
+        .env_remove("AVEPOINT_CLIENT_ID");
+    command
 }

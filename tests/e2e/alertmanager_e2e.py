@@ -43,7 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from alert_modes import ALERTS, MODES, alert_labels  # noqa: E402
-from dashboard_e2e import run_bounded, Procs, SetupError, free_port, log, wait_for  # noqa: E402
+from harness import run_bounded, Procs, SetupError, free_port, log, wait_for  # noqa: E402
 
 CONFIG = os.path.join(REPO, "deploy", "alertmanager", "alertmanager.yml")
 # The per-customer alerts of the optional collectors (backup jobs,

@@ -40,20 +40,15 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import dashboard_lint  # noqa: E402
+from harness import (PROM_DIR, SetupError, http_get, log, prepare_sd, read_sd,  # noqa: E402
+                     rule_files, run_main, start_demo, start_prometheus, wait_for)
 
 # Grafana's built-in variables, replaced the way Grafana would for a short range.
 BUILTINS = [
@@ -66,154 +61,6 @@ BUILTINS = [
     ("$__range", "1h"), ("${__range}", "1h"),
 ]
 REGEX_SPECIAL = re.compile(r"""([$^*{}\[\]'+?.()|\\])""")
-
-
-class SetupError(Exception):
-    pass
-
-
-class Deadline(Exception):
-    pass
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.status, r.read().decode("utf-8", "replace")
-
-
-class Procs:
-    """Child processes started here, each in its own process group."""
-
-    def __init__(self):
-        self.procs = []
-
-    def start(self, name, argv, logfile):
-        out = open(logfile, "wb")
-        try:
-            p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        except OSError as e:
-            out.close()
-            raise SetupError("cannot start %s (%s): %s" % (name, argv[0], e))
-        self.procs.append((name, p, out, logfile))
-        return p
-
-    def check_alive(self):
-        for name, p, _, logfile in self.procs:
-            if p.poll() is not None:
-                raise SetupError("%s exited with status %s\n%s" % (name, p.returncode, tail(logfile)))
-
-    def stop_all(self):
-        for name, p, out, _ in reversed(self.procs):
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                p.wait(timeout=5)
-            out.close()
-        self.procs = []
-
-
-def tail(path, n=30):
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join("    | " + l for l in lines[-n:])
-
-def run_bounded(title, timeout, run, procs, tmp):
-    """Run `run()` (which returns its failure count) under an overall
-    `timeout` in seconds, log the verdict as `== <title>: OK|FAILED`, show
-    the started processes' logs when it failed, and always stop them and
-    remove `tmp`. Exit status: 0 good, 1 a check failed, 2 setup problem."""
-    def on_alarm(signum, frame):
-        raise Deadline()
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(max(1, int(timeout)))
-    rc = 1
-    try:
-        failures = run()
-        rc = 1 if failures else 0
-        log("== %s: %s (%d failure(s))" % (title, "OK" if rc == 0 else "FAILED", failures))
-    except Deadline:
-        log("FAIL overall timeout of %ds exceeded" % timeout)
-    except SetupError as e:
-        log("SETUP ERROR: %s" % e)
-        rc = 2
-    finally:
-        signal.alarm(0)
-        if rc != 0:
-            for name, _, _, logfile in procs.procs:
-                log("-- last lines of %s log:\n%s" % (name, tail(logfile)))
-        procs.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return rc
-
-
-
-def wait_for(what, fn, procs, timeout, interval=0.5):
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        procs.check_alive()
-        try:
-            r = fn()
-            if r:
-                return r
-        except (OSError, ValueError, KeyError) as e:
-            last = e
-        time.sleep(interval)
-    raise SetupError("timed out after %ds waiting for %s%s" % (timeout, what, " (last error: %s)" % last if last else ""))
-
-
-class Prom:
-    def __init__(self, base):
-        self.base = base
-        # Evaluation time of instant queries: None for "now"; pinned once the
-        # data is there, so every panel and rule sees the same scrape.
-        self.at = None
-
-    def api(self, path, **params):
-        url = self.base + path
-        if params:
-            url += "?" + urllib.parse.urlencode(params, doseq=True)
-        try:
-            with urllib.request.urlopen(url, timeout=15) as r:
-                body = json.loads(r.read().decode())
-        except urllib.error.HTTPError as e:
-            try:
-                body = json.loads(e.read().decode())
-            except ValueError:
-                body = {"status": "error", "error": "HTTP %s" % e.code}
-        return body
-
-    def query(self, expr):
-        at = self.at if self.at is not None else time.time()
-        return self.api("/api/v1/query", query=expr, time="%.3f" % at)
-
-    def scalar(self, expr):
-        r = self.query(expr)
-        res = (r.get("data") or {}).get("result") or []
-        return float(res[0]["value"][1]) if res else None
 
 
 def prepare_prometheus_config(src_dir, dst_dir, target, interval, timeout):
@@ -232,17 +79,15 @@ def prepare_prometheus_config(src_dir, dst_dir, target, interval, timeout):
             raise SetupError("%s not found in %s: update dashboard_e2e.py with the file" % (what, src))
     with open(os.path.join(dst_dir, "prometheus.yml"), "w", encoding="utf-8") as f:
         f.write(text)
-    # rule_files: a block list of relative paths (globs not supported here).
-    m = re.search(r"^rule_files:\s*\n((?:[ \t]*(?:-.*|#.*)?\n)+)", text, re.M)
-    rule_files = re.findall(r"^[ \t]*-[ \t]*['\"]?([^'\"#\n]+?)['\"]?[ \t]*$", m.group(1), re.M) if m else []
-    if not rule_files:
+    files = rule_files(text)
+    if not files:
         raise SetupError("no rule_files in %s" % src)
-    for rf in rule_files:
+    for rf in files:
         if os.path.isabs(rf) or ".." in rf:
             raise SetupError("rule file path %r should be relative to prometheus.yml" % rf)
         os.makedirs(os.path.dirname(os.path.join(dst_dir, rf)) or dst_dir, exist_ok=True)
         shutil.copy(os.path.join(src_dir, rf), os.path.join(dst_dir, rf))
-    return rule_files
+    return files
 
 
 def regex_escape(value):
@@ -511,23 +356,6 @@ def check_rules(prom, expected_files):
     return failures
 
 
-def start_prometheus(a, procs, tmp, name, cfgdir, config):
-    pport = free_port()
-    prom = Prom("http://127.0.0.1:%d" % pport)
-    procs.start(name, [a.prometheus, "--config.file=" + os.path.join(cfgdir, config),
-                       "--storage.tsdb.path=" + os.path.join(cfgdir, "data"),
-                       "--web.listen-address=127.0.0.1:%d" % pport, "--log.level=warn"],
-                os.path.join(tmp, name + ".log"))
-
-    def ready():
-        try:
-            return http_get(prom.base + "/-/ready")[0] == 200
-        except urllib.error.HTTPError:
-            return False
-    wait_for("%s /-/ready" % name, ready, procs, 30)
-    return prom
-
-
 # The two deployment modes: which jobs the variables must find.
 #   static: prometheus.yml, one job scraping /metrics with every profile;
 #   probe:  prometheus-sd.yml, /sd + /probe per customer (job avepoint-probe)
@@ -594,28 +422,15 @@ def check_mode(a, procs, dash, mode, prom, target, rule_files, profiles):
 
 
 def run(a, procs, tmp):
-    import probe_e2e  # noqa: E402 (it imports this module)
     dashboard = a.dashboard
     with open(dashboard, encoding="utf-8") as f:
         dash = json.load(f)
     profiles = a.customers * a.profiles_per_customer
 
     # 1. exporter
-    port = free_port()
-    target = "127.0.0.1:%d" % port
+    target = start_demo(a, procs, tmp)
     base = "http://" + target
     metrics_url = base + "/metrics"
-    argv = [a.exporter, "demo", "--web.listen-address", target, "--customers", str(a.customers),
-            "--profiles-per-customer", str(a.profiles_per_customer)]
-    log("starting exporter: %s" % " ".join(argv))
-    procs.start("exporter", argv, os.path.join(tmp, "exporter.log"))
-
-    def ready():
-        try:
-            return http_get(base + "/-/ready")[0] == 200
-        except urllib.error.HTTPError:
-            return False
-    wait_for("exporter %s/-/ready" % base, ready, procs, 60)
     log("exporter ready at %s" % base)
 
     # 2. lint against the live /metrics, once the background refreshers (profile
@@ -628,22 +443,22 @@ def run(a, procs, tmp):
             'avepoint_collector_last_success_timestamp_seconds{collector="backup_jobs"}',
             'avepoint_collector_last_success_timestamp_seconds{collector="backup_coverage"}'))
     wait_for("the profile details and backup collectors' first refresh", refreshed, procs, 60)
-    probe_url = "%s/probe?customer_id=%s" % (base, sorted(probe_e2e.read_sd(base))[0])
+    probe_url = "%s/probe?customer_id=%s" % (base, sorted(read_sd(base))[0])
     log("== dashboard lint --metrics-url %s --metrics-url %s" % (metrics_url, probe_url))
     lint_rc = dashboard_lint.main([dashboard, "--metrics-url", metrics_url, "--metrics-url", probe_url])
 
     # 3. one Prometheus per mode, side by side, on the shipped configs
     static_dir = os.path.join(tmp, "prometheus-static")
     os.makedirs(static_dir)
-    static_rules = prepare_prometheus_config(os.path.join(REPO, "deploy", "prometheus"), static_dir,
+    static_rules = prepare_prometheus_config(PROM_DIR, static_dir,
                                              target, a.scrape_interval, a.scrape_timeout)
     log("starting prometheus (static) with a copy of deploy/prometheus/prometheus.yml")
-    static = start_prometheus(a, procs, tmp, "prometheus-static", static_dir, "prometheus.yml")
+    static, _ = start_prometheus(a.prometheus, procs, tmp, "prometheus-static", static_dir, "prometheus.yml")
     probe_dir = os.path.join(tmp, "prometheus-probe")
     # modulus 3 -> 1: one Prometheus keeps every customer (the hashmod is probe_e2e's business).
-    probe_rules = probe_e2e.prepare(probe_dir, target, 1, a.scrape_interval, a.scrape_timeout)
+    probe_rules = prepare_sd(probe_dir, target, 1, a.scrape_interval, a.scrape_timeout)
     log("starting prometheus (probe) with a copy of deploy/prometheus/prometheus-sd.yml (modulus 1)")
-    probe = start_prometheus(a, procs, tmp, "prometheus-probe", probe_dir, "prometheus-sd.yml")
+    probe, _ = start_prometheus(a.prometheus, procs, tmp, "prometheus-probe", probe_dir, "prometheus-sd.yml")
 
     failures = check_mode(a, procs, dash, "static", static, target, static_rules, profiles)
     failures += check_mode(a, procs, dash, "probe", probe, target, probe_rules, profiles)
@@ -671,43 +486,7 @@ def main(argv=None):
         log("SETUP ERROR: %s is not an executable" % a.exporter)
         return 2
 
-    procs = Procs()
-    tmp = tempfile.mkdtemp(prefix="avepoint-dashboard-e2e-")
-
-    def on_alarm(signum, frame):
-        raise Deadline()
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt()
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.alarm(max(1, int(a.timeout)))
-    started = time.monotonic()
-    rc = 1
-    try:
-        failures = run(a, procs, tmp)
-        rc = 1 if failures else 0
-        log("== dashboard e2e: %s (%d failure(s), %.0fs)" % ("OK" if rc == 0 else "FAILED", failures, time.monotonic() - started))
-    except Deadline:
-        log("FAIL overall timeout of %ds exceeded" % a.timeout)
-        rc = 1
-    except SetupError as e:
-        log("SETUP ERROR: %s" % e)
-        rc = 2
-    except KeyboardInterrupt:
-        log("interrupted")
-        rc = 130
-    finally:
-        signal.alarm(0)
-        if rc not in (0, 130):
-            for name, _, _, logfile in procs.procs:
-                log("-- last lines of %s log:\n%s" % (name, tail(logfile)))
-        procs.stop_all()
-        if a.keep_tmp:
-            log("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return rc
+    return run_main("dashboard e2e", a, "avepoint-dashboard-e2e-", run)
 
 
 if __name__ == "__main__":

@@ -659,6 +659,17 @@ SELF_TEST = [
 ]
 
 
+def self_test_misses(rules, wants):
+    """Self-test failures: one per text of `wants` that no problem in
+    `rules` mentions, each printed."""
+    bad = 0
+    for want in wants:
+        if not any(want in r for r in rules):
+            bad += 1
+            print("FAIL self-test: query_rules misses %r: %s" % (want, rules))
+    return bad
+
+
 def self_test():
     bad = 0
     for q, want in SELF_TEST:
@@ -666,11 +677,9 @@ def self_test():
         if got != want:
             bad += 1
             print("FAIL self-test: %s -> %s, want %s" % (q, LEVEL_NAMES[got], LEVEL_NAMES[want]))
-    rules = query_rules({"type": "timeseries"}, "", 'avepoint_scan_last_status_state{job=~"$job", state="failed"}')
-    for want in ("avepoint_scan_last_status_state", "filtered by job=~\"$scan_job\"", "$job/$instance", "per profile"):
-        if not any(want in r for r in rules):
-            bad += 1
-            print("FAIL self-test: query_rules misses %r: %s" % (want, rules))
+    bad += self_test_misses(
+        query_rules({"type": "timeseries"}, "", 'avepoint_scan_last_status_state{job=~"$job", state="failed"}'),
+        ("avepoint_scan_last_status_state", "filtered by job=~\"$scan_job\"", "$job/$instance", "per profile"))
     rules = query_rules({"type": "timeseries"}, EXPORTER_ROW, 'process_resident_memory_bytes{job=~"$scan_job"}')
     if len(rules) != 2:
         bad += 1
@@ -678,11 +687,9 @@ def self_test():
     if query_rules({"type": "table"}, "", 'avepoint_customer_tenants{job=~"$scan_job"}'):
         bad += 1
         print("FAIL self-test: a per-customer table is fine")
-    rules = query_rules({"type": "stat"}, "", 'avepoint_backup_job_status_state{job=~"$job", state="failed"}')
-    for want in ("avepoint_backup_job_status_state", "filtered by job=~\"$scan_job\"", "$job/$instance", "per customer"):
-        if not any(want in r for r in rules):
-            bad += 1
-            print("FAIL self-test: query_rules misses %r: %s" % (want, rules))
+    bad += self_test_misses(
+        query_rules({"type": "stat"}, "", 'avepoint_backup_job_status_state{job=~"$job", state="failed"}'),
+        ("avepoint_backup_job_status_state", "filtered by job=~\"$scan_job\"", "$job/$instance", "per customer"))
     rules = query_rules({"type": "stat"}, EXPORTER_ROW,
                         'time() - avepoint_profile_details_last_success_timestamp_seconds{job=~"$job", instance=~"$instance"}')
     if rules:

@@ -81,8 +81,9 @@ K8S = os.path.join(REPO, "deploy", "kubernetes")
 RULES = os.path.join(REPO, "deploy", "prometheus", "avepoint-alerts.yml")
 DASHBOARD = os.path.join(REPO, "dashboards", "avepoint-scan-profiles.json")
 sys.path.insert(0, HERE)
-from dashboard_e2e import run_bounded, BUILTINS, REGEX_SPECIAL, Procs, Prom, SetupError, free_port, http_get, log, wait_for  # noqa: E402,E501
-from probe_e2e import Checks, result, wait_until  # noqa: E402
+from dashboard_e2e import BUILTINS, REGEX_SPECIAL  # noqa: E402
+from harness import (run_bounded, Checks, Procs, Prom, SetupError, free_port, http_get, log,  # noqa: E402
+                     result, wait_for, wait_until)
 
 NAMESPACE = "monitoring"
 POD = "avepoint-exporter-7d9f8b6c5d-x2x4q"

@@ -41,62 +41,22 @@ Everything listens on 127.0.0.1 only, the whole run is bounded by --timeout
 interrupt. Exit status: 0 all good, 1 a check failed, 2 setup problem.
 """
 import argparse
-import json
 import os
 import re
 import shutil
-import signal
 import sys
-import tempfile
 import time
-import urllib.error
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-PROM_DIR = os.path.join(REPO, "deploy", "prometheus")
 sys.path.insert(0, HERE)
-from dashboard_e2e import (Deadline, Procs, Prom, SetupError, free_port,  # noqa: E402
-                           http_get, log, tail, wait_for)
+from harness import (SHIPPED_MODULUS, Checks, http_get, log, prepare_sd, read_sd,  # noqa: E402
+                     result, run_main, start_demo, wait_until)
+import harness  # noqa: E402
 from relabel_e2e import hashmod  # noqa: E402
 
 JOB = "avepoint-probe"
-SHIPPED_MODULUS, SHARD = 3, 0
-
-
-class Checks:
-    def __init__(self):
-        self.failures = 0
-
-    def ok(self, msg):
-        log("ok   " + msg)
-
-    def fail(self, msg):
-        log("FAIL " + msg)
-        self.failures += 1
-
-    def expect(self, cond, good, bad):
-        if cond:
-            self.ok(good)
-        else:
-            self.fail(bad)
-        return cond
-
-
-def read_sd(base):
-    status, body = http_get(base + "/sd")
-    if status != 200:
-        raise SetupError("/sd answered %s" % status)
-    groups = json.loads(body)
-    customers = {}
-    for g in groups:
-        targets, labels = g.get("targets") or [], g.get("labels") or {}
-        if len(targets) != 1 or labels.get("customer_id") != targets[0] or not labels.get("organization"):
-            raise SetupError("/sd group not in the contract's format: %s" % g)
-        if targets[0] in customers:
-            raise SetupError("/sd lists customer %s twice" % targets[0])
-        customers[targets[0]] = labels["organization"]
-    return customers
+SHARD = 0
 
 
 def probe_profiles(base, customer):
@@ -107,75 +67,13 @@ def probe_profiles(base, customer):
     return profiles, set(re.findall(r'[{,]customer_id="([^"]*)"', body))
 
 
-def prepare(dst, exporter, modulus, interval, timeout):
-    """Copy prometheus-sd.yml and its rule files with the substitutions."""
-    src = os.path.join(PROM_DIR, "prometheus-sd.yml")
-    with open(src, encoding="utf-8") as f:
-        text = f.read()
-    subs = [
-        (r"\blocalhost:10290\b", exporter, None),
-        (r"\blocalhost:9093\b", "127.0.0.1:9", None),
-        (r"(\bscrape_interval:\s*)\S+", r"\g<1>" + interval, None),
-        (r"(\bscrape_timeout:\s*)\S+", r"\g<1>" + timeout, None),
-        (r"(\bmodulus:\s*)%d\b" % SHIPPED_MODULUS, r"\g<1>%d" % modulus, 1),
-    ]
-    for pattern, repl, want in subs:
-        text, n = re.subn(pattern, repl, text)
-        if not n or (want is not None and n != want):
-            raise SetupError("%r found %d time(s) in %s: update probe_e2e.py with the file" % (pattern, n, src))
-    os.makedirs(dst)
-    with open(os.path.join(dst, "prometheus-sd.yml"), "w", encoding="utf-8") as f:
-        f.write(text)
-    m = re.search(r"^rule_files:\s*\n((?:[ \t]*(?:-.*|#.*)?\n)+)", text, re.M)
-    rule_files = re.findall(r"^[ \t]*-[ \t]*['\"]?([^'\"#\n]+?)['\"]?[ \t]*$", m.group(1), re.M) if m else []
-    for rf in rule_files:
-        shutil.copy(os.path.join(PROM_DIR, rf), os.path.join(dst, rf))
-    return rule_files
-
-
 def start_prometheus(a, procs, tmp, name, exporter, modulus):
+    """Prometheus on a copy of prometheus-sd.yml sharded by `modulus`;
+    returns (Prom, process, rule files)."""
     cfgdir = os.path.join(tmp, name)
-    rule_files = prepare(cfgdir, exporter, modulus, a.scrape_interval, a.scrape_timeout)
-    pport = free_port()
-    prom = Prom("http://127.0.0.1:%d" % pport)
-    proc = procs.start(name, [a.prometheus, "--config.file=" + os.path.join(cfgdir, "prometheus-sd.yml"),
-                              "--storage.tsdb.path=" + os.path.join(cfgdir, "data"),
-                              "--web.listen-address=127.0.0.1:%d" % pport, "--log.level=warn"],
-                       os.path.join(tmp, name + ".log"))
-
-    def ready():
-        try:
-            return http_get(prom.base + "/-/ready")[0] == 200
-        except urllib.error.HTTPError:
-            return False
-    wait_for("%s /-/ready" % name, ready, procs, 30)
+    rule_files = prepare_sd(cfgdir, exporter, modulus, a.scrape_interval, a.scrape_timeout)
+    prom, proc = harness.start_prometheus(a.prometheus, procs, tmp, name, cfgdir, "prometheus-sd.yml")
     return prom, proc, rule_files
-
-
-def stop(procs, proc):
-    """Stop one Prometheus (it is in procs; stop_all would stop the exporter too)."""
-    for i, (name, p, out, _) in enumerate(procs.procs):
-        if p is proc:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                try:
-                    p.wait(timeout=10)
-                except Exception:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait(timeout=5)
-            out.close()
-            del procs.procs[i]
-            return
-
-
-def result(prom, expr):
-    r = prom.query(expr)
-    if r.get("status") != "success":
-        raise SetupError("query %s: %s" % (expr, r.get("error")))
-    return r["data"]["result"]
 
 
 def probe_targets(prom):
@@ -183,21 +81,6 @@ def probe_targets(prom):
     active = [t for t in data["activeTargets"] if t.get("scrapePool") == JOB]
     dropped = [t for t in data.get("droppedTargets", []) if t.get("discoveredLabels", {}).get("job") == JOB]
     return active, dropped
-
-
-def wait_until(procs, seconds, cond, interval=1.0):
-    """Poll cond() until it returns True or seconds pass; no exception on timeout."""
-    end = time.monotonic() + seconds
-    while True:
-        procs.check_alive()
-        try:
-            if cond():
-                return True
-        except (OSError, ValueError, KeyError):
-            pass
-        if time.monotonic() >= end:
-            return False
-        time.sleep(interval)
 
 
 def pass_all(a, procs, tmp, exporter, base, customers, c):
@@ -353,7 +236,7 @@ def pass_all(a, procs, tmp, exporter, base, customers, c):
             broken.append("%s: %s" % (r.get("name"), q.get("error")))
     c.expect(rules and not broken, "%d alert rules from %s loaded and evaluate" % (len(rules), ", ".join(rule_files)),
              "alert rules: %d loaded, problems: %s" % (len(rules), "; ".join(broken) or "none loaded"))
-    stop(procs, proc)
+    procs.stop(proc)
 
 
 def pass_sharded(a, procs, tmp, exporter, customers, c):
@@ -381,24 +264,12 @@ def pass_sharded(a, procs, tmp, exporter, customers, c):
              if t["health"] != "up"]
     c.expect(not notup, "shard %d: its %d targets are up" % (SHARD, len(active)),
              "shard %d targets not up: %s" % (SHARD, "; ".join(notup)))
-    stop(procs, proc)
+    procs.stop(proc)
 
 
 def run(a, procs, tmp):
-    port = free_port()
-    exporter = "127.0.0.1:%d" % port
+    exporter = start_demo(a, procs, tmp, 0.25)
     base = "http://" + exporter
-    argv = [a.exporter, "demo", "--web.listen-address", exporter, "--customers", str(a.customers),
-            "--profiles-per-customer", str(a.profiles_per_customer)]
-    log("starting exporter: %s" % " ".join(argv))
-    procs.start("exporter", argv, os.path.join(tmp, "exporter.log"))
-
-    def ready():
-        try:
-            return http_get(base + "/-/ready")[0] == 200
-        except urllib.error.HTTPError:
-            return False
-    wait_for("exporter %s/-/ready" % base, ready, procs, 60, 0.25)
     customers = read_sd(base)
     log("exporter ready; /sd lists %d customers: %s"
         % (len(customers), ", ".join(sorted(customers.values()))))
@@ -433,44 +304,7 @@ def main(argv=None):
         log("SETUP ERROR: no prometheus binary %r (Debian package prometheus)" % a.prometheus)
         return 2
 
-    procs = Procs()
-    tmp = tempfile.mkdtemp(prefix="avepoint-probe-e2e-")
-
-    def on_alarm(signum, frame):
-        raise Deadline()
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt()
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.alarm(max(1, int(a.timeout)))
-    started = time.monotonic()
-    rc = 1
-    try:
-        failures = run(a, procs, tmp)
-        rc = 1 if failures else 0
-        log("== probe e2e: %s (%d failure(s), %.0fs)" % ("OK" if rc == 0 else "FAILED", failures,
-                                                         time.monotonic() - started))
-    except Deadline:
-        log("FAIL overall timeout of %ds exceeded" % a.timeout)
-        rc = 1
-    except SetupError as e:
-        log("SETUP ERROR: %s" % e)
-        rc = 2
-    except KeyboardInterrupt:
-        log("interrupted")
-        rc = 130
-    finally:
-        signal.alarm(0)
-        if rc not in (0, 130):
-            for name, _, _, logfile in procs.procs:
-                log("-- last lines of %s log:\n%s" % (name, tail(logfile)))
-        procs.stop_all()
-        if a.keep_tmp:
-            log("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return rc
+    return run_main("probe e2e", a, "avepoint-probe-e2e-", run)
 
 
 if __name__ == "__main__":
