@@ -15,10 +15,12 @@ mod exporter;
 mod exposition;
 mod format;
 mod gauges;
+mod lines;
 mod process;
 pub mod profiles;
 mod schedule;
 mod shared;
+mod streamed;
 mod subscriptions;
 mod users;
 
