@@ -1,14 +1,13 @@
 //! The profile details families (schedule, settings, containers) of the
 //! profiles in a snapshot, and the refresher's own health.
 //!
-//! Written like `profiles.rs`, straight into text chunks: they are per
-//! profile too, and follow the snapshot's profiles, so `/probe` shows the
+//! Declared like `profiles.rs`'s and streamed by the same encoder
+//! (`streamed.rs`): they are per profile too, and follow the snapshot's profiles, so `/probe` shows the
 //! probed customer's details and `/metrics` those of every target it
 //! serves. A profile whose details were never fetched has none of them,
 //! and neither has one whose report fetch failed in this scrape (`up 0`
 //! means no other series, as the README promises).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -16,13 +15,15 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use super::Format;
 use super::gauges::{NO_LABELS, encode_counter, encode_gauges, encode_last_success};
-use super::lines::{CHUNK_BYTES, open_series, push_float};
+use super::lines::line_float;
+use super::streamed::{Streamed, StreamedFamily};
 use crate::collect::Snapshot;
 use crate::config::ProfileTarget;
 use crate::profile_details::{ProfileDetailsState, ProfileSettings};
 
+/// The profile details families, in exposition order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
+pub(super) enum DetailFamily {
     DailyScanEnabled,
     DailyScanTime,
     Created,
@@ -32,110 +33,127 @@ enum Family {
     IgnoreLockedSites,
 }
 
-const FAMILIES: [Family; 7] = [
-    Family::DailyScanEnabled,
-    Family::DailyScanTime,
-    Family::Created,
-    Family::Containers,
-    Family::OutOfPolicyNotification,
-    Family::InplaceArchivedMailboxes,
-    Family::IgnoreLockedSites,
-];
+/// A profile with known details: its target and its settings.
+type DetailRow = (ProfileTarget, Arc<ProfileSettings>);
 
-impl Family {
+impl StreamedFamily for DetailFamily {
+    type Source = Vec<DetailRow>;
+    type Row = DetailRow;
+    type Context = ();
+
+    const ALL: &'static [Self] = &[
+        Self::DailyScanEnabled,
+        Self::DailyScanTime,
+        Self::Created,
+        Self::Containers,
+        Self::OutOfPolicyNotification,
+        Self::InplaceArchivedMailboxes,
+        Self::IgnoreLockedSites,
+    ];
+
+    fn rows(rows: &Vec<DetailRow>) -> &[DetailRow] {
+        rows
+    }
+
     fn name(self) -> &'static str {
         match self {
-            Family::DailyScanEnabled => "avepoint_scan_profile_daily_scan_enabled",
-            Family::DailyScanTime => "avepoint_scan_profile_daily_scan_time_seconds",
-            Family::Created => "avepoint_scan_profile_created_timestamp_seconds",
-            Family::Containers => "avepoint_scan_profile_containers",
-            Family::OutOfPolicyNotification => {
+            DetailFamily::DailyScanEnabled => "avepoint_scan_profile_daily_scan_enabled",
+            DetailFamily::DailyScanTime => "avepoint_scan_profile_daily_scan_time_seconds",
+            DetailFamily::Created => "avepoint_scan_profile_created_timestamp_seconds",
+            DetailFamily::Containers => "avepoint_scan_profile_containers",
+            DetailFamily::OutOfPolicyNotification => {
                 "avepoint_scan_profile_out_of_policy_notification_enabled"
             }
-            Family::InplaceArchivedMailboxes => {
+            DetailFamily::InplaceArchivedMailboxes => {
                 "avepoint_scan_profile_inplace_archived_mailboxes_enabled"
             }
-            Family::IgnoreLockedSites => "avepoint_scan_profile_ignore_locked_sites_enabled",
+            DetailFamily::IgnoreLockedSites => "avepoint_scan_profile_ignore_locked_sites_enabled",
         }
     }
 
-    fn help(self) -> &'static str {
+    fn help(self, (): ()) -> &'static str {
         match self {
-            Family::DailyScanEnabled => {
+            DetailFamily::DailyScanEnabled => {
                 "1 when the profile's daily scan is on (enableDailyScan is a time), 0 when it is off (\"No\")."
             }
-            Family::DailyScanTime => {
+            DetailFamily::DailyScanTime => {
                 "Time of day of the profile's daily scan (enableDailyScan), in seconds after midnight, in AvePoint's time zone (not documented). Absent when daily scan is off."
             }
-            Family::Created => {
+            DetailFamily::Created => {
                 "When the scan profile was created (createdTime), as a Unix timestamp."
             }
-            Family::Containers => {
+            DetailFamily::Containers => {
                 "Containers in the scan profile's scope per object type (containers[].objectType); undocumented types count as other."
             }
-            Family::OutOfPolicyNotification => {
+            DetailFamily::OutOfPolicyNotification => {
                 "1 when the profile sends out-of-policy notifications (isSendOutOfPolicyNotification)."
             }
-            Family::InplaceArchivedMailboxes => {
+            DetailFamily::InplaceArchivedMailboxes => {
                 "1 when the profile scans in-place archived mailboxes (scanInplaceArchivedMailboxes)."
             }
-            Family::IgnoreLockedSites => {
+            DetailFamily::IgnoreLockedSites => {
                 "1 when the profile ignores locked sites (isIgnoreLockedSiteEnabled)."
             }
         }
     }
 
     fn unit(self) -> Option<&'static str> {
-        matches!(self, Family::DailyScanTime | Family::Created).then_some("seconds")
+        matches!(self, DetailFamily::DailyScanTime | DetailFamily::Created).then_some("seconds")
     }
 
-    fn has_rows(self, settings: &ProfileSettings) -> bool {
+    fn has_rows(self, (_, settings): &DetailRow, (): ()) -> bool {
         match self {
-            Family::DailyScanTime => settings.daily_scan_time.is_some(),
-            Family::Created => settings.created_timestamp.is_some(),
-            Family::Containers => !settings.containers.is_empty(),
-            Family::OutOfPolicyNotification => settings.send_out_of_policy_notification.is_some(),
-            Family::InplaceArchivedMailboxes => settings.scan_inplace_archived_mailboxes.is_some(),
-            Family::IgnoreLockedSites => settings.ignore_locked_sites.is_some(),
-            Family::DailyScanEnabled => true,
+            DetailFamily::DailyScanTime => settings.daily_scan_time.is_some(),
+            DetailFamily::Created => settings.created_timestamp.is_some(),
+            DetailFamily::Containers => !settings.containers.is_empty(),
+            DetailFamily::OutOfPolicyNotification => {
+                settings.send_out_of_policy_notification.is_some()
+            }
+            DetailFamily::InplaceArchivedMailboxes => {
+                settings.scan_inplace_archived_mailboxes.is_some()
+            }
+            DetailFamily::IgnoreLockedSites => settings.ignore_locked_sites.is_some(),
+            DetailFamily::DailyScanEnabled => true,
         }
     }
 
-    fn write_rows(self, out: &mut String, target: &ProfileTarget, settings: &ProfileSettings) {
+    fn write_rows(self, out: &mut String, (target, settings): &DetailRow, (): ()) {
         let name = self.name();
         let flag = |value: bool| if value { 1.0 } else { 0.0 };
         match self {
-            Family::DailyScanEnabled => line(
+            DetailFamily::DailyScanEnabled => line_float(
                 out,
                 name,
                 target,
                 "",
                 flag(settings.daily_scan_time.is_some()),
             ),
-            Family::DailyScanTime => {
+            DetailFamily::DailyScanTime => {
                 if let Some(seconds) = settings.daily_scan_time {
-                    line(out, name, target, "", f64::from(seconds));
+                    line_float(out, name, target, "", f64::from(seconds));
                 }
             }
-            Family::Created => {
+            DetailFamily::Created => {
                 if let Some(at) = settings.created_timestamp {
-                    line(out, name, target, "", at);
+                    line_float(out, name, target, "", at);
                 }
             }
-            Family::Containers => {
+            DetailFamily::Containers => {
                 for (object_type, count) in &settings.containers {
                     // The labels are our own snake_case names: no escaping.
                     let label = format!(",object_type=\"{object_type}\"");
-                    line(out, name, target, &label, *count as f64);
+                    line_float(out, name, target, &label, *count as f64);
                 }
             }
-            Family::OutOfPolicyNotification => {
+            DetailFamily::OutOfPolicyNotification => {
                 flag_line(out, name, target, settings.send_out_of_policy_notification)
             }
-            Family::InplaceArchivedMailboxes => {
+            DetailFamily::InplaceArchivedMailboxes => {
                 flag_line(out, name, target, settings.scan_inplace_archived_mailboxes)
             }
-            Family::IgnoreLockedSites => flag_line(out, name, target, settings.ignore_locked_sites),
+            DetailFamily::IgnoreLockedSites => {
+                flag_line(out, name, target, settings.ignore_locked_sites)
+            }
         }
     }
 }
@@ -143,31 +161,20 @@ impl Family {
 /// A 0/1 line for a setting AvePoint sent; nothing for one it left out.
 fn flag_line(out: &mut String, name: &str, target: &ProfileTarget, value: Option<bool>) {
     if let Some(value) = value {
-        line(out, name, target, "", if value { 1.0 } else { 0.0 });
+        line_float(out, name, target, "", if value { 1.0 } else { 0.0 });
     }
 }
 
-/// `name{customer_id="...",profile_id="..."<extra>} value`.
-fn line(out: &mut String, name: &str, target: &ProfileTarget, extra: &str, value: f64) {
-    open_series(out, name, target);
-    out.push_str(extra);
-    out.push_str("} ");
-    push_float(out, value);
-    out.push('\n');
-}
-
 /// The details families of a snapshot's profiles, as text chunks.
-#[derive(Debug)]
-pub struct DetailFamilies {
-    rows: Vec<(ProfileTarget, Arc<ProfileSettings>)>,
-    format: Format,
-    family: usize,
-    next_row: usize,
-}
+pub(super) type DetailFamilies = Streamed<DetailFamily>;
 
 impl DetailFamilies {
     /// Chunks of the details of `snapshot`'s profiles that `details` knows.
-    pub fn new(snapshot: &Snapshot, details: Option<&ProfileDetailsState>, format: Format) -> Self {
+    pub(super) fn new(
+        snapshot: &Snapshot,
+        details: Option<&ProfileDetailsState>,
+        format: Format,
+    ) -> Self {
         let rows = details
             .map(|details| {
                 snapshot
@@ -183,51 +190,7 @@ impl DetailFamilies {
                     .collect()
             })
             .unwrap_or_default();
-        Self {
-            rows,
-            format,
-            family: 0,
-            next_row: 0,
-        }
-    }
-
-    fn write_header(&self, out: &mut String, family: Family) {
-        let name = family.name();
-        let _ = write!(
-            out,
-            "# HELP {name} {}\n# TYPE {name} gauge\n",
-            family.help()
-        );
-        if let (Format::OpenMetrics, Some(unit)) = (self.format, family.unit()) {
-            let _ = writeln!(out, "# UNIT {name} {unit}");
-        }
-    }
-}
-
-impl Iterator for DetailFamilies {
-    type Item = String;
-
-    fn next(&mut self) -> Option<String> {
-        let mut out = String::with_capacity(CHUNK_BYTES + 4096);
-        while let Some(&family) = FAMILIES.get(self.family) {
-            if self.next_row == 0 {
-                if !self.rows.iter().any(|(_, s)| family.has_rows(s)) {
-                    self.family += 1;
-                    continue;
-                }
-                self.write_header(&mut out, family);
-            }
-            while let Some((target, settings)) = self.rows.get(self.next_row) {
-                family.write_rows(&mut out, target, settings);
-                self.next_row += 1;
-                if out.len() >= CHUNK_BYTES {
-                    return Some(out);
-                }
-            }
-            self.family += 1;
-            self.next_row = 0;
-        }
-        (!out.is_empty()).then_some(out)
+        Streamed::start(rows, format, ())
     }
 }
 

@@ -1,16 +1,16 @@
-//! The exposition's line writers, shared by the families streamed from a
-//! snapshot (`profiles.rs`, `details.rs`): label values escaped as both
-//! text formats require, floats in the exposition's spelling, and a
-//! profile's series opened with its two id labels. Hand-written rather
-//! than through prometheus-client's encoder: they run for every series of
-//! every profile of every scrape (BENCHMARKS.md).
+//! The line writers of the hand-written families: label escaping, sample
+//! values, and the `# HELP`/`# TYPE`/`# UNIT` lines of both text formats.
+//!
+//! Kept apart from the streamer and from the families so that every
+//! hand-written line goes through the same few functions: the escaping and
+//! the number spelling are what promtool and the reference parsers check,
+//! and they are on the hot path of every scrape (a fast path each for the
+//! common case, no allocation).
 
 use std::fmt::Write as _;
 
+use super::Format;
 use crate::config::ProfileTarget;
-
-/// Output is handed out in pieces of about this size.
-pub const CHUNK_BYTES: usize = 64 * 1024;
 
 /// Append a label value, escaped as both text formats require.
 pub(super) fn push_escaped(out: &mut String, value: &str) {
@@ -31,36 +31,12 @@ pub(super) fn push_escaped(out: &mut String, value: &str) {
     }
 }
 
-/// `name{customer_id="...",profile_id="..."` (no closing brace).
-pub(super) fn open_series(out: &mut String, name: &str, target: &ProfileTarget) {
-    out.push_str(name);
-    out.push_str("{customer_id=\"");
-    push_escaped(out, &target.customer_id);
-    out.push_str("\",profile_id=\"");
-    push_escaped(out, &target.profile_id);
-    out.push('"');
-}
-
-/// `name{customer_id="...",profile_id="..."} value`, an integer.
-pub(super) fn line_int(out: &mut String, name: &str, target: &ProfileTarget, value: i64) {
-    open_series(out, name, target);
-    out.push_str("} ");
-    out.push_str(itoa::Buffer::new().format(value));
-    out.push('\n');
-}
-
-/// `name{customer_id="...",profile_id="..."} value`, a float.
-pub(super) fn line_float(out: &mut String, name: &str, target: &ProfileTarget, value: f64) {
-    open_series(out, name, target);
-    out.push_str("} ");
-    push_float(out, value);
-    out.push('\n');
-}
-
 /// Integers an `f64` holds exactly (2^53): below this a whole value
 /// prints as the integer it is.
 const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
 
+/// Append a sample value in the exposition's spelling.
+///
 /// Rust's `Display` gives the shortest round-trip decimal, never an
 /// exponent; only the non-finite values need the exposition's spelling.
 pub(super) fn push_float(out: &mut String, value: f64) {
@@ -75,6 +51,65 @@ pub(super) fn push_float(out: &mut String, value: f64) {
     } else {
         let _ = write!(out, "{value}");
     }
+}
+
+/// `# HELP`, `# TYPE` (always a gauge) and, in OpenMetrics only, `# UNIT`.
+pub(super) fn push_header(
+    out: &mut String,
+    format: Format,
+    name: &str,
+    help: &str,
+    unit: Option<&str>,
+) {
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(help);
+    out.push_str("\n# TYPE ");
+    out.push_str(name);
+    out.push_str(" gauge\n");
+    if let (Format::OpenMetrics, Some(unit)) = (format, unit) {
+        out.push_str("# UNIT ");
+        out.push_str(name);
+        out.push(' ');
+        out.push_str(unit);
+        out.push('\n');
+    }
+}
+
+/// `name{customer_id="...",profile_id="..."` (no closing brace), for the
+/// series that add labels of their own before closing it.
+pub(super) fn open_series(out: &mut String, name: &str, target: &ProfileTarget) {
+    out.push_str(name);
+    out.push_str("{customer_id=\"");
+    push_escaped(out, &target.customer_id);
+    out.push_str("\",profile_id=\"");
+    push_escaped(out, &target.profile_id);
+    out.push('"');
+}
+
+/// `name{customer_id="...",profile_id="..."} value` for an integer.
+pub(super) fn line_int(out: &mut String, name: &str, target: &ProfileTarget, value: i64) {
+    open_series(out, name, target);
+    out.push_str("} ");
+    out.push_str(itoa::Buffer::new().format(value));
+    out.push('\n');
+}
+
+/// `name{customer_id="...",profile_id="..."<extra>} value`, `extra` being
+/// further labels already escaped (empty for none).
+pub(super) fn line_float(
+    out: &mut String,
+    name: &str,
+    target: &ProfileTarget,
+    extra: &str,
+    value: f64,
+) {
+    open_series(out, name, target);
+    out.push_str(extra);
+    out.push_str("} ");
+    push_float(out, value);
+    out.push('\n');
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod process;
 pub mod profiles;
 mod schedule;
 mod shared;
+mod streamed;
 mod subscriptions;
 mod users;
 

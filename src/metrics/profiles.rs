@@ -5,22 +5,26 @@
 //! profiles these are 240,000 series (150,000 of them the status state set),
 //! and the generic per-label encoding took three times the 15 ms budget and
 //! one 38 MB string per scrape (BENCHMARKS.md). Here each profile's id
-//! labels are escaped once per line with a fast path for the common case
-//! (`lines.rs`), and output goes out in chunks of about `CHUNK_BYTES`. The same tests
-//! check these lines as everything else: exact values, promtool and the
+//! labels are escaped once per line with a fast path for the common case,
+//! and output goes out in chunks of about
+//! [`CHUNK_BYTES`](super::streamed::CHUNK_BYTES). This file declares the
+//! families; `streamed.rs` walks them and `lines.rs` writes the lines.
+//! The same tests check these lines as everything else: exact values, promtool and the
 //! reference parsers of both formats.
 
 use std::sync::Arc;
 
 use super::Format;
-use super::lines::{CHUNK_BYTES, line_float, line_int, open_series, push_escaped};
+use super::lines::{line_float, line_int, open_series, push_escaped};
+use super::streamed::{Streamed, StreamedFamily};
 use crate::avepoint::ScanStatus;
 use crate::avepoint::model::{ScanProfileReport, scan_mode_label};
 use crate::collect::{ProfileResult, Snapshot};
 use crate::config::LastStatusState;
 
+/// The per-profile families, in exposition order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
+pub(super) enum ProfileFamily {
     Up,
     FetchDuration,
     Info,
@@ -36,81 +40,89 @@ enum Family {
     NextRead,
 }
 
-const FAMILIES: [Family; 13] = [
-    Family::Up,
-    Family::FetchDuration,
-    Family::Info,
-    Family::NewRegistered,
-    Family::Moved,
-    Family::Removed,
-    Family::LastStatus,
-    Family::State,
-    Family::LastUpdate,
-    Family::Modified,
-    Family::CacheAge,
-    Family::LastRead,
-    Family::NextRead,
-];
+impl StreamedFamily for ProfileFamily {
+    type Source = Arc<Snapshot>;
+    type Row = Arc<ProfileResult>;
+    type Context = LastStatusState;
 
-impl Family {
+    const ALL: &'static [Self] = &[
+        Self::Up,
+        Self::FetchDuration,
+        Self::Info,
+        Self::NewRegistered,
+        Self::Moved,
+        Self::Removed,
+        Self::LastStatus,
+        Self::State,
+        Self::LastUpdate,
+        Self::Modified,
+        Self::CacheAge,
+        Self::LastRead,
+        Self::NextRead,
+    ];
+
+    fn rows(snapshot: &Arc<Snapshot>) -> &[Arc<ProfileResult>] {
+        &snapshot.profiles
+    }
+
     fn name(self) -> &'static str {
         match self {
-            Family::Up => "avepoint_scan_profile_up",
-            Family::FetchDuration => "avepoint_scan_profile_fetch_duration_seconds",
-            Family::Info => "avepoint_scan_profile_info",
-            Family::NewRegistered => "avepoint_scan_new_registered_content",
-            Family::Moved => "avepoint_scan_moved_to_another_container",
-            Family::Removed => "avepoint_scan_removed_from_m365_or_out_of_policy",
-            Family::LastStatus => "avepoint_scan_last_status",
-            Family::State => "avepoint_scan_last_status_state",
-            Family::LastUpdate => "avepoint_scan_last_update_timestamp_seconds",
-            Family::Modified => "avepoint_scan_profile_modified_timestamp_seconds",
-            Family::CacheAge => "avepoint_scan_profile_cache_age_seconds",
-            Family::LastRead => "avepoint_scan_profile_last_read_timestamp_seconds",
-            Family::NextRead => "avepoint_scan_profile_next_read_timestamp_seconds",
+            ProfileFamily::Up => "avepoint_scan_profile_up",
+            ProfileFamily::FetchDuration => "avepoint_scan_profile_fetch_duration_seconds",
+            ProfileFamily::Info => "avepoint_scan_profile_info",
+            ProfileFamily::NewRegistered => "avepoint_scan_new_registered_content",
+            ProfileFamily::Moved => "avepoint_scan_moved_to_another_container",
+            ProfileFamily::Removed => "avepoint_scan_removed_from_m365_or_out_of_policy",
+            ProfileFamily::LastStatus => "avepoint_scan_last_status",
+            ProfileFamily::State => "avepoint_scan_last_status_state",
+            ProfileFamily::LastUpdate => "avepoint_scan_last_update_timestamp_seconds",
+            ProfileFamily::Modified => "avepoint_scan_profile_modified_timestamp_seconds",
+            ProfileFamily::CacheAge => "avepoint_scan_profile_cache_age_seconds",
+            ProfileFamily::LastRead => "avepoint_scan_profile_last_read_timestamp_seconds",
+            ProfileFamily::NextRead => "avepoint_scan_profile_next_read_timestamp_seconds",
         }
     }
 
     fn help(self, states: LastStatusState) -> &'static str {
         match self {
-            Family::State if states == LastStatusState::Current => {
+            ProfileFamily::State if states == LastStatusState::Current => {
                 "1 for the documented state of the profile's last scan; only that state's series is exported (metrics.last_status_state: current), none for an undocumented status code."
             }
-            Family::Up => {
+            ProfileFamily::Up => {
                 "1 when this scan profile's report was fetched in this scrape (or, with avepoint.cache_ttl set, served from a fetch younger than the TTL), 0 when the fetch failed (its other series are then absent)."
             }
-            Family::FetchDuration => {
+            ProfileFamily::FetchDuration => {
                 "Time taken to fetch this scan profile's report in this scrape."
             }
-            Family::Info => {
+            ProfileFamily::Info => {
                 "Scan profile metadata; constant 1. scan_mode is express, advanced or unknown."
             }
-            Family::NewRegistered => {
+            ProfileFamily::NewRegistered => {
                 "Objects newly registered in the profile's latest daily report (newRegisteredContentCount)."
             }
-            Family::Moved => {
+            ProfileFamily::Moved => {
                 "Objects moved to another container in the profile's latest daily report (movedToAnotherContainer)."
             }
-            Family::Removed => {
+            ProfileFamily::Removed => {
                 "Objects removed from Microsoft 365 or out of policy in the profile's latest daily report (removedFromMicrosoft365OrOutofPolicy)."
             }
-            Family::LastStatus => LAST_STATUS_HELP,
-            Family::State => {
+            ProfileFamily::LastStatus => LAST_STATUS_HELP,
+            ProfileFamily::State => {
                 "1 for the documented state of the profile's last scan, 0 for the others; all 0 for an undocumented status code."
             }
-            Family::LastUpdate => {
+            ProfileFamily::LastUpdate => {
                 "When the profile's latest daily report was generated (lastUpdateTime), as a Unix timestamp."
             }
-            Family::Modified => {
+            ProfileFamily::Modified => {
                 "When the scan profile was last modified (modifiedTime), as a Unix timestamp."
             }
-            Family::CacheAge => {
+            ProfileFamily::CacheAge => {
                 "Age of the report served for this profile: 0 when fetched in this scrape, more when served from the cache (avepoint.cache_ttl) or from the last scheduled read (refresh: report_schedule). Only present in those modes."
             }
-            Family::LastRead => {
+            ProfileFamily::LastRead => {
                 "When this profile's report was last read successfully (refresh: report_schedule), as a Unix timestamp."
             }
-            Family::NextRead => {
+            ProfileFamily::NextRead => {
                 "When this profile's next read is planned (refresh: report_schedule), as a Unix timestamp."
             }
         }
@@ -118,12 +130,12 @@ impl Family {
 
     fn unit(self) -> Option<&'static str> {
         match self {
-            Family::FetchDuration
-            | Family::LastUpdate
-            | Family::Modified
-            | Family::CacheAge
-            | Family::LastRead
-            | Family::NextRead => Some("seconds"),
+            ProfileFamily::FetchDuration
+            | ProfileFamily::LastUpdate
+            | ProfileFamily::Modified
+            | ProfileFamily::CacheAge
+            | ProfileFamily::LastRead
+            | ProfileFamily::NextRead => Some("seconds"),
             _ => None,
         }
     }
@@ -131,81 +143,75 @@ impl Family {
     /// Whether this profile has series in this family: failed profiles
     /// only have `up` and the fetch duration, reports without a timestamp
     /// lack that timestamp's series, and `states` decides the state set's.
-    fn has_rows(self, result: &ProfileResult, states: LastStatusState) -> bool {
+    fn has_rows(self, result: &Arc<ProfileResult>, states: LastStatusState) -> bool {
         match (self, &result.outcome) {
-            (Family::Up | Family::FetchDuration, _) => true,
-            (Family::CacheAge, _) => result.cache_age.is_some(),
-            (Family::LastRead, _) => result.read.is_some_and(|read| read.last_success.is_some()),
-            (Family::NextRead, _) => result.read.is_some(),
+            (ProfileFamily::Up | ProfileFamily::FetchDuration, _) => true,
+            (ProfileFamily::CacheAge, _) => result.cache_age.is_some(),
+            (ProfileFamily::LastRead, _) => {
+                result.read.is_some_and(|read| read.last_success.is_some())
+            }
+            (ProfileFamily::NextRead, _) => result.read.is_some(),
             (_, Err(_)) => false,
-            (Family::State, Ok(report)) => match states {
+            (ProfileFamily::State, Ok(report)) => match states {
                 LastStatusState::All => true,
                 LastStatusState::Current => {
                     ScanStatus::from_code(report.last_scan_status).is_some()
                 }
                 LastStatusState::None => false,
             },
-            (Family::LastUpdate, Ok(report)) => report.last_update_time.is_some(),
-            (Family::Modified, Ok(report)) => report.modified_time.is_some(),
+            (ProfileFamily::LastUpdate, Ok(report)) => report.last_update_time.is_some(),
+            (ProfileFamily::Modified, Ok(report)) => report.modified_time.is_some(),
             (_, Ok(_)) => true,
         }
     }
 
-    fn write_rows(self, out: &mut String, result: &ProfileResult, states: LastStatusState) {
+    fn write_rows(self, out: &mut String, result: &Arc<ProfileResult>, states: LastStatusState) {
         let name = self.name();
+        let target = &result.target;
         let report = result.outcome.as_ref().ok();
         match (self, report) {
-            (Family::Up, _) => line_int(out, name, &result.target, i64::from(report.is_some())),
-            (Family::FetchDuration, _) => line_float(
-                out,
-                name,
-                &result.target,
-                result.fetch_duration.as_secs_f64(),
-            ),
-            (Family::CacheAge, _) => {
+            (ProfileFamily::Up, _) => line_int(out, name, target, i64::from(report.is_some())),
+            (ProfileFamily::FetchDuration, _) => {
+                line_float(out, name, target, "", result.fetch_duration.as_secs_f64())
+            }
+            (ProfileFamily::CacheAge, _) => {
                 if let Some(age) = result.cache_age {
-                    line_float(out, name, &result.target, age.as_secs_f64());
+                    line_float(out, name, target, "", age.as_secs_f64());
                 }
             }
-            (Family::LastRead, _) => {
+            (ProfileFamily::LastRead, _) => {
                 if let Some(at) = result.read.and_then(|read| read.last_success) {
-                    line_float(out, name, &result.target, system_seconds(at));
+                    line_float(out, name, target, "", system_seconds(at));
                 }
             }
-            (Family::NextRead, _) => {
+            (ProfileFamily::NextRead, _) => {
                 if let Some(read) = result.read {
-                    line_float(out, name, &result.target, system_seconds(read.next_read));
+                    line_float(out, name, target, "", system_seconds(read.next_read));
                 }
             }
             (_, None) => {}
-            (Family::Info, Some(report)) => info_line(out, result, report),
-            (Family::NewRegistered, Some(report)) => line_int(
-                out,
-                name,
-                &result.target,
-                report.new_registered_content_count,
-            ),
-            (Family::Moved, Some(report)) => {
-                line_int(out, name, &result.target, report.moved_to_another_container)
+            (ProfileFamily::Info, Some(report)) => info_line(out, result, report),
+            (ProfileFamily::NewRegistered, Some(report)) => {
+                line_int(out, name, target, report.new_registered_content_count)
             }
-            (Family::Removed, Some(report)) => line_int(
-                out,
-                name,
-                &result.target,
-                report.removed_from_m365_or_out_of_policy,
-            ),
-            (Family::LastStatus, Some(report)) => {
-                line_int(out, name, &result.target, report.last_scan_status)
+            (ProfileFamily::Moved, Some(report)) => {
+                line_int(out, name, target, report.moved_to_another_container)
             }
-            (Family::State, Some(report)) => state_lines(out, result, report, states),
-            (Family::LastUpdate, Some(report)) => {
+            (ProfileFamily::Removed, Some(report)) => {
+                line_int(out, name, target, report.removed_from_m365_or_out_of_policy)
+            }
+            (ProfileFamily::LastStatus, Some(report)) => {
+                line_int(out, name, target, report.last_scan_status)
+            }
+            (ProfileFamily::State, Some(report)) => state_lines(out, result, report, states),
+            (ProfileFamily::LastUpdate, Some(report)) => {
                 if let Some(at) = report.last_update_time {
-                    line_float(out, name, &result.target, unix_seconds(at));
+                    line_float(out, name, target, "", unix_seconds(at));
                 }
             }
-            (Family::Modified, Some(report)) => {
+            (ProfileFamily::Modified, Some(report)) => {
                 if let Some(at) = report.modified_time {
-                    line_float(out, name, &result.target, unix_seconds(at));
+                    line_float(out, name, target, "", unix_seconds(at));
                 }
             }
         }
@@ -226,87 +232,24 @@ fn unix_seconds(at: time::OffsetDateTime) -> f64 {
 }
 
 /// The per-profile families of a snapshot, as an iterator of text chunks.
-#[derive(Debug)]
-pub struct ProfileFamilies {
-    snapshot: Arc<Snapshot>,
-    format: Format,
-    states: LastStatusState,
-    family: usize,
-    next_profile: usize,
-}
+pub(super) type ProfileFamilies = Streamed<ProfileFamily>;
 
 impl ProfileFamilies {
     /// Chunks of the per-profile families of `snapshot` in `format`, with
     /// the whole status state set (`metrics.last_status_state: all`).
-    pub fn new(snapshot: Arc<Snapshot>, format: Format) -> Self {
-        Self {
-            snapshot,
-            format,
-            states: LastStatusState::All,
-            family: 0,
-            next_profile: 0,
-        }
+    pub(super) fn new(snapshot: Arc<Snapshot>, format: Format) -> Self {
+        Streamed::start(snapshot, format, LastStatusState::All)
     }
 
     /// The same, with `states` deciding which series of
     /// `avepoint_scan_last_status_state` each profile gets.
-    pub fn with_last_status_state(mut self, states: LastStatusState) -> Self {
-        self.states = states;
-        self
-    }
-
-    fn write_header(&self, out: &mut String, family: Family) {
-        let name = family.name();
-        out.push_str("# HELP ");
-        out.push_str(name);
-        out.push(' ');
-        out.push_str(family.help(self.states));
-        out.push_str("\n# TYPE ");
-        out.push_str(name);
-        out.push_str(" gauge\n");
-        if let (Format::OpenMetrics, Some(unit)) = (self.format, family.unit()) {
-            out.push_str("# UNIT ");
-            out.push_str(name);
-            out.push(' ');
-            out.push_str(unit);
-            out.push('\n');
-        }
-    }
-}
-
-impl Iterator for ProfileFamilies {
-    type Item = String;
-
-    fn next(&mut self) -> Option<String> {
-        let profiles = &self.snapshot.profiles;
-        let mut out = String::with_capacity(CHUNK_BYTES + 4096);
-        while let Some(&family) = FAMILIES.get(self.family) {
-            if self.next_profile == 0 {
-                if !profiles
-                    .iter()
-                    .any(|result| family.has_rows(result, self.states))
-                {
-                    self.family += 1;
-                    continue;
-                }
-                self.write_header(&mut out, family);
-            }
-            while let Some(result) = profiles.get(self.next_profile) {
-                family.write_rows(&mut out, result, self.states);
-                self.next_profile += 1;
-                if out.len() >= CHUNK_BYTES {
-                    return Some(out);
-                }
-            }
-            self.family += 1;
-            self.next_profile = 0;
-        }
-        (!out.is_empty()).then_some(out)
+    pub(super) fn with_last_status_state(self, states: LastStatusState) -> Self {
+        self.with_context(states)
     }
 }
 
 fn info_line(out: &mut String, result: &ProfileResult, report: &ScanProfileReport) {
-    open_series(out, Family::Info.name(), &result.target);
+    open_series(out, ProfileFamily::Info.name(), &result.target);
     out.push_str(",profile_name=\"");
     push_escaped(out, &report.profile_name);
     out.push_str("\",tenant_id=\"");
@@ -330,7 +273,7 @@ fn state_lines(
     }
     // Fifteen lines share everything up to the state's value: escape once.
     let mut prefix = String::with_capacity(160);
-    open_series(&mut prefix, Family::State.name(), &result.target);
+    open_series(&mut prefix, ProfileFamily::State.name(), &result.target);
     prefix.push_str(",state=\"");
     for status in ScanStatus::ALL {
         if states == LastStatusState::Current && current != Some(status) {
@@ -349,6 +292,7 @@ fn state_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::streamed::CHUNK_BYTES;
 
     use crate::collect::FetchError;
     use crate::config::ProfileTarget;
@@ -411,7 +355,7 @@ mod tests {
             lines[0],
             format!(
                 "# HELP avepoint_scan_profile_up {}",
-                Family::Up.help(LastStatusState::All)
+                ProfileFamily::Up.help(LastStatusState::All)
             )
         );
         assert_eq!(lines[1], "# TYPE avepoint_scan_profile_up gauge");
