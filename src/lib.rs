@@ -23,6 +23,9 @@
 //!   the benchmarks; only `app` imports it.
 //! - [`app`]: the subcommands.
 #![forbid(unsafe_code)]
+// An item `pub` that nothing outside its module tree can reach says the
+// wrong thing to a reader: `pub(crate)` or `pub(super)` says who uses it.
+#![warn(unreachable_pub)]
 
 pub mod app;
 pub mod avepoint;

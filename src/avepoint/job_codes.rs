@@ -133,7 +133,7 @@ pub fn job_module_label(code: i64) -> String {
 
 /// The `jobType` code of a service name as the coverage overview sends it
 /// (`"Cloud Backup for Microsoft 365"`), if documented.
-pub fn job_type_of_name(name: &str) -> Option<i64> {
+pub(super) fn job_type_of_name(name: &str) -> Option<i64> {
     let wanted = snake_case(name);
     JOB_TYPES
         .iter()
@@ -143,7 +143,7 @@ pub fn job_type_of_name(name: &str) -> Option<i64> {
 
 /// The `jobModule` code of a module name as the coverage overview sends it
 /// (`"Microsoft 365 Group"`), if documented.
-pub fn job_module_of_name(name: &str) -> Option<i64> {
+pub(super) fn job_module_of_name(name: &str) -> Option<i64> {
     let wanted = snake_case(name);
     JOB_MODULES
         .iter()
@@ -152,7 +152,7 @@ pub fn job_module_of_name(name: &str) -> Option<i64> {
 }
 
 /// `Exchange Online` -> `exchange_online`; `IaaS + PaaS` -> `iaas_paas`.
-pub fn snake_case(text: &str) -> String {
+pub(super) fn snake_case(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.trim().chars() {
         if c.is_ascii_alphanumeric() {

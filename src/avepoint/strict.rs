@@ -78,7 +78,7 @@ impl<'de> Visitor<'de> for StrictInteger {
 
 /// A required count: a non-negative integer, `i64::MAX` past it; any
 /// other value is an error naming `field` (see [`StrictInteger`]).
-pub fn strict_count<'de, D: Deserializer<'de>>(
+pub(super) fn strict_count<'de, D: Deserializer<'de>>(
     deserializer: D,
     field: &'static str,
 ) -> Result<i64, D::Error> {
@@ -91,7 +91,7 @@ pub fn strict_count<'de, D: Deserializer<'de>>(
 
 /// A required code: any integer (`i64::MAX` past it); any other value is
 /// an error naming `field`.
-pub fn strict_code<'de, D: Deserializer<'de>>(
+pub(super) fn strict_code<'de, D: Deserializer<'de>>(
     deserializer: D,
     field: &'static str,
 ) -> Result<i64, D::Error> {
@@ -104,25 +104,27 @@ pub fn strict_code<'de, D: Deserializer<'de>>(
 
 /// The scan report's required integers, each read strictly under its wire
 /// name (the derive cannot pass a field's name to its `deserialize_with`).
-pub mod report {
+pub(super) mod report {
     use serde::Deserializer;
 
     /// `lastScanStatus`.
-    pub fn status_code<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    pub(crate) fn status_code<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
         super::strict_code(deserializer, "lastScanStatus")
     }
     /// `newRegisteredContentCount`.
-    pub fn new_registered_count<'de, D: Deserializer<'de>>(
+    pub(crate) fn new_registered_count<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<i64, D::Error> {
         super::strict_count(deserializer, "newRegisteredContentCount")
     }
     /// `movedToAnotherContainer`.
-    pub fn moved_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    pub(crate) fn moved_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
         super::strict_count(deserializer, "movedToAnotherContainer")
     }
     /// `removedFromMicrosoft365OrOutofPolicy`.
-    pub fn removed_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    pub(crate) fn removed_count<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<i64, D::Error> {
         super::strict_count(deserializer, "removedFromMicrosoft365OrOutofPolicy")
     }
 }

@@ -19,7 +19,7 @@ use crate::refresher::{Permits, Refresher};
 
 /// Tenants read per customer: four rows each, so a customer stays within
 /// [`MAX_ROWS_PER_CUSTOMER`] rows however many tenants AvePoint lists.
-pub const MAX_TENANTS_PER_CUSTOMER: usize = MAX_ROWS_PER_CUSTOMER / 4;
+pub(super) const MAX_TENANTS_PER_CUSTOMER: usize = MAX_ROWS_PER_CUSTOMER / 4;
 
 /// One tenant's users by module and protection.
 #[derive(Debug, Clone, PartialEq)]

@@ -42,9 +42,9 @@ pub struct ListLimits {
 }
 
 /// Default of `discovery.max_customers`.
-pub const DEFAULT_MAX_CUSTOMERS: usize = 10_000;
+pub(super) const DEFAULT_MAX_CUSTOMERS: usize = 10_000;
 /// Default of `discovery.max_items_per_list`.
-pub const DEFAULT_MAX_ITEMS_PER_LIST: usize = 10_000;
+pub(super) const DEFAULT_MAX_ITEMS_PER_LIST: usize = 10_000;
 /// The most either bound may be set to.
 const MAX_LIMIT: usize = 1_000_000;
 

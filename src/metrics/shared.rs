@@ -91,7 +91,7 @@ type Keeper = Arc<Mutex<Option<Arc<SharedBody>>>>;
 /// The largest body the cache keeps with no response streaming it: the
 /// gzipped body of 10,000 profiles (~4.3 MB) and the plain one of 2,000
 /// (~11 MB) fit.
-pub const KEEP_BYTES: usize = 16 << 20;
+pub(super) const KEEP_BYTES: usize = 16 << 20;
 
 impl SharedBodies {
     /// The shared encoding of `body` in `encoding`: the one already cached

@@ -13,11 +13,11 @@ use super::Format;
 use super::lines::push_header;
 
 /// Output is handed out in pieces of about this size.
-pub const CHUNK_BYTES: usize = 64 * 1024;
+pub(super) const CHUNK_BYTES: usize = 64 * 1024;
 
 /// One family of gauges with rows per profile: its name, help and unit,
 /// and how one profile's rows are written.
-pub trait StreamedFamily: Copy + 'static {
+pub(super) trait StreamedFamily: Copy + 'static {
     /// What the rows are read from (held for as long as the stream).
     type Source: std::fmt::Debug;
     /// One profile's data.
@@ -47,7 +47,7 @@ pub trait StreamedFamily: Copy + 'static {
 /// The families of `F` over the rows of a source, as an iterator of text
 /// chunks.
 #[derive(Debug)]
-pub struct Streamed<F: StreamedFamily> {
+pub(super) struct Streamed<F: StreamedFamily> {
     source: F::Source,
     format: Format,
     context: F::Context,

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(super) enum Phase {
     /// No request in progress since `since` (its accept, or its last
     /// response when `served`).
     Waiting {
@@ -27,7 +27,7 @@ pub enum Phase {
 
 /// Why the server closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(super) enum Reason {
     /// It waited past its deadline for a request.
     TimedOut,
     /// The cap was reached and it had waited longest.
@@ -41,7 +41,7 @@ pub enum Reason {
 
 impl Reason {
     /// For the log.
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Reason::TimedOut => "no complete request in time",
             Reason::Shed => "shed at the connection limit",
@@ -63,7 +63,7 @@ pub const SHED_GRACE: Duration = Duration::from_secs(1);
 /// complete request (the lowest id among equals, the older one), if it has
 /// waited at least [`SHED_GRACE`]. Busy and closing connections are never
 /// chosen.
-pub fn victim(phases: impl IntoIterator<Item = (u64, Phase)>, now: Instant) -> Option<u64> {
+pub(super) fn victim(phases: impl IntoIterator<Item = (u64, Phase)>, now: Instant) -> Option<u64> {
     phases
         .into_iter()
         .filter_map(|(id, phase)| match phase {
@@ -76,7 +76,7 @@ pub fn victim(phases: impl IntoIterator<Item = (u64, Phase)>, now: Instant) -> O
 
 /// The timeouts a connection is closed by.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub(super) struct Timeouts {
     /// From the accept to a complete request.
     pub header_read: Duration,
     /// From a response written to the next request.
@@ -89,7 +89,7 @@ pub struct Timeouts {
 /// requests are still being answered (or it is closing anyway).
 /// `oldest_write` is when the oldest of its responses still being written
 /// was handed over.
-pub fn deadline(
+pub(super) fn deadline(
     phase: Phase,
     oldest_write: Option<Instant>,
     timeouts: Timeouts,

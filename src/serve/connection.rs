@@ -42,7 +42,7 @@ const HTTP2_MAX_STREAMS: u32 = 4;
 const HTTP2_SEND_BUFFER: usize = 64 * 1024;
 
 /// What a connection's task needs.
-pub struct Connection {
+pub(super) struct Connection {
     /// Its place in the tracker (removed when the task ends).
     pub registration: Registration,
     /// The routes, basic auth and headers already applied.
@@ -62,7 +62,7 @@ type ConnectionError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Connection {
     /// Serve the connection until it ends or the tracker closes it.
-    pub async fn run(self, stream: TcpStream, peer: SocketAddr) {
+    pub(super) async fn run(self, stream: TcpStream, peer: SocketAddr) {
         let Connection {
             registration,
             router,

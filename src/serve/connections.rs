@@ -41,7 +41,7 @@ impl Slot {
 }
 
 /// The open connections of one listener.
-pub struct Tracker {
+pub(super) struct Tracker {
     limit: usize,
     timeouts: Timeouts,
     slots: Mutex<(u64, HashMap<u64, Slot>)>,
@@ -51,7 +51,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// At most `limit` connections (at least 1), closed past `timeouts`.
-    pub fn new(limit: usize, timeouts: Timeouts) -> Arc<Self> {
+    pub(super) fn new(limit: usize, timeouts: Timeouts) -> Arc<Self> {
         Arc::new(Self {
             limit: limit.max(1),
             timeouts,
@@ -61,7 +61,7 @@ impl Tracker {
     }
 
     /// Track a connection accepted just now.
-    pub fn register(self: &Arc<Self>) -> Registration {
+    pub(super) fn register(self: &Arc<Self>) -> Registration {
         let wake = Arc::new(Notify::new());
         let mut slots = lock(&self.slots);
         let id = slots.0;
@@ -86,7 +86,7 @@ impl Tracker {
     }
 
     /// Open connections, those told to close not counted.
-    pub fn open(&self) -> usize {
+    pub(super) fn open(&self) -> usize {
         let slots = lock(&self.slots);
         slots
             .1
@@ -99,7 +99,7 @@ impl Tracker {
     /// that has waited longest when the cap is reached. While none can be
     /// shed, waits for one to close, to stop being busy, or to have waited
     /// [`SHED_GRACE`].
-    pub async fn wait_for_room(&self) {
+    pub(super) async fn wait_for_room(&self) {
         loop {
             let changed = self.changed.notified();
             if self.open() < self.limit || self.shed_oldest_waiting() {
@@ -117,7 +117,7 @@ impl Tracker {
 
     /// Close the connection that has waited longest for a request, if one
     /// has waited [`SHED_GRACE`]; `false` when none can be shed.
-    pub fn shed_oldest_waiting(&self) -> bool {
+    pub(super) fn shed_oldest_waiting(&self) -> bool {
         let mut slots = lock(&self.slots);
         let phases = slots.1.iter().map(|(id, slot)| (*id, slot.phase));
         let Some(id) = victim(phases, Instant::now()) else {
@@ -146,7 +146,7 @@ impl Tracker {
     /// On shutdown: close every connection without a request in progress
     /// (the others finish theirs; hyper's graceful shutdown closes them
     /// after).
-    pub fn close_waiting(&self) {
+    pub(super) fn close_waiting(&self) {
         let mut slots = lock(&self.slots);
         for slot in slots.1.values_mut() {
             if let Phase::Waiting { .. } = slot.phase {
@@ -180,14 +180,14 @@ impl Tracker {
 
 /// One tracked connection, for the service that marks its requests.
 #[derive(Clone)]
-pub struct SlotHandle {
+pub(super) struct SlotHandle {
     tracker: Arc<Tracker>,
     id: u64,
 }
 
 impl SlotHandle {
     /// A request's headers are complete: busy until the guard drops.
-    pub fn request_started(&self) -> RequestGuard {
+    pub(super) fn request_started(&self) -> RequestGuard {
         self.tracker.update(self.id, |slot| {
             slot.phase = match slot.phase {
                 Phase::Waiting { .. } => Phase::Busy(1),
@@ -204,7 +204,7 @@ impl SlotHandle {
 
 /// A request in progress; dropped when its response's body has been
 /// written (or the request was abandoned, or the connection is gone).
-pub struct RequestGuard {
+pub(super) struct RequestGuard {
     slot: SlotHandle,
     /// The token of its response being written, once handed over.
     write: Option<u64>,
@@ -212,7 +212,7 @@ pub struct RequestGuard {
 
 impl RequestGuard {
     /// Its response was handed to hyper: the write timeout runs from now.
-    pub fn writing(&mut self) {
+    pub(super) fn writing(&mut self) {
         let tracker = &self.slot.tracker;
         let token = tracker.next_token();
         let now = Instant::now();
@@ -246,21 +246,21 @@ impl Drop for RequestGuard {
 }
 
 /// A tracked connection: removed from the tracker when dropped.
-pub struct Registration {
+pub(super) struct Registration {
     slot: SlotHandle,
     wake: Arc<Notify>,
 }
 
 impl Registration {
     /// A handle for the connection's service.
-    pub fn slot(&self) -> SlotHandle {
+    pub(super) fn slot(&self) -> SlotHandle {
         self.slot.clone()
     }
 
     /// Completes when the server wants this connection closed: shed, on
     /// shutdown, waiting past its deadline, or a response not written in
     /// time. Never while a request is being answered.
-    pub async fn closed(&self) -> Reason {
+    pub(super) async fn closed(&self) -> Reason {
         let tracker = &self.slot.tracker;
         loop {
             let woken = self.wake.notified();

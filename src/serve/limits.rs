@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 /// config, web config and certificate files (re-read on change), `/proc`
 /// reads for the process metrics, and the demo's in-process simulator.
 /// (A demo process after a scrape holds about 30.)
-pub const MIN_RESERVED_FILES: u64 = 64;
+pub(super) const MIN_RESERVED_FILES: u64 = 64;
 
 /// Share of the limit kept out of the cap for the connections to AvePoint
 /// (`avepoint.concurrency` of them at once, plus the token and discovery
 /// requests) when the limit is large: one part in this many.
-pub const RESERVED_SHARE: u64 = 4;
+pub(super) const RESERVED_SHARE: u64 = 4;
 
 /// The most connections a derived cap allows, however high the limit (a
 /// container's is often 1,048,576): a held connection costs about 12 KiB
@@ -25,12 +25,12 @@ pub const RESERVED_SHARE: u64 = 4;
 /// manifest's 64 MiB.
 /// Prometheus needs one connection per scrape in progress, and an idle one
 /// is shed when a new one needs its place.
-pub const MAX_DERIVED_CONNECTIONS: usize = 1024;
+pub(super) const MAX_DERIVED_CONNECTIONS: usize = 1024;
 
 /// The fewest connections a derived cap allows, even when the limit leaves
 /// less (such a process will also fail elsewhere; serving a few scrapes
 /// still beats serving none).
-pub const MIN_DERIVED_CONNECTIONS: usize = 8;
+pub(super) const MIN_DERIVED_CONNECTIONS: usize = 8;
 
 /// The limit assumed when `/proc/self/limits` cannot be read: Linux's
 /// usual soft default.
@@ -38,7 +38,7 @@ const ASSUMED_OPEN_FILES_LIMIT: u64 = 1024;
 
 /// The process's soft open-files limit (`RLIMIT_NOFILE`), `u64::MAX` when
 /// unlimited, `None` when it cannot be read.
-pub fn open_files_limit() -> Option<u64> {
+pub(super) fn open_files_limit() -> Option<u64> {
     use procfs::process::{LimitValue, Process};
     let limits = Process::myself()
         .and_then(|process| process.limits())
@@ -51,7 +51,7 @@ pub fn open_files_limit() -> Option<u64> {
 
 /// Descriptors kept out of the cap under `limit`: a quarter of it, at
 /// least [`MIN_RESERVED_FILES`].
-pub fn reserved_files(limit: u64) -> u64 {
+pub(super) fn reserved_files(limit: u64) -> u64 {
     (limit / RESERVED_SHARE).max(MIN_RESERVED_FILES)
 }
 
@@ -59,7 +59,7 @@ pub fn reserved_files(limit: u64) -> u64 {
 /// 1024): the limit minus [`reserved_files`], clamped to
 /// [`MIN_DERIVED_CONNECTIONS`]..=[`MAX_DERIVED_CONNECTIONS`]. 128 gives 64,
 /// 1024 gives 768, 4096 and above give 1024.
-pub fn derived_max_connections(open_files_limit: Option<u64>) -> usize {
+pub(super) fn derived_max_connections(open_files_limit: Option<u64>) -> usize {
     let limit = open_files_limit.unwrap_or(ASSUMED_OPEN_FILES_LIMIT);
     let room = limit.saturating_sub(reserved_files(limit));
     usize::try_from(room)
@@ -69,7 +69,7 @@ pub fn derived_max_connections(open_files_limit: Option<u64>) -> usize {
 
 /// The cap in force: `configured` (`--web.max-connections`) unless it is
 /// 0, which means [`derived_max_connections`].
-pub fn max_connections(configured: usize, open_files_limit: Option<u64>) -> usize {
+pub(super) fn max_connections(configured: usize, open_files_limit: Option<u64>) -> usize {
     if configured == 0 {
         derived_max_connections(open_files_limit)
     } else {
@@ -80,7 +80,7 @@ pub fn max_connections(configured: usize, open_files_limit: Option<u64>) -> usiz
 /// Whether an explicit cap leaves fewer descriptors than the reserve needs,
 /// so that accepting could fail with "Too many open files" (worth a warning
 /// at start; the cap is still honoured, the operator may know better).
-pub fn exceeds_open_files_limit(configured: usize, open_files_limit: Option<u64>) -> bool {
+pub(super) fn exceeds_open_files_limit(configured: usize, open_files_limit: Option<u64>) -> bool {
     let Some(limit) = open_files_limit else {
         return false;
     };
@@ -92,7 +92,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// Longest pause between accepts while they keep failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// At most one log line about failing accepts per this interval.
-pub const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+pub(super) const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Failed accepts (EMFILE, ENFILE, ENOBUFS, ENOMEM): the listener stays
 /// readable, so retrying at once would spin a core and log a line per try.
@@ -102,7 +102,7 @@ pub const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// limit, accepts often fail and succeed in turn, one shed connection
 /// each time: that is still at most two lines per interval.)
 #[derive(Debug)]
-pub struct AcceptErrors {
+pub(super) struct AcceptErrors {
     backoff: Duration,
     last_logged: Option<Instant>,
     /// Failures since the last line.
@@ -113,7 +113,7 @@ pub struct AcceptErrors {
 
 /// What to do about one failed accept.
 #[derive(Debug, PartialEq, Eq)]
-pub struct AcceptFailure {
+pub(super) struct AcceptFailure {
     /// How long to pause before the next accept.
     pub pause: Duration,
     /// `Some(n)`: log a line now, for the `n` failures since the last line
@@ -134,7 +134,7 @@ impl Default for AcceptErrors {
 
 impl AcceptErrors {
     /// An accept failed at `now`.
-    pub fn failed(&mut self, now: Instant) -> AcceptFailure {
+    pub(super) fn failed(&mut self, now: Instant) -> AcceptFailure {
         self.unlogged += 1;
         let pause = self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -152,7 +152,7 @@ impl AcceptErrors {
     /// An accept succeeded: the pause starts small again. `Some(n)` when a
     /// failure line was logged since the last success line: log that
     /// accepting works again, `n` failures after that line.
-    pub fn succeeded(&mut self) -> Option<u64> {
+    pub(super) fn succeeded(&mut self) -> Option<u64> {
         self.backoff = FIRST_BACKOFF;
         std::mem::take(&mut self.reported).then_some(self.unlogged)
     }

@@ -48,12 +48,12 @@ impl Default for ResponseLimits {
 /// Whether a request to `path` takes a place: everything but the small
 /// fixed pages under `/-/` (health, readiness, reload), which must answer
 /// while the bound is full.
-pub fn bounded(path: &str) -> bool {
+pub(super) fn bounded(path: &str) -> bool {
     !path.starts_with("/-/")
 }
 
 /// The places, shared by every listener (they share the memory).
-pub struct ResponseBound {
+pub(super) struct ResponseBound {
     limits: ResponseLimits,
     state: Mutex<Places>,
 }
@@ -66,20 +66,20 @@ struct Places {
 
 /// No place for this client now (the bound in all, or its address's, is full).
 #[derive(Debug, PartialEq, Eq)]
-pub struct Full {
+pub(super) struct Full {
     /// Whether the client's own share was full (not everyone's).
     pub own_share: bool,
 }
 
 /// A response's place; given back when dropped.
-pub struct ResponsePermit {
+pub(super) struct ResponsePermit {
     bound: Arc<ResponseBound>,
     address: IpAddr,
 }
 
 impl ResponseBound {
     /// Places under `limits` (each at least 1).
-    pub fn new(limits: ResponseLimits) -> Arc<Self> {
+    pub(super) fn new(limits: ResponseLimits) -> Arc<Self> {
         Arc::new(Self {
             limits: ResponseLimits {
                 total: limits.total.max(1),
@@ -90,7 +90,7 @@ impl ResponseBound {
     }
 
     /// A place for a response to `address`, or [`Full`] at once.
-    pub fn try_acquire(self: &Arc<Self>, address: IpAddr) -> Result<ResponsePermit, Full> {
+    pub(super) fn try_acquire(self: &Arc<Self>, address: IpAddr) -> Result<ResponsePermit, Full> {
         let address = address.to_canonical();
         let mut places = lock(&self.state);
         let own = places.per_address.get(&address).copied().unwrap_or(0);
@@ -110,7 +110,7 @@ impl ResponseBound {
 
     /// Whether `address` holds its whole share now: its next response
     /// would be refused, so its request need not be answered first.
-    pub fn own_share_full(&self, address: IpAddr) -> bool {
+    pub(super) fn own_share_full(&self, address: IpAddr) -> bool {
         let places = lock(&self.state);
         places
             .per_address
@@ -120,7 +120,7 @@ impl ResponseBound {
 
     /// Responses in progress now.
     #[cfg(test)]
-    pub fn in_progress(&self) -> usize {
+    pub(super) fn in_progress(&self) -> usize {
         lock(&self.state).total
     }
 }

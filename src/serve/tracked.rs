@@ -20,7 +20,7 @@ use super::responses::{ResponseBound, ResponsePermit, bounded};
 /// `S` with every request marked on the connection's slot, so the tracker
 /// knows when the connection is busy, and bounded by `responses`.
 #[derive(Clone)]
-pub struct Tracked<S> {
+pub(super) struct Tracked<S> {
     inner: S,
     slot: SlotHandle,
     peer: SocketAddr,
@@ -29,7 +29,7 @@ pub struct Tracked<S> {
 
 impl<S> Tracked<S> {
     /// Wrap `inner` for the connection of `slot`, from `peer`.
-    pub fn new(
+    pub(super) fn new(
         inner: S,
         slot: SlotHandle,
         peer: SocketAddr,
