@@ -85,7 +85,7 @@ pub struct ProfileDetailsState {
 /// A running refresher; its task stops when the handle is dropped (a
 /// config reload replaces it).
 #[derive(Debug)]
-pub struct ProfileDetails {
+pub struct ProfileDetailsTask {
     /// Always the latest state.
     pub state: watch::Receiver<Arc<ProfileDetailsState>>,
     _task: Task,
@@ -156,7 +156,7 @@ pub fn spawn<F, Fut, E>(
     targets: TargetSource,
     refresh_interval: Duration,
     previous: Option<&ProfileDetailsState>,
-) -> ProfileDetails
+) -> ProfileDetailsTask
 where
     F: Fn(ProfileTarget) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<ProfileSettings, E>> + Send + 'static,
@@ -168,7 +168,7 @@ where
         refresh_interval,
     };
     let (state, task) = refresher.spawn(reader, previous.cloned().unwrap_or_default());
-    ProfileDetails { state, _task: task }
+    ProfileDetailsTask { state, _task: task }
 }
 
 /// One refresh over `targets`: every one of them when `full`, else only

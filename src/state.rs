@@ -20,7 +20,7 @@ use crate::collect::ScrapeRounds;
 use crate::config::{ConfigError, ProfileTarget, ReportSchedule, Settings, process_env};
 use crate::discovery::{Discovery, TargetSource};
 use crate::metrics::{BuildInfo, ReloadMetrics, SharedBodies};
-use crate::profile_details::{ProfileDetails, ProfileSettings};
+use crate::profile_details::{ProfileDetailsTask, ProfileSettings};
 use crate::refresher::{PanicCounts, Refresher};
 use crate::report_schedule::{ReadFailure, ScheduledReports};
 use crate::sync::{read, write};
@@ -29,7 +29,7 @@ mod collectors;
 mod reuse;
 mod serving;
 
-pub use collectors::BackupCollectors;
+pub use collectors::CollectorTasks;
 use collectors::spawn_backup;
 use reuse::refresher_for;
 pub use serving::{ProbeError, ProbeInputs};
@@ -73,9 +73,9 @@ pub struct Pipeline {
     /// Discovery, when enabled; stops when the last pipeline sharing it drops.
     pub discovery: Option<Arc<Discovery>>,
     /// The profile details refresher, unless disabled; shared like discovery.
-    pub profile_details: Option<Arc<ProfileDetails>>,
+    pub profile_details: Option<Arc<ProfileDetailsTask>>,
     /// The per-customer collectors that are enabled; shared like discovery.
-    pub backup: BackupCollectors,
+    pub backup: CollectorTasks,
 }
 
 impl Pipeline {
@@ -173,7 +173,7 @@ fn spawn_details(
     client: &Arc<ApiClient>,
     targets: &TargetSource,
     previous: Option<&Pipeline>,
-) -> Option<Arc<ProfileDetails>> {
+) -> Option<Arc<ProfileDetailsTask>> {
     let details = settings.profile_details.as_ref()?;
     let client = Arc::clone(client);
     let fetch = move |target: ProfileTarget| {
@@ -204,7 +204,7 @@ fn spawn_scheduled_reports(
     refresher: &Refresher,
     client: &Arc<ApiClient>,
     targets: TargetSource,
-    details: Option<&Arc<ProfileDetails>>,
+    details: Option<&Arc<ProfileDetailsTask>>,
     previous: Option<&Pipeline>,
 ) -> Arc<ScheduledReports> {
     let client = Arc::clone(client);

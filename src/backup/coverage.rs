@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::reduce::coverage_key;
 use super::{
-    BackgroundCollector, CollectorState, Coverage, CustomerSource, PAGE_SIZE, Refresh,
-    coverage_rows, fold_coverage, read_customers, spawn,
+    CollectorState, CollectorTask, Coverage, CustomerSource, PAGE_SIZE, Refresh, coverage_rows,
+    fold_coverage, read_customers, spawn,
 };
 use crate::avepoint::{ApiClient, endpoint};
 use crate::config::BackupCollectorSettings;
@@ -19,7 +19,7 @@ pub fn spawn_coverage(
     client: Arc<ApiClient>,
     customers: CustomerSource,
     settings: &BackupCollectorSettings,
-) -> BackgroundCollector<Coverage> {
+) -> CollectorTask<Coverage> {
     let reader = CoverageReader {
         client,
         max_items: settings.max_items_per_list,

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 
 use super::reduce::job_key;
 use super::{
-    BackgroundCollector, CollectorState, CustomerSource, LatestJob, PAGE_SIZE, Refresh, Successes,
+    CollectorState, CollectorTask, CustomerSource, LatestJob, PAGE_SIZE, Refresh, Successes,
     fold_jobs, latest_jobs, read_customers, spawn,
 };
 use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob, job_type_filter};
@@ -26,7 +26,7 @@ pub fn spawn_jobs(
     client: Arc<ApiClient>,
     customers: CustomerSource,
     settings: &BackupCollectorSettings,
-) -> BackgroundCollector<LatestJob> {
+) -> CollectorTask<LatestJob> {
     let jobs = Jobs {
         client,
         successes: Successes::new(),

@@ -87,7 +87,7 @@ impl<T> Default for CollectorState<T> {
 
 /// A running collector; its task stops when the handle is dropped.
 #[derive(Debug)]
-pub struct BackgroundCollector<T> {
+pub struct CollectorTask<T> {
     /// Always the latest state.
     pub state: watch::Receiver<Arc<CollectorState<T>>>,
     _task: Task,
@@ -159,7 +159,7 @@ fn spawn<R: Refresh>(
     interval: Duration,
     customers: CustomerSource,
     reader: R,
-) -> BackgroundCollector<R::Item> {
+) -> CollectorTask<R::Item> {
     let collector = Collector {
         name,
         interval,
@@ -168,7 +168,7 @@ fn spawn<R: Refresh>(
         reader,
     };
     let (state, task) = refresher.spawn(collector, CollectorState::default());
-    BackgroundCollector { state, _task: task }
+    CollectorTask { state, _task: task }
 }
 
 /// Read every customer with `read`, [`CUSTOMER_CONCURRENCY`] at a time.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::{
-    BackgroundCollector, CollectorState, CustomerSource, MAX_ROWS_PER_CUSTOMER, PAGE_SIZE, Refresh,
+    CollectorState, CollectorTask, CustomerSource, MAX_ROWS_PER_CUSTOMER, PAGE_SIZE, Refresh,
     read_customers, spawn,
 };
 use crate::avepoint::subscriptions::{TenantUser, user_module_label};
@@ -38,7 +38,7 @@ pub fn spawn_users(
     customers: CustomerSource,
     discovery: watch::Receiver<Arc<DiscoveryState>>,
     settings: &BackupCollectorSettings,
-) -> BackgroundCollector<TenantUsers> {
+) -> CollectorTask<TenantUsers> {
     let reader = UsersReader {
         client,
         discovery,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::avepoint::{ApiClient, endpoint};
 use crate::backup::subscriptions::{self, SubscriptionsReader};
 use crate::backup::{
-    BackgroundCollector, BackupSnapshot, Coverage, CustomerSource, LatestJob, TenantUsers,
+    BackupSnapshot, CollectorTask, Coverage, CustomerSource, LatestJob, TenantUsers,
 };
 use crate::config::Settings;
 use crate::discovery::Discovery;
@@ -15,18 +15,18 @@ use crate::refresher::Refresher;
 
 /// The running per-customer collectors of a pipeline.
 #[derive(Debug, Clone, Default)]
-pub struct BackupCollectors {
+pub struct CollectorTasks {
     /// `collectors.backup_jobs`, when enabled.
-    pub jobs: Option<Arc<BackgroundCollector<LatestJob>>>,
+    pub jobs: Option<Arc<CollectorTask<LatestJob>>>,
     /// `collectors.backup_coverage`, when enabled.
-    pub coverage: Option<Arc<BackgroundCollector<Coverage>>>,
+    pub coverage: Option<Arc<CollectorTask<Coverage>>>,
     /// `collectors.protected_users`, when enabled (it needs discovery).
-    pub users: Option<Arc<BackgroundCollector<TenantUsers>>>,
+    pub users: Option<Arc<CollectorTask<TenantUsers>>>,
     /// `collectors.subscriptions`, when enabled.
     pub subscriptions: Option<Arc<SubscriptionsReader>>,
 }
 
-impl BackupCollectors {
+impl CollectorTasks {
     /// Their latest states, as plain data.
     pub fn snapshot(&self) -> BackupSnapshot {
         BackupSnapshot {
@@ -51,14 +51,14 @@ pub(super) fn spawn_backup(
     refresher: &Refresher,
     client: &Arc<ApiClient>,
     discovery: &Option<Arc<Discovery>>,
-) -> BackupCollectors {
+) -> CollectorTasks {
     let customers = CustomerSource {
         configured: settings.customers.clone(),
         discovered: discovery.as_ref().map(|d| d.state.clone()),
     };
     let collectors = &settings.collectors;
     let client_of = || Arc::clone(client);
-    BackupCollectors {
+    CollectorTasks {
         jobs: collectors.backup_jobs.as_ref().map(|jobs| {
             let jobs = crate::backup::spawn_jobs(refresher, client_of(), customers.clone(), jobs);
             Arc::new(jobs)

@@ -9,7 +9,7 @@ use super::Pipeline;
 use crate::avepoint::ApiClient;
 use crate::config::Settings;
 use crate::discovery::Discovery;
-use crate::profile_details::ProfileDetails;
+use crate::profile_details::ProfileDetailsTask;
 use crate::refresher::{PanicCounts, Permits, Refresher};
 
 impl Pipeline {
@@ -35,7 +35,7 @@ impl Pipeline {
         settings: &Settings,
         client: &Arc<ApiClient>,
         discovery: &Option<Arc<Discovery>>,
-    ) -> Option<Arc<ProfileDetails>> {
+    ) -> Option<Arc<ProfileDetailsTask>> {
         let running = self.profile_details.as_ref()?;
         (Arc::ptr_eq(&self.client, client)
             && self.same_discovery(discovery)
