@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use super::reduce::coverage_key;
 use super::{
-    CollectorState, CollectorTask, Coverage, CustomerSource, PAGE_SIZE, Refresh, coverage_rows,
-    fold_coverage, read_customers, spawn,
+    CollectorState, CollectorTask, Coverage, CustomerSource, Refresh, coverage_rows, fold_coverage,
+    list_bounds, read_customers, spawn,
 };
 use crate::avepoint::{ApiClient, endpoint};
 use crate::config::BackupCollectorSettings;
-use crate::discovery::{LimitCounter, ListBounds, list_all};
+use crate::discovery::{LimitCounter, list_all};
 use crate::refresher::{Permits, Refresher};
 
 /// Start the protection coverage collector.
@@ -44,11 +44,7 @@ impl Refresh for CoverageReader {
     ) -> CollectorState<Coverage> {
         let (client, permits) = (&self.client, &permits);
         let counter = LimitCounter::default();
-        let bounds = ListBounds {
-            page_size: PAGE_SIZE,
-            max_items: self.max_items,
-            counter: &counter,
-        };
+        let bounds = list_bounds(self.max_items, &counter);
         let results = read_customers(customers, |customer| async move {
             let list = format!("protection coverage of customer {customer}");
             list_all(

@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 
 use super::reduce::job_key;
 use super::{
-    CollectorState, CollectorTask, CustomerSource, LatestJob, PAGE_SIZE, Refresh, Successes,
-    fold_jobs, latest_jobs, read_customers, spawn,
+    CollectorState, CollectorTask, CustomerSource, LatestJob, Refresh, Successes, fold_jobs,
+    latest_jobs, list_bounds, read_customers, spawn,
 };
 use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob, job_type_filter};
 use crate::avepoint::endpoint::BACKUP_JOBS;
@@ -136,11 +136,7 @@ impl Refresh for Jobs {
         let (client, permits) = (&self.client, &permits);
         let query = self.query;
         let counter = LimitCounter::default();
-        let bounds = ListBounds {
-            page_size: PAGE_SIZE,
-            max_items: self.max_items,
-            counter: &counter,
-        };
+        let bounds = list_bounds(self.max_items, &counter);
         let results = read_customers(customers, |customer| async move {
             read_customer_jobs(client, &customer, query, permits, bounds).await
         })

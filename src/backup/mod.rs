@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 
-use crate::discovery::LimitHits;
+use crate::discovery::{LimitCounter, LimitHits, ListBounds};
 use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule, Task};
 
 /// Customers read at the same time by one collector.
@@ -169,6 +169,16 @@ fn spawn<R: Refresh>(
     };
     let (state, task) = refresher.spawn(collector, CollectorState::default());
     CollectorTask { state, _task: task }
+}
+
+/// How a collector reads one list: pages of [`PAGE_SIZE`], at most
+/// `max_items` (`discovery.max_items_per_list`), hits counted in `counter`.
+fn list_bounds(max_items: usize, counter: &LimitCounter) -> ListBounds<'_> {
+    ListBounds {
+        page_size: PAGE_SIZE,
+        max_items,
+        counter,
+    }
 }
 
 /// Read every customer with `read`, [`CUSTOMER_CONCURRENCY`] at a time.

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::{
-    CollectorState, CollectorTask, CustomerSource, MAX_ROWS_PER_CUSTOMER, PAGE_SIZE, Refresh,
+    CollectorState, CollectorTask, CustomerSource, MAX_ROWS_PER_CUSTOMER, Refresh, list_bounds,
     read_customers, spawn,
 };
 use crate::avepoint::subscriptions::{TenantUser, user_module_label};
 use crate::avepoint::{ApiClient, endpoint};
 use crate::config::BackupCollectorSettings;
-use crate::discovery::{DiscoveryError, DiscoveryState, LimitCounter, ListBounds, list_all};
+use crate::discovery::{DiscoveryError, DiscoveryState, LimitCounter, list_all};
 use crate::refresher::{Permits, Refresher};
 
 /// Tenants read per customer: four rows each, so a customer stays within
@@ -85,11 +85,7 @@ impl Refresh for UsersReader {
         permits: Permits,
     ) -> CollectorState<TenantUsers> {
         let counter = LimitCounter::default();
-        let bounds = ListBounds {
-            page_size: PAGE_SIZE,
-            max_items: self.max_items,
-            counter: &counter,
-        };
+        let bounds = list_bounds(self.max_items, &counter);
         let work: Vec<(String, Vec<String>)> = customers
             .into_iter()
             .map(|customer| {
