@@ -32,25 +32,39 @@ impl Collector for CollectorHealth {
                 .and_then(|s| s.up)
                 .map(|up| (NO_LABELS, i64::from(up))),
         )?;
-        let rows = [
+        // Each enabled collector's last complete read and bound hits.
+        let collectors = [
             (
                 "backup_jobs",
-                snapshot.jobs.as_ref().map(|s| s.last_success),
+                snapshot
+                    .jobs
+                    .as_ref()
+                    .map(|s| (s.last_success, s.limit_hits)),
             ),
             (
                 "backup_coverage",
-                snapshot.coverage.as_ref().map(|s| s.last_success),
+                snapshot
+                    .coverage
+                    .as_ref()
+                    .map(|s| (s.last_success, s.limit_hits)),
             ),
             (
                 "protected_users",
-                snapshot.users.as_ref().map(|s| s.last_success),
+                snapshot
+                    .users
+                    .as_ref()
+                    .map(|s| (s.last_success, s.limit_hits)),
             ),
             (
                 "subscriptions",
-                snapshot.subscriptions.as_ref().map(|s| s.last_success),
+                snapshot
+                    .subscriptions
+                    .as_ref()
+                    .map(|s| (s.last_success, s.limit_hits)),
             ),
-        ]
-        .map(|(collector, at)| (collector, seconds(at.flatten())));
+        ];
+        let rows =
+            collectors.map(|(collector, state)| (collector, seconds(state.and_then(|(at, _)| at))));
         encode_gauges(
             &mut encoder,
             "avepoint_collector_last_success_timestamp",
@@ -59,21 +73,7 @@ impl Collector for CollectorHealth {
             rows.into_iter()
                 .filter_map(|(collector, at)| Some(([("collector", collector)], at?))),
         )?;
-        let hits = [
-            ("backup_jobs", snapshot.jobs.as_ref().map(|s| s.limit_hits)),
-            (
-                "backup_coverage",
-                snapshot.coverage.as_ref().map(|s| s.limit_hits),
-            ),
-            (
-                "protected_users",
-                snapshot.users.as_ref().map(|s| s.limit_hits),
-            ),
-            (
-                "subscriptions",
-                snapshot.subscriptions.as_ref().map(|s| s.limit_hits),
-            ),
-        ];
+        let hits = collectors.map(|(collector, state)| (collector, state.map(|(_, hits)| hits)));
         let labels = hits.map(|(collector, _)| [("collector", collector)]);
         let groups: Vec<(&[(&str, &str)], _)> = labels
             .iter()
