@@ -1,5 +1,6 @@
 //! The per-profile families, written straight from a [`Snapshot`] in
-//! chunks, so a scrape never holds the whole exposition in memory.
+//! chunks, so the encoder never builds the whole exposition at once (what
+//! a response then holds of it is `shared.rs`'s business).
 //!
 //! Hand-written rather than through prometheus-client's encoder: at 10,000
 //! profiles these are 240,000 series (150,000 of them the status state set),

@@ -21,6 +21,13 @@
 //! let go as it grows past that, and then lives only while one of its
 //! responses streams. At most one body per format and encoding is cached.
 //!
+//! The price: while any response streams a body, every chunk encoded so
+//! far stays in memory, so a response holds up to its whole body (about
+//! 5 MB plain at 1,000 profiles, 55 MB at 10,000; gzip a sixth), where it
+//! used to hold one chunk. Measured from outside (`scrape_cpu.py`, one
+//! plain-text scraper, 1,000 profiles): peak RSS 17 MiB before, 26 MiB
+//! with this (BENCHMARKS.md, "CPU per profile, measured from outside").
+//!
 //! gzip as one stream (a single gzip member, which every decoder reads): a
 //! gzip header, the head deflated and sync-flushed, the shared body
 //! deflated by its own compressor and sync-flushed chunk by chunk (so it
