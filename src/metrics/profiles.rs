@@ -291,7 +291,7 @@ fn state_lines(
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::metrics) mod tests {
     use super::*;
     use crate::metrics::streamed::CHUNK_BYTES;
 
@@ -299,7 +299,10 @@ mod tests {
     use crate::config::ProfileTarget;
     use std::time::Duration;
 
-    fn result(profile: &str, outcome: Result<ScanProfileReport, FetchError>) -> ProfileResult {
+    pub(in crate::metrics) fn result(
+        profile: &str,
+        outcome: Result<ScanProfileReport, FetchError>,
+    ) -> ProfileResult {
         ProfileResult {
             target: ProfileTarget {
                 customer_id: "c".into(),
@@ -312,7 +315,7 @@ mod tests {
         }
     }
 
-    fn report() -> ScanProfileReport {
+    pub(in crate::metrics) fn report() -> ScanProfileReport {
         ScanProfileReport {
             profile_name: "A \"q\" \\ b\nc".into(),
             profile_id: "p".into(),

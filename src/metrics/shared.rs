@@ -21,12 +21,17 @@
 //! let go as it grows past that, and then lives only while one of its
 //! responses streams. At most one body per format and encoding is cached.
 //!
-//! The price: while any response streams a body, every chunk encoded so
-//! far stays in memory, so a response holds up to its whole body (about
-//! 5 MB plain at 1,000 profiles, 55 MB at 10,000; gzip a sixth), where it
-//! used to hold one chunk. Measured from outside (`scrape_cpu.py`, one
-//! plain-text scraper, 1,000 profiles): peak RSS 17 MiB before, 26 MiB
-//! with this (BENCHMARKS.md, "CPU per profile, measured from outside").
+//! The price: while a body is at most [`KEEP_BYTES`] (a plain body of up
+//! to ~3,000 profiles, a gzipped one of ~40,000), every chunk encoded so far
+//! stays while any of its responses streams, so a late caller of the round
+//! can still start it: a response may hold up to its whole body (about
+//! 5 MB plain at 1,000 profiles; measured from outside, one plain-text
+//! scraper, peak RSS 17 MiB with one chunk per response, 21-26 MiB with
+//! this). Past [`KEEP_BYTES`], the chunks every current reader has passed
+//! are let go and the body takes no new reader (a later caller starts a new
+//! encoding): one scraper of a 55 MB body holds about one chunk, not all of
+//! it, and readers that stall keep only what lies between the slowest and
+//! the fastest of them.
 //!
 //! gzip as one stream (a single gzip member, which every decoder reads): a
 //! gzip header, the head deflated and sync-flushed, the shared body
@@ -34,6 +39,7 @@
 //! never refers back into a head), a final empty block, and the trailer,
 //! whose CRC is the head's combined with the body's.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -101,17 +107,19 @@ type Keeper = Arc<Mutex<Option<Arc<SharedBody>>>>;
 pub(super) const KEEP_BYTES: usize = 16 << 20;
 
 impl SharedBodies {
-    /// The shared encoding of `body` in `encoding`: the one already cached
-    /// for the same round, or a new one (which then replaces the cached
-    /// body of that format and encoding).
-    pub fn body(&self, body: ExpositionBody, encoding: Encoding) -> Arc<SharedBody> {
+    /// A response streaming `head` (this request's own), then `body` in
+    /// `encoding`: the encoding already cached for the same round when it
+    /// can still be read from its start, or a new one (which then replaces
+    /// the cached body of that format and encoding).
+    pub fn reader(&self, body: ExpositionBody, encoding: Encoding, head: String) -> BodyReader {
         let mut slots = lock(&self.slots);
         let cached = slots
             .iter()
             .filter(|slot| slot.encoding == encoding && slot.key == *body.key())
-            .find_map(|slot| lock(&slot.kept).clone().or_else(|| slot.body.upgrade()));
+            .find_map(|slot| lock(&slot.kept).clone().or_else(|| slot.body.upgrade()))
+            .filter(|shared| shared.join());
         if let Some(shared) = cached {
-            return shared;
+            return shared.reader(head);
         }
         let key = body.key().clone();
         let shared = Arc::new(SharedBody::new(body, encoding));
@@ -125,7 +133,10 @@ impl SharedBodies {
             body: Arc::downgrade(&shared),
             kept,
         });
-        shared
+        drop(slots);
+        // Nobody else has it yet, so it can be joined from its start.
+        let _ = shared.join();
+        shared.reader(head)
     }
 
     /// How many bodies were encoded so far (each one once, however many
@@ -146,15 +157,48 @@ pub struct SharedBody {
 
 #[derive(Debug)]
 struct Progress {
-    chunks: Vec<Arc<Vec<u8>>>,
-    /// The length of `chunks`, in bytes.
+    /// The chunks encoded and not let go, from chunk `first` on.
+    chunks: VecDeque<Arc<Vec<u8>>>,
+    /// The index of `chunks[0]`: above 0 once a body past [`KEEP_BYTES`]
+    /// let its passed chunks go, and then no new reader may start it.
+    first: usize,
+    /// Bytes encoded so far, let go or not.
     bytes: usize,
+    /// How many of the body's readers will ask next for each chunk index.
+    readers: BTreeMap<usize, usize>,
     /// What is left to encode; `None` once all of it is in `chunks`.
     source: Option<ExpositionBody>,
     /// gzip only: the body's compressor, dropped once the body is whole.
     deflate: Option<Box<Compress>>,
     /// gzip only: the CRC and length of the plain body.
     crc: Crc,
+}
+
+impl Progress {
+    /// One reader moves from chunk `from` to `to` (`None`: it left).
+    fn move_reader(&mut self, from: usize, to: Option<usize>) {
+        if let Some(count) = self.readers.get_mut(&from) {
+            *count -= 1;
+            if *count == 0 {
+                self.readers.remove(&from);
+            }
+        }
+        if let Some(to) = to {
+            *self.readers.entry(to).or_default() += 1;
+        }
+        self.let_go_passed();
+    }
+
+    /// A body too big to keep lets go of the chunks every reader passed.
+    fn let_go_passed(&mut self) {
+        if self.bytes <= KEEP_BYTES {
+            return;
+        }
+        let slowest = self.readers.keys().next().copied().unwrap_or(usize::MAX);
+        while self.first < slowest && self.chunks.pop_front().is_some() {
+            self.first += 1;
+        }
+    }
 }
 
 impl SharedBody {
@@ -164,8 +208,10 @@ impl SharedBody {
         Self {
             encoding,
             progress: Mutex::new(Progress {
-                chunks: Vec::new(),
+                chunks: VecDeque::new(),
+                first: 0,
                 bytes: 0,
+                readers: BTreeMap::new(),
                 source: Some(source),
                 deflate,
                 crc: Crc::new(),
@@ -174,12 +220,28 @@ impl SharedBody {
         }
     }
 
-    /// Chunk `index` of the body, encoding it if no reader has yet.
+    /// A new reader at the body's start, unless its first chunks are gone.
+    fn join(&self) -> bool {
+        let mut progress = lock(&self.progress);
+        if progress.first > 0 {
+            return false;
+        }
+        *progress.readers.entry(0).or_default() += 1;
+        true
+    }
+
+    /// Chunk `index` of the body for the reader standing there, encoding
+    /// it if no reader has yet; the reader then stands at the next one.
     fn chunk(&self, index: usize) -> Option<Arc<Vec<u8>>> {
         let mut guard = lock(&self.progress);
         let progress = &mut *guard;
-        if let Some(chunk) = progress.chunks.get(index) {
-            return Some(Arc::clone(chunk));
+        // A reader's chunk is never let go before it passed it.
+        let kept = index
+            .checked_sub(progress.first)
+            .and_then(|at| progress.chunks.get(at));
+        if let Some(chunk) = kept.map(Arc::clone) {
+            progress.move_reader(index, Some(index + 1));
+            return Some(chunk);
         }
         let Some(text) = progress.source.as_mut()?.next() else {
             progress.source = None;
@@ -193,9 +255,10 @@ impl SharedBody {
             }
             None => text.into_bytes(),
         });
-        progress.chunks.push(Arc::clone(&chunk));
+        progress.chunks.push_back(Arc::clone(&chunk));
         let was_kept = progress.bytes <= KEEP_BYTES;
         progress.bytes += chunk.len();
+        progress.move_reader(index, Some(index + 1));
         if was_kept && progress.bytes > KEEP_BYTES {
             // Too big to keep idle: let the cache's reference go (outside
             // this lock, as that may drop the body).
@@ -207,8 +270,9 @@ impl SharedBody {
         Some(chunk)
     }
 
-    /// A response: `head` (this request's own), then the shared body.
-    pub fn reader(self: Arc<Self>, head: String) -> BodyReader {
+    /// A response of a reader that joined: `head` (this request's own),
+    /// then the shared body.
+    fn reader(self: Arc<Self>, head: String) -> BodyReader {
         let (first, head_crc) = match self.encoding {
             Encoding::Identity => (head.into_bytes(), None),
             Encoding::Gzip => {
@@ -303,5 +367,121 @@ impl Iterator for BodyReader {
         }
         let head_crc = self.head_crc.take()?;
         Some(BodyChunk::Own(self.shared.gzip_trailer(head_crc)))
+    }
+}
+
+impl Drop for BodyReader {
+    /// A response that ended or was dropped no longer holds chunks.
+    fn drop(&mut self) {
+        lock(&self.shared.progress).move_reader(self.next, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::avepoint::ApiMetrics;
+    use crate::collect::Snapshot;
+    use crate::metrics::profiles::tests::{report, result};
+    use crate::metrics::{BuildInfo, Format, ReloadMetrics, ScrapeSources, encode_scrape};
+
+    fn snapshot(profiles: usize) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            profiles: (0..profiles)
+                .map(|i| Arc::new(result(&format!("p{i}"), Ok(report()))))
+                .collect(),
+            collect_duration: Duration::ZERO,
+            schedule: None,
+        })
+    }
+
+    fn reader(bodies: &SharedBodies, snapshot: &Arc<Snapshot>) -> BodyReader {
+        let exposition = encode_scrape(
+            Arc::clone(snapshot),
+            ScrapeSources::default(),
+            &ApiMetrics::default(),
+            &ReloadMetrics::started(),
+            &BuildInfo::default(),
+            Format::PrometheusText,
+        )
+        .expect("encodes");
+        let (_head, body) = exposition.into_parts();
+        bodies.reader(body, Encoding::Identity, String::new())
+    }
+
+    /// How many chunks its body still holds that `reader` has passed.
+    fn behind(reader: &BodyReader) -> usize {
+        reader.next - lock(&reader.shared.progress).first
+    }
+
+    /// Reads a response to its end: its bytes, and the most chunks it had
+    /// passed that its body still held, once past [`KEEP_BYTES`].
+    fn read(mut reader: BodyReader) -> (Vec<u8>, usize) {
+        let (mut bytes, mut most) = (Vec::new(), 0);
+        while let Some(chunk) = reader.next() {
+            bytes.extend_from_slice(chunk.as_ref());
+            if bytes.len() > KEEP_BYTES {
+                most = most.max(behind(&reader));
+            }
+        }
+        (bytes, most)
+    }
+
+    #[test]
+    fn a_small_body_is_kept_for_the_next_caller_of_its_round() {
+        let snapshot = snapshot(100);
+        let bodies = SharedBodies::default();
+        let (first, _) = read(reader(&bodies, &snapshot));
+        let (second, _) = read(reader(&bodies, &snapshot));
+        assert_eq!(bodies.encodings(), 1);
+        assert!(first == second);
+    }
+
+    #[test]
+    fn a_body_past_keep_bytes_lets_go_of_what_every_reader_passed() {
+        // 10,000 profiles (no details) encode to ~20 MB, past KEEP_BYTES.
+        let snapshot = snapshot(10_000);
+        let bodies = SharedBodies::default();
+        let (alone, most) = read(reader(&bodies, &snapshot));
+        assert!(
+            alone.len() > KEEP_BYTES + (1 << 20),
+            "{} bytes",
+            alone.len()
+        );
+        assert_eq!(most, 0, "a lone reader holds nothing it passed");
+
+        // A reader that has not read yet keeps every chunk for the others.
+        let stalled = reader(&bodies, &snapshot);
+        let (fast, _) = read(reader(&bodies, &snapshot));
+        assert_eq!(bodies.encodings(), 2, "the second caller joined the first");
+        let pinned: usize = lock(&stalled.shared.progress)
+            .chunks
+            .iter()
+            .map(|chunk| chunk.len())
+            .sum();
+        assert_eq!(
+            pinned,
+            alone.len(),
+            "the stalled reader pins the whole body"
+        );
+        let (slow, most) = read(stalled);
+        assert_eq!(most, 0, "the last reader lets go as it reads");
+
+        // Once its first chunks are gone the body takes no new reader: a
+        // later caller of the round starts its own encoding.
+        let mut ahead = reader(&bodies, &snapshot);
+        let mut read_ahead = 0;
+        while read_ahead <= KEEP_BYTES {
+            read_ahead += ahead.next().expect("more chunks").as_ref().len();
+        }
+        assert!(lock(&ahead.shared.progress).first > 0);
+        let (late, _) = read(reader(&bodies, &snapshot));
+        assert_eq!(bodies.encodings(), 4);
+        for bytes in [fast, slow, late] {
+            assert!(bytes == alone, "same bytes for every caller");
+        }
+        drop(ahead);
     }
 }

@@ -100,7 +100,7 @@ fn metrics_response(
                     .and_then(|value| value.to_str().ok()),
             );
             let (head, body) = exposition.into_parts();
-            let reader = bodies.body(body, encoding).reader(head);
+            let reader = bodies.reader(body, encoding, head);
             let chunks = futures_util::stream::iter(
                 reader.map(|chunk| Ok::<_, std::convert::Infallible>(Bytes::from_owner(chunk))),
             );
