@@ -27,6 +27,11 @@
 mod outside;
 mod support;
 
+// The shipped binary's allocator (src/main.rs), so this bench's exporter
+// child costs what the binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
