@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 
-use super::reduce::coverage_key;
-use super::{
-    CollectorState, CollectorTask, Coverage, CustomerSource, Refresh, coverage_rows, fold_coverage,
-    list_bounds, read_customers, spawn,
-};
+use super::customers::CustomerSource;
+use super::reader::{CollectorState, CollectorTask, Refresh, list_bounds, read_customers, spawn};
+use super::reduce::{Coverage, coverage_key, coverage_rows, fold_coverage};
 use crate::avepoint::{ApiClient, endpoint};
 use crate::config::BackupCollectorSettings;
 use crate::discovery::{LimitCounter, list_all};

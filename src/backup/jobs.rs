@@ -7,11 +7,9 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 
-use super::reduce::job_key;
-use super::{
-    CollectorState, CollectorTask, CustomerSource, LatestJob, Refresh, Successes, fold_jobs,
-    latest_jobs, list_bounds, read_customers, spawn,
-};
+use super::customers::CustomerSource;
+use super::reader::{CollectorState, CollectorTask, Refresh, list_bounds, read_customers, spawn};
+use super::reduce::{LatestJob, Successes, fold_jobs, job_key, latest_jobs};
 use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob, job_type_filter};
 use crate::avepoint::endpoint::BACKUP_JOBS;
 use crate::avepoint::{ApiClient, ApiError};

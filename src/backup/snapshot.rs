@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use super::reader::CollectorState;
+use super::reduce::{Coverage, LatestJob};
 use super::subscriptions::SubscriptionsState;
 use super::users::TenantUsers;
-use super::{CollectorState, Coverage, LatestJob};
 
 /// The per-customer collectors' latest states, as plain data for the
 /// encoders.

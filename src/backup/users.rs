@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{
-    CollectorState, CollectorTask, CustomerSource, MAX_ROWS_PER_CUSTOMER, Refresh, list_bounds,
-    read_customers, spawn,
-};
+use super::customers::CustomerSource;
+use super::reader::{CollectorState, CollectorTask, Refresh, list_bounds, read_customers, spawn};
+use super::reduce::MAX_ROWS_PER_CUSTOMER;
 use crate::avepoint::subscriptions::{TenantUser, user_module_label};
 use crate::avepoint::{ApiClient, endpoint};
 use crate::config::BackupCollectorSettings;
