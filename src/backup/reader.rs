@@ -3,7 +3,7 @@
 //! publishes: on its cadence (backups run a few times a day, not per
 //! scrape) it reads every customer, a few at a time, and a customer whose
 //! read fails is `up 0` until a read works again, without disturbing the
-//! others.
+//! others. Also the handle of any running collector ([`CollectorTask`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,6 +14,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 
 use super::customers::CustomerSource;
+use super::snapshot::{CollectedState, Families};
 use crate::discovery::{LimitCounter, LimitHits, ListBounds};
 use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule, Task};
 
@@ -61,10 +62,22 @@ impl<T> Default for CollectorState<T> {
 
 /// A running collector; its task stops when the handle is dropped.
 #[derive(Debug)]
-pub struct CollectorTask<T> {
+pub struct CollectorTask<S> {
     /// Always the latest state.
-    pub state: watch::Receiver<Arc<CollectorState<T>>>,
+    pub state: watch::Receiver<Arc<S>>,
     _task: Task,
+}
+
+impl<S: Send + Sync + 'static> CollectorTask<S> {
+    /// Start `reader` on `refresher`, publishing `initial` until its first
+    /// run ends.
+    pub(super) fn spawn<B>(refresher: &Refresher, reader: B, initial: S) -> Self
+    where
+        B: BackgroundReader<State = S>,
+    {
+        let (state, task) = refresher.spawn(reader, initial);
+        Self { state, _task: task }
+    }
 }
 
 /// What one collector does on each refresh.
@@ -135,7 +148,7 @@ pub(super) fn spawn<R: Refresh>(
     interval: Duration,
     customers: CustomerSource,
     reader: R,
-) -> CollectorTask<R::Item> {
+) -> CollectorTask<CollectorState<R::Item>> {
     let reader = Reader {
         name,
         interval,
@@ -143,8 +156,7 @@ pub(super) fn spawn<R: Refresh>(
         last_read: None,
         reader,
     };
-    let (state, task) = refresher.spawn(reader, CollectorState::default());
-    CollectorTask { state, _task: task }
+    CollectorTask::spawn(refresher, reader, CollectorState::default())
 }
 
 /// How a collector reads one list: pages of [`PAGE_SIZE`], at most
@@ -219,6 +231,35 @@ impl<T> CollectorState<T> {
             last_success: complete.then(SystemTime::now),
             limit_hits: LimitHits::default(),
         }
+    }
+}
+
+impl<T: std::fmt::Debug + Send + Sync> CollectedState for CollectorState<T>
+where
+    Self: Families,
+{
+    fn customers(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        Box::new(self.customers.keys().map(String::as_str))
+    }
+
+    fn knows(&self, customer_id: &str) -> bool {
+        self.customers.contains_key(customer_id)
+    }
+
+    fn customers_up(&self) -> Box<dyn Iterator<Item = (&str, bool)> + '_> {
+        Box::new(
+            self.customers
+                .iter()
+                .map(|(id, data)| (id.as_str(), data.up)),
+        )
+    }
+
+    fn last_success(&self) -> Option<SystemTime> {
+        self.last_success
+    }
+
+    fn limit_hits(&self) -> LimitHits {
+        self.limit_hits
     }
 }
 
