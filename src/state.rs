@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::avepoint::{ApiClient, ApiMetrics, endpoint};
+use crate::backup::{CollectorTasks, CustomerSource};
 use crate::collect::ScrapeRounds;
 use crate::config::{ConfigError, ProfileTarget, ReportSchedule, Settings, process_env};
 use crate::discovery::{Discovery, TargetSource};
@@ -25,12 +26,9 @@ use crate::refresher::{PanicCounts, Refresher};
 use crate::report_schedule::{ReadFailure, ScheduledReports};
 use crate::sync::{read, write};
 
-mod collectors;
 mod reuse;
 mod serving;
 
-pub use collectors::CollectorTasks;
-use collectors::spawn_backup;
 use reuse::refresher_for;
 pub use serving::{ProbeError, ProbeInputs};
 
@@ -163,6 +161,21 @@ impl Pipeline {
             backup,
         })
     }
+}
+
+/// The per-customer collectors `settings` enables, reading the config's
+/// customers and the ones `discovery` finds.
+fn spawn_backup(
+    settings: &Settings,
+    refresher: &Refresher,
+    client: &Arc<ApiClient>,
+    discovery: &Option<Arc<Discovery>>,
+) -> CollectorTasks {
+    let customers = CustomerSource {
+        configured: settings.customers.clone(),
+        discovered: discovery.as_ref().map(|d| d.state.clone()),
+    };
+    crate::backup::spawn(refresher, client, &customers, &settings.collectors)
 }
 
 /// A new details refresher for `settings`, unless details are disabled;

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use super::error::AppError;
-use crate::avepoint::backup::job_type_filter;
-use crate::avepoint::endpoint::{self, BACKUP_JOBS};
-use crate::avepoint::{ApiClient, ApiEndpoint, ApiError};
-use crate::backup::{CustomerSource, JobsQuery};
+use crate::avepoint::ApiClient;
+use crate::backup::{CheckTargets, CustomerSource, FirstPage, PageCount};
 use crate::cli::CheckArgs;
 use crate::collect::Snapshot;
 use crate::config::{CollectorKind, ProfileEndpoint, Settings, process_env};
@@ -65,98 +65,45 @@ pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
 /// permission, then the first page of every customer's list (or why it
 /// failed).
 async fn check_background_collectors(settings: &Settings, pipeline: &Pipeline) -> bool {
-    let discovered = pipeline.discovery.as_ref().map(|d| d.state.clone());
-    let customers = CustomerSource {
+    let targets = CheckTargets::of(&CustomerSource {
         configured: settings.customers.clone(),
-        discovered: discovered.clone(),
-    }
-    .current();
-    // The tenants of discovery's customers (protected_users reads each).
-    let tenants: Vec<(String, String)> = discovered
-        .map(|state| {
-            let state = state.borrow();
-            state
-                .customers
-                .iter()
-                .flat_map(|c| c.tenants.iter().map(|t| (c.id.clone(), t.id.clone())))
-                .filter(|(_, tenant)| !tenant.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+        discovered: pipeline.discovery.as_ref().map(|d| d.state.clone()),
+    });
     let mut all_ok = true;
     for kind in CollectorKind::ALL {
         if settings.collectors.enabled(kind) {
-            let client = &pipeline.client;
-            all_ok &= check_collector(kind, client, &customers, &tenants).await;
+            all_ok &= check_collector(kind, &pipeline.client, &targets).await;
         }
     }
     all_ok
 }
 
 /// One collector of `check_background_collectors`.
-async fn check_collector(
-    kind: CollectorKind,
-    client: &ApiClient,
-    customers: &[String],
-    tenants: &[(String, String)],
-) -> bool {
-    let endpoint = match kind {
-        // Read on every scrape: the table of `check` is its check.
-        CollectorKind::ScanProfiles => return true,
-        CollectorKind::BackupJobs => ApiEndpoint::BackupJobsBatch,
-        CollectorKind::BackupCoverage => ApiEndpoint::BackupCoverage,
-        CollectorKind::ProtectedUsers => ApiEndpoint::TenantUsersBatch,
-        CollectorKind::Subscriptions => ApiEndpoint::ServicesBatch,
+async fn check_collector(kind: CollectorKind, client: &ApiClient, targets: &CheckTargets) -> bool {
+    // Scan profiles are read on every scrape: the table of `check` is their check.
+    let Some(collector) = crate::backup::per_customer(kind) else {
+        return true;
     };
     println!("\ncollector {} (permission {}):", kind.name(), kind.scope());
     // A permission the token endpoint refused fails every customer
     // alike: said once, not once per customer.
-    if let Err(error) = client.authorize(endpoint).await {
+    if let Err(error) = client.authorize(collector.endpoint).await {
         println!("  FAILED: {error}");
         return false;
     }
-    let counted = |page: (usize, u64)| (page.0, page.1, String::new());
     let mut all_ok = true;
-    match kind {
-        CollectorKind::ScanProfiles => {}
-        CollectorKind::BackupJobs => {
-            for customer in customers {
-                let first = backup_jobs_first_page(client, customer).await;
-                all_ok &= report_first_page(&format!("customer {customer}"), first);
-            }
-        }
-        CollectorKind::BackupCoverage => {
-            for customer in customers {
-                let page = client
-                    .page(endpoint::BACKUP_COVERAGE, [customer], 1, 100)
-                    .await;
-                let first = page.map(|p| counted((p.data.len(), p.metadata.total_count)));
-                all_ok &= report_first_page(&format!("customer {customer}"), first);
-            }
-        }
-        CollectorKind::ProtectedUsers => {
-            for (customer, tenant) in tenants {
-                let page = client
-                    .page(endpoint::TENANT_USERS, [customer, tenant], 1, 100)
-                    .await;
-                let first = page.map(|p| counted((p.data.len(), p.metadata.total_count)));
-                let whose = format!("customer {customer} tenant {tenant}");
-                all_ok &= report_first_page(&whose, first);
-            }
-        }
-        CollectorKind::Subscriptions => {
-            let page = client.page(endpoint::SERVICES, [], 1, 100).await;
-            let first = page.map(|p| counted((p.data.len(), p.metadata.total_count)));
-            all_ok &= report_first_page("every customer", first);
-        }
+    let mut pages = collector.first_pages(client, targets);
+    while let Some(page) = pages.next().await {
+        all_ok &= report_first_page(&page);
     }
     all_ok
 }
 
 /// One line of `check` for the first page of one list; whether it worked.
-fn report_first_page(whose: &str, first: Result<(usize, u64, String), ApiError>) -> bool {
-    match first {
-        Ok((items, total, how)) => {
+fn report_first_page(page: &FirstPage) -> bool {
+    let whose = &page.whose;
+    match &page.read {
+        Ok(PageCount { items, total, how }) => {
             println!("  {whose}: first page {items} items of {total}{how}");
             true
         }
@@ -165,33 +112,6 @@ fn report_first_page(whose: &str, first: Result<(usize, u64, String), ApiError>)
             false
         }
     }
-}
-
-/// The first page of a customer's backup jobs for `check`: asked for all
-/// job types at once, or per job type when AvePoint refuses that with a
-/// `400` (as the collector does); says which form worked.
-async fn backup_jobs_first_page(
-    client: &ApiClient,
-    customer: &str,
-) -> Result<(usize, u64, String), ApiError> {
-    let mut query = JobsQuery::AllTypes;
-    let every_type = job_type_filter(None);
-    let mut page = client
-        .filtered_page(BACKUP_JOBS, [customer], &every_type, 1, 100)
-        .await;
-    if let Err(ApiError::Status { status, .. }) = &page
-        && *status == reqwest::StatusCode::BAD_REQUEST
-    {
-        query = JobsQuery::PerJobType;
-        let first_type = crate::avepoint::backup::BACKUP_JOB_TYPES[0];
-        let one_type = job_type_filter(Some(first_type));
-        page = client
-            .filtered_page(BACKUP_JOBS, [customer], &one_type, 1, 100)
-            .await;
-    }
-    let page = page?;
-    let how = format!(", asked for as {}", query.describe());
-    Ok((page.data.len(), page.metadata.total_count, how))
 }
 
 /// Which path answered for the scan profiles, as `check` reports it.

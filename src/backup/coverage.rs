@@ -3,29 +3,45 @@
 
 use std::sync::Arc;
 
-use super::reduce::coverage_key;
-use super::{
-    CollectorState, CollectorTask, Coverage, CustomerSource, Refresh, coverage_rows, fold_coverage,
-    list_bounds, read_customers, spawn,
-};
-use crate::avepoint::{ApiClient, endpoint};
-use crate::config::BackupCollectorSettings;
-use crate::discovery::{LimitCounter, list_all};
-use crate::refresher::{Permits, Refresher};
+use futures_util::stream::{self, BoxStream, StreamExt};
 
-/// Start the protection coverage collector.
-pub fn spawn_coverage(
-    refresher: &Refresher,
-    client: Arc<ApiClient>,
-    customers: CustomerSource,
-    settings: &BackupCollectorSettings,
-) -> CollectorTask<Coverage> {
-    let reader = CoverageReader {
-        client,
-        max_items: settings.max_items_per_list,
-    };
-    let interval = settings.refresh_interval;
-    spawn(refresher, "backup_coverage", interval, customers, reader)
+use super::collector::{
+    CheckTargets, FirstPage, PageCount, PerCustomerCollector, RunningCollector, Start,
+};
+use super::reader::{CollectorState, Refresh, list_bounds, read_customers};
+use super::reduce::{Coverage, coverage_key, coverage_rows, fold_coverage};
+use crate::avepoint::{ApiClient, ApiEndpoint, endpoint};
+use crate::discovery::{LimitCounter, list_all};
+use crate::refresher::Permits;
+
+/// The `backup_coverage` collector.
+pub(super) const COLLECTOR: PerCustomerCollector = PerCustomerCollector {
+    endpoint: ApiEndpoint::BackupCoverage,
+    start,
+    first_pages,
+};
+
+/// Start it: every customer's coverage overview.
+fn start(start: &Start<'_>) -> Option<Arc<dyn RunningCollector>> {
+    Some(start.spawn(CoverageReader {
+        client: Arc::clone(start.client),
+        max_items: start.settings.max_items_per_list,
+    }))
+}
+
+/// Each customer's first page of coverage, for `check`.
+fn first_pages<'a>(client: &'a ApiClient, targets: &'a CheckTargets) -> BoxStream<'a, FirstPage> {
+    stream::iter(&targets.customers)
+        .then(move |customer| async move {
+            let page = client
+                .page(endpoint::BACKUP_COVERAGE, [customer], 1, 100)
+                .await;
+            FirstPage {
+                whose: format!("customer {customer}"),
+                read: page.map(|page| PageCount::of(&page)),
+            }
+        })
+        .boxed()
 }
 
 struct CoverageReader {

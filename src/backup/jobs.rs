@@ -5,41 +5,36 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use futures_util::stream::{self, BoxStream, StreamExt};
 use reqwest::StatusCode;
 
-use super::reduce::job_key;
-use super::{
-    CollectorState, CollectorTask, CustomerSource, LatestJob, Refresh, Successes, fold_jobs,
-    latest_jobs, list_bounds, read_customers, spawn,
+use super::collector::{
+    CheckTargets, FirstPage, PageCount, PerCustomerCollector, RunningCollector, Start,
 };
+use super::reader::{CollectorState, Refresh, list_bounds, read_customers};
+use super::reduce::{LatestJob, Successes, fold_jobs, job_key, latest_jobs};
 use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob, job_type_filter};
 use crate::avepoint::endpoint::BACKUP_JOBS;
-use crate::avepoint::{ApiClient, ApiError};
-use crate::config::BackupCollectorSettings;
+use crate::avepoint::{ApiClient, ApiEndpoint, ApiError};
 use crate::discovery::{DiscoveryError, LimitCounter, ListBounds, list_all};
-use crate::refresher::{Permits, Refresher};
+use crate::refresher::Permits;
 
-/// Start the backup jobs collector: every customer's job list, reduced to
-/// the latest job per (type, module).
-pub fn spawn_jobs(
-    refresher: &Refresher,
-    client: Arc<ApiClient>,
-    customers: CustomerSource,
-    settings: &BackupCollectorSettings,
-) -> CollectorTask<LatestJob> {
-    let jobs = Jobs {
-        client,
+/// The `backup_jobs` collector.
+pub(super) const COLLECTOR: PerCustomerCollector = PerCustomerCollector {
+    endpoint: ApiEndpoint::BackupJobsBatch,
+    start,
+    first_pages,
+};
+
+/// Start it: every customer's job list, reduced to the latest job per
+/// (type, module).
+fn start(start: &Start<'_>) -> Option<Arc<dyn RunningCollector>> {
+    Some(start.spawn(Jobs {
+        client: Arc::clone(start.client),
         successes: Successes::new(),
         query: JobsQuery::AllTypes,
-        max_items: settings.max_items_per_list,
-    };
-    spawn(
-        refresher,
-        "backup_jobs",
-        settings.refresh_interval,
-        customers,
-        jobs,
-    )
+        max_items: start.settings.max_items_per_list,
+    }))
 }
 
 struct Jobs {
@@ -53,7 +48,7 @@ struct Jobs {
 
 /// How a customer's job list is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobsQuery {
+enum JobsQuery {
     /// One list with body `{}`: every job type and module.
     AllTypes,
     /// One list per documented backup job type (`{"jobType": 7}`, ...),
@@ -64,7 +59,7 @@ pub enum JobsQuery {
 
 impl JobsQuery {
     /// How `check` describes it.
-    pub fn describe(self) -> &'static str {
+    fn describe(self) -> &'static str {
         match self {
             JobsQuery::AllTypes => "one request for all job types (body {})",
             JobsQuery::PerJobType => {
@@ -77,7 +72,7 @@ impl JobsQuery {
 /// Every job of one customer, asked for as `query` says; when `{}` is
 /// refused with a `400`, asked again per job type. Returns the jobs and
 /// the query that worked.
-pub async fn read_customer_jobs(
+async fn read_customer_jobs(
     client: &ApiClient,
     customer: &str,
     query: JobsQuery,
@@ -160,4 +155,40 @@ impl Refresh for Jobs {
         state.limit_hits = counter.hits();
         state
     }
+}
+
+/// Each customer's first page of jobs, for `check`.
+fn first_pages<'a>(client: &'a ApiClient, targets: &'a CheckTargets) -> BoxStream<'a, FirstPage> {
+    stream::iter(&targets.customers)
+        .then(move |customer| async move {
+            FirstPage {
+                whose: format!("customer {customer}"),
+                read: first_page(client, customer).await,
+            }
+        })
+        .boxed()
+}
+
+/// The first page of a customer's backup jobs for `check`: asked for all
+/// job types at once, or per job type when AvePoint refuses that with a
+/// `400` (as the collector does); says which form worked.
+async fn first_page(client: &ApiClient, customer: &str) -> Result<PageCount, ApiError> {
+    let mut query = JobsQuery::AllTypes;
+    let every_type = job_type_filter(None);
+    let mut page = client
+        .filtered_page(BACKUP_JOBS, [customer], &every_type, 1, 100)
+        .await;
+    if let Err(ApiError::Status { status, .. }) = &page
+        && *status == StatusCode::BAD_REQUEST
+    {
+        query = JobsQuery::PerJobType;
+        let one_type = job_type_filter(Some(BACKUP_JOB_TYPES[0]));
+        page = client
+            .filtered_page(BACKUP_JOBS, [customer], &one_type, 1, 100)
+            .await;
+    }
+    Ok(PageCount {
+        how: format!(", asked for as {}", query.describe()),
+        ..PageCount::of(&page?)
+    })
 }

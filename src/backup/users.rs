@@ -5,17 +5,25 @@
 
 use std::sync::Arc;
 
+use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::watch;
 
-use super::{
-    CollectorState, CollectorTask, CustomerSource, MAX_ROWS_PER_CUSTOMER, Refresh, list_bounds,
-    read_customers, spawn,
+use super::collector::{
+    CheckTargets, FirstPage, PageCount, PerCustomerCollector, RunningCollector, Start,
 };
+use super::reader::{CollectorState, Refresh, list_bounds, read_customers};
+use super::reduce::MAX_ROWS_PER_CUSTOMER;
 use crate::avepoint::subscriptions::{TenantUser, user_module_label};
-use crate::avepoint::{ApiClient, endpoint};
-use crate::config::BackupCollectorSettings;
+use crate::avepoint::{ApiClient, ApiEndpoint, endpoint};
 use crate::discovery::{DiscoveryError, DiscoveryState, LimitCounter, list_all};
-use crate::refresher::{Permits, Refresher};
+use crate::refresher::Permits;
+
+/// The `protected_users` collector.
+pub(super) const COLLECTOR: PerCustomerCollector = PerCustomerCollector {
+    endpoint: ApiEndpoint::TenantUsersBatch,
+    start,
+    first_pages,
+};
 
 /// Tenants read per customer: four rows each, so a customer stays within
 /// [`MAX_ROWS_PER_CUSTOMER`] rows however many tenants AvePoint lists.
@@ -30,22 +38,29 @@ pub struct TenantUsers {
     pub counts: Vec<UserCount>,
 }
 
-/// Start the collector: every customer's tenants' users, every
-/// `refresh_interval`. `discovery` lists the tenants.
-pub fn spawn_users(
-    refresher: &Refresher,
-    client: Arc<ApiClient>,
-    customers: CustomerSource,
-    discovery: watch::Receiver<Arc<DiscoveryState>>,
-    settings: &BackupCollectorSettings,
-) -> CollectorTask<TenantUsers> {
-    let reader = UsersReader {
-        client,
-        discovery,
-        max_items: settings.max_items_per_list,
-    };
-    let interval = settings.refresh_interval;
-    spawn(refresher, "protected_users", interval, customers, reader)
+/// Start it: every customer's tenants' users. Discovery lists the
+/// tenants: without it (which config refuses) the collector does not run.
+fn start(start: &Start<'_>) -> Option<Arc<dyn RunningCollector>> {
+    Some(start.spawn(UsersReader {
+        client: Arc::clone(start.client),
+        discovery: start.customers.discovered.clone()?,
+        max_items: start.settings.max_items_per_list,
+    }))
+}
+
+/// Each tenant's first page of users, for `check`.
+fn first_pages<'a>(client: &'a ApiClient, targets: &'a CheckTargets) -> BoxStream<'a, FirstPage> {
+    stream::iter(&targets.tenants)
+        .then(move |(customer, tenant)| async move {
+            let page = client
+                .page(endpoint::TENANT_USERS, [customer, tenant], 1, 100)
+                .await;
+            FirstPage {
+                whose: format!("customer {customer} tenant {tenant}"),
+                read: page.map(|page| PageCount::of(&page)),
+            }
+        })
+        .boxed()
 }
 
 struct UsersReader {

@@ -2,12 +2,15 @@
 //! the node_exporter sense. `scan_profiles` (the daily scan reports, on by
 //! default), `backup_jobs`, `backup_coverage`, `protected_users` and
 //! `subscriptions` (off by default), and the permissions each one needs in
-//! the token's scope.
+//! the token's scope: the keys as written (`RawCollectors`), their checks
+//! and the validated [`CollectorSettings`].
 
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use super::file::{ConfigError, ConfigFile};
-use super::raw::{RawBackupCollector, RawCollectors, RawRefresh, RawScanProfilesCollector};
+use super::yaml::duration;
 
 /// Permission of the scan profile endpoints.
 pub const SCAN_PROFILES_SCOPE: &str = "elements.scanprofiles.read.all";
@@ -154,10 +157,23 @@ impl CollectorSettings {
     pub fn enabled(&self, kind: CollectorKind) -> bool {
         match kind {
             CollectorKind::ScanProfiles => self.scan_profiles,
-            CollectorKind::BackupJobs => self.backup_jobs.is_some(),
-            CollectorKind::BackupCoverage => self.backup_coverage.is_some(),
-            CollectorKind::ProtectedUsers => self.protected_users.is_some(),
-            CollectorKind::Subscriptions => self.subscriptions.is_some(),
+            CollectorKind::BackupJobs
+            | CollectorKind::BackupCoverage
+            | CollectorKind::ProtectedUsers
+            | CollectorKind::Subscriptions => self.background(kind).is_some(),
+        }
+    }
+
+    /// The settings of the background collector of this kind, when it
+    /// runs; `None` for scan profiles, which are read on every scrape (or
+    /// on their own plan, [`Self::report_schedule`]).
+    pub fn background(&self, kind: CollectorKind) -> Option<&BackupCollectorSettings> {
+        match kind {
+            CollectorKind::ScanProfiles => None,
+            CollectorKind::BackupJobs => self.backup_jobs.as_ref(),
+            CollectorKind::BackupCoverage => self.backup_coverage.as_ref(),
+            CollectorKind::ProtectedUsers => self.protected_users.as_ref(),
+            CollectorKind::Subscriptions => self.subscriptions.as_ref(),
         }
     }
 
@@ -178,6 +194,52 @@ impl CollectorSettings {
             backup.max_items_per_list = max_items_per_list;
         }
     }
+}
+
+/// The `collectors:` section.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCollectors {
+    scan_profiles: Option<RawScanProfilesCollector>,
+    backup_jobs: Option<RawBackupCollector>,
+    backup_coverage: Option<RawBackupCollector>,
+    protected_users: Option<RawBackupCollector>,
+    subscriptions: Option<RawBackupCollector>,
+}
+
+/// `collectors.scan_profiles`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScanProfilesCollector {
+    enabled: Option<bool>,
+    refresh: Option<RawRefresh>,
+    #[serde(default, deserialize_with = "duration")]
+    poll_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    max_age: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    report_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    report_grace: Option<Duration>,
+}
+
+/// `collectors.scan_profiles.refresh`.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawRefresh {
+    EveryScrape,
+    ReportSchedule,
+}
+
+/// `collectors.backup_jobs`, `backup_coverage`, `protected_users` and
+/// `subscriptions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackupCollector {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default, deserialize_with = "duration")]
+    refresh_interval: Option<Duration>,
 }
 
 /// Backup jobs change with the backup cadence: a quarter of an hour

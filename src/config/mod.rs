@@ -9,7 +9,8 @@
 //! [`ConfigError`] and the file being checked (`file`), and one file per
 //! section with its types and its checks (`avepoint/`, `discovery`,
 //! `collectors`, `profile_details`, `targets`, `metrics`; `raw` holds the
-//! raw forms of the middle four). No file here imports this one.
+//! raw forms of `discovery`, `profile_details` and `targets`). No file here
+//! imports this one.
 //!
 //! Config is the start of the data flow, so it imports nothing of the crate,
 //! with one accepted exception against that flow:
@@ -62,7 +63,7 @@ struct RawConfig {
     targets: Vec<raw::RawTarget>,
     discovery: Option<raw::RawDiscovery>,
     profile_details: Option<raw::RawProfileDetails>,
-    collectors: Option<raw::RawCollectors>,
+    collectors: Option<collectors::RawCollectors>,
     metrics: Option<metrics::RawMetrics>,
 }
 

@@ -1,7 +1,7 @@
-//! The `targets:`, `discovery:`, `profile_details:` and `collectors:`
-//! sections as written: serde structs that mirror the YAML one to one (the
-//! `avepoint:` and `metrics:` sections are beside their validators, the
-//! whole document in `mod.rs`).
+//! The `targets:`, `discovery:` and `profile_details:` sections as
+//! written: serde structs that mirror the YAML one to one (the
+//! `avepoint:`, `collectors:` and `metrics:` sections are beside their
+//! validators, the whole document in `mod.rs`).
 //!
 //! They only decode (unknown keys are rejected here, as typos); defaults that
 //! depend on other keys and range checks live in the section validators, so
@@ -64,51 +64,6 @@ pub(super) struct RawRule {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProfileDetails {
     pub(super) enabled: Option<bool>,
-    #[serde(default, deserialize_with = "duration")]
-    pub(super) refresh_interval: Option<Duration>,
-}
-
-/// The `collectors:` section.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawCollectors {
-    pub(super) scan_profiles: Option<RawScanProfilesCollector>,
-    pub(super) backup_jobs: Option<RawBackupCollector>,
-    pub(super) backup_coverage: Option<RawBackupCollector>,
-    pub(super) protected_users: Option<RawBackupCollector>,
-    pub(super) subscriptions: Option<RawBackupCollector>,
-}
-
-/// `collectors.scan_profiles`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawScanProfilesCollector {
-    pub(super) enabled: Option<bool>,
-    pub(super) refresh: Option<RawRefresh>,
-    #[serde(default, deserialize_with = "duration")]
-    pub(super) poll_interval: Option<Duration>,
-    #[serde(default, deserialize_with = "duration")]
-    pub(super) max_age: Option<Duration>,
-    #[serde(default, deserialize_with = "duration")]
-    pub(super) report_interval: Option<Duration>,
-    #[serde(default, deserialize_with = "duration")]
-    pub(super) report_grace: Option<Duration>,
-}
-
-/// `collectors.scan_profiles.refresh`.
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub(super) enum RawRefresh {
-    EveryScrape,
-    ReportSchedule,
-}
-
-/// `collectors.backup_jobs` and `collectors.backup_coverage`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawBackupCollector {
-    #[serde(default)]
-    pub(super) enabled: bool,
     #[serde(default, deserialize_with = "duration")]
     pub(super) refresh_interval: Option<Duration>,
 }

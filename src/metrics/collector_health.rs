@@ -1,16 +1,29 @@
-//! The per-customer collectors' own health, on `/metrics` only: whether
-//! the subscriptions read worked, when each collector last read every
-//! customer, and how often a refresh found more than it keeps.
+//! The per-customer collectors' own health, on `/metrics` only: each
+//! collector's own families (the subscriptions read's `up`), when each
+//! collector last read every customer, and how often a refresh found more
+//! than it keeps.
+
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
-use prometheus_client::registry::Unit;
+use prometheus_client::registry::{Registry, Unit};
 
 use super::customers::encode_limit_hits;
-use super::gauges::{NO_LABELS, encode_gauges};
+use super::gauges::encode_gauges;
 use crate::backup::BackupSnapshot;
 
-/// When each collector last read every customer (`/metrics` only).
+/// Register the health of every collector of `snapshot`: each one's own
+/// families, then the ones they share.
+pub(super) fn register(registry: &mut Registry, snapshot: &BackupSnapshot) {
+    for (_, state) in &snapshot.collectors {
+        Arc::clone(state).register_health(registry);
+    }
+    registry.register_collector(Box::new(CollectorHealth(snapshot.clone())));
+}
+
+/// When each collector last read every customer, and its bound hits
+/// (`/metrics` only).
 #[derive(Debug)]
 pub(super) struct CollectorHealth(pub(super) BackupSnapshot);
 
@@ -20,65 +33,25 @@ impl Collector for CollectorHealth {
             at.and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs_f64())
         };
-        let snapshot = &self.0;
-        encode_gauges(
-            &mut encoder,
-            "avepoint_subscriptions_up",
-            "1 when the subscriptions collector's last read of the service subscriptions worked, 0 when it failed (every avepoint_subscription_* series is then absent).",
-            None,
-            snapshot
-                .subscriptions
-                .as_ref()
-                .and_then(|s| s.up)
-                .map(|up| (NO_LABELS, i64::from(up))),
-        )?;
-        // Each enabled collector's last complete read and bound hits.
-        let collectors = [
-            (
-                "backup_jobs",
-                snapshot
-                    .jobs
-                    .as_ref()
-                    .map(|s| (s.last_success, s.limit_hits)),
-            ),
-            (
-                "backup_coverage",
-                snapshot
-                    .coverage
-                    .as_ref()
-                    .map(|s| (s.last_success, s.limit_hits)),
-            ),
-            (
-                "protected_users",
-                snapshot
-                    .users
-                    .as_ref()
-                    .map(|s| (s.last_success, s.limit_hits)),
-            ),
-            (
-                "subscriptions",
-                snapshot
-                    .subscriptions
-                    .as_ref()
-                    .map(|s| (s.last_success, s.limit_hits)),
-            ),
-        ];
-        let rows =
-            collectors.map(|(collector, state)| (collector, seconds(state.and_then(|(at, _)| at))));
+        // Each running collector's last complete read and bound hits.
+        let collectors = &self.0.collectors;
         encode_gauges(
             &mut encoder,
             "avepoint_collector_last_success_timestamp",
             "End of the collector's last refresh that read every customer, as a Unix timestamp.",
             Some(&Unit::Seconds),
-            rows.into_iter()
-                .filter_map(|(collector, at)| Some(([("collector", collector)], at?))),
+            collectors.iter().filter_map(|(kind, state)| {
+                Some(([("collector", kind.name())], seconds(state.last_success())?))
+            }),
         )?;
-        let hits = collectors.map(|(collector, state)| (collector, state.map(|(_, hits)| hits)));
-        let labels = hits.map(|(collector, _)| [("collector", collector)]);
+        let labels: Vec<[(&str, &str); 1]> = collectors
+            .iter()
+            .map(|(kind, _)| [("collector", kind.name())])
+            .collect();
         let groups: Vec<(&[(&str, &str)], _)> = labels
             .iter()
-            .zip(hits)
-            .filter_map(|(labels, (_, hits))| Some((&labels[..], hits?)))
+            .zip(collectors)
+            .map(|(labels, (_, state))| (&labels[..], state.limit_hits()))
             .collect();
         encode_limit_hits(
             &mut encoder,

@@ -5,8 +5,6 @@ use std::sync::{Arc, Weak};
 
 use prometheus_client::registry::Registry;
 
-use super::backup::BackupCollector;
-use super::collector_health::CollectorHealth;
 use super::customers::{CustomerCollector, DiscoveryCollector};
 use super::details::{DetailFamilies, DetailsCollector};
 use super::exporter::{
@@ -16,8 +14,7 @@ use super::format::Format;
 use super::process::ProcessCollector;
 use super::profiles::ProfileFamilies;
 use super::schedule::ScheduleCollector;
-use super::subscriptions::SubscriptionsCollector;
-use super::users::UsersCollector;
+use super::{backup, collector_health};
 use crate::avepoint::instrumentation::ApiMetrics;
 use crate::avepoint::model::Customer;
 use crate::backup::BackupSnapshot;
@@ -199,9 +196,9 @@ pub fn encode_scrape(
     if let Some(details) = &sources.details {
         registry.register_collector(Box::new(DetailsCollector(Arc::clone(details))));
     }
-    registry.register_collector(Box::new(CollectorHealth(sources.backup.clone())));
+    collector_health::register(&mut registry, &sources.backup);
     if sources.backup_per_customer {
-        register_backup(
+        backup::register(
             &mut registry,
             sources.backup,
             sources.last_status_state,
@@ -260,32 +257,6 @@ pub fn encode_probe(
     if let Some(customer) = customer {
         registry.register_collector(Box::new(CustomerCollector(vec![customer].into())));
     }
-    register_backup(&mut registry, backup, states, Some(customer_id));
+    backup::register(&mut registry, backup, states, Some(customer_id));
     Exposition::new(&registry, snapshot, details, format, states)
-}
-
-/// The per-customer collectors' families, for every customer or only
-/// `customer` (a probe).
-fn register_backup(
-    registry: &mut Registry,
-    backup: BackupSnapshot,
-    states: LastStatusState,
-    customer: Option<String>,
-) {
-    if let Some(users) = &backup.users {
-        let state = Arc::clone(users);
-        let customer = customer.clone();
-        registry.register_collector(Box::new(UsersCollector { state, customer }));
-    }
-    if let Some(subscriptions) = &backup.subscriptions {
-        let state = Arc::clone(subscriptions);
-        let customer = customer.clone();
-        registry.register_collector(Box::new(SubscriptionsCollector { state, customer }));
-    }
-    let snapshot = backup;
-    registry.register_collector(Box::new(BackupCollector {
-        snapshot,
-        states,
-        customer,
-    }));
 }

@@ -33,6 +33,11 @@ where
     Ok(())
 }
 
+/// A count as a gauge value: past `i64::MAX` it stays there, never wraps.
+pub(super) fn saturating(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
 /// A background task's "last complete refresh" gauge (`<name>_seconds`, a
 /// Unix timestamp), left out until there was one.
 pub(super) fn encode_last_success(

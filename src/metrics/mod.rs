@@ -10,12 +10,14 @@
 
 mod backup;
 mod collector_health;
+mod coverage;
 mod customers;
 mod details;
 mod exporter;
 mod exposition;
 mod format;
 mod gauges;
+mod jobs;
 mod lines;
 mod process;
 pub mod profiles;

@@ -1,20 +1,65 @@
 //! The `subscriptions` collector's families: per customer and service, the
-//! expiry, seats and capacity (on `/metrics`, or the customer's `/probe`;
-//! the collector's own `up` is with the other collectors' health).
+//! expiry, seats and capacity (on `/metrics`, or the customer's `/probe`),
+//! and the collector's own `up`, written with the other collectors'
+//! health (`/metrics` only).
+
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
-use prometheus_client::registry::Unit;
+use prometheus_client::registry::{Registry, Unit};
 
-use super::gauges::encode_gauges;
+use super::gauges::{NO_LABELS, encode_gauges};
+use crate::backup::Families;
 use crate::backup::subscriptions::{CAPACITY_KINDS, SEAT_KINDS, Subscription, SubscriptionsState};
+use crate::config::LastStatusState;
+
+impl Families for SubscriptionsState {
+    fn families_before_up(&self) -> bool {
+        true
+    }
+
+    fn register_health(self: Arc<Self>, registry: &mut Registry) {
+        registry.register_collector(Box::new(SubscriptionsUp(self)));
+    }
+
+    fn register(
+        self: Arc<Self>,
+        registry: &mut Registry,
+        customer: Option<&str>,
+        _: LastStatusState,
+    ) {
+        let customer = customer.map(str::to_owned);
+        registry.register_collector(Box::new(SubscriptionsCollector {
+            state: self,
+            customer,
+        }));
+    }
+}
+
+/// `avepoint_subscriptions_up` (`/metrics` only, with the collectors'
+/// health): one list for every customer, so one up.
+#[derive(Debug)]
+struct SubscriptionsUp(Arc<SubscriptionsState>);
+
+impl Collector for SubscriptionsUp {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_gauges(
+            &mut encoder,
+            "avepoint_subscriptions_up",
+            "1 when the subscriptions collector's last read of the service subscriptions worked, 0 when it failed (every avepoint_subscription_* series is then absent).",
+            None,
+            self.0.up.map(|up| (NO_LABELS, i64::from(up))),
+        )
+    }
+}
 
 /// The subscription series, for every customer or only one.
 #[derive(Debug)]
-pub(super) struct SubscriptionsCollector {
-    pub(super) state: std::sync::Arc<SubscriptionsState>,
+struct SubscriptionsCollector {
+    state: Arc<SubscriptionsState>,
     /// `Some`: only this customer (a probe).
-    pub(super) customer: Option<String>,
+    customer: Option<String>,
 }
 
 /// A timestamp family of a subscription: name, help, value.
@@ -105,7 +150,6 @@ fn labels<'a>(
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     fn encode(collector: SubscriptionsCollector) -> String {
         let mut registry = prometheus_client::registry::Registry::default();

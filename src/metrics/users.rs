@@ -7,16 +7,37 @@ use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Registry;
 
 use super::gauges::encode_gauges;
-use crate::backup::{CollectorState, TenantUsers};
+use crate::backup::{CollectorState, Families, TenantUsers};
+use crate::config::LastStatusState;
+
+impl Families for CollectorState<TenantUsers> {
+    fn families_before_up(&self) -> bool {
+        true
+    }
+
+    fn register(
+        self: Arc<Self>,
+        registry: &mut Registry,
+        customer: Option<&str>,
+        _: LastStatusState,
+    ) {
+        let customer = customer.map(str::to_owned);
+        registry.register_collector(Box::new(UsersCollector {
+            state: self,
+            customer,
+        }));
+    }
+}
 
 /// The users series, for every customer or only one.
 #[derive(Debug)]
-pub(super) struct UsersCollector {
-    pub(super) state: Arc<CollectorState<TenantUsers>>,
+struct UsersCollector {
+    state: Arc<CollectorState<TenantUsers>>,
     /// `Some`: only this customer (a probe).
-    pub(super) customer: Option<String>,
+    customer: Option<String>,
 }
 
 impl Collector for UsersCollector {

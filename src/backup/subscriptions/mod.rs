@@ -18,13 +18,18 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use futures_util::stream::{self, BoxStream, StreamExt};
 
-use crate::avepoint::ApiError;
+use super::collector::{
+    CheckTargets, FirstPage, PageCount, PerCustomerCollector, RunningCollector, Start,
+};
+use super::reader::CollectorTask;
+use super::snapshot::CollectedState;
 use crate::avepoint::model::Page;
 use crate::avepoint::subscriptions::CustomerServices;
+use crate::avepoint::{ApiClient, ApiEndpoint, ApiError, endpoint};
 use crate::discovery::{LimitCounter, LimitHits, ListBounds, list_all};
-use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule, Task};
+use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule};
 
 pub use reduce::{
     CAPACITY_KINDS, MAX_SERVICES_PER_CUSTOMER, SEAT_KINDS, Subscription, by_customer,
@@ -46,12 +51,59 @@ pub struct SubscriptionsState {
     pub limit_hits: LimitHits,
 }
 
-/// A running collector; its task stops when the handle is dropped.
-#[derive(Debug)]
-pub struct SubscriptionsReader {
-    /// Always the latest state.
-    pub state: watch::Receiver<Arc<SubscriptionsState>>,
-    _task: Task,
+/// The `subscriptions` collector.
+pub(super) const COLLECTOR: PerCustomerCollector = PerCustomerCollector {
+    endpoint: ApiEndpoint::ServicesBatch,
+    start,
+    first_pages,
+};
+
+/// Start it: one list of every customer's services.
+fn start(start: &Start<'_>) -> Option<Arc<dyn RunningCollector>> {
+    let client = Arc::clone(start.client);
+    let fetch = move |page, size| {
+        let client = Arc::clone(&client);
+        async move { client.page(endpoint::SERVICES, [], page, size).await }
+    };
+    let settings = start.settings;
+    let (interval, max_items) = (settings.refresh_interval, settings.max_items_per_list);
+    Some(Arc::new(spawn(start.refresher, fetch, interval, max_items)))
+}
+
+/// The first page of the services list, for `check`.
+fn first_pages<'a>(client: &'a ApiClient, _: &'a CheckTargets) -> BoxStream<'a, FirstPage> {
+    stream::once(async move {
+        let page = client.page(endpoint::SERVICES, [], 1, 100).await;
+        FirstPage {
+            whose: "every customer".to_owned(),
+            read: page.map(|page| PageCount::of(&page)),
+        }
+    })
+    .boxed()
+}
+
+impl CollectedState for SubscriptionsState {
+    fn customers(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        Box::new(self.customers.keys().map(String::as_str))
+    }
+
+    fn knows(&self, customer_id: &str) -> bool {
+        self.customers.contains_key(customer_id)
+    }
+
+    /// None: one list for every customer, so one up
+    /// (`avepoint_subscriptions_up`, with the collectors' health).
+    fn customers_up(&self) -> Box<dyn Iterator<Item = (&str, bool)> + '_> {
+        Box::new(std::iter::empty())
+    }
+
+    fn last_success(&self) -> Option<SystemTime> {
+        self.last_success
+    }
+
+    fn limit_hits(&self) -> LimitHits {
+        self.limit_hits
+    }
 }
 
 /// One page of the services list: `(page_index, page_size)` to the page.
@@ -142,14 +194,13 @@ pub fn spawn<F: FetchServices>(
     fetch: F,
     interval: Duration,
     max_items: usize,
-) -> SubscriptionsReader {
+) -> CollectorTask<SubscriptionsState> {
     let reader = Reader {
         fetch,
         interval,
         max_items,
     };
-    let (state, task) = refresher.spawn(reader, SubscriptionsState::default());
-    SubscriptionsReader { state, _task: task }
+    CollectorTask::spawn(refresher, reader, SubscriptionsState::default())
 }
 
 #[cfg(test)]
