@@ -40,7 +40,7 @@ pub enum BuildError {
     Config(#[from] ConfigError),
     /// The HTTP client could not be built (TLS setup).
     #[error("cannot build the HTTP client: {0}")]
-    HttpClient(#[from] reqwest::Error),
+    HttpClient(#[from] crate::avepoint::ClientError),
 }
 
 /// Why a reload was refused.

@@ -14,13 +14,14 @@ use url::Url;
 
 use super::endpoint::ApiEndpoint;
 use super::error::ApiError;
-use super::http::{DECODE_SLOTS, StreamBudget, decode_streamed, error_chain, read_body_limited};
+use super::http::{DECODE_SLOTS, StreamBudget, decode_streamed, read_body_limited};
 use super::instrumentation::ApiMetrics;
 use super::model::ScanProfileReport;
 use super::pacing::{Backoffs, RateLimiter, backoff_family, jitter};
 use super::response::{body_error, request_id, status_error};
 use super::scrub::json_error_text;
 use super::token::{AccessToken, TokenSource};
+use super::transport::{ClientError, Connection, Outgoing, Transport, USER_AGENT_VALUE};
 use crate::config::{AvePointSettings, ProfileEndpoint, ProfileTarget};
 use crate::sync::lock;
 
@@ -42,7 +43,7 @@ const MAX_IDLE_CONNECTIONS: usize = 16;
 /// same way; `derive(Clone)` refuses a bare `Mutex` or `Semaphore`.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
-    http: reqwest::Client,
+    transport: Transport,
     base_url: Url,
     pub(super) endpoint: ProfileEndpoint,
     pub(super) tokens: Arc<TokenSource>,
@@ -68,9 +69,10 @@ pub struct ApiClient {
 
 impl ApiClient {
     /// Build the HTTP client (rustls, keep-alive, HTTP/2 where offered).
-    pub fn new(settings: &AvePointSettings, metrics: ApiMetrics) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: &AvePointSettings, metrics: ApiMetrics) -> Result<Self, ClientError> {
+        let max_idle_per_host = settings.limits.concurrency.min(MAX_IDLE_CONNECTIONS);
         let http = reqwest::Client::builder()
-            .user_agent(concat!("avepoint-exporter/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT_VALUE)
             // A redirect would re-send the token request's form (with the
             // client secret) or the bearer token wherever it points, past
             // the https-only rule for the configured URLs. AvePoint does not
@@ -88,17 +90,24 @@ impl ApiClient {
             // `changes` report): with 64 kept, +25 MiB that no body is
             // using (heaptrack, BENCHMARKS.md "changes_memory"); 16 cost
             // at most ~6 MiB.
-            .pool_max_idle_per_host(settings.limits.concurrency.min(MAX_IDLE_CONNECTIONS))
+            .pool_max_idle_per_host(max_idle_per_host)
             .tls_certs_merge(settings.extra_root_certificates.iter().cloned())
             .build()?;
         let tokens = TokenSource::new(http.clone(), settings, metrics.clone());
+        let connection = Connection {
+            base_url: &settings.base_url,
+            request_timeout: settings.limits.request_timeout,
+            max_idle_per_host,
+            extra_roots_pem: &settings.ca_pem,
+        };
+        let transport = Transport::new(&connection, http)?;
         let first_path = match settings.endpoint {
             ProfileEndpoint::Auto => ProfileEndpoint::ScanProfilesV2,
             explicit => explicit,
         };
         metrics.set_profile_path(first_path.name());
         Ok(Self {
-            http,
+            transport,
             base_url: settings.base_url.clone(),
             endpoint: settings.endpoint,
             tokens: Arc::new(tokens),
@@ -395,27 +404,20 @@ impl ApiClient {
             limiter.acquire().await;
         }
         let started = Instant::now();
-        let mut request = match body {
-            Some(body) => self.http.post(url.clone()).json(body),
-            // AvePoint's docs ask for it on every request, GET included.
-            None => self
-                .http
-                .get(url.clone())
-                .header(reqwest::header::CONTENT_TYPE, "application/json"),
-        };
         // A report's body may wait for a decode slot, which must not count
-        // against request_timeout (`decode_streamed` bounds the body):
-        // reqwest's clock, which cannot pause, is only a backstop there.
-        let headers_bound = if endpoint == ApiEndpoint::ScanProfile {
-            request = request.timeout(self.request_timeout.saturating_mul(2));
-            self.request_timeout
+        // against request_timeout (`decode_streamed` bounds the body): the
+        // transport's clock, which cannot pause, is only a backstop there.
+        let (headers_bound, total_timeout) = if endpoint == ApiEndpoint::ScanProfile {
+            (self.request_timeout, self.request_timeout.saturating_mul(2))
         } else {
-            Duration::MAX
+            (Duration::MAX, self.request_timeout)
         };
-        let sending = request
-            .bearer_auth(token.expose())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send();
+        let sending = self.transport.send(Outgoing {
+            json: body,
+            url,
+            bearer: token.expose(),
+            total_timeout,
+        });
         let result = tokio::time::timeout(headers_bound, sending).await;
         let status = result
             .as_ref()
@@ -427,8 +429,8 @@ impl ApiClient {
         match result {
             Ok(Ok(response)) => Ok((response, started)),
             Ok(Err(error)) => Err(ApiError::Transport {
-                message: error_chain(&error),
-                timeout: error.is_timeout(),
+                message: error.message,
+                timeout: error.timeout,
             }),
             Err(_) => Err(ApiError::Transport {
                 message: format!(

@@ -14,7 +14,8 @@
 //! permission each call needs, and which the app holds), [`pacing`] (rate
 //! limit, Retry-After, jitter), [`error`] (why a call failed), `response`
 //! (the error an answer means), `profile_path` (which path a report comes
-//! from), [`client`] (the one authorized call: retries, back-off, rate
+//! from), `transport` (hyper's client directly, or reqwest through a
+//! proxy), [`client`] (the one authorized call: retries, back-off, rate
 //! limit, the concurrency bound), `calls` (the typed calls every paged
 //! list and single object go through), [`endpoint`] (the endpoints as
 //! data: label, method, path, description, and their typed handles).
@@ -45,6 +46,7 @@ mod strict;
 pub mod subscriptions;
 pub mod token;
 pub mod token_response;
+mod transport;
 
 pub use client::ApiClient;
 pub use details::{ProfileContainer, ScanProfileDetails};
@@ -54,3 +56,4 @@ pub use instrumentation::ApiMetrics;
 pub use model::{ScanProfileReport, ScanStatus};
 pub use token::{AccessToken, TokenSource};
 pub use token_response::AuthError;
+pub use transport::ClientError;
