@@ -200,12 +200,11 @@ async fn send_direct(client: &DirectClient, outgoing: Outgoing<'_>) -> Result<Re
         }
     };
     let (mut parts, body) = response.into_parts();
-    // Only a redirect's error message reads the URL (to resolve its
-    // `Location`): no copy for every other answer.
-    if parts.status.is_redirection()
-        && let Ok(carrier) = http::Response::builder().url(outgoing.url.clone()).body(())
-    {
-        parts.extensions = carrier.into_parts().0.extensions;
+    // A redirect's error message reads the URL (to resolve its `Location`).
+    // Attached to every answer: without one, reqwest parses a placeholder
+    // URL for each response, dearer than this copy.
+    if let Ok(carrier) = http::Response::builder().url(outgoing.url.clone()).body(()) {
+        parts.extensions.extend(carrier.into_parts().0.extensions);
     }
     let body = DeadlineBody {
         body,
