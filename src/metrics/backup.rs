@@ -46,6 +46,37 @@ pub(super) fn register(
     }
 }
 
+/// One collector state's families for every customer (`/metrics`) or only
+/// the probed one: each per-customer collector's encoder is an `impl
+/// Collector for Scoped<ItsState>`, so registering one is one line.
+#[derive(Debug)]
+pub(super) struct Scoped<S> {
+    pub(super) state: Arc<S>,
+    /// `Some`: only this customer (a probe).
+    pub(super) customer: Option<String>,
+    /// `metrics.last_status_state`, for a family with a state set.
+    pub(super) states: LastStatusState,
+}
+
+impl<S> Scoped<S>
+where
+    Scoped<S>: Collector,
+{
+    /// Register `state`'s families, for every customer or only `customer`.
+    pub(super) fn register(
+        state: Arc<S>,
+        registry: &mut Registry,
+        customer: Option<&str>,
+        states: LastStatusState,
+    ) {
+        registry.register_collector(Box::new(Scoped {
+            state,
+            customer: customer.map(str::to_owned),
+            states,
+        }));
+    }
+}
+
 /// The customers of a collector's state, all or only `customer`.
 pub(super) fn wanted<'a, T>(
     state: &'a CollectorState<T>,

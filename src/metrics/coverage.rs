@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::backup::wanted;
+use super::backup::{Scoped, wanted};
 use super::gauges::{encode_gauges, saturating};
 use crate::backup::{CollectorState, Coverage, Families};
 use crate::config::LastStatusState;
@@ -18,22 +18,14 @@ impl Families for CollectorState<Coverage> {
         self: Arc<Self>,
         registry: &mut Registry,
         customer: Option<&str>,
-        _: LastStatusState,
+        states: LastStatusState,
     ) {
-        registry.register_collector(Box::new(CoverageCollector {
-            state: self,
-            customer: customer.map(str::to_owned),
-        }));
+        CoverageCollector::register(self, registry, customer, states);
     }
 }
 
 /// The coverage series, for every customer or only one.
-#[derive(Debug)]
-struct CoverageCollector {
-    state: Arc<CollectorState<Coverage>>,
-    /// `Some`: only this customer (a probe).
-    customer: Option<String>,
-}
+type CoverageCollector = Scoped<CollectorState<Coverage>>;
 
 impl Collector for CoverageCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {

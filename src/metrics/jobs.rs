@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::backup::wanted;
+use super::backup::{Scoped, wanted};
 use super::gauges::{encode_gauges, saturating};
 use crate::avepoint::ScanStatus;
 use crate::backup::{CollectorState, Families, LatestJob, OBJECT_RESULTS};
@@ -24,24 +24,12 @@ impl Families for CollectorState<LatestJob> {
         customer: Option<&str>,
         states: LastStatusState,
     ) {
-        registry.register_collector(Box::new(JobsCollector {
-            state: self,
-            states,
-            customer: customer.map(str::to_owned),
-        }));
+        JobsCollector::register(self, registry, customer, states);
     }
 }
 
 /// The job series, for every customer or only one.
-#[derive(Debug)]
-struct JobsCollector {
-    state: Arc<CollectorState<LatestJob>>,
-    /// Which series of the job status state set to write
-    /// (`metrics.last_status_state`, as for the scan status).
-    states: LastStatusState,
-    /// `Some`: only this customer (a probe).
-    customer: Option<String>,
-}
+type JobsCollector = Scoped<CollectorState<LatestJob>>;
 
 /// Help text of `avepoint_backup_job_status`: the documented codes.
 const JOB_STATUS_HELP: &str = "Raw status code of the latest backup job of this type and module: the lastScanStatus codes (0=None, 1=Running, 2=Finished, 3=Failed, 4=Finished with exception, 5=Skipped, 6=Pending, 7=Failed to start, 8=Canceled, 9=Rejected, 10=Stopped, 11=Not scanned, 12=Disabled, 13=Not started, 14=Wait for configuration).";

@@ -9,6 +9,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::backup::Scoped;
 use super::gauges::{NO_LABELS, encode_gauges};
 use crate::backup::Families;
 use crate::backup::subscriptions::{CAPACITY_KINDS, SEAT_KINDS, Subscription, SubscriptionsState};
@@ -27,13 +28,9 @@ impl Families for SubscriptionsState {
         self: Arc<Self>,
         registry: &mut Registry,
         customer: Option<&str>,
-        _: LastStatusState,
+        states: LastStatusState,
     ) {
-        let customer = customer.map(str::to_owned);
-        registry.register_collector(Box::new(SubscriptionsCollector {
-            state: self,
-            customer,
-        }));
+        SubscriptionsCollector::register(self, registry, customer, states);
     }
 }
 
@@ -55,12 +52,7 @@ impl Collector for SubscriptionsUp {
 }
 
 /// The subscription series, for every customer or only one.
-#[derive(Debug)]
-struct SubscriptionsCollector {
-    state: Arc<SubscriptionsState>,
-    /// `Some`: only this customer (a probe).
-    customer: Option<String>,
-}
+type SubscriptionsCollector = Scoped<SubscriptionsState>;
 
 /// A timestamp family of a subscription: name, help, value.
 type Timestamp = (&'static str, &'static str, fn(&Subscription) -> Option<f64>);
@@ -182,6 +174,7 @@ mod tests {
         let text = encode(SubscriptionsCollector {
             state: state(),
             customer: Some("c1".into()),
+            states: LastStatusState::default(),
         });
         let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
@@ -198,6 +191,7 @@ mod tests {
         let all = encode(SubscriptionsCollector {
             state: state(),
             customer: None,
+            states: LastStatusState::default(),
         });
         assert_eq!(all.matches("avepoint_subscription_seats{").count(), 4);
         let down = encode(SubscriptionsCollector {
@@ -206,6 +200,7 @@ mod tests {
                 ..SubscriptionsState::default()
             }),
             customer: None,
+            states: LastStatusState::default(),
         });
         assert!(down.lines().all(|l| l.starts_with('#')), "{down}");
     }

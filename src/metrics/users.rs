@@ -9,6 +9,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
+use super::backup::Scoped;
 use super::gauges::encode_gauges;
 use crate::backup::{CollectorState, Families, TenantUsers};
 use crate::config::LastStatusState;
@@ -22,23 +23,14 @@ impl Families for CollectorState<TenantUsers> {
         self: Arc<Self>,
         registry: &mut Registry,
         customer: Option<&str>,
-        _: LastStatusState,
+        states: LastStatusState,
     ) {
-        let customer = customer.map(str::to_owned);
-        registry.register_collector(Box::new(UsersCollector {
-            state: self,
-            customer,
-        }));
+        UsersCollector::register(self, registry, customer, states);
     }
 }
 
 /// The users series, for every customer or only one.
-#[derive(Debug)]
-struct UsersCollector {
-    state: Arc<CollectorState<TenantUsers>>,
-    /// `Some`: only this customer (a probe).
-    customer: Option<String>,
-}
+type UsersCollector = Scoped<CollectorState<TenantUsers>>;
 
 impl Collector for UsersCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
