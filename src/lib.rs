@@ -42,6 +42,8 @@ pub mod serve;
 pub mod simulator;
 pub mod state;
 pub mod sync;
+#[cfg(test)]
+mod test_log;
 pub mod version;
 pub mod web;
 pub mod web_config;

@@ -341,29 +341,8 @@ fn rsa_rejected(file: &Path, rejected: aws_lc_rs::error::KeyRejected) -> Certifi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_log::CapturedLog;
     use rcgen::{CertificateParams, KeyPair, KeyUsagePurpose};
-    use std::sync::{Arc, Mutex};
-
-    /// A tracing writer that keeps what is written, to read the log back.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'a self) -> Captured {
-            self.clone()
-        }
-    }
 
     /// Load a certificate with `usages` (none: no Key Usage extension) and
     /// return what was logged.
@@ -375,15 +354,10 @@ mod tests {
         let (cert_file, key_file) = (dir.path().join("app.crt"), dir.path().join("app.key"));
         std::fs::write(&cert_file, certificate.pem()).unwrap();
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        let captured = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(captured.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
-            ClientCertificate::load(&cert_file, &key_file).unwrap();
-        });
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let (captured, log_guard) = CapturedLog::install();
+        ClientCertificate::load(&cert_file, &key_file).unwrap();
+        drop(log_guard);
+        let log = captured.text();
         (log, cert_file.display().to_string())
     }
 

@@ -267,7 +267,7 @@ where
 mod tests {
     use super::*;
     use crate::refresher::PanicCounts;
-    use std::sync::Mutex;
+    use crate::test_log::CapturedLog;
 
     /// Reads every customer as one item; panics on its first refresh.
     struct PanicsOnce {
@@ -284,45 +284,9 @@ mod tests {
         }
     }
 
-    /// A tracing writer that keeps what is written.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Captured {
-        /// A capture set as this thread's subscriber until the guard drops.
-        fn install() -> (Captured, tracing::subscriber::DefaultGuard) {
-            let captured = Captured::default();
-            let subscriber = tracing_subscriber::fmt()
-                .with_writer(captured.clone())
-                .with_ansi(false)
-                .finish();
-            (
-                captured.clone(),
-                tracing::subscriber::set_default(subscriber),
-            )
-        }
-    }
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            crate::sync::lock(&self.0).extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl tracing_subscriber::fmt::MakeWriter<'_> for Captured {
-        type Writer = Captured;
-        fn make_writer(&self) -> Captured {
-            self.clone()
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_panicking_refresh_is_logged_counted_and_runs_again_on_schedule() {
-        let (captured, _log) = Captured::install();
+        let (captured, _log) = CapturedLog::install();
         let panics = PanicCounts::default();
         let refresher = Refresher::new(Permits::share_of(8), panics.clone());
         let customers = CustomerSource {
@@ -336,7 +300,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(panics.get("backup_jobs"), 1);
         assert!(state.borrow().customers.is_empty());
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = captured.text();
         assert!(log.contains("ERROR"), "{log}");
         assert!(log.contains("background reader panicked"), "{log}");
         assert!(log.contains("backup_jobs"), "{log}");
@@ -350,13 +314,13 @@ mod tests {
 
     #[test]
     fn failed_customers_are_logged_five_by_name_and_the_rest_in_one_line() {
-        let (captured, _log) = Captured::install();
+        let (captured, _log) = CapturedLog::install();
         let results: Vec<(String, Result<Vec<u32>, String>)> = (0..8)
             .map(|n| (format!("c{n}"), Err("HTTP 404".into())))
             .collect();
         let state = CollectorState::from_results(results, |_, items| items);
         assert_eq!(state.customers.len(), 8);
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = captured.text();
         assert_eq!(
             log.matches("reading a customer's backup data failed")
                 .count(),
