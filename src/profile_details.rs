@@ -244,10 +244,7 @@ mod tests {
     use std::sync::Mutex;
 
     fn target(profile: &str) -> ProfileTarget {
-        ProfileTarget {
-            customer_id: "c".into(),
-            profile_id: profile.into(),
-        }
+        ProfileTarget::new("c", profile)
     }
 
     fn settings(daily: Option<u32>) -> ProfileSettings {

@@ -27,6 +27,16 @@ pub struct ProfileTarget {
     pub profile_id: String,
 }
 
+impl ProfileTarget {
+    /// The target of `profile_id` of `customer_id`, ids as given.
+    pub fn new(customer_id: impl Into<String>, profile_id: impl Into<String>) -> Self {
+        Self {
+            customer_id: customer_id.into(),
+            profile_id: profile_id.into(),
+        }
+    }
+}
+
 impl fmt::Display for ProfileTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

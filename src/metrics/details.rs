@@ -231,10 +231,7 @@ mod tests {
     use std::time::Duration;
 
     fn target(profile: &str) -> ProfileTarget {
-        ProfileTarget {
-            customer_id: "c".into(),
-            profile_id: profile.into(),
-        }
+        ProfileTarget::new("c", profile)
     }
 
     /// Profiles fetched (`up 1`), and the one named `failed` not.

@@ -225,14 +225,7 @@ pub(super) async fn profile<const WITH_LISTS: bool>(
         Some(Fault::Report(report)) => Some(report.clone()),
         _ => state.report(&customer_id, &profile_id),
     }
-    .ok_or_else(|| {
-        api_error(
-            &state,
-            StatusCode::NOT_FOUND,
-            request_id,
-            "scan profile not found",
-        )
-    })?;
+    .ok_or_else(|| profile_not_found(&state, request_id))?;
     let list_length = lock(&state.change_list_sizes).get(&profile_id).copied();
     if let (true, Some(length), None | Some(Fault::Report(_))) = (WITH_LISTS, list_length, &fault) {
         let body =
@@ -251,6 +244,16 @@ pub(super) async fn profile<const WITH_LISTS: bool>(
     Ok(answer_with_fault(&state, fault, body, request_id, &REPORT_FIELDS).await)
 }
 
+/// AvePoint's 404 for a profile the customer does not have.
+fn profile_not_found(state: &SimState, request_id: u64) -> Response {
+    api_error(
+        state,
+        StatusCode::NOT_FOUND,
+        request_id,
+        "scan profile not found",
+    )
+}
+
 /// `GET .../customers/{c}/scan-profiles/{p}`: the profile's details, or
 /// the fault injected for them ([`super::RunningSimulator::set_details_fault`]).
 pub(super) async fn profile_details(
@@ -267,14 +270,7 @@ pub(super) async fn profile_details(
         .find(|c| c.id == customer_id)
         .and_then(|c| Some((c, c.profiles.iter().find(|p| p.id == profile_id)?)))
         .map(|(customer, profile)| wire::details_body(customer, profile))
-        .ok_or_else(|| {
-            api_error(
-                &state,
-                StatusCode::NOT_FOUND,
-                request_id,
-                "scan profile not found",
-            )
-        })?;
+        .ok_or_else(|| profile_not_found(&state, request_id))?;
     let fault = lock(&state.details_faults).get(&profile_id).cloned();
     Ok(answer_with_fault(&state, fault, body, request_id, &DETAILS_FIELDS).await)
 }
