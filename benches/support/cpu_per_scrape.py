@@ -51,65 +51,90 @@ def run_time_ns(pid):
     return total
 
 
-def scrape(port, accept):
-    headers = {"X-Prometheus-Scrape-Timeout-Seconds": "60"}
+def scrape(port, accept, timeout=120):
+    headers = {"X-Prometheus-Scrape-Timeout-Seconds": str(timeout // 2)}
     if accept:
         headers["Accept"] = accept
     request = urllib.request.Request("http://127.0.0.1:%d/metrics" % port, headers=headers)
-    with urllib.request.urlopen(request, timeout=120) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.read()
 
 
-def main():
-    binary = sys.argv[1]
-    profiles = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-    scrapes = int(sys.argv[3]) if len(sys.argv) > 3 else 30
-    accept = OPENMETRICS if "openmetrics" in sys.argv[4:] else None
-    procs = []
-    try:
-        workdir = tempfile.mkdtemp()
-        sim_port, port = free_port(), free_port()
-        sim_out = os.path.join(workdir, "simulate.out")
-        procs.append(subprocess.Popen(
-            [binary, "simulate", "--web.listen-address", "127.0.0.1:%d" % sim_port,
-             "--customers", str(max(1, profiles // 10)),
-             "--profiles-per-customer", str(min(profiles, 10))],
-            stdout=open(sim_out, "w"), stderr=subprocess.STDOUT))
-        wait_port(sim_port)
-        time.sleep(0.5)
-        text = open(sim_out).read()
-        secret = [l.split(":", 1)[1].strip() for l in text.splitlines()
-                  if l.strip().startswith("client secret:")][0]
-        config = "\n".join(l for l in text[text.index("avepoint:"):].splitlines()
-                           if not l.startswith("ts="))
-        config_file = os.path.join(workdir, "avepoint.yml")
-        open(config_file, "w").write(config + "\n")
-        exporter = subprocess.Popen(
-            [binary, "--config.file", config_file, "--web.listen-address", "127.0.0.1:%d" % port],
-            env=dict(os.environ, AVEPOINT_CLIENT_SECRET=secret),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(exporter)
-        wait_port(port)
-        up = scrape(port, accept).count(b"avepoint_scan_profile_up{")
-        time.sleep(2)
-        per_profile_us = []
-        for _ in range(scrapes):
-            before = run_time_ns(exporter.pid)
-            scrape(port, accept)
-            per_profile_us.append((run_time_ns(exporter.pid) - before) / profiles / 1e3)
-        per_profile_us.sort()
-        with open("/proc/%d/status" % exporter.pid) as f:
-            peak = [int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM")][0]
-        print("%s %s, %d profiles (%d up lines), %d warm scrapes: CPU per profile per scrape "
-              "min %.1f median %.1f mean %.1f max %.1f us; peak RSS %.1f MiB"
-              % (os.path.basename(binary), "OpenMetrics" if accept else "text", profiles, up,
-                 scrapes, per_profile_us[0], per_profile_us[len(per_profile_us) // 2],
-                 sum(per_profile_us) / scrapes, per_profile_us[-1], peak))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+def start_simulator(binary, profiles, workdir):
+    """`binary simulate` with `profiles` profiles (10 per customer, zero
+    latency); returns its process, the exporter config file it printed
+    (default settings) and the client secret."""
+    sim_port = free_port()
+    sim_out = os.path.join(workdir, "simulate.out")
+    simulator = subprocess.Popen(
+        [binary, "simulate", "--web.listen-address", "127.0.0.1:%d" % sim_port,
+         "--customers", str(max(1, profiles // 10)),
+         "--profiles-per-customer", str(min(profiles, 10))],
+        stdout=open(sim_out, "w"), stderr=subprocess.STDOUT)
+    wait_port(sim_port)
+    time.sleep(0.5)
+    text = open(sim_out).read()
+    secret = [l.split(":", 1)[1].strip() for l in text.splitlines()
+              if l.strip().startswith("client secret:")][0]
+    config = "\n".join(l for l in text[text.index("avepoint:"):].splitlines()
+                       if not l.startswith("ts="))
+    config_file = os.path.join(workdir, "avepoint.yml")
+    open(config_file, "w").write(config + "\n")
+    return simulator, config_file, secret
+
+
+class Run:
+    """The command line (BIN [PROFILES] [SCRAPES] [openmetrics]), the
+    simulator's config and secret, and the processes to stop at the end."""
+
+    def __init__(self, default_scrapes):
+        self.binary = sys.argv[1]
+        self.profiles = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+        self.scrapes = int(sys.argv[3]) if len(sys.argv) > 3 else default_scrapes
+        self.accept = OPENMETRICS if "openmetrics" in sys.argv[4:] else None
+        self.format = "OpenMetrics" if self.accept else "text"
+        self.workdir = tempfile.mkdtemp()
+        self.procs = []
+        self.config_file = self.secret = None
+
+    def measure(self, exporter_figure):
+        """Start the simulator, call `exporter_figure(self)` and print what
+        it returns after the run's description; stop every process."""
+        try:
+            simulator, self.config_file, self.secret = start_simulator(
+                self.binary, self.profiles, self.workdir)
+            self.procs.append(simulator)
+            figure = exporter_figure(self)
+            print("%s %s, %d profiles, %d warm scrapes: %s"
+                  % (os.path.basename(self.binary), self.format, self.profiles, self.scrapes, figure))
+        finally:
+            for proc in self.procs:
+                if proc.poll() is None:
+                    proc.kill()
+
+
+def cpu_figure(run):
+    port = free_port()
+    exporter = subprocess.Popen(
+        [run.binary, "--config.file", run.config_file, "--web.listen-address", "127.0.0.1:%d" % port],
+        env=dict(os.environ, AVEPOINT_CLIENT_SECRET=run.secret),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run.procs.append(exporter)
+    wait_port(port)
+    up = scrape(port, run.accept).count(b"avepoint_scan_profile_up{")
+    time.sleep(2)
+    per_profile_us = []
+    for _ in range(run.scrapes):
+        before = run_time_ns(exporter.pid)
+        scrape(port, run.accept)
+        per_profile_us.append((run_time_ns(exporter.pid) - before) / run.profiles / 1e3)
+    per_profile_us.sort()
+    with open("/proc/%d/status" % exporter.pid) as f:
+        peak = [int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM")][0]
+    return ("%d up lines; CPU per profile per scrape min %.1f median %.1f mean %.1f max %.1f us; "
+            "peak RSS %.1f MiB" % (up, per_profile_us[0], per_profile_us[len(per_profile_us) // 2],
+                                   sum(per_profile_us) / run.scrapes, per_profile_us[-1], peak))
 
 
 if __name__ == "__main__":
-    main()
+    Run(default_scrapes=30).measure(cpu_figure)
