@@ -975,20 +975,7 @@ async fn trace_logs_never_show_the_key_or_the_assertion() {
     command.env_remove("AVEPOINT_CLIENT_SECRET");
     let binary = common::RunningBinary::spawn(command);
     let address = binary.address.clone();
-    let get = |path: &str| {
-        let url = format!("http://{address}{path}");
-        async move {
-            reqwest::Client::new()
-                .get(url)
-                .timeout(Duration::from_secs(15))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
+    let get = |path: &str| common::get_text(format!("http://{address}{path}"));
     let mut responses = String::new();
     for path in ["/metrics", "/", "/-/ready"] {
         responses.push_str(&get(path).await);

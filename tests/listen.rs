@@ -24,17 +24,6 @@ async fn simulator_config(dir: &Path) -> (RunningSimulator, PathBuf) {
     (sim, path)
 }
 
-/// A config that validates without anything answering at its URLs.
-fn offline_config(dir: &Path) -> PathBuf {
-    let path = dir.join("avepoint.yml");
-    std::fs::write(
-        &path,
-        "avepoint:\n  client_id: 00000000-0000-0000-0000-000000000000\n  base_url: http://127.0.0.1:9\n  token_url: http://127.0.0.1:9/connect/token\ntargets:\n  - customer_id: caf90000-2cc6-4000-b04b-794c00005ea3\n    profile_ids: [47dba9a1-1004-4c2d-b2ce-8f5e66f5842d]\n",
-    )
-    .unwrap();
-    path
-}
-
 /// The binary with `args` and the simulator's secret.
 fn exporter(config: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
@@ -86,16 +75,6 @@ async fn get(url: &str, user: Option<(&str, &str)>) -> (u16, String) {
     (status, response.text().await.unwrap())
 }
 
-/// Every `avepoint_scan_profile_up` line says 1: the scrape reached AvePoint.
-fn assert_profiles_up(metrics: &str) {
-    let up: Vec<&str> = metrics
-        .lines()
-        .filter(|line| line.starts_with("avepoint_scan_profile_up{"))
-        .collect();
-    assert_eq!(up.len(), 9, "{metrics}");
-    assert!(up.iter().all(|line| line.ends_with("} 1")), "{up:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_listen_address_serves_under_the_same_web_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,7 +105,7 @@ async fn every_listen_address_serves_under_the_same_web_config() {
         );
         let (status, metrics) = get(&url, Some(("prom", "pw"))).await;
         assert_eq!(status, 200, "{address}");
-        assert_profiles_up(&metrics);
+        common::assert_profiles_up(&metrics, 9);
     }
     let log = binary.terminate();
     let listening = log.matches("message=listening").count();
@@ -139,7 +118,7 @@ async fn every_listen_address_serves_under_the_same_web_config() {
 #[test]
 fn a_duplicate_an_overlap_or_an_unusable_address_stops_the_start_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = offline_config(dir.path());
+    let config = common::write_offline_config(dir.path());
     // A port in use: a duplicate of it must be reported as a duplicate,
     // found before anything is bound, not as "address in use".
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -182,7 +161,7 @@ fn a_duplicate_an_overlap_or_an_unusable_address_stops_the_start_naming_it() {
 #[test]
 fn the_systemd_socket_flag_without_sockets_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let config = offline_config(dir.path());
+    let config = common::write_offline_config(dir.path());
     let hint = "; start the exporter through its .socket unit \
                 (deploy/systemd/avepoint-exporter.socket), or drop the flag and use --web.listen-address";
     // LISTEN_PID 1 is init's: sockets passed to another process are not ours.
@@ -274,7 +253,7 @@ async fn serves_on_the_sockets_systemd_socket_activate_passes() {
     for address in &binary.addresses {
         let (status, metrics) = get(&format!("http://{address}/metrics"), None).await;
         assert_eq!(status, 200, "{address}");
-        assert_profiles_up(&metrics);
+        common::assert_profiles_up(&metrics, 9);
     }
     let log = binary.terminate();
     assert_eq!(
@@ -301,7 +280,7 @@ fn a_passed_socket_that_is_not_listening_stops_the_start() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = offline_config(dir.path());
+    let config = common::write_offline_config(dir.path());
     // Bound, never listened on, as fd 3 of the exporter; LISTEN_PID is the
     // exporter's, which keeps python's pid across the exec.
     let script = "import os, socket, sys\n\

@@ -35,15 +35,7 @@ fn start_exporter(config: &str, secret: &str) -> Exporter {
 
 impl Exporter {
     async fn get(&self, path: &str) -> String {
-        reqwest::Client::new()
-            .get(format!("http://{}{path}", self.binary.address))
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        common::get_text(format!("http://{}{path}", self.binary.address)).await
     }
 
     /// SIGTERM, then a clean exit; returns the full log.
@@ -431,12 +423,7 @@ async fn a_missing_permission_is_logged_once_by_name() {
             .contains("avepoint_api_granted_permission{permission=\"elements.jobs.read.all\"} 0\n"),
         "{metrics}"
     );
-    let up: Vec<&str> = metrics
-        .lines()
-        .filter(|line| line.starts_with("avepoint_scan_profile_up{"))
-        .collect();
-    assert_eq!(up.len(), 9, "{metrics}");
-    assert!(up.iter().all(|line| line.ends_with("} 1")), "{up:?}");
+    common::assert_profiles_up(&metrics, 9);
 }
 
 #[tokio::test]

@@ -722,21 +722,10 @@ fn example_files_are_valid() {
 
 // --- the binary -----------------------------------------------------------------
 
-fn exporter_config(dir: &Path) -> PathBuf {
-    // Settings are validated before anything connects; the URLs need not answer.
-    let path = dir.join("avepoint.yml");
-    std::fs::write(
-        &path,
-        "avepoint:\n  client_id: 00000000-0000-0000-0000-000000000000\n  base_url: http://127.0.0.1:9\n  token_url: http://127.0.0.1:9/connect/token\ntargets:\n  - customer_id: caf90000-2cc6-4000-b04b-794c00005ea3\n    profile_ids: [47dba9a1-1004-4c2d-b2ce-8f5e66f5842d]\n",
-    )
-    .unwrap();
-    path
-}
-
 #[test]
 fn binary_refuses_to_start_with_a_bad_web_config() {
     let dir = tempfile::tempdir().unwrap();
-    let config = exporter_config(dir.path());
+    let config = common::write_offline_config(dir.path());
     let web = dir.path().join("web.yml");
     std::fs::write(
         &web,
@@ -766,7 +755,7 @@ async fn binary_serves_https_and_shuts_down_gracefully() {
     let ca = Ca::new("test CA");
     let dir = tempfile::tempdir().unwrap();
     ca.server("exporter", 1).write(dir.path(), "server");
-    let config = exporter_config(dir.path());
+    let config = common::write_offline_config(dir.path());
     let web = dir.path().join("web.yml");
     let hash = bcrypt_hash("pw");
     std::fs::write(

@@ -548,3 +548,39 @@ pub fn trace_command(config: &Path) -> std::process::Command {
         .env_remove("AVEPOINT_CLIENT_ID");
     command
 }
+
+/// A config file in `dir` that validates without anything answering at
+/// its URLs (settings are checked before anything connects).
+pub fn write_offline_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("avepoint.yml");
+    std::fs::write(
+        &path,
+        "avepoint:\n  client_id: 00000000-0000-0000-0000-000000000000\n  base_url: http://127.0.0.1:9\n  token_url: http://127.0.0.1:9/connect/token\ntargets:\n  - customer_id: caf90000-2cc6-4000-b04b-794c00005ea3\n    profile_ids: [47dba9a1-1004-4c2d-b2ce-8f5e66f5842d]\n",
+    )
+    .unwrap();
+    path
+}
+
+/// The body of a plain GET of `url` (15 s at most).
+pub async fn get_text(url: String) -> String {
+    reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// `metrics` has `count` `avepoint_scan_profile_up` lines and each says 1:
+/// every scrape reached AvePoint.
+pub fn assert_profiles_up(metrics: &str, count: usize) {
+    let up: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("avepoint_scan_profile_up{"))
+        .collect();
+    assert_eq!(up.len(), count, "{metrics}");
+    assert!(up.iter().all(|line| line.ends_with("} 1")), "{up:?}");
+}
