@@ -65,6 +65,7 @@ pub struct ApiClient {
     /// Profiles whose object lists disagreed with their counts, already
     /// warned about: once per profile, not once per scrape.
     list_mismatch_warned: Arc<std::sync::Mutex<std::collections::HashSet<ProfileTarget>>>,
+    pub(super) report_urls: Arc<super::profile_path::ReportUrls>,
 }
 
 impl ApiClient {
@@ -125,6 +126,7 @@ impl ApiClient {
             use_changes: Arc::default(),
             path_votes: Arc::default(),
             list_mismatch_warned: Arc::default(),
+            report_urls: Arc::default(),
         })
     }
 
