@@ -65,7 +65,7 @@ pub struct ApiClient {
     /// Profiles whose object lists disagreed with their counts, already
     /// warned about: once per profile, not once per scrape.
     list_mismatch_warned: Arc<std::sync::Mutex<std::collections::HashSet<ProfileTarget>>>,
-    pub(super) report_urls: Arc<super::profile_path::ReportUrls>,
+    pub(super) report_urls: Arc<super::endpoint::ReportUrls>,
 }
 
 impl ApiClient {
