@@ -21,7 +21,7 @@ use super::pacing::{Backoffs, RateLimiter, backoff_family, jitter};
 use super::response::{body_error, request_id, status_error};
 use super::scrub::json_error_text;
 use super::token::{AccessToken, TokenSource};
-use super::transport::{ClientError, Connection, Outgoing, Transport, USER_AGENT_VALUE};
+use super::transport::{ClientError, Connection, Outgoing, Transport};
 use crate::config::{AvePointSettings, ProfileEndpoint, ProfileTarget};
 use crate::sync::lock;
 
@@ -31,7 +31,7 @@ use crate::sync::lock;
 const MAX_BUFFERED_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// The most idle keep-alive connections kept per host, whatever
-/// `concurrency` is (see [`ApiClient::new`]).
+/// `concurrency` is (`Connection::max_idle_per_host` says why).
 const MAX_IDLE_CONNECTIONS: usize = 16;
 
 /// Client for the scan profile endpoints.
@@ -71,36 +71,15 @@ pub struct ApiClient {
 impl ApiClient {
     /// Build the HTTP client (rustls, keep-alive, HTTP/2 where offered).
     pub fn new(settings: &AvePointSettings, metrics: ApiMetrics) -> Result<Self, ClientError> {
-        let max_idle_per_host = settings.limits.concurrency.min(MAX_IDLE_CONNECTIONS);
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT_VALUE)
-            // A redirect would re-send the token request's form (with the
-            // client secret) or the bearer token wherever it points, past
-            // the https-only rule for the configured URLs. AvePoint does not
-            // redirect; a 3xx is an error naming where it pointed.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.limits.request_timeout)
-            .connect_timeout(settings.limits.request_timeout.min(Duration::from_secs(5)))
-            .pool_idle_timeout(Duration::from_secs(90))
-            // As many idle connections as requests may be in flight, so a
-            // round reuses its connections instead of opening some anew
-            // for every batch (with four kept at the default eight in
-            // flight: ~19 connects a scrape, CPU for nothing). Capped: an
-            // idle HTTP/1 connection keeps hyper's read buffer at the size
-            // its last body grew it to (up to ~400 KiB after a huge
-            // `changes` report): with 64 kept, +25 MiB that no body is
-            // using (heaptrack, BENCHMARKS.md "changes_memory"); 16 cost
-            // at most ~6 MiB.
-            .pool_max_idle_per_host(max_idle_per_host)
-            .tls_certs_merge(settings.extra_root_certificates.iter().cloned())
-            .build()?;
-        let tokens = TokenSource::new(http.clone(), settings, metrics.clone());
         let connection = Connection {
             base_url: &settings.base_url,
             request_timeout: settings.limits.request_timeout,
-            max_idle_per_host,
+            max_idle_per_host: settings.limits.concurrency.min(MAX_IDLE_CONNECTIONS),
+            extra_roots: &settings.extra_root_certificates,
             extra_roots_pem: &settings.ca_pem,
         };
+        let http = connection.reqwest_client()?;
+        let tokens = TokenSource::new(http.clone(), settings, metrics.clone());
         let transport = Transport::new(&connection, http)?;
         let first_path = match settings.endpoint {
             ProfileEndpoint::Auto => ProfileEndpoint::ScanProfilesV2,

@@ -7,7 +7,7 @@
 //! endpoint is a variant, its five facts and a handle: no new client
 //! method.
 //!
-//! Also keeps the report URLs built ([`ReportUrls`]). Imports only the
+//! Also keeps the report URLs built (`ReportUrls`). Imports only the
 //! wire types, `sync` and, from `config`, the report path choice and the
 //! permission names.
 

@@ -44,10 +44,44 @@ pub(super) struct Connection<'a> {
     pub base_url: &'a Url,
     /// `avepoint.request_timeout`.
     pub request_timeout: Duration,
-    /// Idle keep-alive connections kept per host.
+    /// Idle keep-alive connections kept per host: as many as requests may
+    /// be in flight, so a round reuses its connections instead of opening
+    /// some anew for every batch (with four kept at the default eight in
+    /// flight: ~19 connects a scrape, CPU for nothing). Capped: an idle
+    /// HTTP/1 connection keeps hyper's read buffer at the size its last
+    /// body grew it to (up to ~400 KiB after a huge `changes` report):
+    /// with 64 kept, +25 MiB that no body is using (heaptrack,
+    /// BENCHMARKS.md "changes_memory"); 16 cost at most ~6 MiB.
     pub max_idle_per_host: usize,
+    /// `avepoint.ca_file`'s certificates, for reqwest.
+    pub extra_roots: &'a [reqwest::Certificate],
     /// `avepoint.ca_file` as read, PEM; empty for none.
     pub extra_roots_pem: &'a [u8],
+}
+
+impl Connection<'_> {
+    /// How long a connect may take: `request_timeout`, at most 5 s.
+    fn connect_timeout(&self) -> Duration {
+        self.request_timeout.min(Duration::from_secs(5))
+    }
+
+    /// reqwest with these settings: the token requests' client, and every
+    /// call's where a proxy applies.
+    pub(super) fn reqwest_client(&self) -> Result<reqwest::Client, ClientError> {
+        Ok(reqwest::Client::builder()
+            .user_agent(USER_AGENT_VALUE)
+            // A redirect would re-send the token request's form (with the
+            // client secret) or the bearer token wherever it points, past
+            // the https-only rule for the configured URLs. AvePoint does not
+            // redirect; a 3xx is an error naming where it pointed.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.request_timeout)
+            .connect_timeout(self.connect_timeout())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(self.max_idle_per_host)
+            .tls_certs_merge(self.extra_roots.iter().cloned())
+            .build()?)
+    }
 }
 
 /// Why the API client could not be built.
@@ -121,7 +155,7 @@ impl Transport {
         // keep-alive probes so a dead peer is noticed while idle.
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.request_timeout.min(Duration::from_secs(5))));
+        http.set_connect_timeout(Some(settings.connect_timeout()));
         http.set_keepalive(Some(Duration::from_secs(15)));
         http.set_keepalive_interval(Some(Duration::from_secs(15)));
         http.set_keepalive_retries(Some(3));
@@ -340,6 +374,7 @@ mod tests {
             base_url,
             request_timeout,
             max_idle_per_host: 4,
+            extra_roots: &[],
             extra_roots_pem: b"",
         }
     }
