@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use url::Url;
 
@@ -19,6 +19,7 @@ use super::instrumentation::ApiMetrics;
 use super::model::ScanProfileReport;
 use super::pacing::{Backoffs, RateLimiter, backoff_family, jitter};
 use super::response::{body_error, request_id, status_error};
+use super::runs_to_end::RunsToEnd;
 use super::scrub::json_error_text;
 use super::token::{AccessToken, TokenSource};
 use super::transport::{ClientError, Connection, Outgoing, Transport};
@@ -38,8 +39,8 @@ const MAX_IDLE_CONNECTIONS: usize = 16;
 ///
 /// A clone is another handle on the same client: every piece of state
 /// (tokens, the concurrency bound, the rate limit, the back-off) sits
-/// behind an `Arc`, so each request can run in a task of its own (see
-/// `call_in_task`). A new stateful field must be shared the
+/// behind an `Arc`, so a request can go on in a task of its own (see
+/// `call_to_end`). A new stateful field must be shared the
 /// same way; `derive(Clone)` refuses a bare `Mutex` or `Semaphore`.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
@@ -172,7 +173,7 @@ impl ApiClient {
         );
     }
 
-    /// [`ApiClient::call_in_task`], and once more after a retryable failure
+    /// [`ApiClient::call_to_end`], and once more after a retryable failure
     /// if the wait fits before `deadline`.
     ///
     /// A 429 or 503 whose `Retry-After` does not fit starts a back-off
@@ -186,7 +187,7 @@ impl ApiClient {
         deadline: Instant,
     ) -> Result<T, ApiError> {
         self.check_backoff(endpoint)?;
-        let error = match self.call_in_task(endpoint, url, body).await {
+        let error = match self.call_to_end(endpoint, url, body, deadline).await {
             Err(error) => error,
             ok => return ok,
         };
@@ -201,7 +202,7 @@ impl ApiClient {
         tracing::debug!(url = %url, error = %error, ?delay, "retrying once");
         tokio::time::sleep(delay).await;
         self.check_backoff(endpoint)?;
-        let result = self.call_in_task(endpoint, url, body).await;
+        let result = self.call_to_end(endpoint, url, body, deadline).await;
         if let Err(error) = &result
             && let Some(delay) = retry_delay(error)
         {
@@ -253,58 +254,50 @@ impl ApiClient {
         }
     }
 
-    /// [`ApiClient::call`] in a task of its own, which holds a concurrency
-    /// permit from before the request is sent until it has ended.
+    /// [`ApiClient::call`] under a concurrency permit held from before the
+    /// request is sent until it has ended, wherever the caller went.
     ///
     /// The caller's future may be dropped at any time: a scraper hangs up,
     /// a deadline passes. A request dropped mid-flight still costs AvePoint
-    /// its work, so were the permit held by the caller's future, it would
-    /// be released while AvePoint is still busy, and the next request would
-    /// start beside it: `concurrency` would bound only the callers still
-    /// waiting. In a task, the request runs to its end (within
-    /// `request_timeout`) and the permit with it. A caller that leaves
-    /// before the task got its permit costs nothing: nothing is sent.
+    /// its work, so were the permit dropped with the caller's future, it
+    /// would be released while AvePoint is still busy, and the next request
+    /// would start beside it: `concurrency` would bound only the callers
+    /// still waiting. So a call whose caller leaves once it is under way
+    /// goes on in a task of its own ([`RunsToEnd`]), within
+    /// `request_timeout`, and the permit with it. A caller that leaves
+    /// while it waits for the permit, or that comes after its `deadline`,
+    /// costs nothing: nothing is sent.
     ///
     /// Every call needs a permit, across `/metrics` rounds, probes and
     /// discovery alike: `concurrency` bounds what AvePoint sees.
-    async fn call_in_task<T>(
+    async fn call_to_end<T>(
         &self,
         endpoint: ApiEndpoint,
         url: &Url,
         body: Option<&serde_json::Value>,
+        deadline: Instant,
     ) -> Result<T, ApiError>
     where
         T: DeserializeOwned + Send + 'static,
     {
-        let client = self.clone();
-        let (url, body) = (url.clone(), body.cloned());
-        // Never sent on: dropped with this future, it tells a task still
-        // waiting for its permit that nobody wants the answer.
-        let (_waiting, mut caller_gone) = oneshot::channel::<std::convert::Infallible>();
-        let task = tokio::spawn(async move {
-            let permit = tokio::select! {
-                // A caller already gone wins over a free permit: a fetch
-                // polled once after its deadline must not send anything.
-                biased;
-                _ = &mut caller_gone => return None,
-                permit = Arc::clone(&client.in_flight).acquire_owned() => permit,
-            };
-            let Ok(permit) = permit else {
-                return None;
-            };
-            Some(client.call(endpoint, &url, body.as_ref(), permit).await)
-        });
-        match task.await {
-            Ok(Some(result)) => result,
-            // A bug in the call is a bug in the caller, as before.
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            // The runtime is shutting down (the task was cancelled); the
-            // task cannot give up on a caller that is still here.
-            Ok(None) | Err(_) => Err(ApiError::Transport {
+        let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
+            return Err(ApiError::Transport {
                 message: "request cancelled: the exporter is shutting down".into(),
                 timeout: false,
-            }),
+            });
+        };
+        // A fetch first polled after its deadline (a round's queue at its
+        // end) must not send what nobody will wait for.
+        if Instant::now() >= deadline {
+            return Err(ApiError::Transport {
+                message: "not sent: its deadline had passed while it waited for a permit".into(),
+                timeout: true,
+            });
         }
+        let client = self.clone();
+        let (url, body) = (url.clone(), body.cloned());
+        RunsToEnd::new(async move { client.call(endpoint, &url, body.as_ref(), permit).await })
+            .await
     }
 
     /// One authorized call under `permit`: GET, or POST with a JSON body;
@@ -384,6 +377,13 @@ impl ApiClient {
         if let Some(limiter) = &self.rate_limit {
             limiter.acquire().await;
         }
+        let Some(authorization) = token.authorization() else {
+            return Err(ApiError::Transport {
+                message: "not sent: the access token AvePoint issued is not a valid header value"
+                    .into(),
+                timeout: false,
+            });
+        };
         let started = Instant::now();
         // A report's body may wait for a decode slot, which must not count
         // against request_timeout (`decode_streamed` bounds the body): the
@@ -396,7 +396,7 @@ impl ApiClient {
         let sending = self.transport.send(Outgoing {
             json: body,
             url,
-            bearer: token.expose(),
+            authorization,
             total_timeout,
         });
         let result = tokio::time::timeout(headers_bound, sending).await;

@@ -181,6 +181,11 @@ pub const MAX_TEXT_CHARS: usize = 128;
 
 /// `text` cut to [`MAX_TEXT_CHARS`] characters.
 pub fn bounded_text(text: &str) -> String {
+    // No more bytes than the bound: no more characters either, and no
+    // walk over them (four texts of every report pass here).
+    if text.len() <= MAX_TEXT_CHARS {
+        return text.to_owned();
+    }
     match text.char_indices().nth(MAX_TEXT_CHARS) {
         Some((cut, _)) => text[..cut].to_owned(),
         None => text.to_owned(),

@@ -41,6 +41,7 @@ mod page;
 pub mod permissions;
 mod profile_path;
 mod response;
+mod runs_to_end;
 mod scrub;
 mod strict;
 pub mod subscriptions;

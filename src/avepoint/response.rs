@@ -6,6 +6,7 @@
 //! Imports `avepoint::{auth, error, http, instrumentation, model, pacing,
 //! permissions}` and `config`.
 
+use reqwest::header::HeaderName;
 use reqwest::{Response, StatusCode};
 
 use super::endpoint::ApiEndpoint;
@@ -174,10 +175,14 @@ pub(super) fn body_error(error: BodyError, request_id: &Option<String>, setting:
     }
 }
 
+/// AvePoint's request id header; a constant, as a `&str` key is parsed
+/// into a header name on every lookup.
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+
 pub(super) fn request_id(response: &Response) -> Option<String> {
     response
         .headers()
-        .get("request-id")
+        .get(REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .map(|value| sanitize(value, ""))
 }

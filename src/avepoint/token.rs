@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::StatusCode;
+use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use url::Url;
@@ -50,12 +51,41 @@ const MAX_TOKEN_BODY: usize = 64 * 1024;
 
 /// A bearer token. `Debug` never shows it; compare with [`AccessToken::same_as`].
 #[derive(Clone, Debug)]
-pub struct AccessToken(Arc<SecretString>);
+pub struct AccessToken(Arc<Issued>);
+
+#[derive(Debug)]
+struct Issued {
+    secret: SecretString,
+    /// `Bearer <token>`, built once per token rather than for every call;
+    /// marked sensitive, so its `Debug` reads `Sensitive` and HTTP/2 keeps
+    /// it out of hpack's tables. `None` for a token that is no valid
+    /// header value.
+    authorization: Option<HeaderValue>,
+}
 
 impl AccessToken {
-    /// The raw token, for the `Authorization` header only.
+    fn new(raw: String) -> Self {
+        let authorization = HeaderValue::try_from(format!("Bearer {raw}"))
+            .ok()
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            });
+        AccessToken(Arc::new(Issued {
+            secret: SecretString::from(raw),
+            authorization,
+        }))
+    }
+
+    /// The raw token, to scrub it from what AvePoint sends back.
     pub fn expose(&self) -> &str {
-        self.0.expose_secret()
+        self.0.secret.expose_secret()
+    }
+
+    /// The `Authorization` header that carries it; `None` when the token
+    /// cannot be one (AvePoint sent control characters).
+    pub fn authorization(&self) -> Option<&HeaderValue> {
+        self.0.authorization.as_ref()
     }
 
     /// Whether both handles are the very same issued token.
@@ -400,7 +430,7 @@ impl TokenSource {
             refresh_at = refresh_at.min(started + MISSING_RECHECK);
         }
         Ok(CachedToken {
-            token: AccessToken(Arc::new(SecretString::from(parsed.access_token))),
+            token: AccessToken::new(parsed.access_token),
             refresh_at,
             missing: missing.into(),
         })

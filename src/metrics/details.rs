@@ -55,6 +55,10 @@ impl StreamedFamily for DetailFamily {
         rows
     }
 
+    fn target((target, _): &DetailRow) -> &ProfileTarget {
+        target
+    }
+
     fn name(self) -> &'static str {
         match self {
             DetailFamily::DailyScanEnabled => "avepoint_scan_profile_daily_scan_enabled",
@@ -117,51 +121,50 @@ impl StreamedFamily for DetailFamily {
         }
     }
 
-    fn write_rows(self, out: &mut String, (target, settings): &DetailRow, (): ()) {
+    fn write_rows(self, out: &mut String, labels: &str, (_, settings): &DetailRow, (): ()) {
         let name = self.name();
         let flag = |value: bool| if value { 1.0 } else { 0.0 };
         match self {
             DetailFamily::DailyScanEnabled => line_float(
                 out,
                 name,
-                target,
-                "",
+                labels,
+                None,
                 flag(settings.daily_scan_time.is_some()),
             ),
             DetailFamily::DailyScanTime => {
                 if let Some(seconds) = settings.daily_scan_time {
-                    line_float(out, name, target, "", f64::from(seconds));
+                    line_float(out, name, labels, None, f64::from(seconds));
                 }
             }
             DetailFamily::Created => {
                 if let Some(at) = settings.created_timestamp {
-                    line_float(out, name, target, "", at);
+                    line_float(out, name, labels, None, at);
                 }
             }
             DetailFamily::Containers => {
                 for (object_type, count) in &settings.containers {
-                    // The labels are our own snake_case names: no escaping.
-                    let label = format!(",object_type=\"{object_type}\"");
-                    line_float(out, name, target, &label, *count as f64);
+                    let label = Some(("object_type", *object_type));
+                    line_float(out, name, labels, label, *count as f64);
                 }
             }
             DetailFamily::OutOfPolicyNotification => {
-                flag_line(out, name, target, settings.send_out_of_policy_notification)
+                flag_line(out, name, labels, settings.send_out_of_policy_notification)
             }
             DetailFamily::InplaceArchivedMailboxes => {
-                flag_line(out, name, target, settings.scan_inplace_archived_mailboxes)
+                flag_line(out, name, labels, settings.scan_inplace_archived_mailboxes)
             }
             DetailFamily::IgnoreLockedSites => {
-                flag_line(out, name, target, settings.ignore_locked_sites)
+                flag_line(out, name, labels, settings.ignore_locked_sites)
             }
         }
     }
 }
 
 /// A 0/1 line for a setting AvePoint sent; nothing for one it left out.
-fn flag_line(out: &mut String, name: &str, target: &ProfileTarget, value: Option<bool>) {
+fn flag_line(out: &mut String, name: &str, labels: &str, value: Option<bool>) {
     if let Some(value) = value {
-        line_float(out, name, target, "", if value { 1.0 } else { 0.0 });
+        line_float(out, name, labels, None, if value { 1.0 } else { 0.0 });
     }
 }
 

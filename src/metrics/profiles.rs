@@ -21,7 +21,7 @@ use super::streamed::{Streamed, StreamedFamily};
 use crate::avepoint::ScanStatus;
 use crate::avepoint::model::{ScanProfileReport, scan_mode_label};
 use crate::collect::{ProfileResult, Snapshot};
-use crate::config::LastStatusState;
+use crate::config::{LastStatusState, ProfileTarget};
 
 /// The per-profile families, in exposition order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,10 @@ impl StreamedFamily for ProfileFamily {
 
     fn rows(snapshot: &Arc<Snapshot>) -> &[Arc<ProfileResult>] {
         &snapshot.profiles
+    }
+
+    fn target(result: &Arc<ProfileResult>) -> &ProfileTarget {
+        &result.target
     }
 
     fn name(self) -> &'static str {
@@ -166,53 +170,58 @@ impl StreamedFamily for ProfileFamily {
         }
     }
 
-    fn write_rows(self, out: &mut String, result: &Arc<ProfileResult>, states: LastStatusState) {
+    fn write_rows(
+        self,
+        out: &mut String,
+        labels: &str,
+        result: &Arc<ProfileResult>,
+        states: LastStatusState,
+    ) {
         let name = self.name();
-        let target = &result.target;
         let report = result.outcome.as_ref().ok();
         match (self, report) {
-            (ProfileFamily::Up, _) => line_int(out, name, target, i64::from(report.is_some())),
+            (ProfileFamily::Up, _) => line_int(out, name, labels, i64::from(report.is_some())),
             (ProfileFamily::FetchDuration, _) => {
-                line_float(out, name, target, "", result.fetch_duration.as_secs_f64())
+                line_float(out, name, labels, None, result.fetch_duration.as_secs_f64())
             }
             (ProfileFamily::CacheAge, _) => {
                 if let Some(age) = result.cache_age {
-                    line_float(out, name, target, "", age.as_secs_f64());
+                    line_float(out, name, labels, None, age.as_secs_f64());
                 }
             }
             (ProfileFamily::LastRead, _) => {
                 if let Some(at) = result.read.and_then(|read| read.last_success) {
-                    line_float(out, name, target, "", system_seconds(at));
+                    line_float(out, name, labels, None, system_seconds(at));
                 }
             }
             (ProfileFamily::NextRead, _) => {
                 if let Some(read) = result.read {
-                    line_float(out, name, target, "", system_seconds(read.next_read));
+                    line_float(out, name, labels, None, system_seconds(read.next_read));
                 }
             }
             (_, None) => {}
-            (ProfileFamily::Info, Some(report)) => info_line(out, result, report),
+            (ProfileFamily::Info, Some(report)) => info_line(out, labels, report),
             (ProfileFamily::NewRegistered, Some(report)) => {
-                line_int(out, name, target, report.new_registered_content_count)
+                line_int(out, name, labels, report.new_registered_content_count)
             }
             (ProfileFamily::Moved, Some(report)) => {
-                line_int(out, name, target, report.moved_to_another_container)
+                line_int(out, name, labels, report.moved_to_another_container)
             }
             (ProfileFamily::Removed, Some(report)) => {
-                line_int(out, name, target, report.removed_from_m365_or_out_of_policy)
+                line_int(out, name, labels, report.removed_from_m365_or_out_of_policy)
             }
             (ProfileFamily::LastStatus, Some(report)) => {
-                line_int(out, name, target, report.last_scan_status)
+                line_int(out, name, labels, report.last_scan_status)
             }
-            (ProfileFamily::State, Some(report)) => state_lines(out, result, report, states),
+            (ProfileFamily::State, Some(report)) => state_lines(out, labels, report, states),
             (ProfileFamily::LastUpdate, Some(report)) => {
                 if let Some(at) = report.last_update_time {
-                    line_float(out, name, target, "", unix_seconds(at));
+                    line_float(out, name, labels, None, unix_seconds(at));
                 }
             }
             (ProfileFamily::Modified, Some(report)) => {
                 if let Some(at) = report.modified_time {
-                    line_float(out, name, target, "", unix_seconds(at));
+                    line_float(out, name, labels, None, unix_seconds(at));
                 }
             }
         }
@@ -249,8 +258,8 @@ impl ProfileFamilies {
     }
 }
 
-fn info_line(out: &mut String, result: &ProfileResult, report: &ScanProfileReport) {
-    open_series(out, ProfileFamily::Info.name(), &result.target);
+fn info_line(out: &mut String, labels: &str, report: &ScanProfileReport) {
+    open_series(out, ProfileFamily::Info.name(), labels);
     out.push_str(",profile_name=\"");
     push_escaped(out, &report.profile_name);
     out.push_str("\",tenant_id=\"");
@@ -264,7 +273,7 @@ fn info_line(out: &mut String, result: &ProfileResult, report: &ScanProfileRepor
 
 fn state_lines(
     out: &mut String,
-    result: &ProfileResult,
+    labels: &str,
     report: &ScanProfileReport,
     states: LastStatusState,
 ) {
@@ -272,9 +281,9 @@ fn state_lines(
     if states == LastStatusState::None {
         return;
     }
-    // Fifteen lines share everything up to the state's value: escape once.
+    // Fifteen lines share everything up to the state's value.
     let mut prefix = String::with_capacity(160);
-    open_series(&mut prefix, ProfileFamily::State.name(), &result.target);
+    open_series(&mut prefix, ProfileFamily::State.name(), labels);
     prefix.push_str(",state=\"");
     for status in ScanStatus::ALL {
         if states == LastStatusState::Current && current != Some(status) {

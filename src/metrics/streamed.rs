@@ -10,7 +10,8 @@
 //! it a plain `match`.
 
 use super::Format;
-use super::lines::push_header;
+use super::lines::{push_header, push_profile_labels};
+use crate::config::ProfileTarget;
 
 /// Output is handed out in pieces of about this size.
 pub(super) const CHUNK_BYTES: usize = 64 * 1024;
@@ -31,6 +32,8 @@ pub(super) trait StreamedFamily: Copy + 'static {
 
     /// The profiles' rows of `source`, in exposition order.
     fn rows(source: &Self::Source) -> &[Self::Row];
+    /// The profile a row is of.
+    fn target(row: &Self::Row) -> &ProfileTarget;
     /// The family's name.
     fn name(self) -> &'static str;
     /// The family's help text.
@@ -40,8 +43,9 @@ pub(super) trait StreamedFamily: Copy + 'static {
     /// Whether `row` has series in this family: a family without any is
     /// left out, header and all.
     fn has_rows(self, row: &Self::Row, context: Self::Context) -> bool;
-    /// Append `row`'s series of this family.
-    fn write_rows(self, out: &mut String, row: &Self::Row, context: Self::Context);
+    /// Append `row`'s series of this family; `labels` are its profile's,
+    /// escaped ([`push_profile_labels`](super::lines::push_profile_labels)).
+    fn write_rows(self, out: &mut String, labels: &str, row: &Self::Row, context: Self::Context);
 }
 
 /// The families of `F` over the rows of a source, as an iterator of text
@@ -53,18 +57,45 @@ pub(super) struct Streamed<F: StreamedFamily> {
     context: F::Context,
     family: usize,
     next_row: usize,
+    /// Every row's profile labels, escaped, one after the other: each
+    /// row's are written by every family (a dozen or more times a scrape).
+    labels: String,
+    /// Where each row's labels end in `labels`.
+    label_ends: Vec<usize>,
 }
 
 impl<F: StreamedFamily> Streamed<F> {
     /// Chunks of `F`'s families over `source` in `format`.
     pub(super) fn start(source: F::Source, format: Format, context: F::Context) -> Self {
+        let rows = F::rows(&source);
+        let mut labels = String::with_capacity(rows.len() * 96);
+        let label_ends = rows
+            .iter()
+            .map(|row| {
+                push_profile_labels(&mut labels, F::target(row));
+                labels.len()
+            })
+            .collect();
         Self {
             source,
             format,
             context,
             family: 0,
             next_row: 0,
+            labels,
+            label_ends,
         }
+    }
+
+    /// Row `index`'s profile labels, escaped.
+    fn labels(&self, index: usize) -> &str {
+        let start = index
+            .checked_sub(1)
+            .and_then(|previous| self.label_ends.get(previous))
+            .copied()
+            .unwrap_or(0);
+        let end = self.label_ends.get(index).copied().unwrap_or(start);
+        self.labels.get(start..end).unwrap_or_default()
     }
 
     /// The same stream with another context (before it started).
@@ -91,7 +122,7 @@ impl<F: StreamedFamily> Iterator for Streamed<F> {
                 push_header(&mut out, self.format, name, help, family.unit());
             }
             while let Some(row) = rows.get(self.next_row) {
-                family.write_rows(&mut out, row, context);
+                family.write_rows(&mut out, self.labels(self.next_row), row, context);
                 self.next_row += 1;
                 if out.len() >= CHUNK_BYTES {
                     return Some(out);
