@@ -13,6 +13,7 @@ use super::endpoint::{ApiEndpoint, Get, Method, Paged, fill};
 use super::error::ApiError;
 use super::lenient::UnreadableFields;
 use super::page::Page;
+use super::transport::Destination;
 
 impl ApiClient {
     /// One page of `list` for `ids` (its path's placeholders, in order),
@@ -53,7 +54,7 @@ impl ApiClient {
         let body = (list.endpoint.method() == Method::Post).then_some(filter);
         let deadline = Instant::now() + self.request_timeout;
         let page: Page<T> = self
-            .call_with_retry(list.endpoint, &url, body, deadline)
+            .call_with_retry(list.endpoint, &Destination::new(url), body, deadline)
             .await?;
         for item in &page.data {
             for field in item.unreadable_fields() {
@@ -76,7 +77,7 @@ impl ApiClient {
     {
         let url = self.endpoint_url(one.endpoint, &ids);
         let deadline = Instant::now() + self.request_timeout;
-        self.call_with_retry(one.endpoint, &url, None, deadline)
+        self.call_with_retry(one.endpoint, &Destination::new(url), None, deadline)
             .await
     }
 

@@ -22,7 +22,7 @@ use super::response::{body_error, request_id, status_error};
 use super::runs_to_end::RunsToEnd;
 use super::scrub::json_error_text;
 use super::token::{AccessToken, TokenSource};
-use super::transport::{ClientError, Connection, Outgoing, Transport};
+use super::transport::{ClientError, Connection, Destination, Outgoing, Transport};
 use crate::config::{AvePointSettings, ProfileEndpoint, ProfileTarget};
 use crate::sync::lock;
 
@@ -182,12 +182,12 @@ impl ApiClient {
     pub(super) async fn call_with_retry<T: DeserializeOwned + Send + 'static>(
         &self,
         endpoint: ApiEndpoint,
-        url: &Url,
+        to: &Destination,
         body: Option<&serde_json::Value>,
         deadline: Instant,
     ) -> Result<T, ApiError> {
         self.check_backoff(endpoint)?;
-        let error = match self.call_to_end(endpoint, url, body, deadline).await {
+        let error = match self.call_to_end(endpoint, to, body, deadline).await {
             Err(error) => error,
             ok => return ok,
         };
@@ -199,10 +199,10 @@ impl ApiClient {
             return Err(error);
         }
         self.metrics.observe_retry(endpoint, &error.kind().label());
-        tracing::debug!(url = %url, error = %error, ?delay, "retrying once");
+        tracing::debug!(url = %to.url, error = %error, ?delay, "retrying once");
         tokio::time::sleep(delay).await;
         self.check_backoff(endpoint)?;
-        let result = self.call_to_end(endpoint, url, body, deadline).await;
+        let result = self.call_to_end(endpoint, to, body, deadline).await;
         if let Err(error) = &result
             && let Some(delay) = retry_delay(error)
         {
@@ -273,7 +273,7 @@ impl ApiClient {
     async fn call_to_end<T>(
         &self,
         endpoint: ApiEndpoint,
-        url: &Url,
+        to: &Destination,
         body: Option<&serde_json::Value>,
         deadline: Instant,
     ) -> Result<T, ApiError>
@@ -295,9 +295,8 @@ impl ApiClient {
             });
         }
         let client = self.clone();
-        let (url, body) = (url.clone(), body.cloned());
-        RunsToEnd::new(async move { client.call(endpoint, &url, body.as_ref(), permit).await })
-            .await
+        let (to, body) = (to.clone(), body.cloned());
+        RunsToEnd::new(async move { client.call(endpoint, &to, body.as_ref(), permit).await }).await
     }
 
     /// One authorized call under `permit`: GET, or POST with a JSON body;
@@ -307,18 +306,18 @@ impl ApiClient {
     async fn call<T: DeserializeOwned + Send + 'static>(
         &self,
         endpoint: ApiEndpoint,
-        url: &Url,
+        to: &Destination,
         body: Option<&serde_json::Value>,
         permit: OwnedSemaphorePermit,
     ) -> Result<T, ApiError> {
         let token = self.tokens.token_for(endpoint).await?;
-        let ((response, sent), token) = match self.send(endpoint, url, body, &token).await? {
+        let ((response, sent), token) = match self.send(endpoint, to, body, &token).await? {
             // The token may have been revoked or expired early: one fresh
             // token and one retry, never a loop.
             (response, _) if response.status() == StatusCode::UNAUTHORIZED => {
                 self.tokens.invalidate(&token).await;
                 let token = self.tokens.token_for(endpoint).await?;
-                let response = self.send(endpoint, url, body, &token).await?;
+                let response = self.send(endpoint, to, body, &token).await?;
                 if response.0.status() == StatusCode::UNAUTHORIZED {
                     // A token issued after the first 401 is refused too:
                     // pause token requests instead of one per profile.
@@ -370,7 +369,7 @@ impl ApiClient {
     async fn send(
         &self,
         endpoint: ApiEndpoint,
-        url: &Url,
+        to: &Destination,
         body: Option<&serde_json::Value>,
         token: &AccessToken,
     ) -> Result<(Response, Instant), ApiError> {
@@ -395,7 +394,7 @@ impl ApiClient {
         };
         let sending = self.transport.send(Outgoing {
             json: body,
-            url,
+            to,
             authorization,
             total_timeout,
         });

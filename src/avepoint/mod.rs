@@ -27,6 +27,7 @@ pub mod backup;
 mod calls;
 pub mod certificate;
 pub mod client;
+mod deadline_body;
 pub mod details;
 pub mod endpoint;
 pub mod error;

@@ -11,25 +11,23 @@
 //! `NO_PROXY` rules: its `Proxy::system()`, the same rules
 //! [`Matcher::from_env`] reads) and the token requests.
 //!
-//! Imports only `avepoint::http`.
+//! Imports only `avepoint::http` and `avepoint::deadline_body`.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use reqwest::{Method, Response, ResponseBuilderExt};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use url::Url;
 
+use super::deadline_body::DeadlineBody;
 use super::http::error_chain;
 
 /// The `User-Agent` of every call.
@@ -115,12 +113,31 @@ pub(super) enum Transport {
     Proxied(reqwest::Client),
 }
 
+/// Where a call goes: its URL, and the same as hyper's `Uri`, parsed
+/// once (for every call it was 3 % of a scrape's instructions; a report's
+/// is kept built with its URL, `endpoint::ReportUrls`).
+#[derive(Debug, Clone)]
+pub(super) struct Destination {
+    /// The URL, for reqwest, messages and the response.
+    pub url: Url,
+    /// `None` if hyper cannot read it (the call then fails, saying why).
+    uri: Option<http::Uri>,
+}
+
+impl Destination {
+    /// `url`, parsed for hyper too.
+    pub(super) fn new(url: Url) -> Self {
+        let uri = http::Uri::try_from(url.as_str()).ok();
+        Self { url, uri }
+    }
+}
+
 /// One call to send.
 pub(super) struct Outgoing<'a> {
     /// GET, or POST with [`Outgoing::json`].
     pub json: Option<&'a serde_json::Value>,
     /// Where to.
-    pub url: &'a Url,
+    pub to: &'a Destination,
     /// `Authorization: Bearer …`, marked sensitive.
     pub authorization: &'a HeaderValue,
     /// The whole call, headers and body, must end by then; a backstop,
@@ -224,7 +241,7 @@ async fn send_direct(client: &DirectClient, outgoing: Outgoing<'_>) -> Result<Re
                 timeout: is_timeout(&error),
                 message: format!(
                     "error sending request for url ({}): {}",
-                    outgoing.url,
+                    outgoing.to.url,
                     error_chain(&error)
                 ),
             });
@@ -233,7 +250,7 @@ async fn send_direct(client: &DirectClient, outgoing: Outgoing<'_>) -> Result<Re
             return Err(SendError {
                 message: format!(
                     "error sending request for url ({}): operation timed out",
-                    outgoing.url
+                    outgoing.to.url
                 ),
                 timeout: true,
             });
@@ -243,7 +260,10 @@ async fn send_direct(client: &DirectClient, outgoing: Outgoing<'_>) -> Result<Re
     // A redirect's error message reads the URL (to resolve its `Location`).
     // Attached to every answer: without one, reqwest parses a placeholder
     // URL for each response, dearer than this copy.
-    if let Ok(carrier) = http::Response::builder().url(outgoing.url.clone()).body(()) {
+    if let Ok(carrier) = http::Response::builder()
+        .url(outgoing.to.url.clone())
+        .body(())
+    {
         parts.extensions.extend(carrier.into_parts().0.extensions);
     }
     let body = DeadlineBody {
@@ -268,8 +288,12 @@ fn direct_request(outgoing: &Outgoing<'_>) -> Result<http::Request<Full<Bytes>>,
         ),
         None => (Method::GET, Vec::new()),
     };
-    let uri = http::Uri::try_from(outgoing.url.as_str())
-        .map_err(|error| refused(format!("cannot build the request: {error}")))?;
+    let uri = outgoing.to.uri.clone().ok_or_else(|| {
+        refused(format!(
+            "cannot build the request: {} is no valid URI",
+            outgoing.to.url
+        ))
+    })?;
     // Field by field rather than through `http::request::Builder`, whose
     // every step moves the whole request (a few hundred instructions a
     // call, at one call per profile and scrape).
@@ -305,10 +329,10 @@ async fn send_proxied(
     outgoing: Outgoing<'_>,
 ) -> Result<Response, SendError> {
     let request = match outgoing.json {
-        Some(json) => client.post(outgoing.url.clone()).json(json),
+        Some(json) => client.post(outgoing.to.url.clone()).json(json),
         // AvePoint's docs ask for it on every request, GET included.
         None => client
-            .get(outgoing.url.clone())
+            .get(outgoing.to.url.clone())
             .header(CONTENT_TYPE, "application/json"),
     };
     request
@@ -321,48 +345,6 @@ async fn send_proxied(
             message: error_chain(&error),
             timeout: error.is_timeout(),
         })
-}
-
-/// A response body that ends with an error once the call's time is up, as
-/// reqwest's own total timeout would end it.
-struct DeadlineBody<B> {
-    body: B,
-    deadline: Pin<Box<Sleep>>,
-}
-
-/// The error of a body whose call ran out of time.
-#[derive(Debug, thiserror::Error)]
-#[error("operation timed out")]
-struct BodyTimedOut;
-
-impl<B> Body for DeadlineBody<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
-            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
-        }
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
 }
 
 #[cfg(test)]
@@ -461,7 +443,7 @@ mod tests {
         let response = transport
             .send(Outgoing {
                 json: None,
-                url: &url,
+                to: &super::Destination::new(url),
                 authorization: &http::HeaderValue::from_static("Bearer token-abc"),
                 total_timeout: Duration::from_millis(600),
             })

@@ -17,7 +17,7 @@ use super::Format;
 use super::gauges::{NO_LABELS, encode_counter, encode_gauges, encode_last_success};
 use super::lines::line_float;
 use super::streamed::{Streamed, StreamedFamily};
-use crate::collect::Snapshot;
+use crate::collect::{ProfileResult, Snapshot};
 use crate::config::ProfileTarget;
 use crate::profile_details::{ProfileDetailsState, ProfileSettings};
 
@@ -33,8 +33,9 @@ pub(super) enum DetailFamily {
     IgnoreLockedSites,
 }
 
-/// A profile with known details: its target and its settings.
-type DetailRow = (ProfileTarget, Arc<ProfileSettings>);
+/// A profile with known details: its result in the snapshot (for its
+/// target: a handle, not a copy of its ids) and its settings.
+type DetailRow = (Arc<ProfileResult>, Arc<ProfileSettings>);
 
 impl StreamedFamily for DetailFamily {
     type Source = Vec<DetailRow>;
@@ -55,8 +56,8 @@ impl StreamedFamily for DetailFamily {
         rows
     }
 
-    fn target((target, _): &DetailRow) -> &ProfileTarget {
-        target
+    fn target((result, _): &DetailRow) -> &ProfileTarget {
+        &result.target
     }
 
     fn name(self) -> &'static str {
@@ -188,7 +189,7 @@ impl DetailFamilies {
                     .filter(|result| result.outcome.is_ok())
                     .filter_map(|result| {
                         let settings = details.profiles.get(&result.target)?;
-                        Some((result.target.clone(), Arc::clone(settings)))
+                        Some((Arc::clone(result), Arc::clone(settings)))
                     })
                     .collect()
             })
@@ -230,7 +231,6 @@ impl Collector for DetailsCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::ProfileResult;
     use std::time::Duration;
 
     fn target(profile: &str) -> ProfileTarget {
