@@ -196,7 +196,9 @@ fn exporter_child(args: &[String]) {
     })
     .unwrap_or_else(|error| panic!("generated config is invalid: {error}"));
     exit_on_stdin_eof();
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // The shipped binary's runtime, so the two figures compare.
+    let runtime = avepoint_exporter::app::runtime(avepoint_exporter::cli::DEFAULT_WORKER_THREADS)
+        .expect("runtime");
     runtime.block_on(async move {
         let state = AppState::build(&settings, StateOptions::default()).expect("state builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -20,6 +20,9 @@ pub struct Cli {
     /// Logging flags.
     #[command(flatten)]
     pub log: LogArgs,
+    /// Runtime flags.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 impl Cli {
@@ -86,6 +89,25 @@ pub struct LogArgs {
     /// Output format of log messages.
     #[arg(long = "log.format", global = true, value_enum, default_value_t = LogFormat::Logfmt)]
     pub format: LogFormat,
+}
+
+/// `--runtime.worker-threads`'s default (`RuntimeArgs` says why).
+pub const DEFAULT_WORKER_THREADS: usize = 1;
+
+/// The async runtime.
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    /// Threads that run the exporter's async work (0: one per CPU core).
+    /// One, as node_exporter's --runtime.gomaxprocs: a scrape is many small
+    /// steps, and handing them between threads cost more CPU than a second
+    /// thread saved. Large report bodies are decoded on threads of their own.
+    #[arg(
+        long = "runtime.worker-threads",
+        global = true,
+        default_value_t = DEFAULT_WORKER_THREADS,
+        env = "AVEPOINT_RUNTIME_WORKER_THREADS"
+    )]
+    pub worker_threads: usize,
 }
 
 /// Log output format.

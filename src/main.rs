@@ -10,7 +10,7 @@ use avepoint_exporter::app;
 use avepoint_exporter::cli::{Cli, Command, LogArgs, LogFormat};
 
 /// mimalloc, not glibc's malloc: a scrape makes a few dozen short-lived
-/// allocations per AvePoint request across two worker threads, and
+/// allocations per AvePoint request, across threads, and
 /// glibc's per-thread arenas made that about 12 % of the exporter's CPU
 /// (BENCHMARKS.md, "CPU per profile, measured from outside"). Built
 /// without transparent huge pages (`no_thp`), its peak RSS is no higher
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         eprintln!("error: {message}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match app::runtime(cli.runtime.worker_threads) {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the async runtime");

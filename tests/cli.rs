@@ -336,3 +336,59 @@ fn a_telemetry_path_in_route_syntax_is_refused_not_a_panic() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// The runtime's worker threads of a running `simulate`, counted from
+/// outside by their names (Tokio's `tokio-rt-worker`), once the count has
+/// held for 300 ms (the runtime starts them all at once).
+fn worker_threads(extra: &[&str]) -> usize {
+    let mut args = vec!["simulate", "--web.listen-address", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .env_remove("AVEPOINT_RUNTIME_WORKER_THREADS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let count = || {
+        std::fs::read_dir(format!("/proc/{}/task", child.id()))
+            .map(|tasks| {
+                tasks
+                    .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                    .filter(|name| name.trim() == "tokio-rt-worker")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    let (mut workers, mut since) = (0, Instant::now());
+    while started.elapsed() < DEADLINE {
+        let now = count();
+        if now != workers {
+            (workers, since) = (now, Instant::now());
+        } else if workers > 0 && since.elapsed() > Duration::from_millis(300) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("killing the binary");
+    let _ = child.wait();
+    workers
+}
+
+/// One worker thread by default, as node_exporter's GOMAXPROCS=1; the flag
+/// sets another count; a count that is no number is refused naming it.
+#[test]
+#[cfg(target_os = "linux")]
+fn the_runtime_has_one_worker_thread_unless_told_otherwise() {
+    assert_eq!(worker_threads(&[]), 1);
+    assert_eq!(worker_threads(&["--runtime.worker-threads", "3"]), 3);
+    let output = run(&["--runtime.worker-threads", "many", "--version"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--runtime.worker-threads"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -59,6 +59,17 @@ async fn serve_until_shutdown(
     .map_err(AppError::Serve)
 }
 
+/// The async runtime every command runs on, with `worker_threads`
+/// threads (`--runtime.worker-threads`; 0: one per CPU core).
+pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if worker_threads > 0 {
+        runtime.worker_threads(worker_threads);
+    }
+    runtime.build()
+}
+
 /// `serve`: run the exporter until SIGINT/SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
     // First of all: taking systemd's sockets clears LISTEN_FDS/LISTEN_PID
