@@ -22,7 +22,9 @@ mod support;
 use std::process::{Child, Command};
 use std::time::Instant;
 
-use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, Fault, RunningSimulator, SimulatorConfig};
+use avepoint_exporter::simulator::{
+    DEMO_CLIENT_SECRET, Fault, FaultAt, RunningSimulator, SimulatorConfig,
+};
 use support::{EXPORTER, cpu_model, flag, follow_log, memory, parse_number, serve_command};
 
 /// The exporter binary cargo built for this bench.
@@ -82,7 +84,7 @@ async fn run(profiles: usize, objects: usize, rounds: usize) {
         report.new_registered_content_count = objects as i64;
         report.moved_to_another_container = objects as i64;
         report.removed_from_m365_or_out_of_policy = objects as i64;
-        sim.set_fault(&profile, Fault::Report(report));
+        sim.set_fault(FaultAt::Report(&profile), Fault::Report(report));
         sim.set_change_list_size(&profile, Some(objects));
     }
     let body_bytes = body_size(&sim).await;

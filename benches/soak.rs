@@ -39,7 +39,9 @@ use support::{
     EXPORTER, cpu_model, flag, follow_log, parse_duration, parse_number, percentile, serve_command,
 };
 
-use avepoint_exporter::simulator::{DEMO_CLIENT_ID, Fault, RunningSimulator, SimulatorConfig};
+use avepoint_exporter::simulator::{
+    DEMO_CLIENT_ID, Fault, FaultAt, RunningSimulator, SimulatorConfig,
+};
 use avepoint_exporter::web::SCRAPE_TIMEOUT_HEADER;
 
 /// What Prometheus 2.x sends, so the exporter negotiates OpenMetrics as in production.
@@ -568,7 +570,7 @@ impl Load {
             for j in 0..faulty.min(profiles.len()) {
                 // Different profiles each phase, spread over the customers.
                 let index = (phase * 7 + j * 31) % profiles.len();
-                sim.set_fault(&profiles[index], fault(kind));
+                sim.set_fault(FaultAt::Report(&profiles[index]), fault(kind));
             }
             *self
                 .tally

@@ -13,7 +13,7 @@ use std::time::Duration;
 use avepoint_exporter::simulator::backup::{
     JOB_TYPE, MODULES, NEVER_RAN_CUSTOMER, NEVER_RAN_MODULE, coverage_counts, latest_status,
 };
-use avepoint_exporter::simulator::{Fault, RunningSimulator};
+use avepoint_exporter::simulator::{Fault, FaultAt, RunningSimulator};
 use common::{Exposition, Harness, PrepareSim, Setup};
 
 const BOTH: &str =
@@ -184,9 +184,9 @@ async fn a_failing_customer_fails_only_that_customer_and_collector() {
     let remember = Arc::clone(&chosen);
     let prepare: PrepareSim = Box::new(move |sim: &RunningSimulator| {
         let customers = sim.customers();
-        sim.set_backup_jobs_fault(&customers[0].id, Fault::Status(500));
+        sim.set_fault(FaultAt::BackupJobs(&customers[0].id), Fault::Status(500));
         // Not customer 1, whose module that never ran adds a job series.
-        sim.set_coverage_fault(&customers[2].id, Fault::Status(500));
+        sim.set_fault(FaultAt::Coverage(&customers[2].id), Fault::Status(500));
         let mut chosen = remember.lock().unwrap();
         chosen.push(customers[0].id.clone());
         chosen.push(customers[2].id.clone());

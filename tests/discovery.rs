@@ -12,7 +12,9 @@ use avepoint_exporter::avepoint::ApiMetrics;
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::discovery::{self, DiscoveryState};
 use avepoint_exporter::refresher::Permits;
-use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, Fault, RunningSimulator, SimulatorConfig};
+use avepoint_exporter::simulator::{
+    DEMO_CLIENT_SECRET, Fault, FaultAt, RunningSimulator, SimulatorConfig,
+};
 use common::{Exposition, Harness, Setup};
 
 async fn simulator(customers: usize, profiles_per_customer: usize) -> RunningSimulator {
@@ -311,9 +313,10 @@ async fn probe_serves_one_customer_in_a_fresh_registry() {
 async fn probe_failures_are_200_with_success_0_and_mistakes_are_400() {
     let harness = discovering_harness().await;
     let customer = harness.sim.customers()[0].clone();
-    harness
-        .sim
-        .set_fault(&customer.profiles[0].id, Fault::Status(500));
+    harness.sim.set_fault(
+        FaultAt::Report(&customer.profiles[0].id),
+        Fault::Status(500),
+    );
     let failed = harness
         .get(&format!("/probe?customer_id={}", customer.id), &[])
         .await;

@@ -14,7 +14,7 @@ use avepoint_exporter::avepoint::lenient::UnreadableFields;
 use avepoint_exporter::avepoint::model::{Customer, Page, ScanProfileSummary};
 use avepoint_exporter::avepoint::{ScanProfileDetails, ScanProfileReport};
 use avepoint_exporter::backup::{coverage_rows, latest_jobs};
-use avepoint_exporter::simulator::{Fault, RunningSimulator};
+use avepoint_exporter::simulator::{Fault, FaultAt, RunningSimulator};
 use common::{Exposition, Harness, PrepareSim, Setup};
 
 fn sample(name: &str) -> String {
@@ -215,8 +215,8 @@ async fn backup_exporter(jobs: Fault, coverage: Fault) -> (Harness, String) {
     let remember = Arc::clone(&chosen);
     let prepare: PrepareSim = Box::new(move |sim: &RunningSimulator| {
         let customer = sim.customers()[0].id.clone();
-        sim.set_backup_jobs_fault(&customer, jobs.clone());
-        sim.set_coverage_fault(&customer, coverage.clone());
+        sim.set_fault(FaultAt::BackupJobs(&customer), jobs.clone());
+        sim.set_fault(FaultAt::Coverage(&customer), coverage.clone());
         *remember.lock().unwrap() = customer;
     });
     let harness = Harness::start(Setup {
@@ -396,8 +396,8 @@ async fn a_report_and_details_with_na_times_and_null_names_stay_up() {
     let remember = Arc::clone(&chosen);
     let prepare: PrepareSim = Box::new(move |sim: &RunningSimulator| {
         let (customer, profile) = sim.profile_ids()[0].clone();
-        sim.set_fault(&profile, Fault::NotApplicable);
-        sim.set_details_fault(&profile, Fault::NotApplicable);
+        sim.set_fault(FaultAt::Report(&profile), Fault::NotApplicable);
+        sim.set_fault(FaultAt::Details(&profile), Fault::NotApplicable);
         *remember.lock().unwrap() = (customer, profile);
     });
     let harness = Harness::start(Setup {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use avepoint_exporter::avepoint::ScanProfileReport;
 use avepoint_exporter::avepoint::model::ScanStatus;
-use avepoint_exporter::simulator::{Fault, SimulatorConfig};
+use avepoint_exporter::simulator::{Fault, FaultAt, SimulatorConfig};
 use avepoint_exporter::version;
 use common::{Exposition, Harness, STATES, Setup};
 use time::macros::datetime;
@@ -120,7 +120,7 @@ async fn exact_values_on(endpoint: &str) {
     let targets = harness.sim.profile_ids();
     let (pinned_customer, pinned_profile) = targets[4].clone();
     harness.sim.set_fault(
-        &pinned_profile,
+        FaultAt::Report(&pinned_profile),
         Fault::Report(pinned_report(&pinned_profile)),
     );
 
@@ -350,7 +350,9 @@ async fn expiring_tokens_are_refreshed_before_expiry() {
 async fn a_403_names_the_permission_and_the_customer_limit() {
     let harness = Harness::start(Setup::default()).await;
     let (_, profile) = harness.sim.profile_ids()[0].clone();
-    harness.sim.set_fault(&profile, Fault::Status(403));
+    harness
+        .sim
+        .set_fault(FaultAt::Report(&profile), Fault::Status(403));
     let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
     assert_eq!(snapshot.failures(), 1);
     let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
@@ -370,7 +372,7 @@ async fn a_400_quotes_the_causes_of_the_error_body() {
     let (_, profile) = harness.sim.profile_ids()[0].clone();
     let cause = |n: usize| serde_json::json!({"code": "Invalid", "field": format!("field{n}"), "message": "is not valid"});
     harness.sim.set_fault(
-        &profile,
+        FaultAt::Report(&profile),
         Fault::BadRequest(serde_json::json!([cause(1), cause(2), cause(3), cause(4)])),
     );
     let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
@@ -457,7 +459,7 @@ async fn one_profile_fails(fault: Fault, status: &str, message_start: &str) -> H
     let harness = Harness::start(Setup::default()).await;
     let targets = harness.sim.profile_ids();
     let (bad_customer, bad_profile) = targets[1].clone();
-    harness.sim.set_fault(&bad_profile, fault);
+    harness.sim.set_fault(FaultAt::Report(&bad_profile), fault);
 
     let snapshot = harness.state.rounds().collect(Duration::from_secs(3)).await;
     let error = snapshot.profiles[1].outcome.as_ref().unwrap_err();
@@ -550,7 +552,9 @@ async fn hanging_upstream_does_not_hold_the_scrape_past_its_deadline() {
     let harness = Harness::start(Setup::default()).await;
     let targets = harness.sim.profile_ids();
     let (hung_customer, hung_profile) = targets[0].clone();
-    harness.sim.set_fault(&hung_profile, Fault::Hang);
+    harness
+        .sim
+        .set_fault(FaultAt::Report(&hung_profile), Fault::Hang);
 
     let started = Instant::now();
     let response = harness
@@ -580,7 +584,7 @@ async fn unknown_enum_values_are_exported_raw_and_do_not_fail_the_profile() {
     report.scan_mode = Some(7);
     harness
         .sim
-        .set_fault(&profile, Fault::Report(report.clone()));
+        .set_fault(FaultAt::Report(&profile), Fault::Report(report.clone()));
 
     let metrics = harness.scrape().await;
     assert_profile(&metrics, &customer, &report, "unknown");

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use avepoint_exporter::avepoint::ScanProfileReport;
-use avepoint_exporter::simulator::Fault;
+use avepoint_exporter::simulator::{Fault, FaultAt};
 use common::{Exposition, Harness, Setup, tool_available};
 
 const WEIRD_NAME: &str =
@@ -23,8 +23,12 @@ async fn awkward_harness() -> (Harness, String) {
     report.profile_name = WEIRD_NAME.into();
     report.tenant_domain = "tenant\\with\"quotes".into();
     report.last_scan_status = 42;
-    harness.sim.set_fault(&weird, Fault::Report(report));
-    harness.sim.set_fault(&targets[1].1, Fault::Status(500));
+    harness
+        .sim
+        .set_fault(FaultAt::Report(&weird), Fault::Report(report));
+    harness
+        .sim
+        .set_fault(FaultAt::Report(&targets[1].1), Fault::Status(500));
     (harness, weird)
 }
 

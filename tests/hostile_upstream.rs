@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use avepoint_exporter::simulator::{Fault, SimulatorConfig};
+use avepoint_exporter::simulator::{Fault, FaultAt, SimulatorConfig};
 use common::{Harness, Setup};
 
 /// A listener on 127.0.0.1 that only counts the connections it gets: where
@@ -56,9 +56,10 @@ async fn an_api_redirect_is_an_error_naming_where_it_pointed() {
     let harness = Harness::start(Setup::default()).await;
     let (target, hits) = trap().await;
     let (customer, profile) = harness.sim.profile_ids()[0].clone();
-    harness
-        .sim
-        .set_fault(&profile, Fault::Redirect(format!("{target}/elsewhere?x=1")));
+    harness.sim.set_fault(
+        FaultAt::Report(&profile),
+        Fault::Redirect(format!("{target}/elsewhere?x=1")),
+    );
     let metrics = harness.scrape().await;
     assert_eq!(
         metrics.profile_value("avepoint_scan_profile_up", &customer, &profile),

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use avepoint_exporter::simulator::{Fault, SimulatorConfig};
+use avepoint_exporter::simulator::{Fault, FaultAt, SimulatorConfig};
 use common::{Exposition, Harness};
 
 /// Target labels of Prometheus (`job`, `instance`), Kubernetes SD and
@@ -53,10 +53,13 @@ async fn no_output_carries_a_label_that_prometheus_or_kubernetes_set_on_targets(
     // Every family with labels gets series: a retried 500, a throttle
     // that starts a back-off, skipped requests while it lasts.
     let ids = harness.sim.profile_ids();
-    harness.sim.set_fault(&ids[0].1, Fault::Status(500));
     harness
         .sim
-        .set_fault(&ids[1].1, Fault::Throttle(Some("30".into())));
+        .set_fault(FaultAt::Report(&ids[0].1), Fault::Status(500));
+    harness.sim.set_fault(
+        FaultAt::Report(&ids[1].1),
+        Fault::Throttle(Some("30".into())),
+    );
     let mut seen = BTreeSet::new();
     for accept in ["application/openmetrics-text;version=1.0.0", "text/plain"] {
         for _ in 0..2 {

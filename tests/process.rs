@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use avepoint_exporter::simulator::backup::NEVER_RAN_CUSTOMER;
-use avepoint_exporter::simulator::{RunningSimulator, SimulatorConfig};
+use avepoint_exporter::simulator::{FaultAt, RunningSimulator, SimulatorConfig};
 use common::RunningBinary;
 
 const SECRET: &str = "Sup3r-S3cret-Value-7f3a9c";
@@ -294,7 +294,7 @@ async fn a_back_off_is_logged_once_per_round() {
     let sim = secret_simulator().await;
     let throttled = sim.profile_ids()[0].1.clone();
     sim.set_fault(
-        &throttled,
+        FaultAt::Report(&throttled),
         avepoint_exporter::simulator::Fault::Throttle(Some("30".into())),
     );
     let config = sim

@@ -14,7 +14,7 @@ use avepoint_exporter::avepoint::endpoint::PROFILE_DETAILS;
 use avepoint_exporter::avepoint::{ApiClient, ApiError, ApiMetrics, ScanProfileDetails};
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, ProfileTarget, Settings};
 use avepoint_exporter::simulator::{
-    DEMO_CLIENT_SECRET, Fault, RunningSimulator, SimulatorConfig, wire,
+    DEMO_CLIENT_SECRET, Fault, FaultAt, RunningSimulator, SimulatorConfig, wire,
 };
 use common::{Harness, Setup};
 use reqwest::StatusCode;
@@ -122,7 +122,7 @@ async fn details_faults_are_errors_that_say_what_went_wrong() {
     let (customer, profile) = sim.profile_ids()[3].clone();
     let profile_target = target(&customer, &profile);
 
-    sim.set_details_fault(&profile, Fault::WrongTypes);
+    sim.set_fault(FaultAt::Details(&profile), Fault::WrongTypes);
     let error = details(&client, &profile_target).await.unwrap_err();
     assert_eq!(error.kind(), "invalid_body");
     assert!(
@@ -132,7 +132,7 @@ async fn details_faults_are_errors_that_say_what_went_wrong() {
         "{error}"
     );
 
-    sim.set_details_fault(&profile, Fault::Status(404));
+    sim.set_fault(FaultAt::Details(&profile), Fault::Status(404));
     let error = details(&client, &profile_target).await.unwrap_err();
     assert!(
         matches!(&error, ApiError::Status { status, hint, .. }
@@ -141,7 +141,7 @@ async fn details_faults_are_errors_that_say_what_went_wrong() {
     );
 
     // A 503 is retried once, as every call is, and then given up.
-    sim.set_details_fault(&profile, Fault::Status(503));
+    sim.set_fault(FaultAt::Details(&profile), Fault::Status(503));
     let before = sim.stats().details_requests.load(Ordering::Relaxed);
     let error = details(&client, &profile_target).await.unwrap_err();
     assert_eq!(error.kind(), "503");
@@ -180,7 +180,7 @@ async fn without_the_request_id_header_the_error_body_ids_are_used() {
         sim.set_request_id_header_omitted(omitted);
         let (client, _) = client(&sim, "  endpoint: changes\n");
         let (customer, profile) = sim.profile_ids()[0].clone();
-        sim.set_fault(&profile, Fault::Status(404));
+        sim.set_fault(FaultAt::Report(&profile), Fault::Status(404));
         let error = client
             .scan_profile(
                 &target(&customer, &profile),
@@ -214,7 +214,9 @@ async fn a_round_reports_the_body_request_id_when_the_header_is_missing() {
     .await;
     harness.sim.set_request_id_header_omitted(true);
     let (_, profile) = harness.sim.profile_ids()[5].clone();
-    harness.sim.set_fault(&profile, Fault::Status(403));
+    harness
+        .sim
+        .set_fault(FaultAt::Report(&profile), Fault::Status(403));
     let snapshot = harness.state.rounds().collect(Duration::from_secs(3)).await;
     let failure = snapshot.profiles[5].outcome.as_ref().unwrap_err();
     let request_id = failure.request_id.as_deref().unwrap();
@@ -358,7 +360,7 @@ async fn a_profile_whose_details_fail_lacks_them_and_nothing_else_is_disturbed()
     let remember = std::sync::Arc::clone(&failing);
     let prepare = Box::new(move |sim: &RunningSimulator| {
         let (customer, profile) = sim.profile_ids()[2].clone();
-        sim.set_details_fault(&profile, Fault::Status(500));
+        sim.set_fault(FaultAt::Details(&profile), Fault::Status(500));
         *remember.lock().unwrap() = Some((customer, profile));
     });
     let harness = exporter_with_details(Some(prepare), 1).await;

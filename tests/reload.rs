@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
+use avepoint_exporter::simulator::{
+    DEMO_CLIENT_SECRET, FaultAt, RunningSimulator, SimulatorConfig,
+};
 use avepoint_exporter::state::{AppState, ReloadOutcome};
 use common::Exposition;
 
@@ -320,7 +322,7 @@ async fn a_back_off_survives_a_reload() {
     let sim = simulator().await;
     let ids = sim.profile_ids();
     sim.set_fault(
-        &ids[0].1,
+        FaultAt::Report(&ids[0].1),
         avepoint_exporter::simulator::Fault::Throttle(Some("30".into())),
     );
     let files = Files::new();

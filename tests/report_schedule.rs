@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
-use avepoint_exporter::simulator::{Fault, SimulatorConfig};
+use avepoint_exporter::simulator::{Fault, FaultAt, SimulatorConfig};
 use common::{Exposition, Harness, Setup};
 
 fn schedule_setup(day: Duration, collectors: &str) -> Setup {
@@ -133,7 +133,7 @@ async fn a_failing_read_downs_only_its_profile_and_is_retried() {
     );
     setup.prepare_sim = Some(Box::new(|sim| {
         let failing = sim.profile_ids()[3].1.clone();
-        sim.set_fault(&failing, Fault::Status(500));
+        sim.set_fault(FaultAt::Report(&failing), Fault::Status(500));
     }));
     let harness = Harness::start(setup).await;
     let failing = harness.sim.profile_ids()[3].1.clone();

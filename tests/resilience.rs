@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use avepoint_exporter::collect::FetchError;
-use avepoint_exporter::simulator::{Fault, SimulatorConfig};
+use avepoint_exporter::simulator::{Fault, FaultAt, SimulatorConfig};
 use common::{Exposition, Harness, Setup};
 
 fn requests(harness: &Harness) -> u64 {
@@ -41,7 +41,7 @@ async fn scrape_within(harness: &Harness, timeout_seconds: f64) -> Exposition {
 /// profile id.
 fn fault_profile(harness: &Harness, index: usize, fault: Fault) -> String {
     let (_, profile) = harness.sim.profile_ids()[index].clone();
-    harness.sim.set_fault(&profile, fault);
+    harness.sim.set_fault(FaultAt::Report(&profile), fault);
     profile
 }
 
@@ -102,9 +102,10 @@ fn wide() -> Setup {
 async fn long_retry_after_fails_fast_and_the_back_off_spares_the_api() {
     let harness = Harness::start(wide()).await;
     let (_, throttled) = harness.sim.profile_ids()[1].clone();
-    harness
-        .sim
-        .set_fault(&throttled, Fault::Throttle(Some("30".into())));
+    harness.sim.set_fault(
+        FaultAt::Report(&throttled),
+        Fault::Throttle(Some("30".into())),
+    );
 
     let first = scrape_within(&harness, 5.0).await;
     assert_eq!(
@@ -153,7 +154,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
     let (_, throttled) = harness.sim.profile_ids()[0].clone();
     let in_a_minute = std::time::SystemTime::now() + Duration::from_secs(60);
     harness.sim.set_fault(
-        &throttled,
+        FaultAt::Report(&throttled),
         Fault::Throttle(Some(httpdate::fmt_http_date(in_a_minute))),
     );
     let error = round_error(&harness, 0, Duration::from_secs(3)).await;
@@ -182,9 +183,10 @@ async fn retry_after_as_an_http_date_is_honoured() {
 async fn short_retry_after_is_retried_once_within_the_deadline() {
     let harness = Harness::start(wide()).await;
     let (_, throttled) = harness.sim.profile_ids()[2].clone();
-    harness
-        .sim
-        .set_fault(&throttled, Fault::Throttle(Some("1".into())));
+    harness.sim.set_fault(
+        FaultAt::Report(&throttled),
+        Fault::Throttle(Some("1".into())),
+    );
     let started = Instant::now();
     let metrics = scrape_within(&harness, 5.0).await;
     assert!(started.elapsed() >= Duration::from_secs(1));
@@ -368,7 +370,7 @@ async fn every_fault_at_once_leaves_the_healthy_profile_exact() {
         Fault::Reset,
     ];
     for ((_, profile), fault) in ids.iter().zip(faults) {
-        harness.sim.set_fault(profile, fault);
+        harness.sim.set_fault(FaultAt::Report(profile), fault);
     }
     let healthy = &ids[11].1;
     let metrics = scrape_within(&harness, 3.0).await;
@@ -468,7 +470,10 @@ async fn a_throttled_optional_collector_pauses_only_itself() {
     // customer; the reports never throttle and must keep flowing.
     let prepare: common::PrepareSim = Box::new(|sim| {
         for customer in sim.customers() {
-            sim.set_coverage_fault(&customer.id, Fault::Throttle(Some("3600".into())));
+            sim.set_fault(
+                FaultAt::Coverage(&customer.id),
+                Fault::Throttle(Some("3600".into())),
+            );
         }
     });
     let harness = Harness::start(Setup {
@@ -535,7 +540,7 @@ async fn slow_chunked_bodies_do_not_hold_the_permits_the_others_need() {
     let prepare: common::PrepareSim = Box::new(|sim| {
         for (_, profile) in sim.profile_ids().into_iter().take(4) {
             sim.set_fault(
-                &profile,
+                FaultAt::Report(&profile),
                 Fault::Trickle {
                     bytes: 70_000,
                     per_second: 2_000,

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use avepoint_exporter::simulator::{
-    DEMO_CLIENT_SECRET, Fault, RunningSimulator, SimStats, SimulatorConfig,
+    DEMO_CLIENT_SECRET, Fault, FaultAt, RunningSimulator, SimStats, SimulatorConfig,
 };
 use common::{Exposition, Harness, Setup};
 use tokio::io::AsyncWriteExt;
@@ -301,7 +301,7 @@ async fn round_timeout_bounds_the_round_whatever_the_header() {
     })
     .await;
     let (_, hung) = harness.sim.profile_ids()[0].clone();
-    harness.sim.set_fault(&hung, Fault::Hang);
+    harness.sim.set_fault(FaultAt::Report(&hung), Fault::Hang);
     let started = Instant::now();
     let metrics = scrape_with_header(harness.addr, "30", Duration::from_secs(10))
         .await

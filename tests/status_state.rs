@@ -8,7 +8,9 @@ mod common;
 use std::path::Path;
 
 use avepoint_exporter::avepoint::ScanProfileReport;
-use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, Fault, RunningSimulator, SimulatorConfig};
+use avepoint_exporter::simulator::{
+    DEMO_CLIENT_SECRET, Fault, FaultAt, RunningSimulator, SimulatorConfig,
+};
 use common::{Exposition, Harness, STATES, Setup};
 use time::macros::datetime;
 
@@ -41,9 +43,15 @@ fn report(profile_id: &str, code: i64) -> ScanProfileReport {
 fn pin(sim: &RunningSimulator) -> Vec<(String, String)> {
     let ids = sim.profile_ids();
     assert_eq!(ids.len(), 3);
-    sim.set_fault(&ids[0].1, Fault::Report(report(&ids[0].1, 3)));
-    sim.set_fault(&ids[1].1, Fault::Report(report(&ids[1].1, 99)));
-    sim.set_fault(&ids[2].1, Fault::Status(500));
+    sim.set_fault(
+        FaultAt::Report(&ids[0].1),
+        Fault::Report(report(&ids[0].1, 3)),
+    );
+    sim.set_fault(
+        FaultAt::Report(&ids[1].1),
+        Fault::Report(report(&ids[1].1, 99)),
+    );
+    sim.set_fault(FaultAt::Report(&ids[2].1), Fault::Status(500));
     ids
 }
 

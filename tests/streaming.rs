@@ -12,7 +12,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use avepoint_exporter::simulator::{Fault, SimulatorConfig};
+use avepoint_exporter::simulator::{Fault, FaultAt, SimulatorConfig};
 use common::{Exposition, Harness, Setup};
 
 /// Every log line of this test binary (one global subscriber: the
@@ -100,7 +100,9 @@ async fn a_50_mb_changes_body_with_200000_objects_per_list_is_up() {
     report.new_registered_content_count = 200_000;
     report.moved_to_another_container = 200_000;
     report.removed_from_m365_or_out_of_policy = 200_000;
-    harness.sim.set_fault(&profile, Fault::Report(report));
+    harness
+        .sim
+        .set_fault(FaultAt::Report(&profile), Fault::Report(report));
     harness.sim.set_change_list_size(&profile, Some(200_000));
     let metrics = scrape_slowly(&harness).await;
     for (_, other) in harness.sim.profile_ids() {
@@ -120,7 +122,9 @@ async fn a_list_that_disagrees_with_its_count_exports_the_count_and_warns_once()
     report.new_registered_content_count = 3;
     report.moved_to_another_container = 7;
     report.removed_from_m365_or_out_of_policy = 5;
-    harness.sim.set_fault(&profile, Fault::Report(report));
+    harness
+        .sim
+        .set_fault(FaultAt::Report(&profile), Fault::Report(report));
     harness.sim.set_change_list_size(&profile, Some(7));
     for _ in 0..3 {
         let metrics = scrape_slowly(&harness).await;
@@ -186,7 +190,7 @@ async fn a_body_below_the_minimum_rate_is_given_up_early_and_a_slow_one_above_it
     let targets = harness.sim.profile_ids();
     let (trickling, steady) = (targets[2].1.clone(), targets[3].1.clone());
     harness.sim.set_fault(
-        &trickling,
+        FaultAt::Report(&trickling),
         Fault::Trickle {
             bytes: 100_000,
             per_second: 2_000,
@@ -194,7 +198,7 @@ async fn a_body_below_the_minimum_rate_is_given_up_early_and_a_slow_one_above_it
     );
     // 48 KB at 24 KB/s: slow, but above 8 KiB/s all the way.
     harness.sim.set_fault(
-        &steady,
+        FaultAt::Report(&steady),
         Fault::Trickle {
             bytes: 48_000,
             per_second: 24_000,

@@ -15,7 +15,9 @@ use avepoint_exporter::avepoint::{ApiClient, ApiMetrics};
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::discovery::{self, DiscoveryState, LimitHits};
 use avepoint_exporter::refresher::Permits;
-use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, Fault, RunningSimulator, SimulatorConfig};
+use avepoint_exporter::simulator::{
+    DEMO_CLIENT_SECRET, Fault, FaultAt, RunningSimulator, SimulatorConfig,
+};
 use common::{Harness, Setup};
 use serde_json::json;
 
@@ -186,7 +188,7 @@ async fn a_job_list_of_fresh_modules_is_cut_and_folds_into_other() {
         config_tail: "collectors:\n  backup_jobs:\n    enabled: true\ndiscovery:\n  enabled: false\n  max_items_per_list: 1000\n".into(),
         prepare_sim: Some(Box::new(|sim| {
             let customer = sim.customers()[0].id.clone();
-            sim.set_backup_jobs_fault(&customer, Fault::FreshModules);
+            sim.set_fault(FaultAt::BackupJobs(&customer), Fault::FreshModules);
         })),
         ..Setup::default()
     })
@@ -239,9 +241,10 @@ async fn a_huge_profile_name_is_cut_before_it_is_kept() {
     let harness = Harness::start(Setup::default()).await;
     let (_, profile) = harness.sim.profile_ids()[0].clone();
     let name = "N".repeat(20 * 1024 * 1024);
-    harness
-        .sim
-        .set_fault(&profile, Fault::Field("profileName".into(), json!(name)));
+    harness.sim.set_fault(
+        FaultAt::Report(&profile),
+        Fault::Field("profileName".into(), json!(name)),
+    );
     let snapshot = harness
         .state
         .rounds()
@@ -261,14 +264,16 @@ async fn counts_saturate_and_negative_counts_are_refused_by_name() {
     let (_, negative) = ids[1].clone();
     let (_, personal) = ids[2].clone();
     let field = |name: &str, value: serde_json::Value| Fault::Field(name.into(), value);
-    harness
-        .sim
-        .set_fault(&huge, field("newRegisteredContentCount", json!(u64::MAX)));
-    harness
-        .sim
-        .set_fault(&negative, field("movedToAnotherContainer", json!(-1)));
     harness.sim.set_fault(
-        &personal,
+        FaultAt::Report(&huge),
+        field("newRegisteredContentCount", json!(u64::MAX)),
+    );
+    harness.sim.set_fault(
+        FaultAt::Report(&negative),
+        field("movedToAnotherContainer", json!(-1)),
+    );
+    harness.sim.set_fault(
+        FaultAt::Report(&personal),
         field(
             "removedFromMicrosoft365OrOutofPolicy",
             json!("jane.doe@contoso.example"),

@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use avepoint_exporter::simulator::{Fault, RunningSimulator, SimulatorConfig};
+use avepoint_exporter::simulator::{Fault, FaultAt, RunningSimulator, SimulatorConfig};
 
 use super::{Exporter, PROMETHEUS_ACCEPT, mib, ms, proc_sample, write_config};
 use crate::support::{flag, parse_duration, percentile};
@@ -107,13 +107,16 @@ fn run_one(attack: &'static str, length: Duration, every: Duration) -> Outcome {
                 "collectors:\n  backup_jobs:\n    enabled: true\n    refresh_interval: 1m\n",
             );
             for customer in sim.customers().iter().take(10) {
-                sim.set_backup_jobs_fault(&customer.id, Fault::FreshModules);
+                sim.set_fault(FaultAt::BackupJobs(&customer.id), Fault::FreshModules);
             }
         }
         _ => {
             let (_, profile) = sim.profile_ids()[0].clone();
             let name = "N".repeat(20 * 1024 * 1024);
-            sim.set_fault(&profile, Fault::Field("profileName".into(), name.into()));
+            sim.set_fault(
+                FaultAt::Report(&profile),
+                Fault::Field("profileName".into(), name.into()),
+            );
         }
     }
     let dir = tempfile::Builder::new()

@@ -255,7 +255,7 @@ fn profile_not_found(state: &SimState, request_id: u64) -> Response {
 }
 
 /// `GET .../customers/{c}/scan-profiles/{p}`: the profile's details, or
-/// the fault injected for them ([`super::RunningSimulator::set_details_fault`]).
+/// the fault injected for them ([`super::FaultAt::Details`]).
 pub(super) async fn profile_details(
     State(state): State<Arc<SimState>>,
     Path((customer_id, profile_id)): Path<(String, String)>,

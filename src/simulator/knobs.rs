@@ -7,10 +7,37 @@ use std::sync::atomic::Ordering;
 use super::{Fault, RunningSimulator};
 use crate::sync::lock;
 
+/// Where an injected [`Fault`] applies: one endpoint, for one profile or
+/// one customer.
+#[derive(Debug, Clone, Copy)]
+pub enum FaultAt<'a> {
+    /// A profile's report, on either path.
+    Report(&'a str),
+    /// A profile's details: [`Fault::MissingField`] drops
+    /// `enableDailyScan`, [`Fault::WrongTypes`] makes it `"sometimes"`, and
+    /// [`Fault::Report`] changes nothing.
+    Details(&'a str),
+    /// A customer's backup jobs: [`Fault::Status`] an HTTP error,
+    /// [`Fault::WrongTypes`] a `totalCount` of `"12x"`,
+    /// [`Fault::MissingField`] an item without `status`; other faults are
+    /// ignored.
+    BackupJobs(&'a str),
+    /// A customer's protection coverage, as for backup jobs, with
+    /// [`Fault::WrongTypes`] a size of `"1,5 GB"` and
+    /// [`Fault::MissingField`] no `serviceModule`.
+    Coverage(&'a str),
+}
+
 impl RunningSimulator {
-    /// Inject a fault for one profile (replacing any earlier one).
-    pub fn set_fault(&self, profile_id: &str, fault: Fault) {
-        lock(&self.state.faults).insert(profile_id.to_owned(), fault);
+    /// Inject `fault` where `at` says (replacing any earlier one there).
+    pub fn set_fault(&self, at: FaultAt<'_>, fault: Fault) {
+        let (faults, id) = match at {
+            FaultAt::Report(profile_id) => (&self.state.faults, profile_id),
+            FaultAt::Details(profile_id) => (&self.state.details_faults, profile_id),
+            FaultAt::BackupJobs(customer_id) => (&self.state.backup_faults, customer_id),
+            FaultAt::Coverage(customer_id) => (&self.state.coverage_faults, customer_id),
+        };
+        lock(faults).insert(id.to_owned(), fault);
     }
 
     /// Hide customers from discovery (and answer 404 for their profile
@@ -103,31 +130,6 @@ impl RunningSimulator {
         self.state
             .changes_path_status
             .store(status.unwrap_or(0), Ordering::Relaxed);
-    }
-
-    /// Inject a fault for one profile's details endpoint (replacing any
-    /// earlier one): the same faults as [`RunningSimulator::set_fault`],
-    /// where [`Fault::MissingField`] drops `enableDailyScan`,
-    /// [`Fault::WrongTypes`] makes it `"sometimes"`, and
-    /// [`Fault::Report`] changes nothing.
-    pub fn set_details_fault(&self, profile_id: &str, fault: Fault) {
-        lock(&self.state.details_faults).insert(profile_id.to_owned(), fault);
-    }
-
-    /// Make a customer's backup jobs answer with `fault`:
-    /// [`Fault::Status`] an HTTP error, [`Fault::WrongTypes`] a
-    /// `totalCount` of `"12x"`, [`Fault::MissingField`] an item without
-    /// `status`; other faults are ignored.
-    pub fn set_backup_jobs_fault(&self, customer_id: &str, fault: Fault) {
-        lock(&self.state.backup_faults).insert(customer_id.to_owned(), fault);
-    }
-
-    /// Make a customer's protection coverage answer with `fault`, as
-    /// [`RunningSimulator::set_backup_jobs_fault`] (here
-    /// [`Fault::WrongTypes`] is a size of `"1,5 GB"`, and
-    /// [`Fault::MissingField`] drops `serviceModule`).
-    pub fn set_coverage_fault(&self, customer_id: &str, fault: Fault) {
-        lock(&self.state.coverage_faults).insert(customer_id.to_owned(), fault);
     }
 
     /// Serve a profile's `changes` body with `objects` items in each of its

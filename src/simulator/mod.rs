@@ -44,6 +44,7 @@ use tokio::sync::oneshot;
 use crate::avepoint::model::ScanProfileReport;
 use crate::sync::lock;
 use data::SimCustomer;
+pub use knobs::FaultAt;
 use state::TrustedCertificate;
 use state::{InFlight, SimState};
 pub use state::{ProtocolStats, SimStats};
