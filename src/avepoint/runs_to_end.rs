@@ -53,3 +53,48 @@ impl<F: Future + Send + 'static> Drop for RunsToEnd<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use tokio::sync::{Semaphore, oneshot};
+
+    use super::RunsToEnd;
+
+    #[tokio::test]
+    async fn an_awaited_call_answers_its_caller() {
+        assert_eq!(RunsToEnd::new(async { 42 }).await, 42);
+    }
+
+    /// A caller that gives up mid-flight (its deadline passed) leaves the
+    /// call running: the permit it holds comes back only when the call
+    /// ends, not when the caller left.
+    #[tokio::test]
+    async fn a_call_dropped_mid_flight_keeps_its_permit_until_it_ends() {
+        let permits = Arc::new(Semaphore::new(1));
+        let permit = Arc::clone(&permits).acquire_owned().await.unwrap();
+        let (answer, answered) = oneshot::channel::<()>();
+        let ended = Arc::new(AtomicBool::new(false));
+        let call = RunsToEnd::new({
+            let ended = Arc::clone(&ended);
+            async move {
+                let _permit = permit;
+                let _ = answered.await;
+                ended.store(true, Ordering::SeqCst);
+            }
+        });
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), call).await;
+        assert!(gave_up.is_err(), "the call cannot have ended yet");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(permits.available_permits(), 0, "released with the caller");
+        assert!(!ended.load(Ordering::SeqCst));
+
+        answer.send(()).unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), permits.acquire()).await;
+        assert!(back.is_ok(), "the permit never came back");
+        assert!(ended.load(Ordering::SeqCst));
+    }
+}
