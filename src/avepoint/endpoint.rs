@@ -8,8 +8,8 @@
 //! method.
 //!
 //! Also keeps the report URLs built (`ReportUrls`). Imports only the
-//! wire types, `transport`'s `Destination`, `sync` and, from `config`, the report path choice and the
-//! permission names.
+//! wire types, `transport`'s `Destination`, `sync` and, from `config`,
+//! the report path choice and the permission names.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -254,10 +254,9 @@ pub const SERVICES: Paged<CustomerServices, 0> = paged(ApiEndpoint::ServicesBatc
 pub const TENANT_USERS: Paged<TenantUser, 2> = paged(ApiEndpoint::TenantUsersBatch);
 
 /// The most report URLs kept built, about 700 bytes each with their
-/// parsed `Uri` (2.8 MiB): a
-/// profile's is the same on every scrape, but discovery may bring new ids
-/// forever, and each MiB counts against the 64 MiB of the Kubernetes
-/// example. Beyond this many profiles the cache starts over within every
+/// parsed `Uri` (2.8 MiB): a profile's is the same on every scrape, but
+/// discovery may bring new ids forever, and each MiB counts against the
+/// 64 MiB of the Kubernetes example. Beyond this many profiles the cache starts over within every
 /// round and saves nothing; it costs a copy per call.
 const REPORT_URLS_MAX: usize = 4_096;
 
