@@ -18,9 +18,8 @@ use std::time::SystemTime;
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 
-use crate::avepoint::endpoint;
 use crate::avepoint::http::sanitize_public;
-use crate::avepoint::model::{Customer, ScanProfileSummary};
+use crate::avepoint::model::{self, Customer, ScanProfileSummary};
 use crate::avepoint::{ApiClient, ApiError};
 use crate::config::{DiscoverySettings, ProfileTarget, canonical_uuid};
 use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule, Task};
@@ -267,7 +266,7 @@ async fn list_customers(
     let customers = list_all(
         "customers",
         bounds,
-        |page, size| permits.hold(client.page(endpoint::CUSTOMERS, [], page, size)),
+        |page, size| permits.hold(client.page(model::CUSTOMERS, [], page, size)),
         |customer: &Customer| canonical_key(&customer.id),
     )
     .await?;
@@ -392,7 +391,7 @@ async fn list_profiles(
     let result = list_all(
         &list,
         bounds,
-        |page, size| permits.hold(client.page(endpoint::SCAN_PROFILES, [&customer.id], page, size)),
+        |page, size| permits.hold(client.page(model::SCAN_PROFILES, [&customer.id], page, size)),
         |profile: &ScanProfileSummary| canonical_key(&profile.profile_id),
     )
     .await;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::avepoint::{ApiClient, ApiMetrics, endpoint};
+use crate::avepoint::{ApiClient, ApiMetrics, details};
 use crate::backup::{CollectorTasks, CustomerSource};
 use crate::collect::ScrapeRounds;
 use crate::config::{ConfigError, ProfileTarget, ReportSchedule, Settings, process_env};
@@ -193,7 +193,7 @@ fn spawn_details(
         let client = Arc::clone(&client);
         async move {
             let ids = [target.customer_id.as_str(), target.profile_id.as_str()];
-            let details = client.get(endpoint::PROFILE_DETAILS, ids).await?;
+            let details = client.get(details::PROFILE_DETAILS, ids).await?;
             Ok::<_, crate::avepoint::ApiError>(ProfileSettings::from(&details))
         }
     };

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use avepoint_exporter::avepoint::ApiEndpoint;
+use avepoint_exporter::avepoint::backup::BACKUP_JOBS;
 use avepoint_exporter::simulator::{ALL_PERMISSIONS, SimulatorConfig};
 use common::{Exposition, Harness, Setup};
 
@@ -113,13 +114,10 @@ async fn a_missing_backup_permission_downs_only_the_backup_jobs_collector() {
     assert_eq!(stats.token_requests.load(Ordering::Relaxed), 3);
     assert_eq!(stats.invalid_scopes.load(Ordering::Relaxed), 2);
     let client = &harness.state.pipeline().client;
-    let error = client
-        .authorize(ApiEndpoint::BackupJobsBatch)
-        .await
-        .unwrap_err();
+    let error = client.authorize(BACKUP_JOBS.endpoint).await.unwrap_err();
     assert_eq!(error.to_string(), MISSING_JOBS);
     assert_eq!(error.kind(), "auth");
-    client.authorize(ApiEndpoint::ScanProfile).await.unwrap();
+    client.authorize(ApiEndpoint::SCAN_PROFILE).await.unwrap();
 }
 
 /// A simulator whose tokens live 2 s, so a test sees a token refresh.
@@ -134,12 +132,7 @@ fn two_second_tokens() -> SimulatorConfig {
 async fn a_permission_granted_later_is_used_from_the_next_token_refresh() {
     let harness = without_jobs_permission(two_second_tokens()).await;
     let client = &harness.state.pipeline().client;
-    assert!(
-        client
-            .authorize(ApiEndpoint::BackupJobsBatch)
-            .await
-            .is_err()
-    );
+    assert!(client.authorize(BACKUP_JOBS.endpoint).await.is_err());
     harness.sim.set_permissions(ALL_PERMISSIONS);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let metrics = harness.scrape().await;
@@ -148,10 +141,7 @@ async fn a_permission_granted_later_is_used_from_the_next_token_refresh() {
         metrics.value("avepoint_api_granted_permission", &[("permission", JOBS)]),
         1.0
     );
-    client
-        .authorize(ApiEndpoint::BackupJobsBatch)
-        .await
-        .unwrap();
+    client.authorize(BACKUP_JOBS.endpoint).await.unwrap();
     // The refresh asked for both at once, and got both.
     assert_eq!(
         harness.sim.stats().invalid_scopes.load(Ordering::Relaxed),
@@ -181,10 +171,7 @@ async fn every_permission_missing_names_the_one_each_collector_needs() {
         );
     }
     let client = &harness.state.pipeline().client;
-    let error = client
-        .authorize(ApiEndpoint::BackupJobsBatch)
-        .await
-        .unwrap_err();
+    let error = client.authorize(BACKUP_JOBS.endpoint).await.unwrap_err();
     assert_eq!(error.to_string(), MISSING_JOBS);
     let metrics = harness.scrape().await;
     for permission in [SCAN_PROFILES, JOBS] {

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use avepoint_exporter::avepoint::endpoint::PROFILE_DETAILS;
+use avepoint_exporter::avepoint::details::PROFILE_DETAILS;
 use avepoint_exporter::avepoint::{ApiClient, ApiError, ApiMetrics, ScanProfileDetails};
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, ProfileTarget, Settings};
 use avepoint_exporter::simulator::{

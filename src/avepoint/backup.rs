@@ -14,9 +14,11 @@ use std::hash::{Hash, Hasher};
 use serde::{Deserialize, Deserializer};
 use time::OffsetDateTime;
 
+use super::endpoint::{EndpointFacts, Method, Paged, paged};
 pub use super::job_codes::{JobKind, job_module_label, job_type_label};
 use super::job_codes::{job_module_of_name, job_type_of_name, snake_case};
 use super::lenient::{Bytes, Field, JobDuration, UnreadableFields, unreadable};
+use crate::config::{BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE};
 
 /// Longest label value made from a name AvePoint sends (a module or service
 /// name): past it the name is cut, so a runaway value cannot blow up the
@@ -243,6 +245,31 @@ pub(super) fn fingerprint<'de, D: Deserializer<'de>>(deserializer: D) -> Result<
     text.hash(&mut hasher);
     Ok(hasher.finish())
 }
+
+/// `POST .../customers/{c}/avpt-products/jobs/batch`: a customer's backup
+/// jobs (body `{}`, or `{"jobType": n}` through
+/// [`ApiClient::filtered_page`](super::ApiClient::filtered_page)).
+pub const BACKUP_JOBS: Paged<BackupJob, 1> = paged(&EndpointFacts {
+    label: "backup_jobs_batch",
+    method: Method::Post,
+    path_template: Some(
+        "/partner/external/v3/general/customers/{customer}/avpt-products/jobs/batch",
+    ),
+    permission: Some(BACKUP_JOBS_SCOPE),
+    description: "a page of backup jobs",
+});
+
+/// `GET .../customers/{c}/cloud-backup-m365/overview`: a customer's
+/// protection coverage.
+pub const BACKUP_COVERAGE: Paged<CoverageItem, 1> = paged(&EndpointFacts {
+    label: "backup_coverage",
+    method: Method::Get,
+    path_template: Some(
+        "/partner/external/v3/general/customers/{customer}/cloud-backup-m365/overview",
+    ),
+    permission: Some(BACKUP_COVERAGE_SCOPE),
+    description: "a page of protection coverage",
+});
 
 #[cfg(test)]
 mod tests {

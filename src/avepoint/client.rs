@@ -332,7 +332,7 @@ impl ApiClient {
         if !status.is_success() {
             return Err(status_error(endpoint, self.endpoint, response, request_id, &token).await);
         }
-        if endpoint == ApiEndpoint::ScanProfile {
+        if endpoint == ApiEndpoint::SCAN_PROFILE {
             let budget = StreamBudget {
                 slots: &self.decoding,
                 permit: Some((permit, Arc::clone(&self.in_flight))),
@@ -387,7 +387,7 @@ impl ApiClient {
         // A report's body may wait for a decode slot, which must not count
         // against request_timeout (`decode_streamed` bounds the body): the
         // transport's clock, which cannot pause, is only a backstop there.
-        let (headers_bound, total_timeout) = if endpoint == ApiEndpoint::ScanProfile {
+        let (headers_bound, total_timeout) = if endpoint == ApiEndpoint::SCAN_PROFILE {
             (self.request_timeout, self.request_timeout.saturating_mul(2))
         } else {
             (Duration::MAX, self.request_timeout)

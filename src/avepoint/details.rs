@@ -7,7 +7,9 @@
 use serde::{Deserialize, Deserializer};
 use time::OffsetDateTime;
 
+use super::endpoint::{EndpointFacts, Get, Method, get};
 use super::model::api_time;
+use crate::config::SCAN_PROFILES_SCOPE;
 
 /// A scan profile's settings, as the profile details endpoint returns them.
 ///
@@ -138,6 +140,17 @@ fn parse_daily_scan(text: &str) -> Option<Option<u32>> {
     };
     Some(Some(digits(hours, 23)? * 3600 + digits(minutes, 59)? * 60))
 }
+
+/// `GET .../customers/{c}/scan-profiles/{p}`: a profile's settings.
+pub const PROFILE_DETAILS: Get<ScanProfileDetails, 2> = get(&EndpointFacts {
+    label: "profile_details",
+    method: Method::Get,
+    path_template: Some(
+        "/partner/external/v3/general/customers/{customer}/scan-profiles/{profile}",
+    ),
+    permission: Some(SCAN_PROFILES_SCOPE),
+    description: "scan profile details",
+});
 
 #[cfg(test)]
 mod tests {

@@ -1,144 +1,118 @@
-//! The AvePoint endpoints the exporter calls, as data: each one's label,
-//! method, path template, permission and description ([`ApiEndpoint`]), and the typed
-//! handles ([`Paged`], [`Get`]) that tie an endpoint to the wire type it
-//! answers with, so that one paged call and one get call of the client
+//! What an AvePoint endpoint is, as data: its label, method, path
+//! template, permission and description ([`EndpointFacts`]), and the
+//! typed handles ([`Paged`], [`Get`]) that tie an endpoint to the wire type
+//! it answers with, so that one paged call and one get call of the client
 //! ([`ApiClient::page`](super::ApiClient::page),
 //! [`ApiClient::get`](super::ApiClient::get)) serve them all. A new
-//! endpoint is a variant, its five facts and a handle: no new client
-//! method.
+//! endpoint is one constant beside its wire types (`model.rs`,
+//! `details.rs`, `backup.rs`, `subscriptions.rs`): its facts in a handle,
+//! checked when the crate compiles. No new client method, and nothing
+//! here changes.
 //!
-//! Also keeps the report URLs built (`ReportUrls`). Imports only the
-//! wire types, `transport`'s `Destination`, `sync` and, from `config`,
-//! the report path choice and the permission names.
+//! Also keeps the report URLs built (`ReportUrls`). Imports only
+//! `transport`'s `Destination`, `sync` and, from `config`, the report path
+//! choice and the scan profiles' permission name.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::marker::PhantomData;
 use std::sync::Mutex;
 
 use url::Url;
 
-use super::backup::{BackupJob, CoverageItem};
-use super::details::ScanProfileDetails;
-use super::model::{Customer, ScanProfileSummary};
-use super::subscriptions::{CustomerServices, TenantUser};
 use super::transport::Destination;
-use crate::config::{
-    BACKUP_COVERAGE_SCOPE, BACKUP_JOBS_SCOPE, CUSTOMERS_SCOPE, LICENSE_SCOPE, ProfileEndpoint,
-    SCAN_PROFILES_SCOPE,
-};
+use crate::config::{ProfileEndpoint, SCAN_PROFILES_SCOPE};
 use crate::sync::lock;
 
-/// Which AvePoint endpoint a request went to (the `api_endpoint` label; not
-/// `endpoint`, which prometheus-operator sets on every ServiceMonitor target
-/// and which would rename ours to `exported_endpoint`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ApiEndpoint {
-    /// The OAuth2 token endpoint.
-    Token,
-    /// A profile's daily report (either path).
-    ScanProfile,
-    /// Customer discovery.
-    CustomersBatch,
-    /// Profile discovery.
-    ScanProfilesBatch,
-    /// A profile's settings (`.../scan-profiles/{id}`).
-    ProfileDetails,
-    /// A page of a customer's backup jobs.
-    BackupJobsBatch,
-    /// A page of a customer's protection coverage.
-    BackupCoverage,
-    /// A page of every customer's service subscriptions.
-    ServicesBatch,
-    /// A page of a tenant's users and their protection.
-    TenantUsersBatch,
-}
+/// Which AvePoint endpoint a request went to: a handle on its
+/// [`EndpointFacts`], compared and hashed by its label (the `api_endpoint`
+/// label; not `endpoint`, which prometheus-operator sets on every
+/// ServiceMonitor target and which would rename ours to
+/// `exported_endpoint`). Labels are unique: each names one endpoint.
+#[derive(Clone, Copy)]
+pub struct ApiEndpoint(&'static EndpointFacts);
 
-impl ApiEndpoint {
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            ApiEndpoint::Token => "token",
-            ApiEndpoint::ScanProfile => "scan_profile",
-            ApiEndpoint::CustomersBatch => "customers_batch",
-            ApiEndpoint::ScanProfilesBatch => "scan_profiles_batch",
-            ApiEndpoint::ProfileDetails => "profile_details",
-            ApiEndpoint::BackupJobsBatch => "backup_jobs_batch",
-            ApiEndpoint::BackupCoverage => "backup_coverage",
-            ApiEndpoint::ServicesBatch => "services_batch",
-            ApiEndpoint::TenantUsersBatch => "tenant_users_batch",
-        }
-    }
+/// The facts of one endpoint, written once where its wire types are.
+#[derive(Debug)]
+pub struct EndpointFacts {
+    /// The `api_endpoint` label value.
+    pub label: &'static str,
     /// How the endpoint is asked.
-    pub fn method(self) -> Method {
-        match self {
-            ApiEndpoint::Token
-            | ApiEndpoint::CustomersBatch
-            | ApiEndpoint::ScanProfilesBatch
-            | ApiEndpoint::BackupJobsBatch
-            | ApiEndpoint::ServicesBatch
-            | ApiEndpoint::TenantUsersBatch => Method::Post,
-            ApiEndpoint::ScanProfile
-            | ApiEndpoint::ProfileDetails
-            | ApiEndpoint::BackupCoverage => Method::Get,
-        }
-    }
-
+    pub method: Method,
     /// The path below the API base URL, every `{...}` an id filled in
     /// order ([`Paged`] and [`Get`] say how many). `None` for the token
     /// endpoint, whose URL is `avepoint.token_url` whole. A report has two
     /// paths: [`report_path`] chooses.
+    pub path_template: Option<&'static str>,
+    /// The permission the endpoint needs; `None` for the token endpoint.
+    pub permission: Option<&'static str>,
+    /// What one answer is, for messages (`not a page of customers: ...`).
+    pub description: &'static str,
+}
+
+impl ApiEndpoint {
+    /// The OAuth2 token endpoint.
+    pub const TOKEN: ApiEndpoint = ApiEndpoint(&EndpointFacts {
+        label: "token",
+        method: Method::Post,
+        path_template: None,
+        permission: None,
+        description: "a token response",
+    });
+
+    /// A profile's daily report (either path; [`report_path`] builds it).
+    pub const SCAN_PROFILE: ApiEndpoint = ApiEndpoint(&EndpointFacts {
+        label: "scan_profile",
+        method: Method::Get,
+        path_template: Some(REPORT_V2),
+        permission: Some(SCAN_PROFILES_SCOPE),
+        description: "a scan profile report",
+    });
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        self.0.label
+    }
+
+    /// How the endpoint is asked.
+    pub fn method(self) -> Method {
+        self.0.method
+    }
+
+    /// The path below the API base URL ([`EndpointFacts::path_template`]).
     pub fn path_template(self) -> Option<&'static str> {
-        Some(match self {
-            ApiEndpoint::Token => return None,
-            ApiEndpoint::ScanProfile => REPORT_V2,
-            ApiEndpoint::CustomersBatch => "/partner/external/v3/general/customers/batch",
-            ApiEndpoint::ScanProfilesBatch => {
-                "/partner/external/v3/general/customers/{customer}/scan-profiles/batch"
-            }
-            ApiEndpoint::ProfileDetails => {
-                "/partner/external/v3/general/customers/{customer}/scan-profiles/{profile}"
-            }
-            ApiEndpoint::BackupJobsBatch => {
-                "/partner/external/v3/general/customers/{customer}/avpt-products/jobs/batch"
-            }
-            ApiEndpoint::BackupCoverage => {
-                "/partner/external/v3/general/customers/{customer}/cloud-backup-m365/overview"
-            }
-            ApiEndpoint::ServicesBatch => "/partner/external/v3/general/customers/services/batch",
-            ApiEndpoint::TenantUsersBatch => {
-                "/partner/external/v3/general/customers/{customer}/tenants/{tenant}/cloud-backup-m365/users/batch"
-            }
-        })
+        self.0.path_template
     }
 
     /// The permission the endpoint needs; `None` for the token endpoint.
     pub fn permission(self) -> Option<&'static str> {
-        Some(match self {
-            ApiEndpoint::Token => return None,
-            ApiEndpoint::CustomersBatch => CUSTOMERS_SCOPE,
-            ApiEndpoint::BackupJobsBatch => BACKUP_JOBS_SCOPE,
-            ApiEndpoint::BackupCoverage | ApiEndpoint::TenantUsersBatch => BACKUP_COVERAGE_SCOPE,
-            ApiEndpoint::ServicesBatch => LICENSE_SCOPE,
-            ApiEndpoint::ScanProfile
-            | ApiEndpoint::ScanProfilesBatch
-            | ApiEndpoint::ProfileDetails => SCAN_PROFILES_SCOPE,
-        })
+        self.0.permission
     }
 
-    /// What one answer is, for messages (`not a page of customers: ...`).
+    /// What one answer is, for messages.
     pub fn description(self) -> &'static str {
-        match self {
-            ApiEndpoint::Token => "a token response",
-            ApiEndpoint::ScanProfile => "a scan profile report",
-            ApiEndpoint::CustomersBatch => "a page of customers",
-            ApiEndpoint::ScanProfilesBatch => "a page of scan profiles",
-            ApiEndpoint::ProfileDetails => "scan profile details",
-            ApiEndpoint::BackupJobsBatch => "a page of backup jobs",
-            ApiEndpoint::BackupCoverage => "a page of protection coverage",
-            ApiEndpoint::ServicesBatch => "a page of service subscriptions",
-            ApiEndpoint::TenantUsersBatch => "a page of a tenant's users",
-        }
+        self.0.description
+    }
+}
+
+impl PartialEq for ApiEndpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.label == other.0.label
+    }
+}
+
+impl Eq for ApiEndpoint {}
+
+impl Hash for ApiEndpoint {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.label.hash(state);
+    }
+}
+
+impl fmt::Debug for ApiEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.label)
     }
 }
 
@@ -220,38 +194,71 @@ impl<T, const IDS: usize> Clone for Get<T, IDS> {
 }
 impl<T, const IDS: usize> Copy for Get<T, IDS> {}
 
-const fn paged<T, const IDS: usize>(endpoint: ApiEndpoint) -> Paged<T, IDS> {
+/// The handle of a paged list endpoint answering pages of `T`. Checked
+/// when the crate compiles: its path starts below `/v3/general/` and
+/// names `IDS` ids.
+pub const fn paged<T, const IDS: usize>(facts: &'static EndpointFacts) -> Paged<T, IDS> {
+    check_path(facts, IDS);
     Paged {
-        endpoint,
+        endpoint: ApiEndpoint(facts),
         item: PhantomData,
     }
 }
 
-const fn get<T, const IDS: usize>(endpoint: ApiEndpoint) -> Get<T, IDS> {
+/// The handle of a single-object endpoint answering a `T`, checked as
+/// [`paged`]'s.
+pub const fn get<T, const IDS: usize>(facts: &'static EndpointFacts) -> Get<T, IDS> {
+    check_path(facts, IDS);
     Get {
-        endpoint,
+        endpoint: ApiEndpoint(facts),
         item: PhantomData,
     }
 }
 
-/// `POST .../customers/batch`: every customer.
-pub const CUSTOMERS: Paged<Customer, 0> = paged(ApiEndpoint::CustomersBatch);
-/// `POST .../customers/{c}/scan-profiles/batch`: a customer's profiles.
-pub const SCAN_PROFILES: Paged<ScanProfileSummary, 1> = paged(ApiEndpoint::ScanProfilesBatch);
-/// `GET .../customers/{c}/scan-profiles/{p}`: a profile's settings.
-pub const PROFILE_DETAILS: Get<ScanProfileDetails, 2> = get(ApiEndpoint::ProfileDetails);
-/// `POST .../customers/{c}/avpt-products/jobs/batch`: a customer's backup
-/// jobs (body `{}`, or `{"jobType": n}` through
-/// [`ApiClient::filtered_page`](super::ApiClient::filtered_page)).
-pub const BACKUP_JOBS: Paged<BackupJob, 1> = paged(ApiEndpoint::BackupJobsBatch);
-/// `GET .../customers/{c}/cloud-backup-m365/overview`: a customer's
-/// protection coverage.
-pub const BACKUP_COVERAGE: Paged<CoverageItem, 1> = paged(ApiEndpoint::BackupCoverage);
-/// `POST .../customers/services/batch`: every customer's subscriptions.
-pub const SERVICES: Paged<CustomerServices, 0> = paged(ApiEndpoint::ServicesBatch);
-/// `POST .../customers/{c}/tenants/{t}/cloud-backup-m365/users/batch`: a
-/// tenant's users and whether each is protected.
-pub const TENANT_USERS: Paged<TenantUser, 2> = paged(ApiEndpoint::TenantUsersBatch);
+/// The common start of every path below the API base URL.
+const V3: &str = "/partner/external/v3/general/";
+
+/// Fails the build (in a constant) when `facts` has no path, a path not
+/// below [`V3`], or a number of `{...}` placeholders other than `ids`.
+const fn check_path(facts: &EndpointFacts, ids: usize) {
+    let Some(template) = facts.path_template else {
+        panic!("an endpoint with a handle has a path template");
+    };
+    assert!(
+        starts_with(template.as_bytes(), V3.as_bytes()),
+        "an endpoint's path starts with /partner/external/v3/general/"
+    );
+    assert!(
+        placeholders(template) == ids,
+        "a handle names as many ids as its path has placeholders"
+    );
+}
+
+const fn starts_with(text: &[u8], prefix: &[u8]) -> bool {
+    if text.len() < prefix.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < prefix.len() {
+        if text[index] != prefix[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
+
+const fn placeholders(template: &str) -> usize {
+    let bytes = template.as_bytes();
+    let (mut index, mut count) = (0, 0);
+    while index < bytes.len() {
+        if bytes[index] == b'{' {
+            count += 1;
+        }
+        index += 1;
+    }
+    count
+}
 
 /// The most report URLs kept built, about 700 bytes each with their
 /// parsed `Uri` (2.8 MiB): a profile's is the same on every scrape, but
@@ -294,8 +301,10 @@ impl ReportUrls {
 mod tests {
     use super::*;
 
-    /// The common start of every path below the API base URL.
-    const V3: &str = "/partner/external/v3/general/";
+    use crate::avepoint::backup::{BACKUP_COVERAGE, BACKUP_JOBS};
+    use crate::avepoint::details::PROFILE_DETAILS;
+    use crate::avepoint::model::{CUSTOMERS, SCAN_PROFILES};
+    use crate::avepoint::subscriptions::{SERVICES, TENANT_USERS};
 
     fn placeholders(endpoint: ApiEndpoint) -> usize {
         endpoint
@@ -314,21 +323,21 @@ mod tests {
         assert_eq!(placeholders(BACKUP_COVERAGE.endpoint), 1);
         assert_eq!(placeholders(SERVICES.endpoint), 0);
         assert_eq!(placeholders(TENANT_USERS.endpoint), 2);
-        assert_eq!(placeholders(ApiEndpoint::ScanProfile), 2);
+        assert_eq!(placeholders(ApiEndpoint::SCAN_PROFILE), 2);
         assert_eq!(REPORT_CHANGES.matches('{').count(), 2);
     }
 
     #[test]
     fn every_path_starts_below_v3() {
         let templated = [
-            ApiEndpoint::ScanProfile,
-            ApiEndpoint::CustomersBatch,
-            ApiEndpoint::ScanProfilesBatch,
-            ApiEndpoint::ProfileDetails,
-            ApiEndpoint::BackupJobsBatch,
-            ApiEndpoint::BackupCoverage,
-            ApiEndpoint::ServicesBatch,
-            ApiEndpoint::TenantUsersBatch,
+            ApiEndpoint::SCAN_PROFILE,
+            CUSTOMERS.endpoint,
+            SCAN_PROFILES.endpoint,
+            PROFILE_DETAILS.endpoint,
+            BACKUP_JOBS.endpoint,
+            BACKUP_COVERAGE.endpoint,
+            SERVICES.endpoint,
+            TENANT_USERS.endpoint,
         ];
         for endpoint in templated {
             assert!(
@@ -336,14 +345,51 @@ mod tests {
                 "{endpoint:?}"
             );
         }
-        assert_eq!(ApiEndpoint::Token.path_template(), None);
+        assert_eq!(ApiEndpoint::TOKEN.path_template(), None);
+    }
+
+    /// What `check_path` fails the build on, counted the way the tests
+    /// above count at run time.
+    #[test]
+    fn the_build_time_checks_count_as_the_run_time_ones() {
+        for template in [V3, REPORT_V2, REPORT_CHANGES, "/{a}{b}/{c}", "{"] {
+            assert_eq!(placeholders_of(template), template.matches('{').count());
+            assert_eq!(
+                starts_with(template.as_bytes(), V3.as_bytes()),
+                template.starts_with(V3)
+            );
+        }
+        assert!(!starts_with(b"/partner", V3.as_bytes()));
+    }
+
+    fn placeholders_of(template: &str) -> usize {
+        super::placeholders(template)
+    }
+
+    #[test]
+    fn endpoints_are_one_label_each() {
+        let labels = [
+            ApiEndpoint::TOKEN,
+            ApiEndpoint::SCAN_PROFILE,
+            CUSTOMERS.endpoint,
+            SCAN_PROFILES.endpoint,
+            PROFILE_DETAILS.endpoint,
+            BACKUP_JOBS.endpoint,
+            BACKUP_COVERAGE.endpoint,
+            SERVICES.endpoint,
+            TENANT_USERS.endpoint,
+        ]
+        .map(ApiEndpoint::label);
+        let unique: std::collections::HashSet<_> = labels.iter().collect();
+        assert_eq!(unique.len(), labels.len(), "{labels:?}");
+        assert_eq!(format!("{:?}", CUSTOMERS.endpoint), "customers_batch");
     }
 
     #[test]
     fn ids_fill_the_placeholders_in_order() {
         assert_eq!(
             fill(
-                ApiEndpoint::ProfileDetails.path_template().unwrap(),
+                PROFILE_DETAILS.endpoint.path_template().unwrap(),
                 &["c1", "p2"]
             ),
             "/partner/external/v3/general/customers/c1/scan-profiles/p2"

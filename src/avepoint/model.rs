@@ -7,7 +7,9 @@
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::endpoint::{EndpointFacts, Method, Paged, paged};
 use super::lenient::UnreadableFields;
+use crate::config::{CUSTOMERS_SCOPE, SCAN_PROFILES_SCOPE};
 
 /// One scan profile's latest daily report, as both profile endpoints return it.
 ///
@@ -371,6 +373,24 @@ pub struct ScanProfileSummary {
 
 // Read strictly: a customer or profile that cannot be read fails its page.
 impl UnreadableFields for ScanProfileSummary {}
+
+/// `POST .../customers/batch`: every customer.
+pub const CUSTOMERS: Paged<Customer, 0> = paged(&EndpointFacts {
+    label: "customers_batch",
+    method: Method::Post,
+    path_template: Some("/partner/external/v3/general/customers/batch"),
+    permission: Some(CUSTOMERS_SCOPE),
+    description: "a page of customers",
+});
+
+/// `POST .../customers/{c}/scan-profiles/batch`: a customer's profiles.
+pub const SCAN_PROFILES: Paged<ScanProfileSummary, 1> = paged(&EndpointFacts {
+    label: "scan_profiles_batch",
+    method: Method::Post,
+    path_template: Some("/partner/external/v3/general/customers/{customer}/scan-profiles/batch"),
+    permission: Some(SCAN_PROFILES_SCOPE),
+    description: "a page of scan profiles",
+});
 
 pub use super::lenient::{api_time, list, text};
 pub use super::page::{Page, PageMetadata};

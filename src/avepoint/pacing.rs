@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use tokio::time::Instant;
 
 use super::endpoint::ApiEndpoint;
+use super::model::{CUSTOMERS, SCAN_PROFILES};
 use crate::sync::lock;
 
 /// A token bucket over all API requests: `rate` per second, bursts of up
@@ -80,10 +81,11 @@ pub(crate) const MAX_BACKGROUND_PAUSE: Duration = Duration::from_secs(15 * 60);
 /// pauses the family of the endpoint that sent it, never the others, so a
 /// throttled optional collector never pauses the scan reports.
 pub(crate) fn backoff_family(endpoint: ApiEndpoint) -> ApiEndpoint {
-    match endpoint {
-        // Discovery's two lists are one reader.
-        ApiEndpoint::ScanProfilesBatch => ApiEndpoint::CustomersBatch,
-        other => other,
+    // Discovery's two lists are one reader.
+    if endpoint == SCAN_PROFILES.endpoint {
+        CUSTOMERS.endpoint
+    } else {
+        endpoint
     }
 }
 
@@ -115,9 +117,10 @@ impl Backoffs {
         delay: Duration,
     ) -> Option<Duration> {
         let family = backoff_family(endpoint);
-        let delay = match family {
-            ApiEndpoint::ScanProfile | ApiEndpoint::Token => delay,
-            _ => delay.min(MAX_BACKGROUND_PAUSE),
+        let delay = if family == ApiEndpoint::SCAN_PROFILE || family == ApiEndpoint::TOKEN {
+            delay
+        } else {
+            delay.min(MAX_BACKGROUND_PAUSE)
         };
         let until = Instant::now() + delay;
         let mut pauses = lock(&self.until);
@@ -147,6 +150,8 @@ pub(crate) fn jitter(min_ms: u64, max_ms: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::avepoint::backup::{BACKUP_COVERAGE, BACKUP_JOBS};
+    use crate::avepoint::details::PROFILE_DETAILS;
 
     #[test]
     fn retry_after_in_seconds_or_as_an_http_date() {
@@ -173,38 +178,34 @@ mod tests {
         let pauses = Backoffs::default();
         let hour = Duration::from_secs(3600);
         let taken = pauses.start(
-            ApiEndpoint::BackupCoverage,
+            BACKUP_COVERAGE.endpoint,
             StatusCode::TOO_MANY_REQUESTS,
             hour,
         );
         assert_eq!(taken, Some(MAX_BACKGROUND_PAUSE));
-        assert!(pauses.current(ApiEndpoint::BackupCoverage).is_some());
+        assert!(pauses.current(BACKUP_COVERAGE.endpoint).is_some());
         for other in [
-            ApiEndpoint::ScanProfile,
-            ApiEndpoint::ProfileDetails,
-            ApiEndpoint::CustomersBatch,
-            ApiEndpoint::BackupJobsBatch,
+            ApiEndpoint::SCAN_PROFILE,
+            PROFILE_DETAILS.endpoint,
+            CUSTOMERS.endpoint,
+            BACKUP_JOBS.endpoint,
         ] {
             assert_eq!(pauses.current(other), None, "{other:?}");
         }
         assert_eq!(
             pauses.start(
-                ApiEndpoint::ScanProfile,
+                ApiEndpoint::SCAN_PROFILE,
                 StatusCode::SERVICE_UNAVAILABLE,
                 hour
             ),
             Some(hour)
         );
         // Discovery's two lists pause together; a shorter pause changes nothing.
-        pauses.start(
-            ApiEndpoint::ScanProfilesBatch,
-            StatusCode::TOO_MANY_REQUESTS,
-            hour,
-        );
-        assert!(pauses.current(ApiEndpoint::CustomersBatch).is_some());
+        pauses.start(SCAN_PROFILES.endpoint, StatusCode::TOO_MANY_REQUESTS, hour);
+        assert!(pauses.current(CUSTOMERS.endpoint).is_some());
         assert_eq!(
             pauses.start(
-                ApiEndpoint::CustomersBatch,
+                CUSTOMERS.endpoint,
                 StatusCode::TOO_MANY_REQUESTS,
                 Duration::from_secs(60)
             ),

@@ -114,7 +114,7 @@ impl ApiClient {
     ) -> Result<ScanProfileReport, ApiError> {
         let path = report_path(path, &target.customer_id, &target.profile_id);
         let url = self.report_urls.get_or_build(&path, || self.url(&path));
-        self.call_with_retry(ApiEndpoint::ScanProfile, &url, None, deadline)
+        self.call_with_retry(ApiEndpoint::SCAN_PROFILE, &url, None, deadline)
             .await
     }
 }

@@ -9,6 +9,7 @@
 use reqwest::header::HeaderName;
 use reqwest::{Response, StatusCode};
 
+use super::details::PROFILE_DETAILS;
 use super::endpoint::ApiEndpoint;
 use super::error::ApiError;
 use super::http::{BodyError, read_body_limited, redirect_target, sanitize};
@@ -57,10 +58,10 @@ pub(super) async fn status_error(
                 .permission()
                 .unwrap_or(crate::config::SCAN_PROFILES_SCOPE)
         ),
-        StatusCode::NOT_FOUND if endpoint == ApiEndpoint::ProfileDetails => {
+        StatusCode::NOT_FOUND if endpoint == PROFILE_DETAILS.endpoint => {
             "customer or scan profile not found; check the ids".to_owned()
         }
-        StatusCode::NOT_FOUND if endpoint != ApiEndpoint::ScanProfile => {
+        StatusCode::NOT_FOUND if endpoint != ApiEndpoint::SCAN_PROFILE => {
             "customer not found".to_owned()
         }
         StatusCode::NOT_FOUND => format!(

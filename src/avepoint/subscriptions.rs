@@ -16,8 +16,10 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::backup::MAX_NAME_LABEL;
+use super::endpoint::{EndpointFacts, Method, Paged, paged};
 use super::job_codes::snake_case;
 use super::lenient::{Bytes, Field, Number, UnreadableFields, WireValue, parse_size, unreadable};
+use crate::config::{BACKUP_COVERAGE_SCOPE, LICENSE_SCOPE};
 
 /// One customer of the services list, with its subscriptions.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -218,6 +220,27 @@ pub fn user_module_label(code: i64) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// `POST .../customers/services/batch`: every customer's subscriptions.
+pub const SERVICES: Paged<CustomerServices, 0> = paged(&EndpointFacts {
+    label: "services_batch",
+    method: Method::Post,
+    path_template: Some("/partner/external/v3/general/customers/services/batch"),
+    permission: Some(LICENSE_SCOPE),
+    description: "a page of service subscriptions",
+});
+
+/// `POST .../customers/{c}/tenants/{t}/cloud-backup-m365/users/batch`: a
+/// tenant's users and whether each is protected.
+pub const TENANT_USERS: Paged<TenantUser, 2> = paged(&EndpointFacts {
+    label: "tenant_users_batch",
+    method: Method::Post,
+    path_template: Some(
+        "/partner/external/v3/general/customers/{customer}/tenants/{tenant}/cloud-backup-m365/users/batch",
+    ),
+    permission: Some(BACKUP_COVERAGE_SCOPE),
+    description: "a page of a tenant's users",
+});
 
 #[cfg(test)]
 mod tests {

@@ -375,14 +375,14 @@ impl TokenSource {
             Ok(response) => response,
             Err(error) => {
                 self.metrics
-                    .observe_request(ApiEndpoint::Token, None, started.elapsed());
+                    .observe_request(ApiEndpoint::TOKEN, None, started.elapsed());
                 return Err(AuthError::Transport(error_chain(&error)));
             }
         };
         let status = response.status();
         if status.is_redirection() {
             self.metrics
-                .observe_request(ApiEndpoint::Token, Some(status), started.elapsed());
+                .observe_request(ApiEndpoint::TOKEN, Some(status), started.elapsed());
             return Err(AuthError::Redirect {
                 status,
                 location: redirect_target(&response),
@@ -390,7 +390,7 @@ impl TokenSource {
         }
         let body = read_body_limited(response, MAX_TOKEN_BODY).await;
         self.metrics
-            .observe_request(ApiEndpoint::Token, Some(status), started.elapsed());
+            .observe_request(ApiEndpoint::TOKEN, Some(status), started.elapsed());
         let body = body.map_err(|error| AuthError::Transport(error.to_string()))?;
         Ok((status, body))
     }

@@ -10,13 +10,13 @@ use super::collector::{
 };
 use super::reader::{CollectorState, Refresh, list_bounds, read_customers};
 use super::reduce::{Coverage, coverage_key, coverage_rows, fold_coverage};
-use crate::avepoint::{ApiClient, ApiEndpoint, endpoint};
+use crate::avepoint::{ApiClient, backup};
 use crate::discovery::{LimitCounter, list_all};
 use crate::refresher::Permits;
 
 /// The `backup_coverage` collector.
 pub(super) const COLLECTOR: PerCustomerCollector = PerCustomerCollector {
-    endpoint: ApiEndpoint::BackupCoverage,
+    endpoint: backup::BACKUP_COVERAGE.endpoint,
     start,
     first_pages,
 };
@@ -34,7 +34,7 @@ fn first_pages<'a>(client: &'a ApiClient, targets: &'a CheckTargets) -> BoxStrea
     stream::iter(&targets.customers)
         .then(move |customer| async move {
             let page = client
-                .page(endpoint::BACKUP_COVERAGE, [customer], 1, 100)
+                .page(backup::BACKUP_COVERAGE, [customer], 1, 100)
                 .await;
             FirstPage {
                 whose: format!("customer {customer}"),
@@ -67,7 +67,7 @@ impl Refresh for CoverageReader {
                 &list,
                 bounds,
                 |page, size| {
-                    permits.hold(client.page(endpoint::BACKUP_COVERAGE, [&customer], page, size))
+                    permits.hold(client.page(backup::BACKUP_COVERAGE, [&customer], page, size))
                 },
                 coverage_key,
             )

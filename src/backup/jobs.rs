@@ -13,15 +13,14 @@ use super::collector::{
 };
 use super::reader::{CollectorState, Refresh, list_bounds, read_customers};
 use super::reduce::{LatestJob, Successes, fold_jobs, job_key, latest_jobs};
-use crate::avepoint::backup::{BACKUP_JOB_TYPES, BackupJob, job_type_filter};
-use crate::avepoint::endpoint::BACKUP_JOBS;
-use crate::avepoint::{ApiClient, ApiEndpoint, ApiError};
+use crate::avepoint::backup::{BACKUP_JOB_TYPES, BACKUP_JOBS, BackupJob, job_type_filter};
+use crate::avepoint::{ApiClient, ApiError};
 use crate::discovery::{DiscoveryError, LimitCounter, ListBounds, list_all};
 use crate::refresher::Permits;
 
 /// The `backup_jobs` collector.
 pub(super) const COLLECTOR: PerCustomerCollector = PerCustomerCollector {
-    endpoint: ApiEndpoint::BackupJobsBatch,
+    endpoint: BACKUP_JOBS.endpoint,
     start,
     first_pages,
 };

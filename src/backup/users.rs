@@ -14,13 +14,13 @@ use super::collector::{
 use super::reader::{CollectorState, Refresh, list_bounds, read_customers};
 use super::reduce::MAX_ROWS_PER_CUSTOMER;
 use crate::avepoint::subscriptions::{TenantUser, user_module_label};
-use crate::avepoint::{ApiClient, ApiEndpoint, endpoint};
+use crate::avepoint::{ApiClient, subscriptions};
 use crate::discovery::{DiscoveryError, DiscoveryState, LimitCounter, list_all};
 use crate::refresher::Permits;
 
 /// The `protected_users` collector.
 pub(super) const COLLECTOR: PerCustomerCollector = PerCustomerCollector {
-    endpoint: ApiEndpoint::TenantUsersBatch,
+    endpoint: subscriptions::TENANT_USERS.endpoint,
     start,
     first_pages,
 };
@@ -53,7 +53,7 @@ fn first_pages<'a>(client: &'a ApiClient, targets: &'a CheckTargets) -> BoxStrea
     stream::iter(&targets.tenants)
         .then(move |(customer, tenant)| async move {
             let page = client
-                .page(endpoint::TENANT_USERS, [customer, tenant], 1, 100)
+                .page(subscriptions::TENANT_USERS, [customer, tenant], 1, 100)
                 .await;
             FirstPage {
                 whose: format!("customer {customer} tenant {tenant}"),
@@ -121,7 +121,7 @@ impl Refresh for UsersReader {
                 let list = format!("users of tenant {tenant} of customer {customer}");
                 let fetch = |page, size| {
                     permits.hold(client.page(
-                        endpoint::TENANT_USERS,
+                        subscriptions::TENANT_USERS,
                         [&customer, tenant],
                         page,
                         size,

@@ -27,7 +27,8 @@ use super::reader::CollectorTask;
 use super::snapshot::CollectedState;
 use crate::avepoint::model::Page;
 use crate::avepoint::subscriptions::CustomerServices;
-use crate::avepoint::{ApiClient, ApiEndpoint, ApiError, endpoint};
+use crate::avepoint::subscriptions::SERVICES;
+use crate::avepoint::{ApiClient, ApiError};
 use crate::discovery::{LimitCounter, LimitHits, ListBounds, list_all};
 use crate::refresher::{BackgroundReader, Cause, Permits, Refresher, Schedule};
 
@@ -53,7 +54,7 @@ pub struct SubscriptionsState {
 
 /// The `subscriptions` collector.
 pub(super) const COLLECTOR: PerCustomerCollector = PerCustomerCollector {
-    endpoint: ApiEndpoint::ServicesBatch,
+    endpoint: SERVICES.endpoint,
     start,
     first_pages,
 };
@@ -63,7 +64,7 @@ fn start(start: &Start<'_>) -> Option<Arc<dyn RunningCollector>> {
     let client = Arc::clone(start.client);
     let fetch = move |page, size| {
         let client = Arc::clone(&client);
-        async move { client.page(endpoint::SERVICES, [], page, size).await }
+        async move { client.page(SERVICES, [], page, size).await }
     };
     let settings = start.settings;
     let (interval, max_items) = (settings.refresh_interval, settings.max_items_per_list);
@@ -73,7 +74,7 @@ fn start(start: &Start<'_>) -> Option<Arc<dyn RunningCollector>> {
 /// The first page of the services list, for `check`.
 fn first_pages<'a>(client: &'a ApiClient, _: &'a CheckTargets) -> BoxStream<'a, FirstPage> {
     stream::once(async move {
-        let page = client.page(endpoint::SERVICES, [], 1, 100).await;
+        let page = client.page(SERVICES, [], 1, 100).await;
         FirstPage {
             whose: "every customer".to_owned(),
             read: page.map(|page| PageCount::of(&page)),
