@@ -5,7 +5,7 @@
 //! values are tests/documented_samples.rs'), and what `/probe` and `/sd`
 //! show for a customer the scan profile collector does not know.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

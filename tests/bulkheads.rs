@@ -3,7 +3,7 @@
 //! `avepoint.concurrency`, so however slow their endpoints are, a scrape
 //! keeps permits for every scan profile.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

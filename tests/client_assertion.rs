@@ -4,7 +4,7 @@
 //! independent JWT library (jsonwebtoken) checks what the exporter sends,
 //! and the simulator checks it as an identity server would.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

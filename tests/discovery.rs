@@ -1,7 +1,7 @@
 //! Discovery of customers and profiles, `/probe` and `/sd`, against the
 //! simulator on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;

@@ -4,7 +4,7 @@
 //! through the simulator: every value they show is exported, and what they
 //! leave out ("N/A", null, masked ids) is unknown, never a failure.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

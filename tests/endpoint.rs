@@ -4,7 +4,7 @@
 //! once, and once three profiles in a row answered only there, every
 //! profile asks `changes` first; and back again (issue #19).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The exporter end to end against the simulator on 127.0.0.1: exact metric
 //! values, every failure mode of issue #2, formats and single-flight rounds.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The exposition as real consumers read it: promtool, the reference
 //! OpenMetrics parser (client_python), and content negotiation.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

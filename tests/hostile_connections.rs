@@ -5,8 +5,7 @@
 //!
 //! Every connection goes to 127.0.0.1; counts and waits are bounded.
 
-#[path = "common/tls.rs"]
-mod tls;
+use crate::common::tls;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! token must not get the credentials sent elsewhere, nor a token request
 //! per profile per scrape.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

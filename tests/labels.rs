@@ -5,7 +5,7 @@
 //! what made `AvepointAuthenticationFailing` unable to fire on the
 //! Kubernetes base while the API metrics had a label named `endpoint`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

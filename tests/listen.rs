@@ -3,7 +3,7 @@
 //! address that cannot be bound stops the start, naming it) and
 //! `--web.systemd-socket` (the sockets `systemd-socket-activate` passes).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -5,7 +5,7 @@
 //! finds out which permissions work, uses a token with those, and names the
 //! missing one.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

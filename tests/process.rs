@@ -2,7 +2,7 @@
 //! kept out of every log line and response, failure log lines with the
 //! request id, and graceful shutdown on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -4,7 +4,7 @@
 //! naming what went wrong, and an error without a `request-id` header takes
 //! the ids of its body.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;

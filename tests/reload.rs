@@ -2,7 +2,7 @@
 //! A good edit takes effect on the next scrape; a bad edit is refused and
 //! the old targets keep being scraped.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! the simulator's daily schedule (each profile scans at its own time of a
 //! compressed day, Running until its report appears).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

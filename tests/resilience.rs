@@ -4,7 +4,7 @@
 //! within the scrape deadline, the affected profiles are down, the others
 //! keep their exact values, and nothing panics.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

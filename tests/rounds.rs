@@ -11,7 +11,7 @@
 //! dropped but a real server would still be working on). Every client has
 //! a timeout and every wait a limit, so a regression fails in seconds.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

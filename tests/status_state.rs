@@ -3,7 +3,7 @@
 //! code gauge in every mode, the series count per profile the README's
 //! table states, and the setting taking effect on a config reload.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -6,7 +6,7 @@
 //! The memory bound itself is measured from outside the process, by
 //! `cargo bench --bench changes_memory` (BENCHMARKS.md).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

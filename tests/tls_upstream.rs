@@ -1,8 +1,7 @@
 //! The exporter against an AvePoint served over HTTPS, as the real one is:
 //! a private CA through `avepoint.ca_file`, HTTP/2 negotiated with ALPN.
 
-#[path = "common/tls.rs"]
-mod tls;
+use crate::common::tls;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;

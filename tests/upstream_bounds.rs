@@ -5,7 +5,7 @@
 //! name, decode errors never quote values, and the client secret never
 //! reaches an error in any of its wire forms.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;

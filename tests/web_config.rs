@@ -2,7 +2,7 @@
 //! headers, certificate rotation and strict validation, driven with a real
 //! TLS client (reqwest + rustls) against certificates made at test time.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! Shared test harness: a simulator and an exporter on 127.0.0.1:0, a
 //! scrape helper and a small exposition parser for exact assertions.
-#![allow(dead_code)]
+
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
