@@ -24,6 +24,8 @@
 //!
 //! Exits 1 (and says `SOAK FAILED` loudly) when a target is missed.
 
+#[path = "soak/report.rs"]
+mod report;
 mod support;
 #[path = "soak/upstream.rs"]
 mod upstream;
@@ -35,9 +37,7 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{
-    EXPORTER, cpu_model, flag, follow_log, parse_duration, parse_number, percentile, serve_command,
-};
+use support::{EXPORTER, cpu_model, flag, follow_log, parse_duration, parse_number, serve_command};
 
 use avepoint_exporter::simulator::{
     DEMO_CLIENT_ID, Fault, FaultAt, RunningSimulator, SimulatorConfig,
@@ -597,57 +597,72 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-fn mean(values: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-    if n == 0 { 0.0 } else { sum / n as f64 }
+/// The simulated AvePoint of one soak and the two exporter configs the
+/// reloads alternate between (all customers; the first two thirds).
+struct World {
+    sim: Arc<RunningSimulator>,
+    customers: usize,
+    /// The customers of the second config, which the prober asks about.
+    kept: Vec<String>,
+    configs: [String; 2],
+    config_path: PathBuf,
+    /// Holds the config file; removed when dropped.
+    _dir: tempfile::TempDir,
 }
 
-/// Runs the soak; `true` when a target was missed.
-fn run(options: &Options) -> bool {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (customers, per_customer) = if options.profiles <= PROFILES_PER_CUSTOMER {
-        (1, options.profiles)
-    } else {
-        (
-            options.profiles / PROFILES_PER_CUSTOMER,
-            PROFILES_PER_CUSTOMER,
-        )
-    };
-    let sim = Arc::new(
-        runtime
-            .block_on(RunningSimulator::start(
-                SimulatorConfig {
-                    customers,
-                    profiles_per_customer: per_customer,
-                    latency: options.latency,
-                    error_rate: options.error_rate,
-                    throttle_rate: options.throttle_rate,
-                    token_lifetime: options.token_lifetime,
-                    day_length: Duration::from_secs(60),
-                    ..SimulatorConfig::default()
-                },
-                ([127, 0, 0, 1], 0).into(),
-            ))
-            .expect("simulator binds"),
-    );
-    let customer_ids: Vec<String> = sim.customers().iter().map(|c| c.id.clone()).collect();
-    // The second config keeps the first two thirds of the customers.
-    let keep = (customer_ids.len() * 2)
-        .div_ceil(3)
-        .clamp(1, customer_ids.len());
-    let kept: Vec<String> = customer_ids[..keep].to_vec();
-    let configs = [
-        exporter_config(&sim, None),
-        exporter_config(&sim, Some(&kept)),
-    ];
-    let dir = tempfile::Builder::new()
-        .prefix("avepoint-soak-")
-        .tempdir()
-        .expect("temp dir");
-    let config_path = dir.path().join("avepoint.yml");
-    write_config(&config_path, &configs[0]);
-    let log_path = std::env::temp_dir().join(format!("avepoint-soak-{}.log", std::process::id()));
+impl World {
+    fn start(runtime: &tokio::runtime::Runtime, options: &Options) -> World {
+        let (customers, per_customer) = if options.profiles <= PROFILES_PER_CUSTOMER {
+            (1, options.profiles)
+        } else {
+            (
+                options.profiles / PROFILES_PER_CUSTOMER,
+                PROFILES_PER_CUSTOMER,
+            )
+        };
+        let config = SimulatorConfig {
+            customers,
+            profiles_per_customer: per_customer,
+            latency: options.latency,
+            error_rate: options.error_rate,
+            throttle_rate: options.throttle_rate,
+            token_lifetime: options.token_lifetime,
+            day_length: Duration::from_secs(60),
+            ..SimulatorConfig::default()
+        };
+        let sim = Arc::new(
+            runtime
+                .block_on(RunningSimulator::start(config, ([127, 0, 0, 1], 0).into()))
+                .expect("simulator binds"),
+        );
+        let customer_ids: Vec<String> = sim.customers().iter().map(|c| c.id.clone()).collect();
+        // The second config keeps the first two thirds of the customers.
+        let keep = (customer_ids.len() * 2)
+            .div_ceil(3)
+            .clamp(1, customer_ids.len());
+        let kept: Vec<String> = customer_ids[..keep].to_vec();
+        let configs = [
+            exporter_config(&sim, None),
+            exporter_config(&sim, Some(&kept)),
+        ];
+        let dir = tempfile::Builder::new()
+            .prefix("avepoint-soak-")
+            .tempdir()
+            .expect("temp dir");
+        let config_path = dir.path().join("avepoint.yml");
+        write_config(&config_path, &configs[0]);
+        World {
+            sim,
+            customers,
+            kept,
+            configs,
+            config_path,
+            _dir: dir,
+        }
+    }
+}
 
+fn print_header(options: &Options, customers: usize) {
     println!(
         "avepoint-exporter soak: {} cores, {}; {:.1} min, {} profiles ({customers} customers), {} /metrics scrapers (one scrape per {} at most) + a /probe and /sd loop, scrape timeout {:.1} s",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -669,38 +684,85 @@ fn run(options: &Options) -> bool {
         FAULT_KINDS.join(", "),
         options.reload_every.as_secs_f64(),
     );
+}
 
-    let mut exporter = Exporter::start(&config_path, log_path);
-    let pid = exporter.pid;
-    println!(
-        "  exporter: {EXPORTER} pid {pid} on {}; log {}",
-        exporter.addr,
-        exporter.log_path.display()
-    );
-
-    // Ready: the first discovery refresh has finished.
-    let base = format!("http://{}", exporter.addr);
-    runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = client
-                .get(format!("{base}/-/ready"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                break;
-            }
-            assert!(Instant::now() < until, "exporter not ready within 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits until the first discovery refresh has finished (`/-/ready`).
+async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = client
+            .get(format!("{base}/-/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            return;
         }
-    });
-    let before_load = proc_sample(pid, 0.0, 0).expect("exporter /proc readable");
+        assert!(Instant::now() < until, "exporter not ready within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
+/// One `/proc` sample of `pid` a second, until `stop` or the process is
+/// gone.
+fn spawn_monitor(
+    pid: u32,
+    load: Arc<Load>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Sample>> {
+    std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let t = load.started.elapsed().as_secs_f64();
+            match proc_sample(pid, t, load.metrics_done.load(Ordering::Relaxed)) {
+                Some(sample) => samples.push(sample),
+                None => break,
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        samples
+    })
+}
+
+/// Every load task at once, until the load's end.
+async fn drive(load: &Arc<Load>, options: &Options, world: &World) {
+    let mut tasks = Vec::new();
+    for _ in 0..options.scrapers {
+        tasks.push(tokio::spawn(Arc::clone(load).scraper()));
+    }
+    tasks.push(tokio::spawn(Arc::clone(load).prober(world.kept.clone())));
+    tasks.push(tokio::spawn(Arc::clone(load).fault_driver(
+        Arc::clone(&world.sim),
+        options.faulty,
+        options.fault_period,
+    )));
+    if !options.reload_every.is_zero() {
+        tasks.push(tokio::spawn(Arc::clone(load).reloader(
+            world.config_path.clone(),
+            world.configs.clone(),
+            options.reload_every,
+        )));
+    }
+    for task in tasks {
+        task.await.expect("load task");
+    }
+}
+
+/// The load phase against a ready exporter, then 3 s idle and the
+/// exporter's own `/metrics`.
+fn load_phase(
+    runtime: &tokio::runtime::Runtime,
+    options: &Options,
+    world: &World,
+    exporter: &mut Exporter,
+    base: &str,
+) -> report::Outcome {
+    let pid = exporter.pid;
+    let before_load = proc_sample(pid, 0.0, 0).expect("exporter /proc readable");
     let started = Instant::now();
     let load = Arc::new(Load {
-        base: base.clone(),
+        base: base.to_owned(),
         scrape_timeout: options.scrape_timeout,
         interval: options.interval,
         started,
@@ -708,55 +770,15 @@ fn run(options: &Options) -> bool {
         tally: Mutex::default(),
         metrics_done: AtomicU64::new(0),
     });
-
-    // The monitor: one /proc sample a second, and a crash check.
-    let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
     let stop_monitor = Arc::new(AtomicBool::new(false));
-    let monitor = {
-        let samples = Arc::clone(&samples);
-        let stop = Arc::clone(&stop_monitor);
-        let load = Arc::clone(&load);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let t = load.started.elapsed().as_secs_f64();
-                match proc_sample(pid, t, load.metrics_done.load(Ordering::Relaxed)) {
-                    Some(sample) => samples.lock().unwrap().push(sample),
-                    None => return,
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        })
-    };
-
-    runtime.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..options.scrapers {
-            tasks.push(tokio::spawn(Arc::clone(&load).scraper()));
-        }
-        tasks.push(tokio::spawn(Arc::clone(&load).prober(kept.clone())));
-        tasks.push(tokio::spawn(Arc::clone(&load).fault_driver(
-            Arc::clone(&sim),
-            options.faulty,
-            options.fault_period,
-        )));
-        if !options.reload_every.is_zero() {
-            tasks.push(tokio::spawn(Arc::clone(&load).reloader(
-                config_path.clone(),
-                configs.clone(),
-                options.reload_every,
-            )));
-        }
-        for task in tasks {
-            task.await.expect("load task");
-        }
-    });
+    let monitor = spawn_monitor(pid, Arc::clone(&load), Arc::clone(&stop_monitor));
+    runtime.block_on(drive(&load, options, world));
     let load_time = started.elapsed();
     let crashed_during_load = exporter.exited();
     stop_monitor.store(true, Ordering::Relaxed);
-    let _ = monitor.join();
+    let samples = monitor.join().unwrap_or_default();
     let end_sample = proc_sample(pid, load_time.as_secs_f64(), 0);
 
-    // Idle for a moment, then the exporter's own view, then a clean stop.
     std::thread::sleep(Duration::from_secs(3));
     let idle_sample = proc_sample(pid, started.elapsed().as_secs_f64(), 0);
     let final_metrics = runtime.block_on(async {
@@ -770,292 +792,44 @@ fn run(options: &Options) -> bool {
             .await
             .ok()
     });
-    let termination = exporter.terminate();
-    drop(runtime);
-
-    // ---- figures
-    let samples = samples.lock().unwrap().clone();
     let mut tally = std::mem::take(&mut *load.tally.lock().unwrap());
     tally.metrics_latencies.sort();
     tally.probe_latencies.sort();
+    report::Outcome {
+        before_load,
+        samples,
+        tally,
+        load_time,
+        crashed_during_load,
+        end_sample,
+        idle_sample,
+        final_metrics,
+    }
+}
+
+/// Runs the soak; `true` when a target was missed.
+fn run(options: &Options) -> bool {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let world = World::start(&runtime, options);
+    print_header(options, world.customers);
+    let log_path = std::env::temp_dir().join(format!("avepoint-soak-{}.log", std::process::id()));
+    let mut exporter = Exporter::start(&world.config_path, log_path);
+    println!(
+        "  exporter: {EXPORTER} pid {} on {}; log {}",
+        exporter.pid,
+        exporter.addr,
+        exporter.log_path.display()
+    );
+    let base = format!("http://{}", exporter.addr);
+    runtime.block_on(wait_ready(&base));
+    let outcome = load_phase(&runtime, options, &world, &mut exporter, &base);
+    let termination = exporter.terminate();
+    drop(runtime);
+
     let log = std::mem::take(&mut *exporter.log.lock().unwrap());
-
-    let total = load_time.as_secs_f64();
-    let cycle = options.fault_cycle().as_secs_f64();
-    let warm_from = (0.1 * total).max(cycle).min(total - cycle).max(0.0);
-    let warm_to = warm_from + cycle;
-    let end_from = (total - cycle).max(0.0);
-    let window = |from: f64, to: f64| -> Vec<Sample> {
-        samples
-            .iter()
-            .filter(|s| s.t >= from && s.t < to + 0.5)
-            .copied()
-            .collect()
-    };
-    let warm = window(warm_from, warm_to);
-    let end = window(end_from, total);
-    let rss_warm = mean(warm.iter().map(|s| s.rss as f64));
-    let rss_end = mean(end.iter().map(|s| s.rss as f64));
-    let fds_warm = warm.iter().map(|s| s.fds).max().unwrap_or(0) as i64;
-    let fds_end = end.iter().map(|s| s.fds).max().unwrap_or(0) as i64;
-    let threads_warm = warm.iter().map(|s| s.threads).max().unwrap_or(0) as i64;
-    let threads_end = end.iter().map(|s| s.threads).max().unwrap_or(0) as i64;
-    let metric_window = |from: f64, to: f64| {
-        tally
-            .open_fds_metric
-            .iter()
-            .filter(|(t, _)| *t >= from && *t < to + 0.5)
-            .map(|(_, v)| *v as i64)
-            .max()
-            .unwrap_or(0)
-    };
-    let fds_metric_warm = metric_window(warm_from, warm_to);
-    let fds_metric_end = metric_window(end_from, total);
-    let scrapes_at_warm = warm.first().map_or(0, |s| s.scrapes);
-    let peak_rss = samples.iter().map(|s| s.hwm).max().unwrap_or(0);
-
-    let final_value = |name: &str| -> Option<f64> {
-        let text = final_metrics.as_deref()?;
-        let mut sum = None;
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let series = line.split([' ', '{']).next().unwrap_or("");
-            if series == name {
-                let value: f64 = line.rsplit(' ').next()?.parse().ok()?;
-                *sum.get_or_insert(0.0) += value;
-            }
-        }
-        sum
-    };
-    let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
-
-    // ---- report
-    println!("\n== timeline (exporter, from /proc; every ~10 % of the run)");
-    println!("| t | /metrics done | RSS | peak RSS | open fds | threads |");
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| before load | 0 | {} | {} | {} | {} |",
-        mib(before_load.rss as f64),
-        mib(before_load.hwm as f64),
-        before_load.fds,
-        before_load.threads
-    );
-    let step = (samples.len() / 10).max(1);
-    for (i, s) in samples.iter().enumerate() {
-        if i % step == 0 || i + 1 == samples.len() {
-            println!(
-                "| {:.0} s | {} | {} | {} | {} | {} |",
-                s.t,
-                s.scrapes,
-                mib(s.rss as f64),
-                mib(s.hwm as f64),
-                s.fds,
-                s.threads
-            );
-        }
-    }
-    if let Some(s) = idle_sample {
-        println!(
-            "| idle, 3 s after the load | - | {} | {} | {} | {} |",
-            mib(s.rss as f64),
-            mib(s.hwm as f64),
-            s.fds,
-            s.threads
-        );
-    }
-
-    let metrics_total = tally.metrics_ok + tally.metrics_errors;
-    let probes: u64 = tally.probe_status.values().sum::<u64>() + tally.probe_errors;
-    println!("\n== load ({:.0} s)", total);
-    println!(
-        "  /metrics: {metrics_total} scrapes ({:.1}/s), {} HTTP 200, {} errors, {} late; latency p50 {}, p90 {}, p99 {}, max {}",
-        metrics_total as f64 / total,
-        tally.metrics_ok,
-        tally.metrics_errors,
-        tally.metrics_late,
-        ms(percentile(&tally.metrics_latencies, 0.5)),
-        ms(percentile(&tally.metrics_latencies, 0.9)),
-        ms(percentile(&tally.metrics_latencies, 0.99)),
-        ms(tally.metrics_latencies.last().copied().unwrap_or_default()),
-    );
-    let profile_series = tally.profiles_up + tally.profiles_down;
-    println!(
-        "            profile results: {} up, {} down ({:.2} %); {} scrapes with every profile down (a global back-off), {} without profiles (just after a reload)",
-        tally.profiles_up,
-        tally.profiles_down,
-        100.0 * tally.profiles_down as f64 / profile_series.max(1) as f64,
-        tally.all_down_scrapes,
-        tally.blank_scrapes
-    );
-    println!(
-        "  /probe:   {probes} requests, status {:?}, {} transport errors; latency of the 200s p50 {}, p99 {}",
-        tally.probe_status,
-        tally.probe_errors,
-        ms(percentile(&tally.probe_latencies, 0.5)),
-        ms(percentile(&tally.probe_latencies, 0.99)),
-    );
-    println!("  /sd:      {} ok, {} errors", tally.sd_ok, tally.sd_errors);
-    let reload_max = tally
-        .reload_latencies
-        .iter()
-        .max()
-        .copied()
-        .unwrap_or_default();
-    println!(
-        "  reloads:  {} ok, {} failed (slowest {})",
-        tally.reloads_ok,
-        tally.reloads_failed,
-        ms(reload_max)
-    );
-    println!("  fault phases: {:?}", tally.fault_phases);
-    let stats = sim.stats();
-    println!(
-        "  simulator: {} token requests, {} profile requests, {} discovery requests",
-        stats.token_requests.load(Ordering::Relaxed),
-        stats.profile_requests.load(Ordering::Relaxed),
-        stats.discovery_requests.load(Ordering::Relaxed),
-    );
-    println!(
-        "  exporter's own counters at the end: avepoint_api_requests_total {}, retries {}, backoffs {}, backoff-skipped {}, token refreshes {}, process_open_fds {}",
-        show(final_value("avepoint_api_requests_total")),
-        show(final_value("avepoint_api_retries_total")),
-        show(final_value("avepoint_api_backoffs_total")),
-        show(final_value("avepoint_api_backoff_skipped_requests_total")),
-        show(final_value("avepoint_api_token_refreshes_total")),
-        show(final_value("process_open_fds")),
-    );
     let log_bytes = std::fs::metadata(&exporter.log_path).map_or(0, |m| m.len());
-    println!(
-        "  exporter log: {} lines by level {:?} ({} of them a profile skipped during a back-off), {}; panics {}",
-        log.by_level.values().sum::<u64>(),
-        log.by_level,
-        log.backoff_lines,
-        mib(log_bytes as f64),
-        log.panics
-    );
-    if let Some(panic) = &log.first_panic {
-        println!("    first panic: {panic}");
-    }
-    for error in &tally.first_errors {
-        println!("  error: {error}");
-    }
-
-    // ---- targets
-    let mut missed = Vec::new();
-    let mut verdict = |name: String, figure: String, ok: bool| {
-        println!(
-            "| {name} | {figure} | {} |",
-            if ok { "met" } else { "**MISSED**" }
-        );
-        if !ok {
-            missed.push(name);
-        }
-    };
-    println!(
-        "\n== targets (warm-up window {warm_from:.0}-{warm_to:.0} s, after {scrapes_at_warm} scrapes; end window {end_from:.0}-{total:.0} s; each one fault cycle)"
-    );
-    println!("| target | figure | verdict |");
-    println!("|---|---|---|");
-    let crash = match (&crashed_during_load, &termination) {
-        (Some(status), _) => Some(format!("exited during the load: {status}")),
-        (None, Err(error)) => Some(format!("at SIGTERM: {error}")),
-        (None, Ok(status)) if !status.success() => {
-            Some(format!("exit status after SIGTERM: {status}"))
-        }
-        _ => None,
-    };
-    verdict(
-        "the exporter never crashed; clean exit on SIGTERM".into(),
-        match (&crash, log.panics) {
-            (None, 0) => "alive throughout, exit 0, no panic logged".into(),
-            (crash, panics) => format!(
-                "{}; {panics} panics logged",
-                crash.clone().unwrap_or_default()
-            ),
-        },
-        crash.is_none() && log.panics == 0,
-    );
-    verdict(
-        format!(
-            "every /metrics a 200 within {} s",
-            options.scrape_timeout.as_secs_f64()
-        ),
-        format!(
-            "{} of {metrics_total} (errors {}, late {})",
-            tally.metrics_ok, tally.metrics_errors, tally.metrics_late
-        ),
-        tally.metrics_errors == 0 && tally.metrics_late == 0 && metrics_total > 0,
-    );
-    verdict(
-        "/probe, /sd and /-/reload answer (no 5xx, no transport error)".into(),
-        format!(
-            "probes {:?}, {} errors; /sd {} ok, {} errors; reloads {} ok, {} failed",
-            tally.probe_status,
-            tally.probe_errors,
-            tally.sd_ok,
-            tally.sd_errors,
-            tally.reloads_ok,
-            tally.reloads_failed
-        ),
-        tally.probe_errors == 0
-            && tally.probe_status.keys().all(|s| *s < 500)
-            && tally.sd_errors == 0
-            && tally.reloads_failed == 0,
-    );
-    verdict(
-        format!(
-            "RSS at the end within {:.0} % of after warm-up",
-            RSS_GROWTH_LIMIT * 100.0
-        ),
-        format!(
-            "{} -> {} ({:+.1} %), mean of the windows; peak {}",
-            mib(rss_warm),
-            mib(rss_end),
-            100.0 * (rss_end / rss_warm.max(1.0) - 1.0),
-            mib(peak_rss as f64)
-        ),
-        rss_end <= rss_warm * (1.0 + RSS_GROWTH_LIMIT),
-    );
-    verdict(
-        format!("open fds (/proc/PID/fd) grow by at most {FD_GROWTH_LIMIT}"),
-        format!("max {fds_warm} -> {fds_end} ({:+})", fds_end - fds_warm),
-        fds_end - fds_warm <= FD_GROWTH_LIMIT,
-    );
-    verdict(
-        format!("exporter's process_open_fds grows by at most {FD_GROWTH_LIMIT}"),
-        format!(
-            "max {fds_metric_warm} -> {fds_metric_end} ({:+})",
-            fds_metric_end - fds_metric_warm
-        ),
-        fds_metric_end - fds_metric_warm <= FD_GROWTH_LIMIT,
-    );
-    verdict(
-        format!("threads grow by at most {THREAD_GROWTH_LIMIT}"),
-        format!(
-            "max {threads_warm} -> {threads_end} ({:+})",
-            threads_end - threads_warm
-        ),
-        threads_end - threads_warm <= THREAD_GROWTH_LIMIT,
-    );
-    if let Some(end) = end_sample {
-        println!(
-            "\n(at the end of the load: RSS {}, {} fds, {} threads)",
-            mib(end.rss as f64),
-            end.fds,
-            end.threads
-        );
-    }
-    drop(dir);
-    if missed.is_empty() {
-        println!("\nsoak: every target met");
-        false
-    } else {
-        eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-        eprintln!("SOAK FAILED: {} target(s) missed:", missed.len());
-        for name in &missed {
-            eprintln!("  - {name}");
-        }
-        eprintln!("exporter log: {}", exporter.log_path.display());
-        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-        true
-    }
+    report::print_timeline(&outcome);
+    report::print_load(&outcome, &log, &world.sim, log_bytes);
+    let missed = report::targets(options, &outcome, &log, &termination);
+    report::verdict(&outcome, &missed, &exporter.log_path)
 }
