@@ -140,11 +140,9 @@ impl Outcome {
 
 fn print_outcome(o: &Outcome, scale: f64) {
     let (p50, p99) = o.delay_percentiles(scale);
+    let (mode, calls, reports) = (o.mode, o.calls_per_profile_day, o.delays.len());
     println!(
-        "\n== {}: {:.1} calls per profile per day; delay p50 {p50:.0} s, p99 {p99:.0} s (real-day units) over {} new reports; {} scrapes",
-        o.mode,
-        o.calls_per_profile_day,
-        o.delays.len(),
+        "\n== {mode}: {calls:.1} calls per profile per day; delay p50 {p50:.0} s, p99 {p99:.0} s (real-day units) over {reports} new reports; {} scrapes",
         o.scrapes
     );
 }

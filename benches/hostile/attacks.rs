@@ -101,6 +101,22 @@ async fn held_until_closed(stream: &TcpStream, limit: Duration, stop: &AtomicBoo
     }
 }
 
+/// What each attacking task holds: its client, the exporter's base URL,
+/// the stop flag and the tally.
+#[derive(Clone)]
+struct Attacker {
+    http: reqwest::Client,
+    base: String,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+}
+
+impl Attacker {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
 /// `connections` HTTP/2 connections over TLS with a zero window, each
 /// asking `/metrics` on `streams` streams at once and never reading.
 pub async fn unread_h2(
@@ -122,13 +138,19 @@ pub async fn unread_h2(
             .local_address(ATTACKER)
             .build()
             .expect("h2 client");
+        let attacker = Attacker {
+            http,
+            base: base.clone(),
+            stop: Arc::clone(&stop),
+            tally: Arc::clone(&tally),
+        };
         for _ in 0..streams {
-            let (http, base, stop, tally) = (
-                http.clone(),
-                base.clone(),
-                Arc::clone(&stop),
-                Arc::clone(&tally),
-            );
+            let Attacker {
+                http,
+                base,
+                stop,
+                tally,
+            } = attacker.clone();
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let sent = http
@@ -214,17 +236,21 @@ pub async fn passwords(base: String, count: usize, stop: Arc<AtomicBool>, tally:
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
+    let attacker = Attacker {
+        http,
+        base,
+        stop,
+        tally,
+    };
     let mut tasks = Vec::new();
     for task in 0..count {
-        let (http, base, stop, tally) = (
-            http.clone(),
-            base.clone(),
-            Arc::clone(&stop),
-            Arc::clone(&tally),
-        );
+        let attacker = attacker.clone();
         tasks.push(tokio::spawn(async move {
+            let Attacker {
+                http, base, tally, ..
+            } = &attacker;
             let mut turn = 0u64;
-            while !stop.load(Ordering::Relaxed) {
+            while !attacker.stopped() {
                 turn += 1;
                 let user = if task % 2 == 0 {
                     USER.to_owned()

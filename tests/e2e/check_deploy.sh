@@ -33,17 +33,8 @@ for tool in "$PROMTOOL" "$AMTOOL" "$ALERTMANAGER" "$PYTHON"; do
   fi
 done
 
-failed=()
-step() {
-  local name=$1; shift
-  echo "== $name"
-  if "$@"; then
-    echo "-- ok: $name"
-  else
-    echo "-- FAILED: $name"
-    failed+=("$name")
-  fi
-}
+# shellcheck source=tests/e2e/steps.sh
+. "$(dirname "$0")/steps.sh"
 
 AM_CONFIG=deploy/alertmanager/alertmanager.yml
 
@@ -129,9 +120,5 @@ if [ -n "${AVEPOINT_EXPORTER:-}" ]; then
   step "dashboard e2e" "$PYTHON" tests/e2e/dashboard_e2e.py --exporter "$AVEPOINT_EXPORTER"
 fi
 
-echo
-if [ ${#failed[@]} -gt 0 ]; then
-  printf 'check_deploy: FAILED: %s\n' "${failed[@]}"
-  exit 1
-fi
+finish check_deploy
 echo "check_deploy: all checks passed"

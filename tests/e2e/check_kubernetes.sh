@@ -75,19 +75,8 @@ fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-passed=0
-failed=()
-step() {
-  local name=$1; shift
-  echo "== $name"
-  if "$@"; then
-    echo "-- ok: $name"
-    passed=$((passed + 1))
-  else
-    echo "-- FAILED: $name"
-    failed+=("$name")
-  fi
-}
+# shellcheck source=tests/e2e/steps.sh
+. "$(dirname "$0")/steps.sh"
 
 render() {
   kustomize_build deploy/kubernetes >"$WORK/rendered.yaml" &&
@@ -231,9 +220,4 @@ step "promtool check config: docs/scaling-out.md" docs_configs
 step "relabelling end to end (real Prometheus, fake exporter)" "$PYTHON" tests/e2e/relabel_e2e.py --require
 step "systemd-analyze verify + security" systemd_unit
 
-echo
-echo "check_kubernetes: ${passed} passed, ${#failed[@]} failed"
-if [ ${#failed[@]} -gt 0 ]; then
-  printf 'check_kubernetes: FAILED: %s\n' "${failed[@]}"
-  exit 1
-fi
+finish check_kubernetes
