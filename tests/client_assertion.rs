@@ -136,25 +136,7 @@ async fn certificate_auth_scrapes_every_profile_with_exact_values() {
         ("customer_id", customer.as_str()),
         ("profile_id", profile.as_str()),
     ];
-    for (name, expected) in [
-        (
-            "avepoint_scan_new_registered_content",
-            report.new_registered_content_count as f64,
-        ),
-        (
-            "avepoint_scan_moved_to_another_container",
-            report.moved_to_another_container as f64,
-        ),
-        (
-            "avepoint_scan_removed_from_m365_or_out_of_policy",
-            report.removed_from_m365_or_out_of_policy as f64,
-        ),
-        ("avepoint_scan_last_status", report.last_scan_status as f64),
-        (
-            "avepoint_scan_last_update_timestamp_seconds",
-            report.last_update_time.unwrap().unix_timestamp_nanos() as f64 / 1e9,
-        ),
-    ] {
+    for (name, expected) in common::report_values(&report) {
         assert_eq!(metrics.value(name, &ids), expected, "{name}");
     }
     let info = metrics.find("avepoint_scan_profile_info", &ids);
@@ -207,19 +189,16 @@ async fn a_certificate_that_is_not_registered_sets_every_profile_down_and_says_w
         (None, "no certificate is registered for this client"),
     ] {
         let harness = harness_with(trusted, &other).await;
-        let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
-        assert_eq!(snapshot.failures(), snapshot.profiles.len());
-        let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
-        assert_eq!(error.kind, "auth");
+        let message = common::auth_error_of_every_profile(&harness).await;
         assert_eq!(
-            error.message,
+            message,
             format!(
                 "token endpoint rejected the client credentials (HTTP 401 Unauthorized, \
                  invalid_client: {description}): check avepoint.client_id and that the \
                  certificate in avepoint.client_certificate_file is uploaded to the app registration"
             )
         );
-        assert_no_key_material(&other, &error.message, "error");
+        assert_no_key_material(&other, &message, "error");
 
         let metrics = harness.scrape().await;
         common::assert_token_refused(&harness, &metrics);

@@ -57,6 +57,17 @@ fn assert_found(state: &DiscoveryState, customers: usize, targets: usize) {
     assert_eq!(state.targets.len(), targets);
 }
 
+/// The (customer, profile) ids of the targets `state` holds, sorted.
+fn sorted_targets(state: &DiscoveryState) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = state
+        .targets
+        .iter()
+        .map(|t| (t.customer_id.clone(), t.profile_id.clone()))
+        .collect();
+    found.sort();
+    found
+}
+
 async fn refresh_once(settings: &Settings, previous: &DiscoveryState) -> DiscoveryState {
     let client = ApiClient::new(&settings.avepoint, ApiMetrics::default()).unwrap();
     discovery::refresh(
@@ -78,12 +89,7 @@ async fn pages_through_hundreds_of_customers() {
     assert_eq!(state.targets.len(), 500);
     let mut expected = sim.profile_ids();
     expected.sort();
-    let mut found: Vec<(String, String)> = state
-        .targets
-        .iter()
-        .map(|t| (t.customer_id.clone(), t.profile_id.clone()))
-        .collect();
-    found.sort();
+    let found = sorted_targets(&state);
     assert_eq!(found, expected);
     assert!(state.last_success.is_some());
     assert_eq!(state.errors_total, 0);
@@ -131,12 +137,7 @@ async fn include_and_exclude_rules() {
                 .map(move |p| (customer.id.clone(), p.id.clone()))
         })
         .collect();
-    let mut found: Vec<(String, String)> = state
-        .targets
-        .iter()
-        .map(|t| (t.customer_id.clone(), t.profile_id.clone()))
-        .collect();
-    found.sort();
+    let found = sorted_targets(&state);
     let mut expected_sorted = expected.clone();
     expected_sorted.sort();
     assert_eq!(found, expected_sorted);
@@ -434,11 +435,7 @@ async fn metrics_can_leave_the_profiles_to_probe() {
 async fn concurrency_bounds_requests_across_concurrent_probes() {
     // 2 customers x 3 profiles probed at once, 200 ms each, concurrency 2:
     // at least ceil(6 / 2) x 200 ms if the bound is global, 400 ms if not.
-    let harness = Harness::start(Setup {
-        avepoint_extra: "  concurrency: 2\n".into(),
-        ..Setup::slow(Duration::from_millis(200))
-    })
-    .await;
+    let harness = Harness::start_slow(2, Duration::from_millis(200)).await;
     harness.scrape().await; // token fetched, connections warm
     let customers = harness.sim.customers();
     let (path_a, path_b) = (

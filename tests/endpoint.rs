@@ -7,9 +7,8 @@
 use crate::common;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use common::{Harness, Setup};
+use common::{Exposition, Harness, Setup};
 
 fn v2_requests(harness: &Harness) -> u64 {
     harness
@@ -28,6 +27,14 @@ fn profile_path(harness: &Harness) -> &'static str {
     harness.state.pipeline().client.profile_path().name()
 }
 
+/// `metrics` say the client reads profiles from `path`.
+fn assert_path_info(metrics: &Exposition, path: &str) {
+    assert_eq!(
+        metrics.value("avepoint_api_profile_path_info", &[("path", path)]),
+        1.0
+    );
+}
+
 #[tokio::test]
 async fn auto_moves_to_changes_when_the_seed_path_is_not_served() {
     let harness = Harness::start(Setup::default()).await;
@@ -40,10 +47,7 @@ async fn auto_moves_to_changes_when_the_seed_path_is_not_served() {
         profiles,
         "every profile is up on the first scrape"
     );
-    assert_eq!(
-        first.value("avepoint_api_profile_path_info", &[("path", "changes")]),
-        1.0
-    );
+    assert_path_info(&first, "changes");
     assert!(
         first
             .find(
@@ -86,10 +90,7 @@ async fn auto_moves_to_changes_when_the_seed_path_answers_405() {
             report.new_registered_content_count as f64
         );
     }
-    assert_eq!(
-        metrics.value("avepoint_api_profile_path_info", &[("path", "changes")]),
-        1.0
-    );
+    assert_path_info(&metrics, "changes");
     let seed = v2_requests(&harness);
     assert!(
         (3..=10).contains(&seed),
@@ -104,44 +105,18 @@ async fn auto_keeps_the_seed_path_while_it_answers() {
     let harness = Harness::start(Setup::default()).await;
     let profiles = harness.sim.profile_ids().len() as u64;
     let metrics = harness.scrape().await;
-    assert_eq!(
-        metrics.value(
-            "avepoint_api_profile_path_info",
-            &[("path", "scan-profiles-v2")]
-        ),
-        1.0
-    );
+    assert_path_info(&metrics, "scan-profiles-v2");
     assert_eq!(v2_requests(&harness), profiles);
     assert_eq!(all_requests(&harness), profiles);
 }
 
 #[tokio::test]
 async fn a_profile_neither_path_knows_is_reported_as_not_existing() {
-    let unknown = (
-        "caf90000-2cc6-4000-b04b-794c00005ea3".to_owned(),
-        "47dba9a1-1004-4c2d-b2ce-8f5e66f5842d".to_owned(),
-    );
-    let harness = Harness::start(Setup {
-        extra_targets: vec![unknown.clone()],
-        ..Setup::default()
-    })
+    let (harness, _) = common::start_with_unknown_target(
+        "",
+        "HTTP 404 Not Found: customer or scan profile not found: neither the scan-profiles-v2 nor the changes path knows it; check the ids",
+    )
     .await;
-    let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
-    let failed: Vec<_> = snapshot
-        .profiles
-        .iter()
-        .filter_map(|p| p.outcome.as_ref().err().map(|e| (&p.target, e)))
-        .collect();
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].0.profile_id, unknown.1);
-    assert_eq!(failed[0].1.kind, "404");
-    assert!(
-        failed[0].1.message.starts_with(
-            "HTTP 404 Not Found: customer or scan profile not found: neither the scan-profiles-v2 nor the changes path knows it; check the ids"
-        ),
-        "{}",
-        failed[0].1.message
-    );
     // The seed path answers for the real profiles, so no switch happened.
     assert_eq!(profile_path(&harness), "scan-profiles-v2");
 }
@@ -155,7 +130,7 @@ async fn auto_moves_back_when_changes_goes_away() {
     let harness = Harness::start(Setup::default()).await;
     let profiles = harness.sim.profile_ids().len();
     harness.sim.set_v2_path_absent(true);
-    let up = |metrics: &common::Exposition| metrics.up_count();
+    let up = |metrics: &Exposition| metrics.up_count();
     assert_eq!(up(&harness.scrape().await), profiles);
     assert_eq!(profile_path(&harness), "changes");
 
@@ -172,13 +147,7 @@ async fn auto_moves_back_when_changes_goes_away() {
     assert_eq!(scrapes, vec![profiles; 3]);
     assert_eq!(profile_path(&harness), "scan-profiles-v2");
     let metrics = harness.scrape().await;
-    assert_eq!(
-        metrics.value(
-            "avepoint_api_profile_path_info",
-            &[("path", "scan-profiles-v2")]
-        ),
-        1.0
-    );
+    assert_path_info(&metrics, "scan-profiles-v2");
     // Once moved back, a scrape asks each profile once.
     let before = all_requests(&harness);
     harness.scrape().await;

@@ -24,22 +24,9 @@ fn assert_profile(
     let profile = report.profile_id.as_str();
     let ids = [("customer_id", customer), ("profile_id", profile)];
     assert_eq!(metrics.value("avepoint_scan_profile_up", &ids), 1.0);
-    assert_eq!(
-        metrics.value("avepoint_scan_new_registered_content", &ids),
-        report.new_registered_content_count as f64
-    );
-    assert_eq!(
-        metrics.value("avepoint_scan_moved_to_another_container", &ids),
-        report.moved_to_another_container as f64
-    );
-    assert_eq!(
-        metrics.value("avepoint_scan_removed_from_m365_or_out_of_policy", &ids),
-        report.removed_from_m365_or_out_of_policy as f64
-    );
-    assert_eq!(
-        metrics.value("avepoint_scan_last_status", &ids),
-        report.last_scan_status as f64
-    );
+    for (name, expected) in common::report_values(report) {
+        assert_eq!(metrics.value(name, &ids), expected, "{name}");
+    }
     let expected_state = ScanStatus::from_code(report.last_scan_status).map(ScanStatus::label);
     for state in STATES {
         let value = metrics.value(
@@ -60,14 +47,9 @@ fn assert_profile(
         metrics.find("avepoint_scan_last_status_state", &ids).len(),
         STATES.len()
     );
-    let to_seconds = |at: time::OffsetDateTime| at.unix_timestamp_nanos() as f64 / 1e9;
-    assert_eq!(
-        metrics.value("avepoint_scan_last_update_timestamp_seconds", &ids),
-        to_seconds(report.last_update_time.unwrap())
-    );
     assert_eq!(
         metrics.value("avepoint_scan_profile_modified_timestamp_seconds", &ids),
-        to_seconds(report.modified_time.unwrap())
+        report.modified_time.unwrap().unix_timestamp_nanos() as f64 / 1e9
     );
     let info = metrics.find("avepoint_scan_profile_info", &ids);
     assert_eq!(info.len(), 1);
@@ -90,6 +72,17 @@ fn assert_profile(
     );
     let fetch = metrics.value("avepoint_scan_profile_fetch_duration_seconds", &ids);
     assert!(fetch > 0.0 && fetch < 5.0, "fetch duration {fetch}");
+}
+
+/// [`assert_profile`] against the report the simulator serves for the profile now.
+fn assert_as_served(metrics: &Exposition, harness: &Harness, customer: &str, profile: &str) {
+    let report = harness.sim.current_report(customer, profile).unwrap();
+    let mode = if report.scan_mode == Some(0) {
+        "express"
+    } else {
+        "advanced"
+    };
+    assert_profile(metrics, customer, &report, mode);
 }
 
 fn pinned_report(profile_id: &str) -> ScanProfileReport {
@@ -131,27 +124,22 @@ async fn exact_values_on(endpoint: &str) {
         ("customer_id", pinned_customer.as_str()),
         ("profile_id", pinned_profile.as_str()),
     ];
-    assert_eq!(
-        metrics.value("avepoint_scan_new_registered_content", &ids),
-        17.0
-    );
-    assert_eq!(
-        metrics.value("avepoint_scan_moved_to_another_container", &ids),
-        3.0
-    );
-    assert_eq!(
-        metrics.value("avepoint_scan_removed_from_m365_or_out_of_policy", &ids),
-        2.0
-    );
-    assert_eq!(metrics.value("avepoint_scan_last_status", &ids), 4.0);
-    assert_eq!(
-        metrics.value("avepoint_scan_last_update_timestamp_seconds", &ids),
-        1_757_646_000.5
-    );
-    assert_eq!(
-        metrics.value("avepoint_scan_profile_modified_timestamp_seconds", &ids),
-        1_757_560_754.0
-    );
+    for (name, expected) in [
+        ("avepoint_scan_new_registered_content", 17.0),
+        ("avepoint_scan_moved_to_another_container", 3.0),
+        ("avepoint_scan_removed_from_m365_or_out_of_policy", 2.0),
+        ("avepoint_scan_last_status", 4.0),
+        (
+            "avepoint_scan_last_update_timestamp_seconds",
+            1_757_646_000.5,
+        ),
+        (
+            "avepoint_scan_profile_modified_timestamp_seconds",
+            1_757_560_754.0,
+        ),
+    ] {
+        assert_eq!(metrics.value(name, &ids), expected, "{name}");
+    }
     assert_profile(
         &metrics,
         &pinned_customer,
@@ -164,13 +152,7 @@ async fn exact_values_on(endpoint: &str) {
         if *profile == pinned_profile {
             continue;
         }
-        let report = harness.sim.current_report(customer, profile).unwrap();
-        let mode = if report.scan_mode == Some(0) {
-            "express"
-        } else {
-            "advanced"
-        };
-        assert_profile(&metrics, customer, &report, mode);
+        assert_as_served(&metrics, &harness, customer, profile);
     }
 
     assert_eq!(
@@ -250,21 +232,11 @@ async fn wrong_secret_sets_every_profile_down_and_says_why() {
         ..Setup::default()
     })
     .await;
-    let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
-    assert_eq!(snapshot.failures(), snapshot.profiles.len());
+    let message = common::auth_error_of_every_profile(&harness).await;
     // One rejected token request for all nine profiles, not one each.
+    assert_eq!(harness.token_requests(), 1);
     assert_eq!(
-        harness
-            .sim
-            .stats()
-            .token_requests
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
-    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
-    assert_eq!(error.kind, "auth");
-    assert_eq!(
-        error.message,
+        message,
         "token endpoint rejected the client credentials (HTTP 401 Unauthorized, invalid_client: unknown client or wrong secret): check avepoint.client_id and the client secret"
     );
 
@@ -307,14 +279,7 @@ async fn revoked_token_mid_run_is_refreshed_once_and_retried() {
         "{rejected}"
     );
     assert_eq!(second.value("avepoint_api_token_refreshes_total", &[]), 2.0);
-    assert_eq!(
-        harness
-            .sim
-            .stats()
-            .token_requests
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
+    assert_eq!(harness.token_requests(), 2);
 }
 
 #[tokio::test]
@@ -409,32 +374,13 @@ async fn every_request_says_content_type_json() {
 
 #[tokio::test]
 async fn unknown_profile_is_a_404_that_names_the_other_endpoint_and_spares_the_others() {
-    let unknown = (
-        "caf90000-2cc6-4000-b04b-794c00005ea3".to_owned(),
-        "47dba9a1-1004-4c2d-b2ce-8f5e66f5842d".to_owned(),
-    );
-    let harness = Harness::start(Setup {
-        extra_targets: vec![unknown.clone()],
-        avepoint_extra: "  endpoint: scan-profiles-v2\n".into(),
-        ..Setup::default()
-    })
+    let unknown = common::unknown_target();
+    let (harness, error) = common::start_with_unknown_target(
+        "  endpoint: scan-profiles-v2\n",
+        "HTTP 404 Not Found: customer or scan profile not found on the scan-profiles-v2 endpoint; check the ids, or try `avepoint.endpoint: changes`",
+    )
     .await;
-    let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
-    let failed: Vec<_> = snapshot
-        .profiles
-        .iter()
-        .filter(|p| p.outcome.is_err())
-        .collect();
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].target.profile_id, unknown.1);
-    let error = failed[0].outcome.as_ref().unwrap_err();
-    assert_eq!(error.kind, "404");
     assert!(error.request_id.as_deref().unwrap().starts_with("sim-"));
-    assert!(
-        error.message.starts_with("HTTP 404 Not Found: customer or scan profile not found on the scan-profiles-v2 endpoint; check the ids, or try `avepoint.endpoint: changes`"),
-        "{}",
-        error.message
-    );
 
     let metrics = harness.scrape().await;
     assert_eq!(
@@ -443,13 +389,7 @@ async fn unknown_profile_is_a_404_that_names_the_other_endpoint_and_spares_the_o
     );
     assert!(!metrics.has_data_for(&unknown.1));
     for (customer, profile) in harness.sim.profile_ids() {
-        let report = harness.sim.current_report(&customer, &profile).unwrap();
-        let mode = if report.scan_mode == Some(0) {
-            "express"
-        } else {
-            "advanced"
-        };
-        assert_profile(&metrics, &customer, &report, mode);
+        assert_as_served(&metrics, &harness, &customer, &profile);
     }
 }
 
@@ -478,13 +418,7 @@ async fn one_profile_fails(fault: Fault, status: &str, message_start: &str) -> H
     );
     assert!(!metrics.has_data_for(&bad_profile));
     for (customer, profile) in targets.iter().filter(|(_, p)| *p != bad_profile) {
-        let report = harness.sim.current_report(customer, profile).unwrap();
-        let mode = if report.scan_mode == Some(0) {
-            "express"
-        } else {
-            "advanced"
-        };
-        assert_profile(&metrics, customer, &report, mode);
+        assert_as_served(&metrics, &harness, customer, profile);
     }
     harness
 }
@@ -623,11 +557,7 @@ async fn two_concurrent_scrapes_cause_one_upstream_round() {
 #[tokio::test]
 async fn concurrency_bound_is_respected() {
     // 9 profiles, concurrency 2, 200 ms latency: at least ceil(9/2) * 200 ms.
-    let harness = Harness::start(Setup {
-        avepoint_extra: "  concurrency: 2\n".into(),
-        ..Setup::slow(Duration::from_millis(200))
-    })
-    .await;
+    let harness = Harness::start_slow(2, Duration::from_millis(200)).await;
     let started = Instant::now();
     let metrics = harness.scrape().await;
     let elapsed = started.elapsed();
@@ -637,11 +567,7 @@ async fn concurrency_bound_is_respected() {
 
 #[tokio::test]
 async fn a_short_timeout_scrape_does_not_cut_a_longer_one_short() {
-    let harness = Harness::start(Setup {
-        avepoint_extra: "  concurrency: 16\n".into(),
-        ..Setup::slow(Duration::from_millis(400))
-    })
-    .await;
+    let harness = Harness::start_slow(16, Duration::from_millis(400)).await;
     harness.scrape().await; // token fetched
     let short = harness.get(
         "/metrics",

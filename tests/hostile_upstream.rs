@@ -34,21 +34,15 @@ async fn a_redirecting_token_endpoint_gets_no_second_request_and_no_secret() {
     harness
         .sim
         .set_token_redirect(Some(&format!("{target}/connect/token")));
-    let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
-    assert_eq!(snapshot.failures(), snapshot.profiles.len());
-    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
-    assert_eq!(error.kind, "auth");
+    let message = common::auth_error_of_every_profile(&harness).await;
     assert_eq!(
-        error.message,
+        message,
         format!(
             "token endpoint answered HTTP 307 Temporary Redirect, a redirect to {target}: not followed, so the credentials are not sent there; check avepoint.token_url"
         )
     );
     assert_eq!(hits.load(Ordering::Relaxed), 0, "the redirect was followed");
-    assert_eq!(
-        harness.sim.stats().token_requests.load(Ordering::Relaxed),
-        1
-    );
+    assert_eq!(harness.token_requests(), 1);
 }
 
 #[tokio::test]

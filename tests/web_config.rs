@@ -13,8 +13,8 @@ use std::time::Duration;
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
 use avepoint_exporter::state::{AppState, StateOptions};
+use avepoint_exporter::web;
 use avepoint_exporter::web_config::{WebConfig, WebConfigHandle};
-use avepoint_exporter::{serve, web};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -134,15 +134,8 @@ impl Server {
         let state = AppState::build(&settings, StateOptions::default()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve::serve_with_web_config(
-            listener,
-            web::router(Arc::clone(&state)),
-            async {
-                let _ = shutdown_rx.await;
-            },
-            Some(web_config),
-        ));
+        let (shutdown, task) =
+            common::serve_in_background(listener, web::router(Arc::clone(&state)), web_config);
         Server {
             addr,
             dir,

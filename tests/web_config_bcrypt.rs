@@ -14,13 +14,14 @@
 //! valid login took 3 s, the refusals' medians were 6 ms and 130 ms, the
 //! cost-15 hash was accepted, `/-/healthy` took 3 s.
 
+use crate::common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use avepoint_exporter::serve;
 use avepoint_exporter::web_config::{MAX_BCRYPT_COST, WebConfig, WebConfigHandle};
 use axum::Router;
 use axum::routing::get;
@@ -43,15 +44,7 @@ impl Server {
             .route("/-/healthy", get(|| async { "Healthy\n" }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-        tokio::spawn(serve::serve_with_web_config(
-            listener,
-            router,
-            async {
-                let _ = shutdown_rx.await;
-            },
-            Some(web_config),
-        ));
+        let (shutdown, _) = common::serve_in_background(listener, router, web_config);
         Server {
             addr,
             dir,

@@ -9,9 +9,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use avepoint_exporter::avepoint::ScanProfileReport;
+use avepoint_exporter::collect::FetchError;
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings, process_env};
 use avepoint_exporter::simulator::{DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig};
 use avepoint_exporter::state::{AppState, StateOptions};
+use avepoint_exporter::web_config::WebConfigHandle;
 use avepoint_exporter::{serve, web};
 use tokio::sync::oneshot;
 
@@ -108,6 +111,23 @@ impl Harness {
             .stats()
             .profile_requests
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many token requests the simulator has answered.
+    pub fn token_requests(&self) -> u64 {
+        self.sim
+            .stats()
+            .token_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A harness over [`Setup::slow`] with at most `concurrency` requests in flight.
+    pub async fn start_slow(concurrency: usize, latency: Duration) -> Harness {
+        Harness::start(Setup {
+            avepoint_extra: format!("  concurrency: {concurrency}\n"),
+            ..Setup::slow(latency)
+        })
+        .await
     }
 
     /// The ids of the simulator's customers, in its order.
@@ -489,6 +509,15 @@ impl Drop for RunningBinary {
     }
 }
 
+/// The message of the `auth` error every profile failed with in the first round.
+pub async fn auth_error_of_every_profile(harness: &Harness) -> String {
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
+    assert_eq!(snapshot.failures(), snapshot.profiles.len());
+    let error = snapshot.profiles[0].outcome.as_ref().unwrap_err();
+    assert_eq!(error.kind, "auth");
+    error.message.clone()
+}
+
 /// After the token endpoint refused the client credentials: every profile
 /// is down and has no data, and the refusal is counted as a 401 of the
 /// token endpoint.
@@ -506,6 +535,88 @@ pub fn assert_token_refused(harness: &Harness, metrics: &Exposition) {
             &[("api_endpoint", "token"), ("code", "401")]
         ) >= 1.0
     );
+}
+
+/// The per-profile metrics that carry a field of `report` as is, with its value.
+pub fn report_values(report: &ScanProfileReport) -> [(&'static str, f64); 5] {
+    [
+        (
+            "avepoint_scan_new_registered_content",
+            report.new_registered_content_count as f64,
+        ),
+        (
+            "avepoint_scan_moved_to_another_container",
+            report.moved_to_another_container as f64,
+        ),
+        (
+            "avepoint_scan_removed_from_m365_or_out_of_policy",
+            report.removed_from_m365_or_out_of_policy as f64,
+        ),
+        ("avepoint_scan_last_status", report.last_scan_status as f64),
+        (
+            "avepoint_scan_last_update_timestamp_seconds",
+            report.last_update_time.unwrap().unix_timestamp_nanos() as f64 / 1e9,
+        ),
+    ]
+}
+
+/// A customer and scan profile that no path of the simulator knows.
+pub fn unknown_target() -> (String, String) {
+    (
+        "caf90000-2cc6-4000-b04b-794c00005ea3".to_owned(),
+        "47dba9a1-1004-4c2d-b2ce-8f5e66f5842d".to_owned(),
+    )
+}
+
+/// A harness whose first round fails for [`unknown_target`] alone: a 404 starting `message_start`.
+pub async fn start_with_unknown_target(
+    avepoint_extra: &str,
+    message_start: &str,
+) -> (Harness, FetchError) {
+    let unknown = unknown_target();
+    let harness = Harness::start(Setup {
+        extra_targets: vec![unknown.clone()],
+        avepoint_extra: avepoint_extra.to_owned(),
+        ..Setup::default()
+    })
+    .await;
+    let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
+    let failed: Vec<_> = snapshot
+        .profiles
+        .iter()
+        .filter_map(|p| p.outcome.as_ref().err().map(|e| (&p.target, e)))
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0.profile_id, unknown.1);
+    let error = failed[0].1.clone();
+    assert_eq!(error.kind, "404");
+    assert!(
+        error.message.starts_with(message_start),
+        "{}",
+        error.message
+    );
+    (harness, error)
+}
+
+/// `router` served under `web_config` in a task until the returned sender sends or is dropped.
+pub fn serve_in_background(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    web_config: Arc<WebConfigHandle>,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve::serve_with_web_config(
+        listener,
+        router,
+        async {
+            let _ = shutdown_rx.await;
+        },
+        Some(web_config),
+    ));
+    (shutdown, task)
 }
 
 /// The exporter built from the config file at `path`, as `serve` builds it
