@@ -142,12 +142,20 @@ pub struct ServeArgs {
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = telemetry_path)]
     pub telemetry_path: String,
-    /// Path to a web config file (exporter-toolkit format) that enables TLS and/or basic authentication.
-    #[arg(long = "web.config.file")]
-    pub web_config_file: Option<PathBuf>,
+    /// TLS, authentication and the connection cap.
+    #[command(flatten)]
+    pub web: WebServerArgs,
     /// Enable `POST /-/reload` (as in Prometheus). SIGHUP reloads either way.
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
+}
+
+/// The web server's flags, shared by `serve` and `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct WebServerArgs {
+    /// Path to a web config file (exporter-toolkit format) that enables TLS and/or basic authentication.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
     /// The most connections kept open at once; at the limit the one waiting longest for a request is closed. 0: derived from the open-files limit (docs/web-config.md).
     #[arg(long = "web.max-connections", default_value_t = 0)]
     pub max_connections: usize,
@@ -171,18 +179,12 @@ pub struct DemoArgs {
     /// Address the exporter listens on (the simulator takes a free loopback port).
     #[arg(long = "web.listen-address", default_value = "127.0.0.1:10290")]
     pub listen_address: String,
-    /// Path to a web config file (exporter-toolkit format) that enables TLS and/or basic authentication.
-    #[arg(long = "web.config.file")]
-    pub web_config_file: Option<PathBuf>,
-    /// The most connections kept open at once; at the limit the one waiting longest for a request is closed. 0: derived from the open-files limit (docs/web-config.md).
-    #[arg(long = "web.max-connections", default_value_t = 0)]
-    pub max_connections: usize,
-    /// Simulated customers.
-    #[arg(long, default_value_t = 3)]
-    pub customers: usize,
-    /// Scan profiles per simulated customer.
-    #[arg(long, default_value_t = 3)]
-    pub profiles_per_customer: usize,
+    /// TLS, authentication and the connection cap.
+    #[command(flatten)]
+    pub web: WebServerArgs,
+    /// The simulated customers and profiles.
+    #[command(flatten)]
+    pub world: WorldArgs,
     /// Length of a simulated day: daily reports roll over this often.
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     pub day_length: Duration,
@@ -197,6 +199,17 @@ pub struct DemoArgs {
     pub refresh: String,
 }
 
+/// The size of the simulated world, shared by `demo` and `simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct WorldArgs {
+    /// Simulated customers.
+    #[arg(long, default_value_t = 3)]
+    pub customers: usize,
+    /// Scan profiles per simulated customer.
+    #[arg(long, default_value_t = 3)]
+    pub profiles_per_customer: usize,
+}
+
 /// Flags of `simulate`.
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
@@ -207,12 +220,9 @@ pub struct SimulateArgs {
         default_value = "127.0.0.1:10291"
     )]
     pub listen_address: String,
-    /// Simulated customers.
-    #[arg(long, default_value_t = 3)]
-    pub customers: usize,
-    /// Scan profiles per simulated customer.
-    #[arg(long, default_value_t = 3)]
-    pub profiles_per_customer: usize,
+    /// The simulated customers and profiles.
+    #[command(flatten)]
+    pub world: WorldArgs,
     /// Latency added to every API response.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub latency: Duration,

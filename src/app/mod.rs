@@ -86,7 +86,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         endpoint = settings.avepoint.endpoint.name(),
         "starting avepoint-exporter"
     );
-    let web_config = load_web_config(args.web_config_file.as_deref())?;
+    let web_config = load_web_config(args.web.web_config_file.as_deref())?;
     let state = AppState::build(
         &settings,
         StateOptions {
@@ -111,14 +111,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
             "listening"
         );
     }
-    serve_until_shutdown(listeners, state, web_config, args.max_connections).await
+    serve_until_shutdown(listeners, state, web_config, args.web.max_connections).await
 }
 
 /// `demo`: the simulator on a free loopback port and the exporter against it.
 pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
     let simulator_config = SimulatorConfig {
-        customers: args.customers,
-        profiles_per_customer: args.profiles_per_customer,
+        customers: args.world.customers,
+        profiles_per_customer: args.world.profiles_per_customer,
         latency: Duration::from_millis(20),
         // A little weather, so the dashboard's error and 429 panels have
         // something to show; the exporter's one retry hides it from the data.
@@ -147,7 +147,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
     let settings = Settings::from_yaml(&config_text, Path::new("<demo>"), |name| {
         (name == CLIENT_SECRET_ENV).then(|| secret.clone())
     })?;
-    let web_config = load_web_config(args.web_config_file.as_deref())?;
+    let web_config = load_web_config(args.web.web_config_file.as_deref())?;
     let state = AppState::build(&settings, StateOptions::default())?;
     let listener = bind(&args.listen_address).await?;
     let local = listener.local_addr().map_err(AppError::Serve)?;
@@ -160,14 +160,14 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         "avepoint-exporter demo: {} customers x {} scan profiles, a simulated day every {}\n\
          \n  metrics:    {local}/metrics\n  landing:    {local}/\n  targets:    {local}/sd (Prometheus http_sd) and {local}/probe?customer_id=...\n  simulator:  {}\n\
          \nThe config it runs with (a real one looks the same, with AvePoint's URLs\nleft to `environment` and the secret in AVEPOINT_CLIENT_SECRET or a file):\n\n{config_text}\nPress Ctrl-C to stop.",
-        args.customers,
-        args.profiles_per_customer,
+        args.world.customers,
+        args.world.profiles_per_customer,
         humantime::format_duration(args.day_length),
         simulator.base_url(),
     );
     tracing::info!(address = %local, simulator = %simulator.base_url(), "demo listening");
     let result =
-        serve_until_shutdown(vec![listener], state, web_config, args.max_connections).await;
+        serve_until_shutdown(vec![listener], state, web_config, args.web.max_connections).await;
     simulator.stop();
     result
 }
@@ -199,8 +199,8 @@ pub async fn simulate(args: SimulateArgs) -> Result<(), AppError> {
         .await
         .map_err(listen_error)?;
     let config = SimulatorConfig {
-        customers: args.customers,
-        profiles_per_customer: args.profiles_per_customer,
+        customers: args.world.customers,
+        profiles_per_customer: args.world.profiles_per_customer,
         latency: args.latency,
         error_rate: args.error_rate,
         throttle_rate: args.throttle_rate,
