@@ -67,7 +67,7 @@ pub enum Command {
     /// Run the exporter (the default).
     Serve(ServeArgs),
     /// Validate the config, fetch every target once and print a table; exit 1 if anything failed.
-    Check(CheckArgs),
+    Check(ConfigFileArgs),
     /// Run the exporter against the embedded simulator: live-looking data, no AvePoint account.
     Demo(DemoArgs),
     /// Run only the simulated AvePoint API (for other tools, benchmarks, a demo stack).
@@ -122,13 +122,9 @@ pub enum LogFormat {
 /// Flags of `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Path to the YAML config file.
-    #[arg(
-        long = "config.file",
-        default_value = "avepoint.yml",
-        env = "AVEPOINT_CONFIG_FILE"
-    )]
-    pub config_file: PathBuf,
+    /// The config file.
+    #[command(flatten)]
+    pub config: ConfigFileArgs,
     /// Address to listen on for web interface and telemetry (`:port` = every interface, IPv4 and IPv6). Repeat the flag to listen on several.
     #[arg(
         long = "web.listen-address",
@@ -161,9 +157,9 @@ pub struct WebServerArgs {
     pub max_connections: usize,
 }
 
-/// Flags of `check`.
+/// The config file flag: all `check` takes, and the first of `serve`.
 #[derive(Debug, Clone, Args)]
-pub struct CheckArgs {
+pub struct ConfigFileArgs {
     /// Path to the YAML config file.
     #[arg(
         long = "config.file",
@@ -325,7 +321,7 @@ mod tests {
     fn serve_is_the_default() {
         let cli = Cli::try_parse_from(["avepoint-exporter", "--config.file", "x.yml"]).unwrap();
         assert!(cli.command.is_none());
-        assert_eq!(cli.serve.config_file, PathBuf::from("x.yml"));
+        assert_eq!(cli.serve.config.config_file, PathBuf::from("x.yml"));
         assert_eq!(cli.serve.listen_addresses, [":10290"]);
         assert!(!cli.serve.systemd_socket);
     }

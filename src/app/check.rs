@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use super::error::AppError;
 use crate::avepoint::ApiClient;
 use crate::backup::{CheckTargets, CustomerSource, FirstPage, PageCount};
-use crate::cli::CheckArgs;
+use crate::cli::ConfigFileArgs;
 use crate::collect::Snapshot;
 use crate::config::{CollectorKind, ProfileEndpoint, Settings, process_env};
 use crate::state::{AppState, Pipeline, StateOptions};
@@ -18,7 +18,7 @@ use crate::state::{AppState, Pipeline, StateOptions};
 const CHECK_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `check`: fetch every target once, print a table; `Ok(false)` when any failed.
-pub async fn check(args: CheckArgs) -> Result<bool, AppError> {
+pub async fn check(args: ConfigFileArgs) -> Result<bool, AppError> {
     let settings = Settings::load(&args.config_file, process_env)?;
     let state = AppState::build(&settings, StateOptions::default())?;
     let pipeline = state.pipeline();

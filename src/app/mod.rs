@@ -78,7 +78,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         .systemd_socket
         .then(serve::systemd_listeners)
         .transpose()?;
-    let settings = Settings::load(&args.config_file, process_env)?;
+    let settings = Settings::load(&args.config.config_file, process_env)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         config = %settings.source.display(),
@@ -91,7 +91,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
         &settings,
         StateOptions {
             telemetry_path: args.telemetry_path.clone(),
-            config_file: Some(args.config_file.clone()),
+            config_file: Some(args.config.config_file.clone()),
             enable_lifecycle: args.enable_lifecycle,
         },
     )?;
