@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// What each top-level module may import from the crate, bottom up.
+/// What each top-level module may import from the crate, bottom up (one
+/// row a module, as in docs/architecture.md's table).
+#[rustfmt::skip]
 const ALLOWED: &[(&str, &[&str])] = &[
     ("sync", &[]),
     ("test_log", &["sync"]),
@@ -22,104 +24,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("avepoint", &["sync", "config"]),
     ("refresher", &["sync"]),
     ("discovery", &["sync", "config", "avepoint", "refresher"]),
-    (
-        "profile_details",
-        &["sync", "config", "avepoint", "refresher", "discovery"],
-    ),
-    (
-        "backup",
-        &["sync", "config", "avepoint", "refresher", "discovery"],
-    ),
-    (
-        "report_schedule",
-        &[
-            "sync",
-            "config",
-            "avepoint",
-            "refresher",
-            "discovery",
-            "profile_details",
-        ],
-    ),
-    (
-        "collect",
-        &["sync", "config", "avepoint", "discovery", "report_schedule"],
-    ),
-    (
-        "metrics",
-        &[
-            "sync",
-            "version",
-            "config",
-            "avepoint",
-            "discovery",
-            "collect",
-            "profile_details",
-            "backup",
-            "report_schedule",
-        ],
-    ),
-    (
-        "state",
-        &[
-            "sync",
-            "config",
-            "avepoint",
-            "refresher",
-            "discovery",
-            "collect",
-            "profile_details",
-            "backup",
-            "report_schedule",
-            "metrics",
-        ],
-    ),
+    ("profile_details", &["sync", "config", "avepoint", "refresher", "discovery"]),
+    ("backup", &["sync", "config", "avepoint", "refresher", "discovery"]),
+    ("report_schedule", &["sync", "config", "avepoint", "refresher", "discovery", "profile_details"]),
+    ("collect", &["sync", "config", "avepoint", "discovery", "report_schedule"]),
+    ("metrics", &["sync", "version", "config", "avepoint", "discovery", "collect", "profile_details", "backup", "report_schedule"]),
+    ("state", &["sync", "config", "avepoint", "refresher", "discovery", "collect", "profile_details", "backup", "report_schedule", "metrics"]),
     ("web_config", &["sync", "config"]),
-    (
-        "web",
-        &[
-            "sync",
-            "config",
-            "avepoint",
-            "discovery",
-            "collect",
-            "profile_details",
-            "backup",
-            "metrics",
-            "state",
-        ],
-    ),
+    ("web", &["sync", "config", "avepoint", "discovery", "collect", "profile_details", "backup", "metrics", "state"]),
     ("serve", &["sync", "web_config"]),
-    (
-        "simulator",
-        &[
-            "sync",
-            "avepoint::model",
-            "avepoint::certificate",
-            "web_config",
-            "serve",
-        ],
-    ),
-    (
-        "app",
-        &[
-            "sync",
-            "version",
-            "cli",
-            "config",
-            "avepoint",
-            "discovery",
-            "collect",
-            "profile_details",
-            "backup",
-            "metrics",
-            "state",
-            "web_config",
-            "web",
-            "serve",
-            "simulator",
-        ],
-    ),
+    ("simulator", &["sync", "avepoint::model", "avepoint::certificate", "web_config", "serve"]),
+    ("app", &["sync", "version", "cli", "config", "avepoint", "discovery", "collect", "profile_details", "backup", "metrics", "state", "web_config", "web", "serve", "simulator"]),
 ];
 
 /// Longest file in `src/`, in lines.
