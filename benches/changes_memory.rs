@@ -22,6 +22,7 @@ mod support;
 use std::process::{Child, Command};
 use std::time::Instant;
 
+use avepoint_exporter::simulator::Knob;
 use avepoint_exporter::simulator::{
     DEMO_CLIENT_SECRET, Fault, FaultAt, RunningSimulator, SimulatorConfig,
 };
@@ -85,7 +86,7 @@ async fn run(profiles: usize, objects: usize, rounds: usize) {
         report.moved_to_another_container = objects as i64;
         report.removed_from_m365_or_out_of_policy = objects as i64;
         sim.set_fault(FaultAt::Report(&profile), Fault::Report(report));
-        sim.set_change_list_size(&profile, Some(objects));
+        sim.set(Knob::ChangeListSize(&profile, Some(objects)));
     }
     let body_bytes = body_size(&sim).await;
     println!(

@@ -14,6 +14,7 @@ use avepoint_exporter::avepoint::certificate::{
     ASSERTION_CLOCK_SKEW, ASSERTION_LIFETIME, CLIENT_ASSERTION_TYPE, ClientCertificate,
 };
 use avepoint_exporter::config::Settings;
+use avepoint_exporter::simulator::Knob;
 use avepoint_exporter::simulator::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RunningSimulator, SimulatorConfig,
 };
@@ -990,7 +991,7 @@ async fn trace_logs_never_show_the_key_or_the_assertion() {
 async fn a_token_endpoint_echoing_the_assertion_never_gets_it_into_an_error() {
     let credential = Credential::rsa();
     let harness = harness_with(Some(&credential), &credential).await;
-    harness.sim.set_token_echo(true);
+    harness.sim.set(Knob::TokenEcho(true));
     let snapshot = harness
         .state
         .rounds()

@@ -12,6 +12,7 @@ use avepoint_exporter::avepoint::ApiMetrics;
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::discovery::{self, DiscoveryState};
 use avepoint_exporter::refresher::Permits;
+use avepoint_exporter::simulator::Knob;
 use avepoint_exporter::simulator::{
     DEMO_CLIENT_SECRET, Fault, FaultAt, RunningSimulator, SimulatorConfig,
 };
@@ -151,7 +152,7 @@ async fn a_failing_refresh_keeps_the_last_known_set() {
     let first = refresh_once(&settings, &DiscoveryState::default()).await;
     assert_eq!(first.targets.len(), 10);
 
-    sim.set_discovery_failing(true);
+    sim.set(Knob::DiscoveryFailing(true));
     let second = refresh_once(&settings, &first).await;
     assert_eq!(second.targets, first.targets);
     assert_eq!(second.customers.len(), 5);
@@ -159,7 +160,7 @@ async fn a_failing_refresh_keeps_the_last_known_set() {
     assert_eq!(second.last_success, first.last_success);
     assert!(second.attempted);
 
-    sim.set_discovery_failing(false);
+    sim.set(Knob::DiscoveryFailing(false));
     let third = refresh_once(&settings, &second).await;
     assert_eq!(third.errors_total, 1);
     assert!(third.last_success > first.last_success);
@@ -195,7 +196,7 @@ async fn customers_appear_and_disappear_between_refreshes() {
 #[tokio::test]
 async fn a_server_lying_about_total_count_cannot_keep_us_paging() {
     let sim = simulator(120, 1).await;
-    sim.set_paging_lies(true);
+    sim.set(Knob::PagingLies(true));
     let state = first_refresh(&sim, "  page_size: 50\n").await;
     assert_found(&state, 120, 120);
     // Customers: pages 1-3, then page 4 repeats page 3 and brings nothing
@@ -457,7 +458,7 @@ async fn concurrency_bounds_requests_across_concurrent_probes() {
 #[tokio::test]
 async fn ids_that_are_not_uuids_are_skipped() {
     let sim = simulator(3, 2).await;
-    sim.set_bogus_customer(true);
+    sim.set(Knob::BogusCustomer(true));
     let state = first_refresh(&sim, "").await;
     assert_found(&state, 3, 6);
     assert!(
@@ -473,7 +474,7 @@ async fn ids_that_are_not_uuids_are_skipped() {
 #[tokio::test]
 async fn one_id_in_three_spellings_is_one_customer_and_one_profile() {
     let sim = simulator(3, 2).await;
-    sim.set_respelled_ids(true);
+    sim.set(Knob::RespelledIds(true));
     let state = first_refresh(&sim, "").await;
     assert_found(&state, 3, 6);
     let mut ids: Vec<_> = state.targets.iter().map(|t| t.profile_id.clone()).collect();

@@ -5,6 +5,7 @@
 //! profile asks `changes` first; and back again (issue #19).
 
 use crate::common;
+use avepoint_exporter::simulator::Knob;
 
 use std::sync::atomic::Ordering;
 
@@ -38,7 +39,7 @@ fn assert_path_info(metrics: &Exposition, path: &str) {
 #[tokio::test]
 async fn auto_moves_to_changes_when_the_seed_path_is_not_served() {
     let harness = Harness::start(Setup::default()).await;
-    harness.sim.set_v2_path_absent(true);
+    harness.sim.set(Knob::V2PathAbsent(true));
     let profiles = harness.sim.profile_ids().len() as u64;
 
     let first = harness.scrape().await;
@@ -76,7 +77,7 @@ async fn auto_moves_to_changes_when_the_seed_path_is_not_served() {
 #[tokio::test]
 async fn auto_moves_to_changes_when_the_seed_path_answers_405() {
     let harness = Harness::start(Setup::default()).await;
-    harness.sim.set_v2_path_status(Some(405));
+    harness.sim.set(Knob::V2PathStatus(Some(405)));
     let profiles = harness.sim.profile_ids();
     let metrics = harness.scrape().await;
     for (customer, profile) in &profiles {
@@ -129,13 +130,13 @@ async fn a_profile_neither_path_knows_is_reported_as_not_existing() {
 async fn auto_moves_back_when_changes_goes_away() {
     let harness = Harness::start(Setup::default()).await;
     let profiles = harness.sim.profile_ids().len();
-    harness.sim.set_v2_path_absent(true);
+    harness.sim.set(Knob::V2PathAbsent(true));
     let up = |metrics: &Exposition| metrics.up_count();
     assert_eq!(up(&harness.scrape().await), profiles);
     assert_eq!(profile_path(&harness), "changes");
 
-    harness.sim.set_v2_path_absent(false);
-    harness.sim.set_changes_path_status(Some(404));
+    harness.sim.set(Knob::V2PathAbsent(false));
+    harness.sim.set(Knob::ChangesPathStatus(Some(404)));
     let mut scrapes = Vec::new();
     for _ in 0..3 {
         scrapes.push(up(&harness.scrape().await));

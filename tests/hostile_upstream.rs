@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use avepoint_exporter::simulator::Knob;
 use avepoint_exporter::simulator::{Fault, FaultAt, SimulatorConfig};
 use common::{Harness, Setup};
 
@@ -31,9 +32,9 @@ async fn trap() -> (String, Arc<AtomicU64>) {
 async fn a_redirecting_token_endpoint_gets_no_second_request_and_no_secret() {
     let harness = Harness::start(Setup::default()).await;
     let (target, hits) = trap().await;
-    harness
-        .sim
-        .set_token_redirect(Some(&format!("{target}/connect/token")));
+    harness.sim.set(Knob::TokenRedirect(Some(&format!(
+        "{target}/connect/token"
+    ))));
     let message = common::auth_error_of_every_profile(&harness).await;
     assert_eq!(
         message,
@@ -90,7 +91,7 @@ async fn an_api_refusing_every_token_costs_two_token_requests_then_a_pause() {
         ..Setup::default()
     })
     .await;
-    harness.sim.set_rejecting_all_tokens(true);
+    harness.sim.set(Knob::RejectingAllTokens(true));
     let tokens = || harness.sim.stats().token_requests.load(Ordering::Relaxed);
     let profile_requests = || harness.sim.stats().profile_requests.load(Ordering::Relaxed);
 

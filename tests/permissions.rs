@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use avepoint_exporter::avepoint::ApiEndpoint;
 use avepoint_exporter::avepoint::backup::BACKUP_JOBS;
+use avepoint_exporter::simulator::Knob;
 use avepoint_exporter::simulator::{ALL_PERMISSIONS, SimulatorConfig};
 use common::{Exposition, Harness, Setup};
 
@@ -133,7 +134,7 @@ async fn a_permission_granted_later_is_used_from_the_next_token_refresh() {
     let harness = without_jobs_permission(two_second_tokens()).await;
     let client = &harness.state.pipeline().client;
     assert!(client.authorize(BACKUP_JOBS.endpoint).await.is_err());
-    harness.sim.set_permissions(ALL_PERMISSIONS);
+    harness.sim.set(Knob::Permissions(ALL_PERMISSIONS));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let metrics = harness.scrape().await;
     assert_every_profile_exact(&harness, &metrics);
@@ -202,9 +203,9 @@ async fn a_failed_token_refresh_clears_the_granted_permissions() {
         metrics.value("avepoint_api_granted_permission", &[("permission", JOBS)]),
         0.0
     );
-    harness
-        .sim
-        .set_token_redirect(Some("http://127.0.0.1:9/connect/token"));
+    harness.sim.set(Knob::TokenRedirect(Some(
+        "http://127.0.0.1:9/connect/token",
+    )));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let metrics = harness.scrape().await;
     assert!(metrics.every_up_is(0.0));

@@ -13,6 +13,7 @@ use std::time::Duration;
 use avepoint_exporter::avepoint::details::PROFILE_DETAILS;
 use avepoint_exporter::avepoint::{ApiClient, ApiError, ApiMetrics, ScanProfileDetails};
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, ProfileTarget, Settings};
+use avepoint_exporter::simulator::Knob;
 use avepoint_exporter::simulator::{
     DEMO_CLIENT_SECRET, Fault, FaultAt, RunningSimulator, SimulatorConfig, wire,
 };
@@ -177,7 +178,7 @@ async fn details_faults_are_errors_that_say_what_went_wrong() {
 async fn without_the_request_id_header_the_error_body_ids_are_used() {
     for omitted in [false, true] {
         let sim = simulator().await;
-        sim.set_request_id_header_omitted(omitted);
+        sim.set(Knob::RequestIdHeaderOmitted(omitted));
         let (client, _) = client(&sim, "  endpoint: changes\n");
         let (customer, profile) = sim.profile_ids()[0].clone();
         sim.set_fault(FaultAt::Report(&profile), Fault::Status(404));
@@ -212,7 +213,7 @@ async fn a_round_reports_the_body_request_id_when_the_header_is_missing() {
         ..Setup::default()
     })
     .await;
-    harness.sim.set_request_id_header_omitted(true);
+    harness.sim.set(Knob::RequestIdHeaderOmitted(true));
     let (_, profile) = harness.sim.profile_ids()[5].clone();
     harness
         .sim

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use avepoint_exporter::simulator::Knob;
 use avepoint_exporter::simulator::{
     DEMO_CLIENT_SECRET, FaultAt, RunningSimulator, SimulatorConfig,
 };
@@ -289,7 +290,7 @@ async fn a_reload_keeps_the_discovered_targets_until_the_new_discovery_succeeds(
     assert_eq!(profiles(&scrape(&base).await).len(), 9);
 
     // The new config's first discovery fails: the last known set stays.
-    sim.set_discovery_failing(true);
+    sim.set(Knob::DiscoveryFailing(true));
     files.write(
         &sim,
         &[],
@@ -368,7 +369,7 @@ async fn a_static_target_dropped_by_a_reload_goes_even_while_discovery_fails() {
     wait_for_first_discovery(&state).await;
     assert_eq!(profiles(&scrape(&base).await).len(), 10);
 
-    sim.set_discovery_failing(true);
+    sim.set(Knob::DiscoveryFailing(true));
     files.write(&sim, &[], "discovery:\n  enabled: true\n");
     assert_eq!(post_reload(&base).await.0, 200);
     let after = profiles(&scrape(&base).await);

@@ -12,6 +12,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use avepoint_exporter::simulator::Knob;
 use avepoint_exporter::simulator::{Fault, FaultAt, SimulatorConfig};
 use common::{Exposition, Harness, Setup};
 
@@ -103,7 +104,9 @@ async fn a_50_mb_changes_body_with_200000_objects_per_list_is_up() {
     harness
         .sim
         .set_fault(FaultAt::Report(&profile), Fault::Report(report));
-    harness.sim.set_change_list_size(&profile, Some(200_000));
+    harness
+        .sim
+        .set(Knob::ChangeListSize(&profile, Some(200_000)));
     let metrics = scrape_slowly(&harness).await;
     for (_, other) in harness.sim.profile_ids() {
         assert_eq!(up(&metrics, &other), 1.0, "{other}");
@@ -125,7 +128,7 @@ async fn a_list_that_disagrees_with_its_count_exports_the_count_and_warns_once()
     harness
         .sim
         .set_fault(FaultAt::Report(&profile), Fault::Report(report));
-    harness.sim.set_change_list_size(&profile, Some(7));
+    harness.sim.set(Knob::ChangeListSize(&profile, Some(7)));
     for _ in 0..3 {
         let metrics = scrape_slowly(&harness).await;
         assert_eq!(up(&metrics, &profile), 1.0);
@@ -150,7 +153,9 @@ async fn a_body_over_the_cap_fails_only_its_profile_naming_the_cap() {
     let targets = harness.sim.profile_ids();
     let (_, profile) = targets[6].clone();
     // About 12 MB, streamed without a Content-Length: the cap must count.
-    harness.sim.set_change_list_size(&profile, Some(50_000));
+    harness
+        .sim
+        .set(Knob::ChangeListSize(&profile, Some(50_000)));
     let snapshot = harness
         .state
         .rounds()

@@ -15,6 +15,7 @@ use avepoint_exporter::avepoint::{ApiClient, ApiMetrics};
 use avepoint_exporter::config::{CLIENT_SECRET_ENV, Settings};
 use avepoint_exporter::discovery::{self, DiscoveryState, LimitHits};
 use avepoint_exporter::refresher::Permits;
+use avepoint_exporter::simulator::Knob;
 use avepoint_exporter::simulator::{
     DEMO_CLIENT_SECRET, Fault, FaultAt, RunningSimulator, SimulatorConfig,
 };
@@ -57,7 +58,7 @@ async fn a_customer_list_of_fresh_floods_is_read_to_the_page_size_and_cut_at_the
     let sim = RunningSimulator::start(SimulatorConfig::default(), ([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
-    sim.set_customer_flood(Some(15_000));
+    sim.set(Knob::CustomerFlood(Some(15_000)));
     let settings = settings(
         &sim,
         &BOUNDS.replace("max_customers: 5", "max_customers: 8"),
@@ -129,7 +130,7 @@ async fn the_bounds_hit_are_counted_in_the_metrics() {
     let harness = Harness::start(Setup {
         static_targets: false,
         config_tail: format!("discovery:\n  enabled: true\n{BOUNDS}"),
-        prepare_sim: Some(Box::new(|sim| sim.set_customer_flood(Some(15_000)))),
+        prepare_sim: Some(Box::new(|sim| sim.set(Knob::CustomerFlood(Some(15_000))))),
         ..Setup::default()
     })
     .await;
@@ -324,7 +325,7 @@ async fn a_token_endpoint_echoing_the_form_never_gets_the_secret_into_an_error()
         ..Setup::default()
     })
     .await;
-    harness.sim.set_token_echo(true);
+    harness.sim.set(Knob::TokenEcho(true));
     let snapshot = harness.state.rounds().collect(Duration::from_secs(5)).await;
     let error = &snapshot.profiles[0].outcome.as_ref().unwrap_err().message;
     assert!(

@@ -19,6 +19,7 @@
 
 use std::time::{Duration, Instant};
 
+use avepoint_exporter::simulator::Knob;
 use avepoint_exporter::simulator::{Fault, FaultAt, RunningSimulator, SimulatorConfig};
 
 use super::{Exporter, PROMETHEUS_ACCEPT, mib, ms, proc_sample, write_config};
@@ -100,7 +101,7 @@ fn run_one(attack: &'static str, length: Duration, every: Duration) -> Outcome {
     match attack {
         "customer-flood" => {
             yaml.push_str("discovery:\n  enabled: true\n  refresh_interval: 15s\n");
-            sim.set_customer_flood(Some(15_000));
+            sim.set(Knob::CustomerFlood(Some(15_000)));
         }
         "fresh-modules" => {
             yaml.push_str(

@@ -43,7 +43,7 @@ pub struct EndpointFacts {
     /// The path below the API base URL, every `{...}` an id filled in
     /// order ([`Paged`] and [`Get`] say how many). `None` for the token
     /// endpoint, whose URL is `avepoint.token_url` whole. A report has two
-    /// paths: [`report_path`] chooses.
+    /// paths: `report_path` chooses.
     pub path_template: Option<&'static str>,
     /// The permission the endpoint needs; `None` for the token endpoint.
     pub permission: Option<&'static str>,
@@ -61,7 +61,7 @@ impl ApiEndpoint {
         description: "a token response",
     });
 
-    /// A profile's daily report (either path; [`report_path`] builds it).
+    /// A profile's daily report (either path; `report_path` builds it).
     pub const SCAN_PROFILE: ApiEndpoint = ApiEndpoint(&EndpointFacts {
         label: "scan_profile",
         method: Method::Get,

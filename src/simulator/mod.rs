@@ -44,7 +44,7 @@ use tokio::sync::oneshot;
 use crate::avepoint::model::ScanProfileReport;
 use crate::sync::lock;
 use data::SimCustomer;
-pub use knobs::FaultAt;
+pub use knobs::{FaultAt, Knob};
 use state::TrustedCertificate;
 use state::{InFlight, SimState};
 pub use state::{ProtocolStats, SimStats};
@@ -89,7 +89,7 @@ pub struct SimulatorConfig {
     /// Permissions the app registration holds (space separated). A token
     /// request for any other scope is refused `400 invalid_scope` as a
     /// whole, as IdentityServer refuses it; see
-    /// [`RunningSimulator::set_permissions`] to change them later.
+    /// `set(Knob::Permissions(..))` to change them later.
     pub permissions: String,
     /// A certificate uploaded to the app registration (PEM or DER): the
     /// token endpoint then also accepts `client_assertion` JWTs signed RS256
