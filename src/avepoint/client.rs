@@ -12,9 +12,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use url::Url;
 
+use super::body_decode::{StreamBudget, decode_streamed};
 use super::endpoint::ApiEndpoint;
 use super::error::ApiError;
-use super::http::{DECODE_SLOTS, StreamBudget, decode_streamed, read_body_limited};
+use super::http::{DECODE_SLOTS, read_body_limited};
 use super::instrumentation::ApiMetrics;
 use super::model::ScanProfileReport;
 use super::pacing::{Backoffs, RateLimiter, backoff_family, jitter};

@@ -1,7 +1,7 @@
 //! AvePoint's Graph API: everything that talks to it, and nothing else.
 //!
-//! Inside, from the bottom up: [`http`] (bounded and streamed body reads,
-//! text safe to log), `scrub` (our credentials in every wire form, and
+//! Inside, from the bottom up: [`http`] (bounded body reads, text safe
+//! to log), `body_decode` (a report's body decoded as it streams in), `scrub` (our credentials in every wire form, and
 //! JSON decode errors without the values), [`instrumentation`]
 //! (`avepoint_api_*` counters), [`lenient`] (fields read one by one:
 //! `"N/A"`, `null` and odd values are unknown, never a failed page),
@@ -24,6 +24,7 @@
 //! never `discovery`, `collect`, `metrics` or anything above.
 
 pub mod backup;
+mod body_decode;
 mod calls;
 pub mod certificate;
 pub mod client;
