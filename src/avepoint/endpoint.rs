@@ -355,17 +355,13 @@ mod tests {
     #[test]
     fn the_build_time_checks_count_as_the_run_time_ones() {
         for template in [V3, REPORT_V2, REPORT_CHANGES, "/{a}{b}/{c}", "{"] {
-            assert_eq!(placeholders_of(template), template.matches('{').count());
+            assert_eq!(super::placeholders(template), template.matches('{').count());
             assert_eq!(
                 starts_with(template.as_bytes(), V3.as_bytes()),
                 template.starts_with(V3)
             );
         }
         assert!(!starts_with(b"/partner", V3.as_bytes()));
-    }
-
-    fn placeholders_of(template: &str) -> usize {
-        super::placeholders(template)
     }
 
     #[test]
