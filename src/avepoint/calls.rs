@@ -4,16 +4,18 @@
 //! client's (`client.rs`); fields that could not be read are counted here,
 //! once per page, for every list alike.
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use url::Url;
 
 use super::client::ApiClient;
+use super::destination::Destination;
 use super::endpoint::{ApiEndpoint, Get, Method, Paged, fill};
 use super::error::ApiError;
 use super::lenient::UnreadableFields;
 use super::page::Page;
-use super::transport::Destination;
 
 impl ApiClient {
     /// One page of `list` for `ids` (its path's placeholders, in order),
@@ -54,7 +56,12 @@ impl ApiClient {
         let body = (list.endpoint.method() == Method::Post).then_some(filter);
         let deadline = Instant::now() + self.request_timeout;
         let page: Page<T> = self
-            .call_with_retry(list.endpoint, &Destination::new(url), body, deadline)
+            .call_with_retry(
+                list.endpoint,
+                &Arc::new(Destination::new(url)),
+                body,
+                deadline,
+            )
             .await?;
         for item in &page.data {
             for field in item.unreadable_fields() {
@@ -77,8 +84,13 @@ impl ApiClient {
     {
         let url = self.endpoint_url(one.endpoint, &ids);
         let deadline = Instant::now() + self.request_timeout;
-        self.call_with_retry(one.endpoint, &Destination::new(url), None, deadline)
-            .await
+        self.call_with_retry(
+            one.endpoint,
+            &Arc::new(Destination::new(url)),
+            None,
+            deadline,
+        )
+        .await
     }
 
     fn endpoint_url(&self, endpoint: ApiEndpoint, ids: &[&str]) -> Url {

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::body_decode::{StreamBudget, decode_streamed};
+use super::destination::Destination;
 use super::endpoint::ApiEndpoint;
 use super::error::ApiError;
 use super::http::{DECODE_SLOTS, read_body_limited};
@@ -23,7 +24,7 @@ use super::response::{body_error, request_id, status_error};
 use super::runs_to_end::RunsToEnd;
 use super::scrub::json_error_text;
 use super::token::{AccessToken, TokenSource};
-use super::transport::{ClientError, Connection, Destination, Outgoing, Transport};
+use super::transport::{ClientError, Connection, Outgoing, Transport};
 use crate::config::{AvePointSettings, ProfileEndpoint, ProfileTarget};
 use crate::sync::lock;
 
@@ -67,7 +68,7 @@ pub struct ApiClient {
     /// Profiles whose object lists disagreed with their counts, already
     /// warned about: once per profile, not once per scrape.
     list_mismatch_warned: Arc<std::sync::Mutex<std::collections::HashSet<ProfileTarget>>>,
-    pub(super) report_urls: Arc<super::endpoint::ReportUrls>,
+    pub(super) report_urls: Arc<super::report_urls::ReportUrls>,
 }
 
 impl ApiClient {
@@ -183,7 +184,7 @@ impl ApiClient {
     pub(super) async fn call_with_retry<T: DeserializeOwned + Send + 'static>(
         &self,
         endpoint: ApiEndpoint,
-        to: &Destination,
+        to: &Arc<Destination>,
         body: Option<&serde_json::Value>,
         deadline: Instant,
     ) -> Result<T, ApiError> {
@@ -274,7 +275,7 @@ impl ApiClient {
     async fn call_to_end<T>(
         &self,
         endpoint: ApiEndpoint,
-        to: &Destination,
+        to: &Arc<Destination>,
         body: Option<&serde_json::Value>,
         deadline: Instant,
     ) -> Result<T, ApiError>
@@ -296,7 +297,7 @@ impl ApiClient {
             });
         }
         let client = self.clone();
-        let (to, body) = (to.clone(), body.cloned());
+        let (to, body) = (Arc::clone(to), body.cloned());
         RunsToEnd::new(async move { client.call(endpoint, &to, body.as_ref(), permit).await }).await
     }
 

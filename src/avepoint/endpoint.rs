@@ -9,21 +9,15 @@
 //! checked when the crate compiles. No new client method, and nothing
 //! here changes.
 //!
-//! Also keeps the report URLs built (`ReportUrls`). Imports only
-//! `transport`'s `Destination`, `sync` and, from `config`, the report path
-//! choice and the scan profiles' permission name.
+//! Also builds a report's path (`report_path`). Imports only, from
+//! `config`, the report path choice and the scan profiles' permission
+//! name.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
-use std::sync::Mutex;
 
-use url::Url;
-
-use super::transport::Destination;
 use crate::config::{ProfileEndpoint, SCAN_PROFILES_SCOPE};
-use crate::sync::lock;
 
 /// Which AvePoint endpoint a request went to: a handle on its
 /// [`EndpointFacts`], compared and hashed by its label (the `api_endpoint`
@@ -127,20 +121,23 @@ pub enum Method {
 }
 
 /// A report on the path AvePoint documented first.
-const REPORT_V2: &str =
+pub(super) const REPORT_V2: &str =
     "/partner/external/v3/general/customers/{customer}/scan-profiles-v2/{profile}";
 /// A report on the path AvePoint publishes since October 2025.
-const REPORT_CHANGES: &str =
+pub(super) const REPORT_CHANGES: &str =
     "/partner/external/v3/general/customers/{customer}/scan-profiles/{profile}/changes";
 
 /// The path of one profile's report on `path` (`auto` starts with
 /// `scan-profiles-v2`'s; `profile_path.rs` decides when to switch).
 pub(super) fn report_path(path: ProfileEndpoint, customer_id: &str, profile_id: &str) -> String {
-    let template = match path {
+    fill(report_template(path), &[customer_id, profile_id])
+}
+
+pub(super) fn report_template(path: ProfileEndpoint) -> &'static str {
+    match path {
         ProfileEndpoint::Auto | ProfileEndpoint::ScanProfilesV2 => REPORT_V2,
         ProfileEndpoint::Changes => REPORT_CHANGES,
-    };
-    fill(template, &[customer_id, profile_id])
+    }
 }
 
 /// `template` with its `{...}` placeholders replaced by `ids`, in order,
@@ -260,43 +257,6 @@ const fn placeholders(template: &str) -> usize {
     count
 }
 
-/// The most report URLs kept built, about 700 bytes each with their
-/// parsed `Uri` (2.8 MiB): a profile's is the same on every scrape, but
-/// discovery may bring new ids forever, and each MiB counts against the
-/// 64 MiB of the Kubernetes example. Beyond this many profiles the cache starts over within every
-/// round and saves nothing; it costs a copy per call.
-const REPORT_URLS_MAX: usize = 4_096;
-
-/// Report URLs built before. Building one from text (`Url::set_path`,
-/// percent-encoding and all) was 6 % of a scrape's instructions and 3 %
-/// of its time; a lookup and a copy are not. Keyed by a hash of the path,
-/// not the path (a third less memory); a URL
-/// found is used only when it ends with the path, so a collision costs a
-/// rebuild, never a wrong URL. Full, it starts over.
-#[derive(Debug, Default)]
-pub(super) struct ReportUrls {
-    urls: Mutex<HashMap<u64, Destination>>,
-    keys: RandomState,
-}
-
-impl ReportUrls {
-    pub(super) fn get_or_build(&self, path: &str, build: impl FnOnce() -> Url) -> Destination {
-        let key = self.keys.hash_one(path);
-        if let Some(url) = lock(&self.urls).get(&key)
-            && url.url.path().ends_with(path)
-        {
-            return url.clone();
-        }
-        let url = Destination::new(build());
-        let mut urls = lock(&self.urls);
-        if urls.len() >= REPORT_URLS_MAX {
-            urls.clear();
-        }
-        urls.insert(key, url.clone());
-        url
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,40 +354,5 @@ mod tests {
             "/partner/external/v3/general/customers/c1/scan-profiles-v2/p2"
         );
         assert_eq!(fill("/a/batch", &[]), "/a/batch");
-    }
-
-    #[test]
-    fn a_report_url_is_built_once_and_a_stale_entry_never_answers() {
-        let urls = ReportUrls::default();
-        let base = Url::parse("https://graph.example/partner").unwrap();
-        let build = |path: &str| {
-            let mut url = base.clone();
-            url.set_path(&format!("/partner{path}"));
-            url
-        };
-        let first = urls.get_or_build("/customers/c/p1", || build("/customers/c/p1"));
-        assert_eq!(
-            first.url.as_str(),
-            "https://graph.example/partner/customers/c/p1"
-        );
-        let again = urls.get_or_build("/customers/c/p1", || panic!("built twice"));
-        assert_eq!(again.url, first.url);
-
-        // An entry whose URL does not end with the path (a hash collision)
-        // is rebuilt, not served.
-        let key = urls.keys.hash_one("/customers/c/p2");
-        lock(&urls.urls).insert(key, first.clone());
-        let second = urls.get_or_build("/customers/c/p2", || build("/customers/c/p2"));
-        assert_eq!(
-            second.url.as_str(),
-            "https://graph.example/partner/customers/c/p2"
-        );
-
-        // Full, it starts over: never more than REPORT_URLS_MAX entries.
-        for n in 0..REPORT_URLS_MAX + 5 {
-            let path = format!("/customers/c/{n}");
-            urls.get_or_build(&path, || build(&path));
-        }
-        assert!(lock(&urls.urls).len() <= REPORT_URLS_MAX);
     }
 }

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use tokio::time::Instant;
 
 use super::client::ApiClient;
-use super::endpoint::{ApiEndpoint, report_path};
+use super::endpoint::ApiEndpoint;
 use super::error::ApiError;
 use super::model::ScanProfileReport;
 use crate::config::{ProfileEndpoint, ProfileTarget};
@@ -112,8 +112,11 @@ impl ApiClient {
         target: &ProfileTarget,
         deadline: Instant,
     ) -> Result<ScanProfileReport, ApiError> {
-        let path = report_path(path, &target.customer_id, &target.profile_id);
-        let url = self.report_urls.get_or_build(&path, || self.url(&path));
+        let url =
+            self.report_urls
+                .get_or_build(path, &target.customer_id, &target.profile_id, |path| {
+                    self.url(path)
+                });
         self.call_with_retry(ApiEndpoint::SCAN_PROFILE, &url, None, deadline)
             .await
     }

@@ -11,13 +11,14 @@
 //! `NO_PROXY` rules: its `Proxy::system()`, the same rules
 //! [`Matcher::from_env`] reads) and the token requests.
 //!
-//! Imports only `avepoint::http` and `avepoint::deadline_body`.
+//! Imports only `avepoint::http`, `avepoint::deadline_body` and
+//! `avepoint::destination`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::deadline_body::DeadlineBody;
+use super::destination::Destination;
 use super::http::error_chain;
 
 /// The `User-Agent` of every call.
@@ -111,25 +113,6 @@ pub(super) enum Transport {
     Direct(Arc<DirectClient>),
     /// reqwest, because a proxy applies to the API's base URL.
     Proxied(reqwest::Client),
-}
-
-/// Where a call goes: its URL, and the same as hyper's `Uri`, parsed
-/// once (for every call it was 3 % of a scrape's instructions; a report's
-/// is kept built with its URL, `endpoint::ReportUrls`).
-#[derive(Debug, Clone)]
-pub(super) struct Destination {
-    /// The URL, for reqwest, messages and the response.
-    pub url: Url,
-    /// `None` if hyper cannot read it (the call then fails, saying why).
-    uri: Option<http::Uri>,
-}
-
-impl Destination {
-    /// `url`, parsed for hyper too.
-    pub(super) fn new(url: Url) -> Self {
-        let uri = http::Uri::try_from(url.as_str()).ok();
-        Self { url, uri }
-    }
 }
 
 /// One call to send.
@@ -288,7 +271,7 @@ fn direct_request(outgoing: &Outgoing<'_>) -> Result<http::Request<Full<Bytes>>,
         ),
         None => (Method::GET, Vec::new()),
     };
-    let uri = outgoing.to.uri.clone().ok_or_else(|| {
+    let uri = outgoing.to.uri().cloned().ok_or_else(|| {
         refused(format!(
             "cannot build the request: {} is no valid URI",
             outgoing.to.url
@@ -306,6 +289,9 @@ fn direct_request(outgoing: &Outgoing<'_>) -> Result<http::Request<Full<Bytes>>,
     headers.insert(CONTENT_TYPE, JSON);
     headers.insert(ACCEPT, JSON);
     headers.insert(AUTHORIZATION, outgoing.authorization.clone());
+    if let Some(host) = outgoing.to.host() {
+        headers.insert(HOST, host.clone());
+    }
     Ok(request)
 }
 
@@ -476,5 +462,8 @@ mod tests {
         ] {
             assert!(head.contains(header), "{header:?} missing in {head}");
         }
+        // One Host header, ours, as hyper would have written it.
+        assert_eq!(head.matches("\r\nhost: ").count(), 1, "{head}");
+        assert!(head.contains(&format!("\r\nhost: {address}\r\n")), "{head}");
     }
 }
