@@ -113,24 +113,40 @@ class Run:
                     proc.kill()
 
 
-def cpu_figure(run):
+def cpu_samples(binary, config_file, secret, profiles, scrapes, accept, procs=None):
+    """Start `binary` on `config_file`, scrape it once cold, let it settle
+    2 s, then measure `scrapes` warm scrapes one by one: the `up` lines of
+    the cold scrape, each warm scrape's CPU per profile (us) and the peak
+    RSS (MiB). The exporter is stopped at the end (or added to `procs`)."""
     port = free_port()
     exporter = subprocess.Popen(
-        [run.binary, "--config.file", run.config_file, "--web.listen-address", "127.0.0.1:%d" % port],
-        env=dict(os.environ, AVEPOINT_CLIENT_SECRET=run.secret),
+        [binary, "--config.file", config_file, "--web.listen-address", "127.0.0.1:%d" % port],
+        env=dict(os.environ, AVEPOINT_CLIENT_SECRET=secret),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    run.procs.append(exporter)
-    wait_port(port)
-    up = scrape(port, run.accept).count(b"avepoint_scan_profile_up{")
-    time.sleep(2)
-    per_profile_us = []
-    for _ in range(run.scrapes):
-        before = run_time_ns(exporter.pid)
-        scrape(port, run.accept)
-        per_profile_us.append((run_time_ns(exporter.pid) - before) / run.profiles / 1e3)
+    try:
+        if procs is not None:
+            procs.append(exporter)
+        wait_port(port)
+        up = scrape(port, accept).count(b"avepoint_scan_profile_up{")
+        time.sleep(2)
+        per_profile_us = []
+        for _ in range(scrapes):
+            before = run_time_ns(exporter.pid)
+            scrape(port, accept)
+            per_profile_us.append((run_time_ns(exporter.pid) - before) / profiles / 1e3)
+        with open("/proc/%d/status" % exporter.pid) as f:
+            peak = [int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM")][0]
+        return up, per_profile_us, peak
+    finally:
+        if procs is None:
+            exporter.kill()
+            exporter.wait()
+
+
+def cpu_figure(run):
+    up, per_profile_us, peak = cpu_samples(
+        run.binary, run.config_file, run.secret, run.profiles, run.scrapes, run.accept, run.procs)
     per_profile_us.sort()
-    with open("/proc/%d/status" % exporter.pid) as f:
-        peak = [int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM")][0]
     return ("%d up lines; CPU per profile per scrape min %.1f median %.1f mean %.1f max %.1f us; "
             "peak RSS %.1f MiB" % (up, per_profile_us[0], per_profile_us[len(per_profile_us) // 2],
                                    sum(per_profile_us) / run.scrapes, per_profile_us[-1], peak))
