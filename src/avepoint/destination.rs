@@ -9,7 +9,7 @@ use url::Url;
 /// Where a call goes: its URL, and the same as hyper's `Uri`, parsed
 /// once (for every call it was 3 % of a scrape's instructions; a report's
 /// is kept built with its URL, `report_urls::ReportUrls`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Destination {
     /// The URL, for reqwest, messages and the response.
     pub url: Url,
@@ -42,9 +42,7 @@ impl Destination {
             });
         Self { url, uri, host }
     }
-}
 
-impl Destination {
     /// hyper's `Uri`; `None` if hyper cannot read the URL.
     pub(super) fn uri(&self) -> Option<&http::Uri> {
         self.uri.as_ref()
