@@ -11,11 +11,10 @@ within each round: the ratio holds where the absolute figures do not.
 One `simulate` (1,000 profiles, 10 per customer, zero latency) from
 --simulator (default: the last BIN, the newest build, whose simulator
 answers AvePoint's documented JSON), so every build reads the same report
-bodies; then, ROUNDS times
-(default 4), each BIN in the order given: started on the config the
-simulator printed (default settings), one cold scrape, 2 s to settle,
-SCRAPES (default 20) warm scrapes (Prometheus text, or OpenMetrics with
---openmetrics) measured one by one from
+bodies; then, ROUNDS times (default 4), each BIN in the order given:
+started on the config the simulator printed (default settings), one cold
+scrape, 2 s to settle, SCRAPES (default 20) warm scrapes (Prometheus
+text, or OpenMetrics with --openmetrics) measured one by one from
 /proc/PID/task/*/schedstat, as cpu_per_scrape.py does. Prints each run's
 min and median per profile, then per BIN the median of its run medians
 and its ratio to the first BIN's. Everything on 127.0.0.1.

@@ -18,8 +18,9 @@ use crate::sync::lock;
 /// The most report URLs kept built, about 700 bytes each with their
 /// parsed `Uri` (2.8 MiB): a profile's is the same on every scrape, but
 /// discovery may bring new ids forever, and each MiB counts against the
-/// 64 MiB of the Kubernetes example. Beyond this many profiles the cache starts over within every
-/// round and saves nothing; it costs a copy per call.
+/// 64 MiB of the Kubernetes example. Beyond this many profiles the cache
+/// starts over within every round and saves nothing: every call builds
+/// its URL, as without it.
 const REPORT_URLS_MAX: usize = 4_096;
 
 /// Report URLs built before. Building one from text (`Url::set_path`,
@@ -132,6 +133,22 @@ mod tests {
             second.url.as_str(),
             "https://graph.example/base/partner/external/v3/general/customers/c/scan-profiles-v2/p2"
         );
+
+        // An id the URL has to percent-encode never matches its entry: it
+        // is built on every call, and built right.
+        let mut builds = 0;
+        for _ in 0..2 {
+            let odd = urls.get_or_build(v2, "c", "p 3", |path| {
+                builds += 1;
+                build(path)
+            });
+            assert!(
+                odd.url.as_str().ends_with("/scan-profiles-v2/p%203"),
+                "{}",
+                odd.url
+            );
+        }
+        assert_eq!(builds, 2);
 
         // Full, it starts over: never more than REPORT_URLS_MAX entries.
         for n in 0..REPORT_URLS_MAX + 5 {
